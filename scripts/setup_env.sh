@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Creates .venv in the repository (idempotent) with the pinned torch and sg2-container installed
+# in editable mode. Usage: scripts/setup_env.sh [extra, e.g. test]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+# torch first and pinned: an unpinned resolution would pull a different multi-GB build.
+if ! .venv/bin/python -c 'import torch, torchvision' >/dev/null 2>&1; then
+    .venv/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
+fi
+spec="."
+[ -n "$extras" ] && spec=".[$extras]"
+# No build isolation: setup.py must see the venv's torch to decide on the CUDA build.
+.venv/bin/pip install --quiet --no-build-isolation -e "$spec"

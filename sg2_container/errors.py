@@ -1,0 +1,9 @@
+"""Errors that are the user's to fix (bad input, bad files), as opposed to bugs.
+
+Entry points turn a UserError into a short message and a non-zero exit; anything else keeps
+its traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input from the user: the message says what was wrong and what is allowed."""
