@@ -1,0 +1,35 @@
+"""StyleGAN2 custom ops: upfirdn2d, bias_act, conv2d_resample, conv2d_gradfix, fma.
+
+Each op has one dispatch point (stylegan2_ops._backend) that picks the compiled CUDA kernels
+when they are available and usable, else the pure-PyTorch reference path. `SG2_OPS` or an
+`impl=` argument forces a path.
+"""
+from stylegan2_ops import conv2d_gradfix
+from stylegan2_ops._backend import describe as describe_backend
+from stylegan2_ops.bias_act import ACTIVATIONS, BiasAct, bias_act
+from stylegan2_ops.conv2d_resample import conv2d_resample
+from stylegan2_ops.fma import fma
+from stylegan2_ops.upfirdn2d import (
+    UpFirDn2d,
+    downsample2d,
+    filter2d,
+    setup_filter,
+    upfirdn2d,
+    upsample2d,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "BiasAct",
+    "UpFirDn2d",
+    "bias_act",
+    "conv2d_gradfix",
+    "conv2d_resample",
+    "describe_backend",
+    "downsample2d",
+    "filter2d",
+    "fma",
+    "setup_filter",
+    "upfirdn2d",
+    "upsample2d",
+]

@@ -1,0 +1,112 @@
+"""2-D convolution fused with FIR-filtered up/down-sampling.
+
+Defined as: upfirdn2d(x, f, up, padding, gain=up^2) -> conv (stride 1, no padding) ->
+upfirdn2d(f, down), with `padding` applied once. The code picks cheaper equivalent orderings
+(strided and transposed convs) that give the same result, since filters and convs commute.
+"""
+from __future__ import annotations
+
+import torch
+
+from stylegan2_ops import conv2d_gradfix
+from stylegan2_ops.upfirdn2d import Padding, filter_size, parse_padding, upfirdn2d
+
+
+def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True):
+    """conv2d (flip_weight=True: correlation) or its true-convolution twin.
+
+    conv_transpose2d is a true convolution natively, so the flip rule is inverted there.
+    """
+    if flip_weight == transpose:
+        w = w.flip([2, 3])
+    if transpose:
+        return conv2d_gradfix.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
+    return conv2d_gradfix.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+
+
+def _transpose_weight(w: torch.Tensor, groups: int) -> torch.Tensor:
+    """[out, in/g, kh, kw] -> conv_transpose2d's [in, out/g, kh, kw]."""
+    out_channels, in_per_group, kh, kw = w.shape
+    w = w.reshape(groups, out_channels // groups, in_per_group, kh, kw)
+    return w.transpose(1, 2).reshape(groups * in_per_group, out_channels // groups, kh, kw)
+
+
+def conv2d_resample(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    f: torch.Tensor | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: Padding = 0,
+    groups: int = 1,
+    flip_weight: bool = True,
+    flip_filter: bool = False,
+) -> torch.Tensor:
+    """x: [N, C_in, H, W]; w: [C_out, C_in / groups, kh, kw]; f: resampling filter (float32).
+
+    flip_weight=True computes a correlation (torch's conv2d); False a true convolution, which
+    the networks' upsampling layers use.
+    """
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"x and w must be 4-D, got {list(x.shape)} and {list(w.shape)}")
+    if x.shape[1] != w.shape[1] * groups or w.shape[0] % groups:
+        raise ValueError(
+            f"channels do not match: x {list(x.shape)}, w {list(w.shape)}, groups {groups}"
+        )
+    if f is not None and (f.ndim not in (1, 2) or f.dtype != torch.float32):
+        raise ValueError(f"f must be None or a float32 1-D/2-D filter, got {f.dtype} {list(f.shape)}")
+    if not (isinstance(up, int) and isinstance(down, int) and up >= 1 and down >= 1):
+        raise ValueError(f"up and down must be ints >= 1, got up={up!r} down={down!r}")
+    kh, kw = int(w.shape[2]), int(w.shape[3])
+    fw, fh = filter_size(f)
+    px0, px1, py0, py1 = parse_padding(padding)
+
+    # The resampling filters need their own padding on top of the user's.
+    if up > 1:
+        px0 += (fw + up - 1) // 2
+        px1 += (fw - up) // 2
+        py0 += (fh + up - 1) // 2
+        py1 += (fh - up) // 2
+    if down > 1:
+        px0 += (fw - down + 1) // 2
+        px1 += (fw - down) // 2
+        py0 += (fh - down + 1) // 2
+        py1 += (fh - down) // 2
+    pads = [px0, px1, py0, py1]
+
+    # 1x1 conv is a per-pixel channel mix, so it commutes with the resampling.
+    if kw == 1 and kh == 1 and down > 1 and up == 1:
+        x = upfirdn2d(x, f, down=down, padding=pads, flip_filter=flip_filter)
+        return _conv(x, w, groups=groups, flip_weight=flip_weight)
+    if kw == 1 and kh == 1 and up > 1 and down == 1:
+        x = _conv(x, w, groups=groups, flip_weight=flip_weight)
+        return upfirdn2d(x, f, up=up, padding=pads, gain=up**2, flip_filter=flip_filter)
+
+    # Downsampling: filter first, then a strided conv does conv + subsampling at once.
+    if down > 1 and up == 1:
+        x = upfirdn2d(x, f, padding=pads, flip_filter=flip_filter)
+        return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight)
+
+    # Upsampling: a strided transposed conv does zero insertion + conv; then filter.
+    if up > 1:
+        w = _transpose_weight(w, groups)
+        px0 -= kw - 1
+        px1 -= kw - up
+        py0 -= kh - 1
+        py1 -= kh - up
+        crop_x = max(min(-px0, -px1), 0)
+        crop_y = max(min(-py0, -py1), 0)
+        x = _conv(x, w, stride=up, padding=[crop_y, crop_x], groups=groups, transpose=True,
+                  flip_weight=flip_weight)
+        x = upfirdn2d(x, f, padding=[px0 + crop_x, px1 + crop_x, py0 + crop_y, py1 + crop_y],
+                      gain=up**2, flip_filter=flip_filter)
+        if down > 1:
+            x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
+        return x
+
+    # Plain conv: torch pads symmetrically itself.
+    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
+        return _conv(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
+
+    x = upfirdn2d(x, None, padding=pads)
+    return _conv(x, w, groups=groups, flip_weight=flip_weight)

@@ -1,0 +1,206 @@
+"""Upsample, pad, FIR-filter and downsample a batch of images in one op.
+
+The networks resample with a small low-pass FIR filter ([1,3,3,1]) around every resolution
+change; expressing all of it as one op lets a compiled kernel fuse the steps. The reference path
+below is plain PyTorch, differentiable to any order.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+import torch.nn.functional as F
+
+from stylegan2_ops import _backend
+
+Scaling = Union[int, Sequence[int]]
+Padding = Union[int, Sequence[int]]
+
+
+def parse_scaling(scaling: Scaling) -> tuple[int, int]:
+    """`up`/`down` as (x, y) factors, each an int >= 1."""
+    if isinstance(scaling, int):
+        scaling = [scaling, scaling]
+    valid = (
+        isinstance(scaling, (list, tuple))
+        and len(scaling) == 2
+        and all(isinstance(s, int) and s >= 1 for s in scaling)
+    )
+    if not valid:
+        raise ValueError(f"resampling factor must be an int >= 1 or [x, y] of them, got {scaling!r}")
+    sx, sy = scaling
+    return sx, sy
+
+
+def parse_padding(padding: Padding) -> tuple[int, int, int, int]:
+    """Padding as (x_before, x_after, y_before, y_after); negative values crop."""
+    if isinstance(padding, int):
+        padding = [padding, padding]
+    padding = [int(p) for p in padding]
+    if len(padding) == 2:
+        px, py = padding
+        return px, px, py, py
+    if len(padding) == 4:
+        return tuple(padding)  # type: ignore[return-value]
+    raise ValueError(f"padding must be an int, [x, y] or [x0, x1, y0, y1], got {padding!r}")
+
+
+def filter_size(f: torch.Tensor | None) -> tuple[int, int]:
+    """(width, height) of a filter; a 1-D filter is separable, so both equal its length."""
+    if f is None:
+        return 1, 1
+    if f.ndim == 2:
+        return int(f.shape[1]), int(f.shape[0])
+    if f.ndim == 1:
+        return int(f.shape[0]), int(f.shape[0])
+    raise ValueError(f"filter must be 1-D or 2-D, got shape {list(f.shape)}")
+
+
+def setup_filter(
+    f,
+    device: torch.device | str = "cpu",
+    normalize: bool = True,
+    flip_filter: bool = False,
+    gain: float = 1,
+    separable: bool | None = None,
+) -> torch.Tensor:
+    """Turns a list/array of taps into the float32 filter tensor the ops expect.
+
+    A 1-D list becomes the 2-D outer product unless it is long enough (>= 8 taps) to be cheaper
+    applied separably, or `separable` says otherwise.
+    """
+    if f is None:
+        f = 1
+    f = torch.as_tensor(f, dtype=torch.float32)
+    if f.ndim == 0:
+        f = f[None]
+    if f.ndim not in (1, 2) or f.numel() == 0:
+        raise ValueError(f"filter must be a non-empty 1-D or 2-D list of taps, got shape {list(f.shape)}")
+    if separable is None:
+        separable = f.ndim == 1 and f.numel() >= 8
+    if f.ndim == 1 and not separable:
+        f = torch.outer(f, f)
+    if normalize:
+        f = f / f.sum()
+    if flip_filter:
+        f = f.flip(list(range(f.ndim)))
+    f = f * (gain ** (f.ndim / 2))
+    return f.to(device=device)
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor | None,
+    up: Scaling = 1,
+    down: Scaling = 1,
+    padding: Padding = 0,
+    flip_filter: bool = False,
+    gain: float = 1,
+    impl: str | None = None,
+) -> torch.Tensor:
+    """Zero-insert upsample by `up`, pad, convolve with `f`, keep every `down`-th sample.
+
+    x: [N, C, H, W]; f: float32 [fh, fw], [taps] (separable) or None (identity).
+    Output width: (W * up_x + px0 + px1 - fw + down_x) // down_x, likewise for height.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError(f"x must be a 4-D tensor [N, C, H, W], got {getattr(x, 'shape', type(x))}")
+    if f is not None and (f.dtype != torch.float32 or f.ndim not in (1, 2)):
+        raise ValueError(f"filter must be a float32 1-D or 2-D tensor, got {f.dtype} {list(f.shape)}")
+    upx, upy = parse_scaling(up)
+    downx, downy = parse_scaling(down)
+    pads = parse_padding(padding)
+    fw, fh = filter_size(f)
+    out_w = (x.shape[3] * upx + pads[0] + pads[1] - fw + downx) // downx
+    out_h = (x.shape[2] * upy + pads[2] + pads[3] - fh + downy) // downy
+    if out_w < 1 or out_h < 1:
+        raise ValueError(
+            f"upfirdn2d output would be empty ({out_h}x{out_w}) for input {list(x.shape)}, "
+            f"filter {fh}x{fw}, up {up}, down {down}, padding {list(pads)}"
+        )
+    _backend.resolve(x, impl)
+    return _upfirdn2d_reference(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
+
+
+def _upfirdn2d_reference(x, f, up, down, pads, flip_filter, gain):
+    """Zero insertion, pad, depthwise conv, strided slice: differentiable to any order."""
+    upx, upy = up
+    downx, downy = down
+    px0, px1, py0, py1 = pads
+    batch, channels, height, width = x.shape
+    if f is None:
+        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+
+    if upx > 1 or upy > 1:
+        x = x.reshape(batch, channels, height, 1, width, 1)
+        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
+        x = x.reshape(batch, channels, height * upy, width * upx)
+
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
+
+    # Scale in float32 before the cast, as the filters are defined in float32.
+    f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
+    if not flip_filter:
+        f = f.flip(list(range(f.ndim)))  # conv2d correlates; flipping makes it a convolution
+    if f.ndim == 2:
+        x = F.conv2d(x, f[None, None].expand(channels, 1, *f.shape), groups=channels)
+    else:
+        x = F.conv2d(x, f[None, None, None, :].expand(channels, 1, 1, -1), groups=channels)
+        x = F.conv2d(x, f[None, None, :, None].expand(channels, 1, -1, 1), groups=channels)
+
+    if downx > 1 or downy > 1:
+        x = x[:, :, ::downy, ::downx]
+    return x
+
+
+def filter2d(x, f, padding: Padding = 0, flip_filter=False, gain=1, impl=None):
+    """Filters without changing the size (plus `padding` on each side)."""
+    px0, px1, py0, py1 = parse_padding(padding)
+    fw, fh = filter_size(f)
+    pads = [px0 + fw // 2, px1 + (fw - 1) // 2, py0 + fh // 2, py1 + (fh - 1) // 2]
+    return upfirdn2d(x, f, padding=pads, flip_filter=flip_filter, gain=gain, impl=impl)
+
+
+def upsample2d(x, f, up: Scaling = 2, padding: Padding = 0, flip_filter=False, gain=1, impl=None):
+    """Upsamples by `up` keeping the signal's energy (gain multiplied by up_x * up_y)."""
+    upx, upy = parse_scaling(up)
+    px0, px1, py0, py1 = parse_padding(padding)
+    fw, fh = filter_size(f)
+    pads = [
+        px0 + (fw + upx - 1) // 2,
+        px1 + (fw - upx) // 2,
+        py0 + (fh + upy - 1) // 2,
+        py1 + (fh - upy) // 2,
+    ]
+    return upfirdn2d(
+        x, f, up=(upx, upy), padding=pads, flip_filter=flip_filter, gain=gain * upx * upy, impl=impl
+    )
+
+
+def downsample2d(x, f, down: Scaling = 2, padding: Padding = 0, flip_filter=False, gain=1, impl=None):
+    """Low-pass filters, then keeps every `down`-th sample."""
+    downx, downy = parse_scaling(down)
+    px0, px1, py0, py1 = parse_padding(padding)
+    fw, fh = filter_size(f)
+    pads = [
+        px0 + (fw - downx + 1) // 2,
+        px1 + (fw - downx) // 2,
+        py0 + (fh - downy + 1) // 2,
+        py1 + (fh - downy) // 2,
+    ]
+    return upfirdn2d(
+        x, f, down=(downx, downy), padding=pads, flip_filter=flip_filter, gain=gain, impl=impl
+    )
+
+
+class UpFirDn2d(torch.nn.Module):
+    """Module form of upfirdn2d with the filter held as a buffer."""
+
+    def __init__(self, f, up: Scaling = 1, down: Scaling = 1, padding: Padding = 0, gain: float = 1):
+        super().__init__()
+        self.register_buffer("filter", setup_filter(f))
+        self.up, self.down, self.padding, self.gain = up, down, padding, gain
+
+    def forward(self, x):
+        return upfirdn2d(x, self.filter, self.up, self.down, self.padding, gain=self.gain)
