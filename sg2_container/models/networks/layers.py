@@ -1,0 +1,160 @@
+"""Building blocks shared by the generator and the discriminator.
+
+Weights are stored unscaled and multiplied by a constant gain at run time ("equalized learning
+rate"), so that Adam sees every layer at the same scale. Names and shapes of parameters follow
+the reference implementation, so published weights load without a mapping table.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from stylegan2_ops import bias_act, conv2d_resample, fma, setup_filter
+from stylegan2_ops.bias_act import activation as lookup_activation
+
+DEFAULT_RESAMPLE_FILTER = (1, 3, 3, 1)
+
+
+def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    """Scales each sample to unit root-mean-square along `dim`."""
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+def memory_format_for(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+class FullyConnectedLayer(torch.nn.Module):
+    """Dense layer with equalized learning rate; `lr_multiplier` slows the mapping network."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 activation: str = "linear", lr_multiplier: float = 1, bias_init: float = 0):
+        super().__init__()
+        lookup_activation(activation)
+        self.in_features, self.out_features = in_features, out_features
+        self.activation = activation
+        self.weight = torch.nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
+        self.bias = (
+            torch.nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        )
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = self.bias
+        if b is not None:
+            b = b.to(x.dtype)
+            if self.bias_gain != 1:
+                b = b * self.bias_gain
+        if self.activation == "linear" and b is not None:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return bias_act(x.matmul(w.t()), b, act=self.activation)
+
+    def extra_repr(self) -> str:
+        return f"in={self.in_features}, out={self.out_features}, activation={self.activation}"
+
+
+class Conv2dLayer(torch.nn.Module):
+    """Convolution with equalized learning rate, optional FIR up/down-sampling, bias, activation.
+
+    `trainable=False` (Freeze-D) keeps weight and bias as buffers under the same names.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
+                 activation: str = "linear", up: int = 1, down: int = 1,
+                 resample_filter=DEFAULT_RESAMPLE_FILTER, conv_clamp: float | None = None,
+                 channels_last: bool = False, trainable: bool = True):
+        super().__init__()
+        self.activation = activation
+        self.act_gain = lookup_activation(activation).default_gain
+        self.up, self.down = up, down
+        self.conv_clamp = conv_clamp
+        self.register_buffer("resample_filter", setup_filter(resample_filter))
+        self.padding = kernel_size // 2
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
+        weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size])
+        weight = weight.to(memory_format=memory_format_for(channels_last))
+        bias_tensor = torch.zeros([out_channels]) if bias else None
+        if trainable:
+            self.weight = torch.nn.Parameter(weight)
+            self.bias = torch.nn.Parameter(bias_tensor) if bias else None
+        else:
+            self.register_buffer("weight", weight)
+            self.register_buffer("bias", bias_tensor)
+
+    def forward(self, x: torch.Tensor, gain: float = 1) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        x = conv2d_resample(x, w.to(x.dtype), self.resample_filter, up=self.up, down=self.down,
+                            padding=self.padding, flip_weight=(self.up == 1))
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        b = self.bias.to(x.dtype) if self.bias is not None else None
+        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+    def extra_repr(self) -> str:
+        out_ch, in_ch, k, _ = self.weight.shape
+        return f"in={in_ch}, out={out_ch}, kernel={k}, up={self.up}, down={self.down}, act={self.activation}"
+
+
+def modulated_conv2d(
+    x: torch.Tensor,  # [N, in, H, W]
+    weight: torch.Tensor,  # [out, in, kh, kw]
+    styles: torch.Tensor,  # [N, in]
+    noise: torch.Tensor | None = None,  # broadcastable to [N, out, H', W']
+    up: int = 1,
+    down: int = 1,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+    demodulate: bool = True,
+    flip_weight: bool = True,
+    fused_modconv: bool = True,
+) -> torch.Tensor:
+    """StyleGAN2's style-modulated convolution, with optional demodulation.
+
+    Fused: one grouped conv with a per-sample weight (fast at inference). Unfused: scale the
+    activations instead, convolve with the shared weight, then demodulate (cheaper to train).
+    """
+    batch_size = x.shape[0]
+    out_channels, in_channels, kh, kw = weight.shape
+
+    # In half precision, pre-normalise so that the per-sample weights cannot overflow; the
+    # scale cancels out through demodulation.
+    if x.dtype == torch.float16 and demodulate:
+        weight = weight * (
+            1 / np.sqrt(in_channels * kh * kw)
+            / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)
+        )
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+
+    w = None
+    dcoefs = None
+    if demodulate or fused_modconv:
+        w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # [N, out, in, kh, kw]
+    if demodulate:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, out]
+    if demodulate and fused_modconv:
+        w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
+
+    if not fused_modconv:
+        x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, down=down,
+                            padding=padding, flip_weight=flip_weight)
+        if demodulate and noise is not None:
+            return fma(x, dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1), noise.to(x.dtype))
+        if demodulate:
+            return x * dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1)
+        if noise is not None:
+            return x + noise.to(x.dtype)
+        return x
+
+    # Fused: fold the batch into the channels and run one grouped convolution.
+    x = x.reshape(1, -1, *x.shape[2:])
+    w = w.reshape(-1, in_channels, kh, kw)
+    x = conv2d_resample(x, w.to(x.dtype), resample_filter, up=up, down=down, padding=padding,
+                        groups=batch_size, flip_weight=flip_weight)
+    x = x.reshape(batch_size, -1, *x.shape[2:])
+    if noise is not None:
+        x = x + noise.to(x.dtype)
+    return x

@@ -1,0 +1,220 @@
+"""Synthesis network: ws -> image, one block per resolution from 4x4 up to the output size."""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+
+from sg2_container.models.networks.layers import (
+    DEFAULT_RESAMPLE_FILTER,
+    Conv2dLayer,
+    FullyConnectedLayer,
+    memory_format_for,
+    modulated_conv2d,
+)
+from stylegan2_ops import bias_act, setup_filter, upsample2d
+from stylegan2_ops.bias_act import activation as lookup_activation
+
+ARCHITECTURES = ("orig", "skip", "resnet")
+NOISE_MODES = ("random", "const", "none")
+
+
+def check_resolution(resolution: int) -> int:
+    """Resolutions are powers of two >= 4; returns log2(resolution)."""
+    if not isinstance(resolution, int) or resolution < 4 or resolution & (resolution - 1):
+        raise ValueError(f"img_resolution must be a power of two >= 4, got {resolution!r}")
+    return int(math.log2(resolution))
+
+
+def check_architecture(architecture: str) -> None:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture {architecture!r} is not one of {', '.join(ARCHITECTURES)}")
+
+
+def fp16_min_resolution(img_resolution: int, num_fp16_res: int) -> int:
+    """The lowest resolution that runs in float16 (the top `num_fp16_res` ones do, never 4x4)."""
+    return max(2 ** (check_resolution(img_resolution) + 1 - num_fp16_res), 8)
+
+
+class SynthesisLayer(torch.nn.Module):
+    """Modulated 3x3 conv + per-pixel noise + bias + lrelu; optionally upsamples 2x first."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
+                 kernel_size: int = 3, up: int = 1, use_noise: bool = True,
+                 activation: str = "lrelu", resample_filter=DEFAULT_RESAMPLE_FILTER,
+                 conv_clamp: float | None = None, channels_last: bool = False):
+        super().__init__()
+        self.resolution, self.up, self.use_noise = resolution, up, use_noise
+        self.activation, self.conv_clamp = activation, conv_clamp
+        self.act_gain = lookup_activation(activation).default_gain
+        self.padding = kernel_size // 2
+        self.register_buffer("resample_filter", setup_filter(resample_filter))
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size])
+        self.weight = torch.nn.Parameter(weight.to(memory_format=memory_format_for(channels_last)))
+        if use_noise:
+            self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+            self.noise_strength = torch.nn.Parameter(torch.zeros([]))
+        self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random",
+                fused_modconv: bool = True, gain: float = 1) -> torch.Tensor:
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode {noise_mode!r} is not one of {', '.join(NOISE_MODES)}")
+        styles = self.affine(w)
+        noise = None
+        if self.use_noise and noise_mode == "random":
+            shape = [x.shape[0], 1, self.resolution, self.resolution]
+            noise = torch.randn(shape, device=x.device) * self.noise_strength
+        elif self.use_noise and noise_mode == "const":
+            noise = self.noise_const * self.noise_strength
+        x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
+                             resample_filter=self.resample_filter, flip_weight=(self.up == 1),
+                             fused_modconv=fused_modconv)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain,
+                        clamp=clamp)
+
+
+class ToRGBLayer(torch.nn.Module):
+    """Modulated 1x1 conv (no demodulation, no noise) from features to image channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
+                 conv_clamp: float | None = None, channels_last: bool = False):
+        super().__init__()
+        self.conv_clamp = conv_clamp
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        weight = torch.randn([out_channels, in_channels, kernel_size, kernel_size])
+        self.weight = torch.nn.Parameter(weight.to(memory_format=memory_format_for(channels_last)))
+        self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
+        styles = self.affine(w) * self.weight_gain
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+
+
+class SynthesisBlock(torch.nn.Module):
+    """One resolution: (const | conv0 up 2x) -> conv1 -> torgb, by architecture."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
+                 img_channels: int, is_last: bool, architecture: str = "skip",
+                 resample_filter=DEFAULT_RESAMPLE_FILTER, conv_clamp: float | None = None,
+                 use_fp16: bool = False, fp16_channels_last: bool = False, **layer_kwargs):
+        super().__init__()
+        check_architecture(architecture)
+        self.in_channels, self.resolution, self.is_last = in_channels, resolution, is_last
+        self.architecture, self.use_fp16 = architecture, use_fp16
+        self.channels_last = use_fp16 and fp16_channels_last
+        self.register_buffer("resample_filter", setup_filter(resample_filter))
+        self.num_conv = 0
+        self.num_torgb = 0
+
+        if in_channels == 0:
+            self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2,
+                                        resample_filter=resample_filter, conv_clamp=conv_clamp,
+                                        channels_last=self.channels_last, **layer_kwargs)
+            self.num_conv += 1
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution,
+                                    conv_clamp=conv_clamp, channels_last=self.channels_last,
+                                    **layer_kwargs)
+        self.num_conv += 1
+        if is_last or architecture == "skip":
+            self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp,
+                                    channels_last=self.channels_last)
+            self.num_torgb += 1
+        if in_channels != 0 and architecture == "resnet":
+            self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
+                                    resample_filter=resample_filter,
+                                    channels_last=self.channels_last)
+
+    def forward(self, x, img, ws, force_fp32: bool = False, fused_modconv: bool | None = None,
+                **layer_kwargs):
+        """ws: [N, num_conv + num_torgb, w_dim]; returns (features, image so far)."""
+        w_iter = iter(ws.unbind(dim=1))
+        dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
+        memory_format = memory_format_for(self.channels_last and not force_fp32)
+        if fused_modconv is None:
+            fused_modconv = (not self.training) and (dtype == torch.float32 or ws.shape[0] == 1)
+
+        if self.in_channels == 0:
+            x = self.const.to(dtype=dtype, memory_format=memory_format)
+            x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+        elif self.architecture == "resnet":
+            x = x.to(dtype=dtype, memory_format=memory_format)
+            y = self.skip(x, gain=np.sqrt(0.5))
+            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, gain=np.sqrt(0.5),
+                           **layer_kwargs)
+            x = y + x
+        else:
+            x = x.to(dtype=dtype, memory_format=memory_format)
+            x = self.conv0(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+            x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
+
+        if img is not None:
+            img = upsample2d(img, self.resample_filter)
+        if self.is_last or self.architecture == "skip":
+            y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
+            y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+            img = img + y if img is not None else y
+        return x, img
+
+
+class SynthesisNetwork(torch.nn.Module):
+    """Blocks b4 ... b{img_resolution}; consumes ws [N, num_ws, w_dim]."""
+
+    def __init__(self, w_dim: int, img_resolution: int, img_channels: int,
+                 channel_base: int = 32768, channel_max: int = 512, num_fp16_res: int = 0,
+                 **block_kwargs):
+        super().__init__()
+        self.init_kwargs = copy.deepcopy(dict(
+            w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
+            channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res,
+            **block_kwargs))
+        log2_res = check_resolution(img_resolution)
+        if img_channels < 1:
+            raise ValueError(f"img_channels must be >= 1, got {img_channels}")
+        self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
+        self.block_resolutions = [2**i for i in range(2, log2_res + 1)]
+        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        if min(channels.values()) < 1:
+            raise ValueError(f"channel_base={channel_base} gives blocks with no channels at "
+                             f"{img_resolution}px; raise channel_base")
+        fp16_resolution = fp16_min_resolution(img_resolution, num_fp16_res)
+
+        self.num_ws = 0
+        for res in self.block_resolutions:
+            is_last = res == img_resolution
+            block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim, res,
+                                   img_channels, is_last, use_fp16=res >= fp16_resolution,
+                                   **block_kwargs)
+            self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
+            setattr(self, f"b{res}", block)
+
+    def blocks(self) -> list[SynthesisBlock]:
+        return [getattr(self, f"b{res}") for res in self.block_resolutions]
+
+    def forward(self, ws: torch.Tensor, **block_kwargs) -> torch.Tensor:
+        """ws [N, num_ws, w_dim] -> images [N, img_channels, R, R], float32, nominally [-1, 1]."""
+        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+            raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        ws = ws.to(torch.float32)
+        # Each block's torgb shares its w with the next block's first conv.
+        block_ws, w_idx = [], 0
+        for block in self.blocks():
+            block_ws.append(ws.narrow(1, w_idx, block.num_conv + block.num_torgb))
+            w_idx += block.num_conv
+        x = img = None
+        for block, cur_ws in zip(self.blocks(), block_ws):
+            x, img = block(x, img, cur_ws, **block_kwargs)
+        return img
+
+    def extra_repr(self) -> str:
+        return f"w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}"
