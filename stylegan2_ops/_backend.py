@@ -43,9 +43,9 @@ def kernel_status() -> KernelStatus:
         else:
             status = KernelStatus(True, "prebuilt CUDA extension loaded", module)
     if status.available:
-        logger.info("stylegan2_ops: CUDA kernels active (%s)", status.reason)
+        logger.info("CUDA kernels active (%s)", status.reason)
     else:
-        logger.info("stylegan2_ops: reference PyTorch path active (%s)", status.reason)
+        logger.info("reference PyTorch path active (%s)", status.reason)
     return status
 
 

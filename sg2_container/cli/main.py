@@ -4,17 +4,23 @@ import logging
 import click
 
 from sg2_container import __version__
-from sg2_container.cli import data_commands, model_commands
+from sg2_container.cli import data_commands, inference_commands, model_commands, system_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sg2")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.option("-v", "--verbose", count=True, help="More log output (-v: debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(verbose: int, quiet: bool) -> None:
     """sg2-container: train and run StyleGAN2-ADA, locally or on Amazon SageMaker."""
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+system_commands.register(cli)
 model_commands.register(cli)
+inference_commands.register(cli)
 data_commands.register(cli)
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,139 @@
+"""Generator throughput and a G+D training step, with peak memory.
+
+- G_ema generation (eval, const noise, no grad) at batch 1 and 8 for a preset/resolution, next
+  to a straightforward baseline: the same network with conv2d_resample evaluated literally by its
+  definition (zero-insertion upsampling, full-size filtering, then the conv), which is what an
+  implementation without the fused orderings does.
+- One training step of G and D (non-saturating loss, R1 on reals, Adam) for a small preset.
+
+Usage: python -m bench.models [--device cuda] [--cfg paper256 --res 256] [--train-cfg cifar]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+from bench.timing import machine_description, peak_rss_gib, time_call
+from sg2_container.models.networks import Discriminator, Generator
+from sg2_container.models.networks import layers as network_layers
+from sg2_container.options import network_kwargs, resolve_preset
+from stylegan2_ops.upfirdn2d import filter_size, parse_padding, upfirdn2d
+
+
+def conv2d_resample_by_definition(x, w, f=None, up=1, down=1, padding=0, groups=1,
+                                  flip_weight=True, flip_filter=False):
+    """The literal definition: upfirdn2d(up) -> conv -> upfirdn2d(down)."""
+    fw, fh = filter_size(f)
+    px0, px1, py0, py1 = parse_padding(padding)
+    if up > 1:
+        px0, px1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2
+        py0, py1 = py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
+    if down > 1:
+        px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
+        py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
+    x = upfirdn2d(x, f if up > 1 else None, up=up, padding=[px0, px1, py0, py1], gain=up**2,
+                  flip_filter=flip_filter)
+    x = F.conv2d(x, w if flip_weight else w.flip([2, 3]), groups=groups)
+    if down > 1:
+        x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
+    return x
+
+
+@contextlib.contextmanager
+def straightforward_resampling():
+    original = network_layers.conv2d_resample
+    network_layers.conv2d_resample = conv2d_resample_by_definition
+    try:
+        yield
+    finally:
+        network_layers.conv2d_resample = original
+
+
+def reset_peak(device):
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device) -> str:
+    if device.type == "cuda":
+        return f"peak GPU mem {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+    return f"peak RSS {peak_rss_gib():.2f} GiB (process so far)"
+
+
+def bench_generation(args, device):
+    preset = resolve_preset(args.cfg, args.res)
+    G_kwargs, _ = network_kwargs(preset, args.res, fp32=device.type != "cuda")
+    G = Generator(**G_kwargs).eval().requires_grad_(False).to(device)
+    print(f"## G_ema generation, cfg {args.cfg} @ {args.res}px, "
+          f"{'fp16 top blocks' if device.type == 'cuda' else 'fp32'}")
+    for batch in (1, 8):
+        z = torch.randn([batch, G.z_dim], device=device)
+        c = torch.zeros([batch, G.c_dim], device=device)
+        run = lambda: G(z, c, noise_mode="const")  # noqa: E731
+        reset_peak(device)
+        ours = time_call(run, device, warmup=1, repeat=args.repeat)
+        print(f"ours          batch {batch}: {ours * 1e3:9.1f} ms/batch  {batch / ours:8.2f} img/s  "
+              f"{peak_memory(device)}", flush=True)
+        with straightforward_resampling():
+            base = time_call(run, device, warmup=1, repeat=args.repeat)
+        print(f"straightforward batch {batch}: {base * 1e3:7.1f} ms/batch  {batch / base:8.2f} img/s  "
+              f"(ours is {base / ours:.2f}x)", flush=True)
+
+
+def bench_train_step(args, device):
+    preset = resolve_preset(args.train_cfg, args.train_res)
+    G_kwargs, D_kwargs = network_kwargs(preset, args.train_res, fp32=device.type != "cuda")
+    G = Generator(**G_kwargs).train().to(device)
+    D = Discriminator(**D_kwargs).train().to(device)
+    opt_G = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99), eps=1e-8)
+    opt_D = torch.optim.Adam(D.parameters(), lr=0.002, betas=(0.0, 0.99), eps=1e-8)
+    batch = args.train_batch
+    reals = torch.randn([batch, 3, args.train_res, args.train_res], device=device)
+    c = torch.zeros([batch, 0], device=device)
+
+    def step():
+        z = torch.randn([batch, G.z_dim], device=device)
+        opt_G.zero_grad(set_to_none=True)
+        F.softplus(-D(G(z, c), c)).mean().backward()
+        opt_G.step()
+        opt_D.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            fakes = G(z, c)
+        real = reals.detach().requires_grad_(True)
+        real_logits = D(real, c)
+        (r1_grads,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+        r1 = r1_grads.square().sum([1, 2, 3]).mean() * (preset.gamma / 2)
+        (F.softplus(D(fakes, c)).mean() + F.softplus(-real_logits).mean() + r1).backward()
+        opt_D.step()
+
+    reset_peak(device)
+    seconds = time_call(step, device, warmup=1, repeat=args.repeat)
+    print(f"## G+D train step (Gmain, Dmain, R1), cfg {args.train_cfg} @ {args.train_res}px, "
+          f"batch {batch}: {seconds * 1e3:.1f} ms/step, {seconds / batch * 1e3:.2f} s/kimg, "
+          f"{peak_memory(device)}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--cfg", default="paper256")
+    parser.add_argument("--res", type=int, default=256)
+    parser.add_argument("--train-cfg", default="cifar")
+    parser.add_argument("--train-res", type=int, default=32)
+    parser.add_argument("--train-batch", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-train", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    print(f"# device: {machine_description(device)}")
+    bench_generation(args, device)
+    if not args.skip_train:
+        bench_train_step(args, device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Small timing helpers shared by the benchmarks (CPU and CUDA aware)."""
+from __future__ import annotations
+
+import platform
+import resource
+import statistics
+import subprocess
+import time
+from typing import Callable
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 2, repeat: int = 5,
+              min_seconds: float = 0.0) -> float:
+    """Median seconds per call after warm-up; repeats until `min_seconds` have passed."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    samples = []
+    start_all = time.perf_counter()
+    while len(samples) < repeat or time.perf_counter() - start_all < min_seconds:
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def machine_description(device: torch.device) -> str:
+    """One line naming the hardware, for docs/benchmarks.md."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
+            if line.startswith("Model name:"):
+                cpu = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"

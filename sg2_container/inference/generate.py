@@ -1,0 +1,81 @@
+"""Images from a generator for a list of seeds (the reference's generate tool, batched)."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from sg2_container.errors import UserError
+from sg2_container.inference.images import save_image, to_uint8
+
+log = logging.getLogger(__name__)
+
+NOISE_MODES = ("const", "random", "none")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GenerateOptions:
+    """What to generate; validated here, once."""
+
+    seeds: tuple[int, ...]
+    truncation_psi: float = 1.0
+    noise_mode: str = "const"
+    class_idx: int | None = None
+    batch_size: int = 8
+
+    def __post_init__(self):
+        if not self.seeds:
+            raise UserError("seeds: at least one seed is needed")
+        if self.noise_mode not in NOISE_MODES:
+            raise UserError(f"noise_mode {self.noise_mode!r} is not one of {', '.join(NOISE_MODES)}")
+        if self.batch_size < 1:
+            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def latents_for_seed(seed: int, z_dim: int) -> np.ndarray:
+    """z [1, z_dim] as the reference draws it, so the same seed gives the same image."""
+    return np.random.RandomState(seed).randn(1, z_dim)
+
+
+def class_labels(G, class_idx: int | None, count: int, device) -> torch.Tensor:
+    """One-hot labels for a conditional G; a clear error when the class is missing or wrong."""
+    labels = torch.zeros([count, G.c_dim], device=device)
+    if G.c_dim == 0:
+        if class_idx is not None:
+            log.warning("--class=%d ignored: the network is unconditional", class_idx)
+        return labels
+    if class_idx is None:
+        raise UserError(f"the network is conditional ({G.c_dim} classes): pass --class 0..{G.c_dim - 1}")
+    if not 0 <= class_idx < G.c_dim:
+        raise UserError(f"--class={class_idx} is out of range: the network has classes 0..{G.c_dim - 1}")
+    labels[:, class_idx] = 1
+    return labels
+
+
+@torch.no_grad()
+def generate(G, options: GenerateOptions, device) -> Iterator[tuple[int, np.ndarray]]:
+    """Yields (seed, uint8 [H, W, C]) in seed order, rendering `batch_size` seeds at a time."""
+    seeds = list(options.seeds)
+    for start in range(0, len(seeds), options.batch_size):
+        batch_seeds = seeds[start:start + options.batch_size]
+        z = np.concatenate([latents_for_seed(s, G.z_dim) for s in batch_seeds])
+        z = torch.from_numpy(z).to(device=device, dtype=torch.float32)
+        c = class_labels(G, options.class_idx, len(batch_seeds), device)
+        images = G(z, c, truncation_psi=options.truncation_psi, noise_mode=options.noise_mode)
+        yield from zip(batch_seeds, to_uint8(images))
+
+
+def generate_to_folder(G, options: GenerateOptions, outdir: Path, device) -> list[Path]:
+    """Writes seed{seed:04d}.png files (the reference's names); returns their paths."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for seed, image in generate(G, options, device):
+        path = outdir / f"seed{seed:04d}.png"
+        save_image(image, path)
+        written.append(path)
+        log.info("wrote %s", path)
+    return written

@@ -1,0 +1,55 @@
+"""Facts about the running process: devices, versions. Imports torch, so use lazily."""
+from __future__ import annotations
+
+import platform
+
+import torch
+
+from sg2_container import __version__
+from sg2_container.errors import UserError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks the first GPU when there is one; an unusable choice is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s) visible")
+    elif device.type != "cpu":
+        raise UserError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def environment_report() -> dict[str, object]:
+    """What `sg2 info` prints: versions, devices, and which op implementation runs."""
+    import numpy
+
+    from stylegan2_ops import describe_backend
+
+    report: dict[str, object] = {
+        "sg2-container": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch CUDA build": torch.version.cuda or "none (CPU-only build)",
+        "numpy": numpy.__version__,
+        "CPU threads": torch.get_num_threads(),
+        "CUDA available": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        report["GPUs"] = [
+            f"{i}: {torch.cuda.get_device_name(i)} (sm_{''.join(map(str, torch.cuda.get_device_capability(i)))})"
+            for i in range(torch.cuda.device_count())
+        ]
+    ops = describe_backend()
+    report["ops requested ($SG2_OPS)"] = ops["requested"]
+    report["ops active"] = ops["active"]
+    report["ops kernels"] = ops["kernels"]
+    return report
