@@ -64,16 +64,16 @@ def resolve(x: torch.Tensor, impl: str | None = None) -> str:
     'cuda' forced on a CPU tensor or without kernels is an error, not a silent fallback.
     """
     choice = requested_impl(impl)
+    status = kernel_status()  # first call logs which path is active, once per process
     if choice == "reference":
         return "reference"
     if choice == "cuda":
         if x.device.type != "cuda":
             raise RuntimeError(f"impl 'cuda' was forced but the tensor is on {x.device}")
-        status = kernel_status()
         if not status.available:
             raise RuntimeError(f"impl 'cuda' was forced but the kernels are unusable: {status.reason}")
         return "cuda"
-    if x.device.type == "cuda" and kernel_status().available:
+    if x.device.type == "cuda" and status.available:
         return "cuda"
     return "reference"
 
