@@ -106,3 +106,207 @@ def network_kwargs(preset: Preset, resolution: int, img_channels: int = 3, c_dim
     if preset.d_architecture != "resnet":
         D_kwargs["architecture"] = preset.d_architecture
     return G_kwargs, D_kwargs
+
+
+AUG_MODES = ("ada", "noaug", "fixed")
+AUGPIPE_NAMES = ("blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf",
+                 "bgcfn", "bgcfnc")
+METRIC_NAMES = ("none",)
+PUBLISHED_RESUME = {
+    "ffhq256": "ffhq-res256-mirror-paper256-noaug.pkl",
+    "ffhq512": "ffhq-res512-mirror-stylegan2-noaug.pkl",
+    "ffhq1024": "ffhq-res1024-mirror-stylegan2-noaug.pkl",
+    "celebahq256": "celebahq-res256-mirror-paper256-kimg100000-ada-target0.5.pkl",
+    "lsundog256": "lsundog-res256-paper256-kimg100000-noaug.pkl",
+}
+
+
+def _fail(field: str, value, allowed: str) -> None:
+    raise UserError(f"{field}={value!r} is not allowed: {allowed}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainingOptions:
+    """Everything `sg2 train` accepts (the reference's names), validated once, here.
+
+    None means "take the preset's value". kimg accepts fractions for short smoke runs.
+    """
+
+    data: str
+    outdir: str
+    gpus: int = 1
+    snap: int = 50
+    metrics: tuple[str, ...] = ()
+    seed: int = 0
+    cond: bool = False
+    subset: int | None = None
+    mirror: bool = False
+    cfg: str = "auto"
+    gamma: float | None = None
+    kimg: float | None = None
+    batch: int | None = None
+    batch_gpu: int | None = None
+    aug: str = "ada"
+    p: float | None = None
+    target: float | None = None
+    augpipe: str | None = None
+    resume: str | None = None
+    freezed: int = 0
+    fp32: bool = False
+    nhwc: bool = False
+    nobench: bool = False
+    allow_tf32: bool = False
+    workers: int = 3
+    cbase: int | None = None
+    cmax: int | None = None
+    map: int | None = None
+    keep: int = 3
+    kimg_per_tick: float = 4.0
+    device: str = "auto"
+
+    def __post_init__(self):
+        def positive_int(name, value, minimum=1):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
+                _fail(name, value, f"an integer >= {minimum}")
+
+        if not self.data:
+            _fail("data", self.data, "a dataset zip or folder")
+        if not self.outdir:
+            _fail("outdir", self.outdir, "a folder for checkpoints, snapshots and logs")
+        positive_int("gpus", self.gpus)
+        if self.gpus & (self.gpus - 1):
+            _fail("gpus", self.gpus, "a power of two (1, 2, 4, 8)")
+        positive_int("snap", self.snap)
+        for metric in self.metrics:
+            if metric not in METRIC_NAMES:
+                _fail("metrics", metric, "'none' (metrics need detector files; not in this build)")
+        positive_int("seed", self.seed, 0)
+        positive_int("subset", self.subset)
+        if self.cfg not in CFG_NAMES:
+            _fail("cfg", self.cfg, f"one of {', '.join(CFG_NAMES)}{closest(self.cfg, CFG_NAMES)}")
+        if self.gamma is not None and not self.gamma >= 0:
+            _fail("gamma", self.gamma, "a number >= 0")
+        if self.kimg is not None and not self.kimg > 0:
+            _fail("kimg", self.kimg, "a number > 0 (thousands of real images shown; fractions allowed)")
+        positive_int("batch", self.batch)
+        if self.batch is not None and self.batch % self.gpus:
+            _fail("batch", self.batch, f"a multiple of gpus={self.gpus}")
+        positive_int("batch_gpu", self.batch_gpu)
+        if self.aug not in AUG_MODES:
+            _fail("aug", self.aug, f"one of {', '.join(AUG_MODES)}{closest(self.aug, AUG_MODES)}")
+        if self.p is not None:
+            if self.aug != "fixed":
+                _fail("p", self.p, "only with aug='fixed'")
+            if not 0 <= self.p <= 1:
+                _fail("p", self.p, "a probability in [0, 1]")
+        elif self.aug == "fixed":
+            _fail("p", self.p, "a probability in [0, 1]: aug='fixed' needs p")
+        if self.target is not None:
+            if self.aug != "ada":
+                _fail("target", self.target, "only with aug='ada'")
+            if not 0 <= self.target <= 1:
+                _fail("target", self.target, "a number in [0, 1]")
+        if self.augpipe is not None:
+            if self.aug == "noaug":
+                _fail("augpipe", self.augpipe, "no augpipe with aug='noaug'")
+            if self.augpipe not in AUGPIPE_NAMES:
+                _fail("augpipe", self.augpipe,
+                      f"one of {', '.join(AUGPIPE_NAMES)}{closest(self.augpipe, AUGPIPE_NAMES)}")
+        positive_int("freezed", self.freezed, 0)
+        positive_int("workers", self.workers, 0)
+        positive_int("cbase", self.cbase)
+        positive_int("cmax", self.cmax)
+        positive_int("map", self.map)
+        positive_int("keep", self.keep)
+        if not self.kimg_per_tick > 0:
+            _fail("kimg_per_tick", self.kimg_per_tick, "a number > 0")
+
+    @property
+    def augpipe_name(self) -> str | None:
+        return None if self.aug == "noaug" else (self.augpipe or "bgc")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainingOptions":
+        """Rebuilds options saved with to_dict (tuples come back from JSON as lists)."""
+        values = dict(values)
+        if "metrics" in values:
+            values["metrics"] = tuple(values["metrics"])
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"unknown training option {unknown[0]!r}{closest(unknown[0], known)}")
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainingPlan:
+    """What the options come to once the dataset is known (resolution, channels, labels)."""
+
+    preset: Preset
+    total_kimg: float
+    batch_size: int
+    batch_gpu: int
+    num_gpus: int
+    G_kwargs: dict
+    D_kwargs: dict
+    G_lrate: float
+    D_lrate: float
+    loss_gamma: float
+    ema_kimg: float
+    ema_rampup: float | None
+    ada_target: float | None
+    ada_kimg: float
+    augment_p: float
+    G_reg_interval: int = 4
+    D_reg_interval: int = 16
+    ada_interval: int = 4
+
+    @property
+    def batch_per_gpu_step(self) -> int:
+        return self.batch_size // self.num_gpus
+
+    @property
+    def num_rounds(self) -> int:
+        """Gradient-accumulation rounds per step on each GPU."""
+        return self.batch_per_gpu_step // self.batch_gpu
+
+
+def make_plan(options: TrainingOptions, resolution: int, img_channels: int, c_dim: int,
+              num_gpus: int | None = None) -> TrainingPlan:
+    """Derives the run's settings as the reference's train.py does, plus our overrides."""
+    num_gpus = options.gpus if num_gpus is None else num_gpus
+    preset = resolve_preset(options.cfg, resolution, num_gpus)
+    batch_size = options.batch if options.batch is not None else preset.batch
+    batch_gpu = batch_size // num_gpus if options.batch is not None else preset.batch_gpu
+    if options.batch_gpu is not None:
+        batch_gpu = options.batch_gpu
+    batch_gpu = max(min(batch_gpu, batch_size // num_gpus), 1)
+    if batch_size % num_gpus or (batch_size // num_gpus) % batch_gpu:
+        raise UserError(f"batch={batch_size} cannot be split into {num_gpus} GPU(s) x rounds of "
+                        f"batch_gpu={batch_gpu}; choose batch as a multiple of gpus * batch_gpu")
+    if batch_gpu % min(preset.mbstd_group, batch_gpu):
+        raise UserError(f"batch_gpu={batch_gpu} is not divisible by the minibatch-std group "
+                        f"size {preset.mbstd_group}")
+    G_kwargs, D_kwargs = network_kwargs(
+        preset, resolution, img_channels, c_dim, fp32=options.fp32,
+        channel_base=options.cbase, channel_max=options.cmax or 512, map_layers=options.map)
+    if options.nhwc:
+        G_kwargs["synthesis_kwargs"]["fp16_channels_last"] = True
+        D_kwargs["block_kwargs"]["fp16_channels_last"] = True
+    if options.freezed:
+        D_kwargs["block_kwargs"]["freeze_layers"] = options.freezed
+    resuming = options.resume is not None
+    return TrainingPlan(
+        preset=preset,
+        total_kimg=options.kimg if options.kimg is not None else preset.kimg,
+        batch_size=batch_size, batch_gpu=batch_gpu, num_gpus=num_gpus,
+        G_kwargs=G_kwargs, D_kwargs=D_kwargs, G_lrate=preset.lrate, D_lrate=preset.lrate,
+        loss_gamma=options.gamma if options.gamma is not None else preset.gamma,
+        ema_kimg=preset.ema_kimg, ema_rampup=None if resuming else preset.ema_rampup,
+        ada_target=(options.target if options.target is not None else 0.6) if options.aug == "ada" else None,
+        ada_kimg=100 if resuming else 500,
+        augment_p=options.p if options.aug == "fixed" else 0.0,
+    )

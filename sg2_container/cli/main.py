@@ -4,7 +4,13 @@ import logging
 import click
 
 from sg2_container import __version__
-from sg2_container.cli import data_commands, inference_commands, model_commands, system_commands
+from sg2_container.cli import (
+    data_commands,
+    inference_commands,
+    model_commands,
+    system_commands,
+    train_commands,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -20,6 +26,7 @@ def cli(verbose: int, quiet: bool) -> None:
 system_commands.register(cli)
 model_commands.register(cli)
 inference_commands.register(cli)
+train_commands.register(cli)
 data_commands.register(cli)
 
 if __name__ == "__main__":

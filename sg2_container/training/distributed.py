@@ -1,0 +1,98 @@
+"""Collectives that are no-ops in a single process, and the per-GPU process launcher.
+
+Gradients are summed over every chunk of the global batch on every rank (a world-size
+independent definition: one process with k accumulation rounds computes the same sum as k
+processes with one round each).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessGroupInfo:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
+    if active():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when it is True on at least one (stop requests)."""
+    if not active():
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def all_gather_objects(obj) -> list:
+    if not active():
+        return [obj]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def sum_gradients_(params: list[torch.nn.Parameter]) -> None:
+    """Sums .grad over ranks in one flat all-reduce; missing grads count as zeros."""
+    if not params:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    if active():
+        flat = torch.cat([g.flatten() for g in grads])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        grads = [f.view_as(p) for f, p in zip(flat.split([p.numel() for p in params]), params)]
+    for param, grad in zip(params, grads):
+        param.grad = grad
+
+
+def init_process_group(rank: int, world_size: int, master_addr: str, master_port: int,
+                       device: torch.device, timeout_s: float = 1800) -> None:
+    """NCCL on GPUs, gloo on CPU; an explicit TCP rendezvous (no shared file system needed)."""
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(
+        backend=backend, init_method=f"tcp://{master_addr}:{master_port}", rank=rank,
+        world_size=world_size, timeout=datetime.timedelta(seconds=timeout_s),
+        **({"device_id": device} if device.type == "cuda" else {}),
+    )
+    log.info("rank %d/%d joined (%s via %s:%d)", rank, world_size, backend, master_addr, master_port)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def local_device(local_rank: int, use_cuda: bool) -> torch.device:
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))

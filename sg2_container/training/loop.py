@@ -1,0 +1,463 @@
+"""The training loop: phases, ticks, EMA, ADA, snapshots, stop requests, exact resume.
+
+It knows nothing of SageMaker: it gets options, plain paths and a stop event. Re-running the
+same options on the same outdir continues from the newest valid checkpoint there.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sg2_container.errors import UserError
+from sg2_container.models.files import save_model, write_atomically
+from sg2_container.models.networks import Discriminator, Generator
+from sg2_container.options import TrainingOptions, TrainingPlan, make_plan
+from sg2_container.training import checkpoint as ckpt
+from sg2_container.training import distributed as dist_utils
+from sg2_container.training.dataset import ImageFolderDataset
+from sg2_container.training.loss import LossSettings, StyleGAN2Loss
+from sg2_container.training.report import Reporter, TickStats, grid_shape, status_line
+from sg2_container.training.resume import load_resume_weights
+from sg2_container.training.rng import capture_rng, chunk_seed, restore_rng
+from sg2_container.training.sampler import StepSampler
+
+log = logging.getLogger("sg2_container.training")
+
+PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
+
+
+@dataclasses.dataclass
+class LoopCounters:
+    """Progress; everything else about a run derives from it and the options."""
+
+    cur_nimg: int = 0
+    cur_tick: int = 0
+    batch_idx: int = 0
+    tick_start_nimg: int = 0
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    run_dir: Path
+    cur_nimg: int
+    finished: bool
+    stopped: bool
+    final_model: Path | None
+    last_checkpoint: Path | None
+
+
+@dataclasses.dataclass
+class _Run:
+    """The objects a run works on, in one place for checkpointing."""
+
+    options: TrainingOptions
+    plan: TrainingPlan
+    dataset: ImageFolderDataset
+    device: torch.device
+    group: dist_utils.ProcessGroupInfo
+    G: Generator
+    D: Discriminator
+    G_ema: Generator
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    loss: StyleGAN2Loss
+    augment_pipe: torch.nn.Module | None
+    ada: object | None
+    latent_gen: torch.Generator
+    counters: LoopCounters
+    tick_stats: TickStats
+
+
+def _make_optimizer(module: torch.nn.Module, lrate: float, reg_interval: int) -> torch.optim.Optimizer:
+    """Adam with the lazy-regularisation adjustment of lr and betas (ratio k / (k + 1))."""
+    ratio = reg_interval / (reg_interval + 1)
+    params = [p for p in module.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=lrate * ratio, betas=(0.0**ratio, 0.99**ratio), eps=1e-8)
+
+
+def _build_run(options: TrainingOptions, device: torch.device,
+               group: dist_utils.ProcessGroupInfo) -> _Run:
+    from sg2_container.training.augment import AdaController, build_augment_pipe
+
+    dataset = ImageFolderDataset(options.data, use_labels=options.cond, max_size=options.subset,
+                                 xflip=options.mirror, random_seed=options.seed)
+    plan = make_plan(options, dataset.resolution, dataset.num_channels, dataset.label_dim,
+                     num_gpus=group.world_size)
+    torch.manual_seed(options.seed)  # same initial weights on every rank
+    G = Generator(**plan.G_kwargs).train().requires_grad_(False).to(device)
+    D = Discriminator(**plan.D_kwargs).train().requires_grad_(False).to(device)
+    G_ema = copy.deepcopy(G).eval()
+    augment_pipe = ada = None
+    if options.augpipe_name is not None and (plan.augment_p > 0 or plan.ada_target is not None):
+        augment_pipe = build_augment_pipe(options.augpipe_name).train().requires_grad_(False).to(device)
+        augment_pipe.p.copy_(torch.as_tensor(plan.augment_p))
+        if plan.ada_target is not None:
+            ada = AdaController(augment_pipe, target=plan.ada_target, interval=plan.ada_interval,
+                                kimg=plan.ada_kimg, batch_size=plan.batch_size)
+    opt_G = _make_optimizer(G.requires_grad_(True), plan.G_lrate, plan.G_reg_interval)
+    opt_D = _make_optimizer(D.requires_grad_(True), plan.D_lrate, plan.D_reg_interval)
+    G.requires_grad_(False)
+    D.requires_grad_(False)
+    loss = StyleGAN2Loss(G, D, LossSettings(r1_gamma=plan.loss_gamma,
+                                            style_mixing_prob=plan.preset.style_mixing_prob,
+                                            pl_weight=plan.preset.pl_weight), augment_pipe)
+    latent_gen = torch.Generator().manual_seed(options.seed)
+    return _Run(options, plan, dataset, device, group, G, D, G_ema, opt_G, opt_D, loss,
+                augment_pipe, ada, latent_gen, LoopCounters(), TickStats())
+
+
+# ---- checkpoint <-> run ---------------------------------------------------------------------
+
+def _checkpoint_state(run: _Run) -> dict:
+    """Every rank calls this (it gathers per-rank state); only rank 0 writes the result."""
+    per_rank = dist_utils.all_gather_objects({
+        "rng": capture_rng(run.device),
+        "pl_mean": float(run.loss.pl_mean),
+        "tick_stats": run.tick_stats.state(),
+        "ada": run.ada.state_dict() if run.ada is not None else None,
+    })
+    cpu = lambda m: {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}  # noqa: E731
+    augment = {"p": float(run.augment_pipe.p) if run.augment_pipe is not None else None,
+               "ada": [r["ada"] for r in per_rank]}
+    return {
+        "G": cpu(run.G), "D": cpu(run.D), "G_ema": cpu(run.G_ema),
+        "G_kwargs": run.plan.G_kwargs, "D_kwargs": run.plan.D_kwargs,
+        "opt_G": run.opt_G.state_dict(), "opt_D": run.opt_D.state_dict(),
+        "augment": augment,
+        "loop": {**dataclasses.asdict(run.counters), "latent_gen": run.latent_gen.get_state(),
+                 "pl_mean": [r["pl_mean"] for r in per_rank],
+                 "tick_stats": [r["tick_stats"] for r in per_rank],
+                 "world_size": run.group.world_size},
+        "rng": [r["rng"] for r in per_rank],
+        "options": run.options.to_dict(),
+    }
+
+
+def _restore(run: _Run, state: dict, name: str) -> None:
+    for key, expected in (("G_kwargs", run.plan.G_kwargs), ("D_kwargs", run.plan.D_kwargs)):
+        if state[key] != expected:
+            raise UserError(f"{name} was made with other network settings ({key} differ: "
+                            f"{state[key]} vs {expected}); use a new --outdir for a new run")
+    run.G.load_state_dict(state["G"])
+    run.D.load_state_dict(state["D"])
+    run.G_ema.load_state_dict(state["G_ema"])
+    run.opt_G.load_state_dict(state["opt_G"])
+    run.opt_D.load_state_dict(state["opt_D"])
+    if run.augment_pipe is not None and state["augment"]["p"] is not None:
+        run.augment_pipe.p.copy_(torch.as_tensor(state["augment"]["p"]))
+    loop = state["loop"]
+    run.counters = LoopCounters(**{f.name: int(loop[f.name]) for f in dataclasses.fields(LoopCounters)})
+    run.latent_gen.set_state(loop["latent_gen"])
+    rank = run.group.rank
+    same_world = loop.get("world_size") == run.group.world_size
+    if same_world:
+        run.loss.pl_mean.fill_(loop["pl_mean"][rank])
+        run.tick_stats.merge(loop["tick_stats"][rank])
+        restore_rng(state["rng"][rank], run.device)
+        if run.ada is not None and state["augment"]["ada"][rank] is not None:
+            run.ada.load_state_dict(state["augment"]["ada"][rank])
+    else:
+        log.warning("%s was written by %s process(es), this run has %d: per-process random state "
+                    "starts fresh", name, loop.get("world_size"), run.group.world_size)
+        run.loss.pl_mean.fill_(float(np.mean(loop["pl_mean"])))
+
+
+# ---- one optimisation step ------------------------------------------------------------------
+
+def _phase_due(phase: str, run: _Run) -> bool:
+    plan, idx = run.plan, run.counters.batch_idx
+    if phase == "Greg":
+        return plan.preset.pl_weight > 0 and idx % plan.G_reg_interval == 0
+    if phase == "Dreg":
+        return plan.loss_gamma > 0 and idx % plan.D_reg_interval == 0
+    return True
+
+
+def _draw_latents(run: _Run):
+    """z and labels for every phase of the global batch; each rank keeps its slice."""
+    plan, rank = run.plan, run.group.rank
+    z = torch.randn([len(PHASES), plan.batch_size, run.G.z_dim], generator=run.latent_gen)
+    c = torch.zeros([len(PHASES), plan.batch_size, run.G.c_dim])
+    if run.G.c_dim > 0:
+        idx = torch.randint(len(run.dataset), [len(PHASES), plan.batch_size], generator=run.latent_gen)
+        c = torch.from_numpy(np.stack([run.dataset.get_label(int(i)) for i in idx.flatten()]))
+        c = c.reshape(len(PHASES), plan.batch_size, -1)
+    share = slice(rank * plan.batch_per_gpu_step, (rank + 1) * plan.batch_per_gpu_step)
+    return z[:, share].to(run.device), c[:, share].to(run.device)
+
+
+def _update_w_avg(run: _Run, w_means: list[torch.Tensor]) -> None:
+    """Applies every chunk's mean w in global chunk order, as one process would."""
+    beta = run.G.mapping.w_avg_beta
+    if beta is None or not w_means:
+        return
+    mine = torch.stack(w_means).cpu()
+    gathered = dist_utils.all_gather_objects(mine)
+    # Phase-major order within the step: rank r's chunks of a phase follow rank r-1's.
+    num_phases_calls = len(w_means) // run.plan.num_rounds
+    w_avg = run.G.mapping.w_avg
+    for call in range(num_phases_calls):
+        for rank_means in gathered:
+            for mean in rank_means[call * run.plan.num_rounds:(call + 1) * run.plan.num_rounds]:
+                w_avg.copy_(mean.to(w_avg.device).lerp(w_avg, beta))
+
+
+def _optimisation_step(run: _Run, reals: torch.Tensor, real_c: torch.Tensor, timings: dict) -> None:
+    plan, counters = run.plan, run.counters
+    gen_z, gen_c = _draw_latents(run)
+    reals = reals.to(run.device, non_blocking=True).to(torch.float32) / 127.5 - 1
+    real_c = real_c.to(run.device, non_blocking=True)
+    rounds = plan.num_rounds
+    w_means: list[torch.Tensor] = []
+    real_signs: list[torch.Tensor] = []
+    for phase_idx, phase in enumerate(PHASES):
+        if not _phase_due(phase, run):
+            continue
+        start = time.perf_counter()
+        is_G = phase.startswith("G")
+        module, opt = (run.G, run.opt_G) if is_G else (run.D, run.opt_D)
+        interval = plan.G_reg_interval if phase == "Greg" else plan.D_reg_interval if phase == "Dreg" else 1
+        run.G.requires_grad_(is_G)
+        run.D.requires_grad_(not is_G)
+        opt.zero_grad(set_to_none=True)
+        for r in range(rounds):
+            chunk = run.group.rank * rounds + r
+            torch.manual_seed(chunk_seed(run.options.seed, counters.batch_idx, phase_idx, chunk))
+            part = slice(r * plan.batch_gpu, (r + 1) * plan.batch_gpu)
+            result = run.loss.accumulate_gradients(phase, reals[part], real_c[part],
+                                                   gen_z[phase_idx, part], gen_c[phase_idx, part],
+                                                   gain=interval)
+            for name, value in result.stats.items():
+                run.tick_stats.add(name, value)
+            w_means.extend(result.w_means)
+            if result.real_signs is not None:
+                real_signs.append(result.real_signs)
+        params = [p for p in module.parameters() if p.requires_grad]
+        dist_utils.sum_gradients_(params)
+        for param in params:
+            torch.nan_to_num_(param.grad, nan=0, posinf=1e5, neginf=-1e5)
+        opt.step()
+        module.requires_grad_(False)
+        timings[phase] = timings.get(phase, 0.0) + (time.perf_counter() - start)
+    _update_w_avg(run, w_means)
+
+    # G_ema: exponential moving average of G's weights, ramped up early in training.
+    ema_nimg = plan.ema_kimg * 1000
+    if plan.ema_rampup is not None:
+        ema_nimg = min(ema_nimg, counters.cur_nimg * plan.ema_rampup)
+    ema_beta = 0.5 ** (plan.batch_size / max(ema_nimg, 1e-8))
+    with torch.no_grad():
+        for p_ema, p in zip(run.G_ema.parameters(), run.G.parameters()):
+            p_ema.copy_(p.lerp(p_ema, ema_beta))
+        for b_ema, b in zip(run.G_ema.buffers(), run.G.buffers()):
+            b_ema.copy_(b)
+
+    counters.cur_nimg += plan.batch_size
+    counters.batch_idx += 1
+    if run.ada is not None:
+        for signs in real_signs:
+            run.ada.accumulate(signs)
+        run.ada.step(reduce=dist_utils.all_reduce_sum_)
+
+# ---- the loop -------------------------------------------------------------------------------
+
+def _data_iterator(run: _Run):
+    options, plan = run.options, run.plan
+    sampler = StepSampler(len(run.dataset), options.seed, plan.batch_size, run.group.rank,
+                          run.group.world_size, start_step=run.counters.batch_idx)
+    loader = torch.utils.data.DataLoader(
+        run.dataset, sampler=sampler, batch_size=plan.batch_per_gpu_step,
+        num_workers=options.workers, pin_memory=run.device.type == "cuda",
+        prefetch_factor=2 if options.workers > 0 else None,
+        persistent_workers=options.workers > 0)
+    return iter(loader)
+
+
+def _grid_latents(run: _Run, count: int):
+    """Fixed z/c for the snapshot grids, drawn without touching the training RNG."""
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn([count, run.G.z_dim], generator=gen)
+    c = torch.zeros([count, run.G.c_dim])
+    if run.G.c_dim > 0:
+        idx = torch.randint(len(run.dataset), [count], generator=gen)
+        c = torch.from_numpy(np.stack([run.dataset.get_label(int(i)) for i in idx]))
+    return z, c
+
+
+@torch.no_grad()
+def _render_fakes(run: _Run, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    batch = max(run.plan.batch_gpu, 16)
+    images = [run.G_ema(zb.to(run.device), cb.to(run.device), noise_mode="const").cpu()
+              for zb, cb in zip(z.split(batch), c.split(batch))]
+    return torch.cat(images)
+
+
+def _write_reals_grid(run: _Run, reporter: Reporter, columns: int, rows: int) -> None:
+    rnd = np.random.RandomState(0)
+    count = min(columns * rows, len(run.dataset))
+    indices = rnd.choice(len(run.dataset), size=count, replace=False)
+    images = np.stack([run.dataset[int(i)][0] for i in indices]).transpose(0, 2, 3, 1)
+    reporter.save_grid(images, columns, "reals.png")
+
+
+def _write_options(run: _Run, run_dir: Path) -> None:
+    plan = run.plan
+    summary = {
+        "options": run.options.to_dict(),
+        "resolved": {
+            "cfg": plan.preset.name, "total_kimg": plan.total_kimg, "batch_size": plan.batch_size,
+            "batch_gpu": plan.batch_gpu, "num_gpus": plan.num_gpus, "gamma": plan.loss_gamma,
+            "G_lrate": plan.G_lrate, "D_lrate": plan.D_lrate, "ema_kimg": plan.ema_kimg,
+            "ema_rampup": plan.ema_rampup, "ada_target": plan.ada_target, "ada_kimg": plan.ada_kimg,
+            "augment_p": plan.augment_p, "G_kwargs": plan.G_kwargs, "D_kwargs": plan.D_kwargs,
+            "dataset": {"path": run.dataset.path, "images": len(run.dataset),
+                        "resolution": run.dataset.resolution, "channels": run.dataset.num_channels,
+                        "label_dim": run.dataset.label_dim},
+        },
+    }
+    text = json.dumps(summary, indent=2)
+    write_atomically(run_dir / "training_options.json", lambda f: f.write(text.encode()))
+
+
+def _snapshot_metadata(run: _Run) -> dict:
+    return {"kimg": run.counters.cur_nimg / 1000, "cfg": run.plan.preset.name,
+            "dataset": run.dataset.path, "resolution": run.dataset.resolution,
+            "options": run.options.to_dict()}
+
+
+def _configure_backends(options: TrainingOptions) -> None:
+    torch.backends.cudnn.benchmark = not options.nobench
+    torch.backends.cuda.matmul.allow_tf32 = options.allow_tf32
+    torch.backends.cudnn.allow_tf32 = options.allow_tf32
+
+
+def train(options: TrainingOptions, *, stop_event: threading.Event | None = None,
+          device: torch.device | None = None,
+          group: dist_utils.ProcessGroupInfo = dist_utils.ProcessGroupInfo()) -> TrainingResult:
+    """Trains until `kimg` in total or until `stop_event` is set; either way the state is saved.
+
+    Call once per process; with several processes torch.distributed must be initialised.
+    """
+    from sg2_container.runtime import resolve_device
+
+    start_time = time.time()
+    device = device or resolve_device(options.device)
+    _configure_backends(options)
+    run_dir = Path(options.outdir)
+    if group.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    run = _build_run(options, device, group)
+    plan, counters = run.plan, run.counters
+    reporter = Reporter(run_dir, enabled=group.is_main)
+    total_nimg = int(round(plan.total_kimg * 1000))
+
+    latest = ckpt.find_latest(run_dir)
+    if latest is not None:
+        path, state = latest
+        _restore(run, state, path.name)
+        counters = run.counters
+        log.info("continuing from %s at kimg %.3f (tick %d)", path.name, counters.cur_nimg / 1000,
+                 counters.cur_tick)
+    elif options.resume is not None:
+        load_resume_weights(options.resume, run.G, run.D, run.G_ema)
+    if group.is_main:
+        _write_options(run, run_dir)
+
+    last_checkpoint = latest[0] if latest is not None else None
+    if counters.cur_nimg >= total_nimg:
+        log.info("nothing to train: the checkpoint in %s is at kimg %.3f, the run's length is "
+                 "kimg=%g; exporting the final model", run_dir, counters.cur_nimg / 1000, plan.total_kimg)
+        final = _export_final(run, run_dir) if group.is_main else None
+        return TrainingResult(run_dir, counters.cur_nimg, True, False, final, last_checkpoint)
+
+    columns, rows = grid_shape(run.dataset.resolution)
+    grid_z, grid_c = _grid_latents(run, columns * rows)
+    if group.is_main and counters.cur_nimg == 0:
+        _write_reals_grid(run, reporter, columns, rows)
+        reporter.save_grid(_render_fakes(run, grid_z, grid_c), columns, "fakes_init.png")
+
+    data = _data_iterator(run)
+    tick_start_time = time.time()
+    maintenance_sec = tick_start_time - start_time
+    timings: dict[str, float] = {}
+    stopped = finished = False
+    log.info("training %s for kimg=%g (batch %d = %d GPU(s) x %d round(s) x %d) into %s",
+             run.dataset.path, plan.total_kimg, plan.batch_size, plan.num_gpus, plan.num_rounds,
+             plan.batch_gpu, run_dir)
+    while True:
+        images, labels = next(data)
+        _optimisation_step(run, images, labels, timings)
+        finished = counters.cur_nimg >= total_nimg
+        stopped = dist_utils.any_rank(stop_event is not None and stop_event.is_set(), device)
+        tick_end = (finished or counters.cur_tick == 0 or
+                    counters.cur_nimg >= counters.tick_start_nimg + options.kimg_per_tick * 1000)
+        if not tick_end and not stopped:
+            continue
+
+        snapshot = False
+        if tick_end:
+            tick_end_time = time.time()
+            gathered = dist_utils.all_gather_objects(run.tick_stats.state())
+            merged = TickStats()
+            for part in gathered:
+                merged.merge(part)
+            means = merged.means()
+            gpu_mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+            p = float(run.augment_pipe.p) if run.augment_pipe is not None else 0.0
+            line = status_line(tick=counters.cur_tick, cur_nimg=counters.cur_nimg,
+                               total_kimg=plan.total_kimg, total_sec=tick_end_time - start_time,
+                               tick_sec=tick_end_time - tick_start_time,
+                               tick_nimg=counters.cur_nimg - counters.tick_start_nimg,
+                               maintenance_sec=maintenance_sec, augment_p=p, means=means,
+                               gpu_mem_gib=gpu_mem)
+            extra = {"Progress/tick": counters.cur_tick, "Progress/kimg": counters.cur_nimg / 1000,
+                     "Progress/augment": p, "Timing/total_sec": tick_end_time - start_time,
+                     "Timing/sec_per_tick": tick_end_time - tick_start_time,
+                     "Timing/maintenance_sec": maintenance_sec,
+                     **{f"Timing/{k}": v * 1000 for k, v in timings.items()}}
+            reporter.tick(line, means, extra)
+            snapshot = finished or counters.cur_tick % options.snap == 0
+            run.tick_stats = TickStats()
+            timings = {}
+            counters.cur_tick += 1
+            counters.tick_start_nimg = counters.cur_nimg
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+
+        maintenance_start = time.time()
+        if snapshot or stopped:
+            state = _checkpoint_state(run)
+            if group.is_main:
+                last_checkpoint = ckpt.save_checkpoint(run_dir, state, options.keep)
+                log.info("saved %s%s", last_checkpoint.name, " (stop requested)" if stopped else "")
+        if snapshot and group.is_main:
+            kimg = counters.cur_nimg // 1000
+            save_model(run_dir / f"network-snapshot-{kimg:06d}.pt", G_ema=run.G_ema,
+                       metadata=_snapshot_metadata(run))
+            reporter.save_grid(_render_fakes(run, grid_z, grid_c), columns, f"fakes{kimg:06d}.png")
+        if finished or stopped:
+            break
+        tick_start_time = time.time()
+        maintenance_sec = tick_start_time - maintenance_start
+
+    final = _export_final(run, run_dir) if finished and group.is_main else None
+    if stopped and not finished:
+        log.info("stopped at kimg %.3f; run the same command again to continue", counters.cur_nimg / 1000)
+    return TrainingResult(run_dir, counters.cur_nimg, finished, stopped and not finished, final,
+                          last_checkpoint)
+
+
+def _export_final(run: _Run, run_dir: Path) -> Path:
+    """The run's product: G, D and G_ema in our model format, with what made them."""
+    path = save_model(run_dir / "network-final.pt", G_ema=run.G_ema, G=run.G, D=run.D,
+                      metadata=_snapshot_metadata(run))
+    log.info("final model: %s", path)
+    return path

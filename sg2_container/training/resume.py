@@ -1,0 +1,64 @@
+"""--resume: start from another run's or a published model's weights (not its progress)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from sg2_container.errors import UserError
+from sg2_container.options import PUBLISHED_RESUME
+
+log = logging.getLogger(__name__)
+
+
+def resolve_resume_path(value: str) -> Path:
+    """A file path, or a published-model name whose file the user must supply (no network)."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    if value in PUBLISHED_RESUME:
+        raise UserError(
+            f"--resume={value} names the published model {PUBLISHED_RESUME[value]}; this "
+            f"container does not download. Fetch that file (the reference's "
+            f"transfer-learning-source-nets) and pass its path: --resume /path/{PUBLISHED_RESUME[value]}")
+    if value.startswith(("http://", "https://", "s3://")):
+        raise UserError(f"--resume={value} is a URL; this container does not download. Supply the "
+                        f"file (on SageMaker, as an input channel) and pass its path")
+    raise UserError(f"--resume={value}: no such file; pass a model file (.pt), a network pickle "
+                    f"(.pkl) or one of {', '.join(PUBLISHED_RESUME)} (with the file supplied)")
+
+
+def copy_weights(source: torch.nn.Module, target: torch.nn.Module, label: str) -> int:
+    """Copies parameters and buffers by name; names on one side only are skipped, as the
+    reference does; a shape mismatch is an error naming the tensor."""
+    source_state = source.state_dict()
+    copied = 0
+    with torch.no_grad():
+        for name, tensor in target.state_dict().items():
+            if name not in source_state:
+                continue
+            value = source_state[name]
+            if value.shape != tensor.shape:
+                raise UserError(f"--resume: {label} tensor {name!r} has shape {list(value.shape)} "
+                                f"in the file but {list(tensor.shape)} in this run's network")
+            tensor.copy_(value)
+            copied += 1
+    return copied
+
+
+def load_resume_weights(value: str, G, D, G_ema) -> None:
+    from sg2_container.models.files import load_model
+
+    path = resolve_resume_path(value)
+    bundle = load_model(path)
+    counts = {
+        "G": copy_weights(bundle.G if bundle.G is not None else bundle.G_ema, G, "G"),
+        "G_ema": copy_weights(bundle.G_ema, G_ema, "G_ema"),
+    }
+    if bundle.D is not None:
+        counts["D"] = copy_weights(bundle.D, D, "D")
+    else:
+        log.warning("--resume %s holds no D: the discriminator starts from scratch", path.name)
+    log.info("resumed weights from %s (%s tensors copied)", path,
+             ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -1,0 +1,141 @@
+"""The training loop as a user relies on it: exact resume, prompt stop, safe checkpoints."""
+import json
+import logging
+
+import pytest
+import torch
+
+from sg2_container.errors import UserError
+from sg2_container.models.files import load_model
+from sg2_container.training import checkpoint as ckpt
+from sg2_container.training.loop import train
+from tests.training.conftest import StopAfter, replace
+
+
+def _final_state(run_dir):
+    path = ckpt.list_checkpoints(run_dir)[-1]
+    return ckpt.load_checkpoint(path)
+
+
+def _assert_same_training_state(a, b):
+    for part in ("G", "D", "G_ema"):
+        assert a[part].keys() == b[part].keys()
+        for name in a[part]:
+            assert torch.equal(a[part][name], b[part][name]), f"{part}.{name} differs"
+    for opt in ("opt_G", "opt_D"):
+        for key, sa in a[opt]["state"].items():
+            sb = b[opt]["state"][key]
+            for field in sa:
+                assert torch.equal(torch.as_tensor(sa[field]), torch.as_tensor(sb[field])), f"{opt} {key} {field}"
+    assert a["augment"] == b["augment"]
+    for key in ("cur_nimg", "cur_tick", "batch_idx", "tick_start_nimg", "pl_mean"):
+        assert a["loop"][key] == b["loop"][key], key
+
+
+def test_stopped_and_resumed_run_equals_uninterrupted_run(tiny_options, tmp_path):
+    straight = tiny_options(outdir=str(tmp_path / "straight"))
+    result = train(straight)
+    assert result.finished and result.cur_nimg == 24
+
+    interrupted = tiny_options(outdir=str(tmp_path / "interrupted"))
+    first = train(interrupted, stop_event=StopAfter(3))  # stops mid-tick after step 3
+    assert first.stopped and not first.finished and first.cur_nimg == 12
+    second = train(interrupted)  # the same command again
+    assert second.finished and second.cur_nimg == 24
+
+    _assert_same_training_state(_final_state(tmp_path / "straight"), _final_state(tmp_path / "interrupted"))
+    a = load_model(tmp_path / "straight" / "network-final.pt")
+    b = load_model(tmp_path / "interrupted" / "network-final.pt")
+    for (name, x), (_, y) in zip(a.G_ema.state_dict().items(), b.G_ema.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
+def test_stop_writes_a_checkpoint_within_one_step(tiny_options, tmp_path):
+    result = train(tiny_options(), stop_event=StopAfter(1))
+    assert result.stopped and result.cur_nimg == 4  # exactly one optimisation step
+    assert result.last_checkpoint is not None and result.last_checkpoint.exists()
+    state = ckpt.load_checkpoint(result.last_checkpoint)
+    assert state["loop"]["cur_nimg"] == 4 and state["loop"]["batch_idx"] == 1
+
+
+def test_truncated_newest_checkpoint_is_skipped_with_a_warning(tiny_options, tmp_path, caplog):
+    options = tiny_options()
+    train(options, stop_event=StopAfter(2))  # tick 0 checkpoint (4) + stop checkpoint (8)
+    names = [p.name for p in ckpt.list_checkpoints(tmp_path / "run")]
+    assert names == ["checkpoint-000000000004.pt", "checkpoint-000000000008.pt"]
+    newest = tmp_path / "run" / names[-1]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING):
+        found = ckpt.find_latest(tmp_path / "run")
+    assert found[0].name == names[0]
+    assert any("skipping checkpoint checkpoint-000000000008.pt" in r.message for r in caplog.records)
+    result = train(options)  # continues from the older good one
+    assert result.finished and result.cur_nimg == 24
+
+
+def test_only_the_newest_checkpoints_are_kept(tiny_options, tmp_path):
+    train(tiny_options(snap=1, keep=2))
+    names = [p.name for p in ckpt.list_checkpoints(tmp_path / "run")]
+    assert names == ["checkpoint-000000000020.pt", "checkpoint-000000000024.pt"]
+
+
+def test_kimg_below_checkpoint_progress_is_a_message_not_a_loss(tiny_options, tmp_path, caplog):
+    train(tiny_options())
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    with caplog.at_level(logging.INFO):
+        result = train(tiny_options(kimg=0.008))
+    assert result.finished and result.cur_nimg == 24
+    assert any("nothing to train" in r.message for r in caplog.records)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before
+
+
+def test_other_network_settings_on_the_same_outdir_are_refused(tiny_options):
+    train(tiny_options(), stop_event=StopAfter(1))
+    with pytest.raises(UserError, match="other network settings"):
+        train(tiny_options(cmax=8))
+
+
+def test_run_folder_has_the_reports(tiny_options, tmp_path):
+    train(tiny_options())
+    run = tmp_path / "run"
+    for name in ("reals.png", "fakes_init.png", "fakes000000.png", "network-snapshot-000000.pt",
+                 "network-final.pt", "training_options.json", "stats.jsonl"):
+        assert (run / name).exists(), name
+    lines = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [line["Progress/tick"]["mean"] for line in lines] == [0, 1, 2, 3]
+    assert "Loss/G/loss" in lines[0] and "Loss/r1_penalty" in lines[0]
+    resolved = json.loads((run / "training_options.json").read_text())["resolved"]
+    assert resolved["batch_size"] == 4 and resolved["G_kwargs"]["img_resolution"] == 16
+    final = load_model(run / "network-final.pt")
+    assert final.D is not None and final.metadata["kimg"] == 0.024
+
+
+def test_status_line_is_machine_readable(tiny_options, caplog):
+    import re
+
+    with caplog.at_level(logging.INFO, logger="sg2_container.training"):
+        train(tiny_options())
+    lines = [r.message for r in caplog.records if r.message.startswith("tick=")]
+    assert len(lines) == 4
+    for line in lines:
+        fields = dict(part.split("=", 1) for part in line.split())
+        assert re.fullmatch(r"[0-9.]+", fields["kimg"]) and float(fields["sec_per_kimg"]) > 0
+        assert "loss_G" in fields and "augment" in fields
+
+
+def test_resume_from_published_name_without_file_says_what_to_do(tiny_options):
+    with pytest.raises(UserError, match="does not download.*ffhq-res256-mirror-paper256-noaug.pkl"):
+        train(tiny_options(resume="ffhq256"))
+
+
+def test_resume_from_another_runs_model_copies_its_weights(tiny_options, tmp_path):
+    train(tiny_options(outdir=str(tmp_path / "a")))
+    source = load_model(tmp_path / "a" / "network-final.pt")
+    result = train(tiny_options(outdir=str(tmp_path / "b"), resume=str(tmp_path / "a" / "network-final.pt")),
+                   stop_event=StopAfter(1))
+    state = ckpt.load_checkpoint(result.last_checkpoint)
+    # The run starts again at kimg 0 with the source's weights (one step later they moved a bit).
+    assert state["loop"]["cur_nimg"] == 4
+    w_src = source.G.state_dict()["synthesis.b16.torgb.weight"]
+    w_new = state["G"]["synthesis.b16.torgb.weight"]
+    assert (w_new - w_src).abs().max() < 0.1 < (w_src.abs().max())
