@@ -1,0 +1,24 @@
+"""Two gloo processes on one CPU machine train one job; they equal one process."""
+import torch
+
+from sg2_container.training import checkpoint as ckpt
+from sg2_container.training.launch import run_training
+from sg2_container.training.loop import train
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(tiny_options, tmp_path):
+    # cifar preset: no path-length term and no style mixing, the two per-process states.
+    common = dict(cfg="cifar", kimg=0.016, batch=4, batch_gpu=2, snap=10, aug="ada", p=None,
+                  augpipe="bgc")
+    one = tiny_options(outdir=str(tmp_path / "one"), gpus=1, **common)
+    two = tiny_options(outdir=str(tmp_path / "two"), gpus=2, **common)
+    result_one = train(one)  # one process, two accumulation rounds of 2
+    result_two = run_training(two)  # two gloo processes, one round of 2 each
+    assert result_one.cur_nimg == result_two.cur_nimg == 16
+    a = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "one")[-1])
+    b = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "two")[-1])
+    assert b["loop"]["world_size"] == 2 and len(b["rng"]) == 2
+    for part in ("G", "D", "G_ema"):
+        for name, value in a[part].items():
+            torch.testing.assert_close(b[part][name], value, rtol=1e-5, atol=1e-6, msg=f"{part}.{name}")
+    assert a["augment"]["p"] == b["augment"]["p"]
