@@ -7,6 +7,7 @@ from sg2_container import __version__
 from sg2_container.cli import (
     data_commands,
     inference_commands,
+    local_commands,
     model_commands,
     system_commands,
     train_commands,
@@ -27,6 +28,7 @@ system_commands.register(cli)
 model_commands.register(cli)
 inference_commands.register(cli)
 train_commands.register(cli)
+local_commands.register(cli)
 data_commands.register(cli)
 
 if __name__ == "__main__":

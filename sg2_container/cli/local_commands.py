@@ -1,0 +1,60 @@
+"""`sg2 local`: rehearse SageMaker jobs on this machine against a local /opt/ml tree."""
+import json
+from pathlib import Path
+
+import click
+
+from sg2_container.cli.errors import user_errors_as_click
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(local)
+
+
+@click.group()
+def local() -> None:
+    """Run the container's job modes locally, laid out exactly as SageMaker lays out /opt/ml."""
+
+
+def _channel(ctx, param, values):
+    channels = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"{value!r}: use NAME=PATH, e.g. train=data/animeface.zip")
+        channels[name] = Path(path)
+    return channels
+
+
+@local.command("train")
+@click.option("--hyperparameters", "hp_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="JSON object of hyperparameters, as given to the Estimator (values may be "
+                   "JSON-encoded strings or plain values).")
+@click.option("--channel", "channels", multiple=True, callback=_channel,
+              help="An input channel NAME=PATH (file or folder); repeatable. Usually train=DATA.zip.")
+@click.option("--checkpoints", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A folder to use as /opt/ml/checkpoints (stands in for checkpoint_s3_uri); "
+                   "default: BASE/checkpoints.")
+@click.option("--base-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("sm-local"),
+              show_default=True, help="Folder standing in for /opt/ml.")
+def local_train(hp_path, channels, checkpoints, base_dir):
+    """Run a training job as SageMaker would run the image: `sg2-sagemaker train` in a
+    subprocess with SAGEMAKER_BASE_DIR=BASE. Ctrl-C stops it the way StopTrainingJob does
+    (SIGTERM-like: checkpoint, then exit); running the command again resumes."""
+    from sg2_container.sagemaker.local import LocalJob, failure_reason, run_local
+
+    with user_errors_as_click():
+        try:
+            hyperparameters = json.loads(Path(hp_path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise click.ClickException(f"{hp_path} is not valid JSON: {error}") from error
+        if not isinstance(hyperparameters, dict):
+            raise click.ClickException(f"{hp_path} must hold a JSON object")
+        job = LocalJob(base_dir=base_dir.resolve(), hyperparameters=hyperparameters,
+                       channels=channels, checkpoints=checkpoints)
+        code = run_local(job, "train")
+        reason = failure_reason(job.base_dir)
+        if code != 0:
+            raise click.ClickException(f"the job failed (exit {code}): {reason or 'see the log above'}")
+        click.echo(f"job finished; model in {job.base_dir / 'model'}, checkpoints in "
+                   f"{job.base_dir / 'checkpoints'}")

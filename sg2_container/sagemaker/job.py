@@ -1,0 +1,131 @@
+"""Training-job mode: the SageMaker contract mapped onto the training loop.
+
+Reads <base>/input/config, resolves the dataset and the run folder, trains (resuming from
+<base>/checkpoints after a spot restart), stops cleanly on SIGTERM, and leaves the model in
+<base>/model. A failure leaves its reason in <base>/output/failure, written last.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+from sg2_container.errors import UserError
+from sg2_container.sagemaker import paths
+from sg2_container.sagemaker.failure import write_failure
+from sg2_container.sagemaker.hyperparameters import read_hyperparameters
+from sg2_container.sagemaker.resources import channel_dirs, master_port, read_host_config, wait_for_hosts
+from sg2_container.sagemaker.signals import stop_on_signals
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_USER_ERROR = 1
+EXIT_INTERNAL_ERROR = 2
+DATA_CHANNELS = ("train", "training")
+DATA_SUFFIXES = (".zip",)
+
+
+def find_dataset(channels: dict[str, Path]) -> Path:
+    """The one dataset in the train/training channel: a zip, or the channel folder of images."""
+    for name in DATA_CHANNELS:
+        if name not in channels:
+            continue
+        folder = channels[name]
+        zips = sorted(p for p in folder.iterdir() if p.suffix.lower() in DATA_SUFFIXES)
+        if len(zips) == 1:
+            return zips[0]
+        if len(zips) > 1:
+            raise UserError(f"channel {name!r} holds {len(zips)} zips ({', '.join(p.name for p in zips[:5])}); "
+                            f"name one with the 'data' hyperparameter")
+        return folder
+    raise UserError(f"no training data: add an input channel named 'train' (or 'training'), or "
+                    f"set the 'data' hyperparameter; channels present: {sorted(channels) or 'none'}")
+
+
+def resolve_options(values: dict[str, object]):
+    """Hyperparameters -> TrainingOptions with the job's paths filled in."""
+    from sg2_container.options import TrainingOptions
+
+    values = dict(values)
+    if values.get("data"):
+        data = paths.translate(str(values["data"]))
+        if not data.exists():
+            raise UserError(f"data={values['data']!r} does not exist in the container; channels "
+                            f"present: {sorted(channel_dirs()) or 'none'}")
+    else:
+        data = find_dataset(channel_dirs())
+    values["data"] = str(data)
+    outdir = paths.translate(str(values.get("outdir") or paths.checkpoints_dir()))
+    checkpoints = paths.checkpoints_dir()
+    if not (outdir == checkpoints or checkpoints in outdir.parents):
+        log.warning("outdir %s is not under %s: checkpoints will not be synced to S3, so a spot "
+                    "restart cannot resume", outdir, checkpoints)
+    values["outdir"] = str(outdir)
+    values.setdefault("gpus", detect_gpus())
+    return TrainingOptions(**values)
+
+
+def detect_gpus() -> int:
+    """One worker per GPU (rounded down to a power of two); 1 on a CPU instance."""
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 1
+    return 1 << (max(count, 1).bit_length() - 1)
+
+
+def run_training_job(args: list[str] | None = None) -> int:
+    """The `train` mode; returns the exit code. Never raises."""
+    stop = stop_on_signals()
+    try:
+        return _train(stop)
+    except UserError as error:
+        log.error("training job failed: %s", error)
+        write_failure(paths.failure_path(), f"UserError: {error}")
+        return EXIT_USER_ERROR
+    except Exception as error:  # the reason goes to the failure file, the traceback to the log
+        log.error("training job failed:\n%s", traceback.format_exc())
+        write_failure(paths.failure_path(), f"InternalError: {type(error).__name__}: {error}")
+        return EXIT_INTERNAL_ERROR
+
+
+def _train(stop: threading.Event) -> int:
+    from sg2_container.sagemaker.model_export import export_model
+    from sg2_container.training.launch import Topology, run_training
+
+    options = resolve_options(read_hyperparameters(paths.config_dir() / "hyperparameters.json"))
+    hosts = read_host_config()
+    topology = Topology()
+    if hosts.num_nodes > 1:
+        if hosts.network_interface_name:
+            os.environ.setdefault("NCCL_SOCKET_IFNAME", hosts.network_interface_name)
+            os.environ.setdefault("GLOO_SOCKET_IFNAME", hosts.network_interface_name)
+        wait_for_hosts(hosts.hosts)
+        topology = Topology(num_nodes=hosts.num_nodes, node_rank=hosts.node_rank,
+                            master_addr=hosts.master, master_port=master_port())
+    log.info("training job on %s (node %d of %d): %s", hosts.current_host, topology.node_rank + 1,
+             topology.num_nodes, dataclasses.asdict(options))
+    result = run_training(options, stop_event=stop, topology=topology)
+    if topology.node_rank != 0 or result is None:
+        return EXIT_OK
+    if result.stopped:
+        log.info("stopped at kimg %.3f with a checkpoint in %s; restarting the job continues it",
+                 result.cur_nimg / 1000, result.run_dir)
+        return EXIT_OK
+    export_model(result, paths.model_dir())
+    return EXIT_OK
+
+
+def main() -> int:
+    """Entry for the sagemaker-training toolkit's in-process module mode
+    (SAGEMAKER_TRAINING_MODULE=sg2_container.sagemaker.job:main)."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    code = run_training_job()
+    if code != EXIT_OK:
+        raise SystemExit(code)
+    return code

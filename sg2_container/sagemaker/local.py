@@ -1,0 +1,104 @@
+"""The local stand-in: lays out a SageMaker /opt/ml tree in a folder and runs the image's
+entrypoint in a subprocess exactly as the container would, so a job can be rehearsed for free.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from sg2_container.errors import UserError
+from sg2_container.sagemaker.hyperparameters import encode_hyperparameters
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LocalJob:
+    base_dir: Path
+    hyperparameters: dict
+    channels: dict[str, Path]
+    checkpoints: Path | None = None
+    hosts: tuple[str, ...] = ("algo-1",)
+    current_host: str = "algo-1"
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink()
+    try:
+        target.symlink_to(source.resolve())
+    except OSError:
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
+
+
+def lay_out(job: LocalJob) -> Path:
+    """Writes input/config/*.json and the channels; keeps existing checkpoints (to resume)."""
+    base = job.base_dir
+    config = base / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "hyperparameters.json").write_text(
+        json.dumps(encode_hyperparameters(job.hyperparameters), indent=2), encoding="utf-8")
+    (config / "resourceconfig.json").write_text(json.dumps({
+        "current_host": job.current_host, "hosts": list(job.hosts),
+        "network_interface_name": "lo", "current_instance_type": "local",
+        "current_group_name": "homogeneousCluster",
+    }), encoding="utf-8")
+    (config / "inputdataconfig.json").write_text(json.dumps({
+        name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+               "RecordWrapperType": "None"} for name in job.channels}), encoding="utf-8")
+    for name, source in job.channels.items():
+        if not source.exists():
+            raise UserError(f"channel {name}: {source} does not exist")
+        channel_dir = base / "input" / "data" / name
+        if channel_dir.exists() and not channel_dir.is_symlink():
+            shutil.rmtree(channel_dir)
+        if source.is_dir():
+            _link_or_copy(source, channel_dir)
+        else:
+            channel_dir.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(source, channel_dir / source.name)
+    if job.checkpoints is not None:
+        job.checkpoints.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(job.checkpoints, base / "checkpoints")
+    for folder in ("checkpoints", "model", "output/data", "output/tensorboard"):
+        (base / folder).mkdir(parents=True, exist_ok=True)
+    failure = base / "output" / "failure"
+    failure.unlink(missing_ok=True)
+    return base
+
+
+def run_local(job: LocalJob, mode: str = "train", extra_env: dict | None = None) -> int:
+    """Runs `sg2-sagemaker <mode>` against the tree in its own process group; SIGINT/SIGTERM
+    received here are forwarded to it, as docker forwards them to PID 1."""
+    lay_out(job)
+    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(job.base_dir), **(extra_env or {}))
+    command = [sys.executable, "-m", "sg2_container.sagemaker.entrypoint", mode]
+    log.info("running %s with SAGEMAKER_BASE_DIR=%s", " ".join(command[2:]), job.base_dir)
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def forward(signum, frame):
+        log.warning("forwarding signal %d to the job", signum)
+        process.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return process.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def failure_reason(base_dir: Path) -> str | None:
+    path = base_dir / "output" / "failure"
+    return path.read_text(encoding="utf-8") if path.exists() else None

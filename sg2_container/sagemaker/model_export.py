@@ -1,0 +1,71 @@
+"""What a finished training job leaves in <base>/model (tarred into model.tar.gz)."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SAMPLE_SEEDS = tuple(range(16))
+
+
+def export_model(result, model_dir: Path) -> list[Path]:
+    """model.pt (G, D, G_ema in our format), samples.png, training_options.json, README.md."""
+    import numpy as np
+    import torch
+
+    from sg2_container.inference.generate import GenerateOptions, generate
+    from sg2_container.inference.images import image_grid, save_image
+    from sg2_container.models.files import load_model, write_atomically
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    model_path = model_dir / "model.pt"
+    write_atomically(model_path, lambda f: f.write(Path(result.final_model).read_bytes()))
+    written.append(model_path)
+
+    bundle = load_model(model_path)
+    G = bundle.G_ema
+    options = GenerateOptions(seeds=SAMPLE_SEEDS, truncation_psi=1.0, noise_mode="const",
+                              class_idx=0 if G.c_dim > 0 else None)
+    images = [image for _, image in generate(G, options, torch.device("cpu"))]
+    grid_path = model_dir / "samples.png"
+    save_image(image_grid(np.stack(images), 4), grid_path)
+    written.append(grid_path)
+
+    options_src = Path(result.run_dir) / "training_options.json"
+    if options_src.exists():
+        shutil.copyfile(options_src, model_dir / "training_options.json")
+        written.append(model_dir / "training_options.json")
+    card = model_card(bundle.metadata, G)
+    (model_dir / "README.md").write_text(card, encoding="utf-8")
+    written.append(model_dir / "README.md")
+    log.info("model artifacts in %s: %s", model_dir, ", ".join(p.name for p in written))
+    return written
+
+
+def model_card(metadata: dict, G) -> str:
+    options = metadata.get("options", {})
+    lines = [
+        "# StyleGAN2-ADA model (sg2-container)",
+        "",
+        f"- data: {metadata.get('dataset', 'unknown')}",
+        f"- trained for: {metadata.get('kimg', 0):g} kimg (thousands of real images shown)",
+        f"- preset (cfg): {metadata.get('cfg', options.get('cfg', 'unknown'))}",
+        f"- resolution: {G.img_resolution}x{G.img_resolution}, {G.img_channels} channel(s), "
+        f"{'conditional on ' + str(G.c_dim) + ' classes' if G.c_dim else 'unconditional'}",
+        f"- augmentation: {options.get('aug', '?')} ({options.get('augpipe') or 'bgc'}), "
+        f"gamma {options.get('gamma')}, mirror {options.get('mirror')}",
+        "",
+        "Files: `model.pt` (G, D and G_ema; load with `sg2_container.models.files.load_model` or "
+        "`torch.load(..., weights_only=True)`), `samples.png` (seeds 0-15, const noise), "
+        "`training_options.json` (every resolved option).",
+        "",
+        "Generate: `sg2 generate --network model.pt --seeds 0-7 --outdir out/`",
+        "",
+        "Options: `" + json.dumps(options, sort_keys=True) + "`",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,38 @@
+"""All three client encodings of the article's hyperparameters decode to the same options."""
+import json
+
+import pytest
+
+from sg2_container.errors import UserError
+from sg2_container.sagemaker.hyperparameters import decode_hyperparameters
+
+ARTICLE = {"data": "/opt/ml/input/data/train/animeface.zip", "gpus": 1, "augpipe": "bg",
+           "gamma": 10, "cfg": "paper256", "mirror": 1, "snap": 10, "kimg": 2000,
+           "metrics": "none", "outdir": "/opt/ml/checkpoints"}
+
+JSON_DUMPS = {k: json.dumps(v) for k, v in ARTICLE.items()}  # the pipeline notebook
+V2_STR = {k: str(v) for k, v in {**ARTICLE, "mirror": True, "gamma": 10.0}.items()}  # Estimator
+V3_RAW = {k: v if isinstance(v, str) else json.dumps(v) for k, v in {**ARTICLE, "mirror": True}.items()}
+
+
+@pytest.mark.parametrize("encoded", [JSON_DUMPS, V2_STR, V3_RAW], ids=["json.dumps", "v2-str", "v3-raw"])
+def test_three_encodings_give_the_same_values(encoded):
+    values = decode_hyperparameters({**encoded, "sagemaker_program": "x", "_tuning_objective_metric": "y"})
+    assert values == {"data": "/opt/ml/input/data/train/animeface.zip", "gpus": 1, "augpipe": "bg",
+                      "gamma": 10.0, "cfg": "paper256", "mirror": True, "snap": 10, "kimg": 2000.0,
+                      "metrics": (), "outdir": "/opt/ml/checkpoints"}
+
+
+@pytest.mark.parametrize("raw,message", [
+    ({"gama": "10"}, "unknown hyperparameter 'gama' (did you mean 'gamma'?)"),
+    ({"mirror": "maybe"}, "mirror='maybe' is not a boolean"),
+    ({"snap": "2.5"}, "snap=2.5 is not an integer"),
+    ({"kimg": "\"lots\""}, "kimg='lots' is not a number"),
+])
+def test_bad_keys_and_values_are_named(raw, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        decode_hyperparameters(raw)
+
+
+def test_reference_spellings_are_accepted():
+    assert decode_hyperparameters({"allow-tf32": "1", "batch-gpu": "4"}) == {"allow_tf32": True, "batch_gpu": 4}

@@ -1,0 +1,135 @@
+"""The training job as SageMaker runs it: the real entrypoint in a subprocess, a fake /opt/ml."""
+import json
+import signal
+import time
+
+import pytest
+import torch
+
+from sg2_container.training import checkpoint as ckpt
+from tests.sagemaker.conftest import ARTICLE, SMALL
+
+
+def _raw(v):
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+@pytest.mark.parametrize("encode", [json.dumps, str, _raw], ids=["json.dumps", "v2-str", "v3-raw"])
+def test_article_hyperparameters_train_and_write_the_model(opt_ml, encode):
+    opt_ml.hyperparameters({**ARTICLE, **SMALL}, encode=encode)
+    code, out = opt_ml.run("train")
+    assert code == 0, out
+    model = opt_ml.base / "model"
+    assert {"model.pt", "samples.png", "README.md", "training_options.json"} <= {p.name for p in model.iterdir()}
+    assert "0.008 kimg" in (model / "README.md").read_text()
+    assert opt_ml.checkpoints()  # checkpoints land in /opt/ml/checkpoints for S3 sync
+    assert "tick=0 kimg=0.004" in out  # the metric line, on stdout
+    assert opt_ml.failure is None
+
+
+def test_sigterm_saves_and_a_second_job_resumes_to_the_same_state(opt_ml, tmp_path, animeface_zip):
+    values = {**ARTICLE, **SMALL, "kimg": 0.048, "snap": 100}
+    opt_ml.hyperparameters(values)
+    job = opt_ml.start("train")
+    assert opt_ml.wait_for(lambda: opt_ml.checkpoints())  # tick 0 has been saved
+    time.sleep(0.3)
+    job.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    out, _ = job.communicate(timeout=60)
+    assert job.returncode == 0, out
+    assert time.monotonic() - start < 10
+    assert "signal 15" in out
+    stopped_at = ckpt.load_checkpoint(opt_ml.base / "checkpoints" / opt_ml.checkpoints()[-1])["loop"]["cur_nimg"]
+    assert 4 <= stopped_at < 48
+    assert not (opt_ml.base / "model" / "model.pt").exists()
+
+    code, out = opt_ml.run("train")  # the spot restart: same checkpoints folder
+    assert code == 0, out
+    assert "continuing from checkpoint-" in out
+    resumed = ckpt.load_checkpoint(opt_ml.base / "checkpoints" / opt_ml.checkpoints()[-1])
+
+    from tests.sagemaker.conftest import FakeOptMl
+
+    straight = FakeOptMl(tmp_path / "straight", animeface_zip)
+    straight.hyperparameters(values)
+    code, out = straight.run("train")
+    assert code == 0, out
+    reference = ckpt.load_checkpoint(straight.base / "checkpoints" / straight.checkpoints()[-1])
+    assert resumed["loop"]["cur_nimg"] == reference["loop"]["cur_nimg"] == 48
+    for part in ("G", "D", "G_ema"):
+        for name, value in reference[part].items():
+            assert torch.equal(resumed[part][name], value), f"{part}.{name}"
+    assert resumed["augment"] == reference["augment"]
+
+
+def test_sigkill_mid_write_leaves_the_previous_checkpoint_usable(opt_ml):
+    opt_ml.hyperparameters({**ARTICLE, **SMALL, "kimg": 0.032, "snap": 1})
+    job = opt_ml.start("train")
+    assert opt_ml.wait_for(lambda: len(opt_ml.checkpoints()) >= 2)
+    job.send_signal(signal.SIGKILL)
+    job.communicate(timeout=30)
+    # What a kill during torch.save leaves: a partial temp file beside the committed ones.
+    newest = opt_ml.base / "checkpoints" / opt_ml.checkpoints()[-1]
+    torn = newest.with_name(f".checkpoint-000000009999.pt.{'ab' * 8}.tmp")
+    torn.write_bytes(newest.read_bytes()[:1000])
+    code, out = opt_ml.run("train")
+    assert code == 0, out
+    assert "continuing from checkpoint-" in out
+    assert (opt_ml.base / "model" / "model.pt").exists()
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"gama": 10}, ["unknown hyperparameter 'gama'", "did you mean 'gamma'"]),
+    ({"mirror": "sometimes"}, ["mirror='sometimes' is not a boolean"]),
+    ({"cfg": "paper257"}, ["cfg='paper257'", "paper256"]),
+    ({"augpipe": "bgx"}, ["augpipe='bgx'", "bgc"]),
+    ({"kimg": -1}, ["kimg=-1.0", "> 0"]),
+    ({"data": "/opt/ml/input/data/train/missing.zip"}, ["data='/opt/ml/input/data/train/missing.zip' does not exist"]),
+])
+def test_bad_hyperparameters_fail_with_a_reason_and_lose_nothing(opt_ml, change, words):
+    keep = opt_ml.base / "checkpoints" / "checkpoint-000000000004.pt"
+    keep.write_bytes(b"precious")
+    opt_ml.hyperparameters({**ARTICLE, **SMALL, **change})
+    code, out = opt_ml.run("train")
+    assert code == 1
+    failure = opt_ml.failure
+    assert failure.startswith("UserError: ") and len(failure) < 1024
+    for word in words:
+        assert word in failure, failure
+    assert keep.read_bytes() == b"precious"
+
+
+def test_missing_channel_names_what_is_needed(opt_ml):
+    (opt_ml.base / "input" / "data" / "train" / "animeface.zip").unlink()
+    (opt_ml.base / "input" / "data" / "train").rmdir()
+    opt_ml.hyperparameters({k: v for k, v in {**ARTICLE, **SMALL}.items() if k != "data"})
+    code, _ = opt_ml.run("train")
+    assert code == 1
+    assert "add an input channel named 'train'" in opt_ml.failure
+
+
+def test_data_may_be_omitted_when_the_channel_holds_one_dataset(opt_ml):
+    opt_ml.hyperparameters({k: v for k, v in {**ARTICLE, **SMALL}.items() if k != "data"})
+    code, out = opt_ml.run()  # no `train` argument: ContainerEntrypoint overridden
+    assert code == 0, out
+    assert (opt_ml.base / "model" / "model.pt").exists()
+
+
+def test_two_hosts_on_loopback_train_one_job(tmp_path, animeface_zip):
+    from tests.sagemaker.conftest import FakeOptMl
+    from sg2_container.training.distributed import free_port
+
+    hosts = ["127.0.0.1", "localhost"]  # both resolve here; the first sorts first: master
+    nodes = [FakeOptMl(tmp_path / f"host{i}", animeface_zip) for i in range(2)]
+    port = str(free_port())
+    jobs = []
+    for node, host in zip(nodes, hosts):
+        node.resources(hosts, host)
+        node.hyperparameters({**ARTICLE, **SMALL, "kimg": 0.016})
+        jobs.append(node.start("train", SG2_MASTER_PORT=port))
+    outputs = [job.communicate(timeout=300)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outputs
+    assert (nodes[0].base / "model" / "model.pt").exists()
+    assert not nodes[1].checkpoints()  # only rank 0 writes
+    state = ckpt.load_checkpoint(nodes[0].base / "checkpoints" / nodes[0].checkpoints()[-1])
+    assert state["loop"]["world_size"] == 2 and state["loop"]["cur_nimg"] == 16
