@@ -1,0 +1,1 @@
+"""Training: dataset reader, loop, checkpoints. Knows nothing of SageMaker."""

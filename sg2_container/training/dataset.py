@@ -1,0 +1,328 @@
+"""The training images: a zip or folder of PNG/JPEG files (the layout `sg2 prepare` writes).
+
+Torch-free (numpy + Pillow) so it runs in DataLoader workers; a zip is opened lazily in each
+process, never pickled open. Every image header is checked when the dataset is built, so a bad
+file stops training at start-up with its name, not hours later.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import struct
+import zipfile
+
+import numpy as np
+from PIL import Image
+
+from sg2_container.errors import UserError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+LABELS_FILE = "dataset.json"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# PNG colour type -> channels we accept (0 gray, 2 RGB); others need `sg2 prepare`.
+_PNG_CHANNELS = {0: 1, 2: 3}
+_PNG_COLOR_NAMES = {0: "gray", 2: "RGB", 3: "palette", 4: "gray+alpha", 6: "RGBA"}
+_PIL_CHANNELS = {"L": 1, "RGB": 3}
+
+log = logging.getLogger(__name__)
+
+
+class ImageFolderDataset:
+    """Images [C, H, W] uint8 with float32 labels, sorted by relative name.
+
+    `max_size` keeps a random subset (RandomState(random_seed) shuffle, first max_size, sorted);
+    `xflip` doubles the length, the second half returning mirrored images.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        resolution: int | None = None,
+        use_labels: bool = False,
+        max_size: int | None = None,
+        xflip: bool = False,
+        random_seed: int = 0,
+    ) -> None:
+        self.path = str(path)
+        self.use_labels = use_labels
+        self.xflip = xflip
+        self._zip: zipfile.ZipFile | None = None
+        self._zip_pid = 0
+        if os.path.isdir(self.path):
+            self._kind = "folder"
+            names = self._list_folder()
+        elif os.path.isfile(self.path) and zipfile.is_zipfile(self.path):
+            self._kind = "zip"
+            names = sorted(
+                n for n in self._open_zip().namelist() if n.lower().endswith(IMAGE_EXTENSIONS)
+            )
+        else:
+            raise UserError(f"dataset {self.path!r}: not found, or neither a folder nor a zip file")
+        if not names:
+            raise UserError(
+                f"dataset {self.path!r}: no PNG or JPEG images found (run `sg2 prepare` to make "
+                "a training zip from other formats)"
+            )
+        self._names = names
+        self.image_shape = self._check_headers(resolution)
+        self.label_error: str | None = None
+        try:
+            self._raw_labels, self.label_kind = self._load_labels()
+        except UserError as e:
+            if use_labels:
+                raise
+            # Unconditional training does not need them: keep going, but say why there are none.
+            log.warning("%s; training without labels", e)
+            self._raw_labels, self.label_kind, self.label_error = None, None, str(e)
+        if use_labels and self._raw_labels is None:
+            raise UserError(
+                f"dataset {self.path!r}: labels were asked for (use_labels / cond) but there is "
+                f'no {LABELS_FILE} with "labels" in it'
+            )
+        indices = np.arange(len(names), dtype=np.int64)
+        if max_size is not None:
+            if max_size < 1:
+                raise UserError(f"max_size: got {max_size}; must be a positive integer or None")
+            if max_size < len(indices):
+                np.random.RandomState(random_seed).shuffle(indices)
+                indices = np.sort(indices[:max_size])
+        self._indices = indices
+
+    # --- sizes -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._indices) * (2 if self.xflip else 1)
+
+    @property
+    def num_channels(self) -> int:
+        return self.image_shape[0]
+
+    @property
+    def resolution(self) -> int:
+        return self.image_shape[1]
+
+    @property
+    def num_images(self) -> int:
+        """Images on disk (before max_size and xflip)."""
+        return len(self._names)
+
+    @property
+    def label_dim(self) -> int:
+        if not self.use_labels or self._raw_labels is None:
+            return 0
+        return self._raw_labels.shape[1]
+
+    @property
+    def has_labels(self) -> bool:
+        return self.label_dim > 0
+
+    # --- items -------------------------------------------------------------------------------
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        raw, flip = self._raw_index(index)
+        image = self._load_image(raw)
+        if flip:
+            image = np.ascontiguousarray(image[:, :, ::-1])
+        return image, self._label(raw)
+
+    def get_label(self, index: int) -> np.ndarray:
+        return self._label(self._raw_index(index)[0])
+
+    def image_name(self, index: int) -> str:
+        """Relative name of the file behind `index` (mirrored indices name the same file)."""
+        return self._names[self._raw_index(index)[0]]
+
+    def _raw_index(self, index: int) -> tuple[int, bool]:
+        n = len(self._indices)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of length {len(self)}")
+        return int(self._indices[index % n]), index >= n
+
+    def _label(self, raw: int) -> np.ndarray:
+        if self.label_dim == 0:
+            return np.zeros([0], dtype=np.float32)
+        assert self._raw_labels is not None
+        return self._raw_labels[raw].copy()
+
+    def _load_image(self, raw: int) -> np.ndarray:
+        name = self._names[raw]
+        try:
+            with Image.open(io.BytesIO(self._read(name))) as im:
+                im.load()
+                array = np.asarray(im)
+        except (OSError, ValueError, SyntaxError, EOFError) as e:
+            raise UserError(f"dataset {self.path!r}: cannot decode {name!r} ({e})") from e
+        if array.ndim == 2:
+            array = array[:, :, np.newaxis]
+        image = array.transpose(2, 0, 1)
+        if image.shape != self.image_shape or image.dtype != np.uint8:
+            raise UserError(
+                f"dataset {self.path!r}: {name!r} decodes to {list(image.shape)} {image.dtype}; "
+                f"expected {list(self.image_shape)} uint8 like the first image"
+            )
+        return image
+
+    # --- files -------------------------------------------------------------------------------
+
+    def _list_folder(self) -> list[str]:
+        names = []
+        for dirpath, dirnames, filenames in os.walk(self.path):
+            dirnames.sort()
+            for filename in filenames:
+                if filename.lower().endswith(IMAGE_EXTENSIONS):
+                    full = os.path.join(dirpath, filename)
+                    names.append(os.path.relpath(full, self.path).replace(os.sep, "/"))
+        return sorted(names)
+
+    def _open_zip(self) -> zipfile.ZipFile:
+        """One ZipFile per process: a handle inherited through fork would share its offset."""
+        if self._zip is None or self._zip_pid != os.getpid():
+            self._zip = zipfile.ZipFile(self.path)
+            self._zip_pid = os.getpid()
+        return self._zip
+
+    def _read(self, name: str) -> bytes:
+        if self._kind == "zip":
+            return self._open_zip().read(name)
+        with open(os.path.join(self.path, name), "rb") as f:
+            return f.read()
+
+    def _read_head(self, name: str, size: int) -> bytes:
+        if self._kind == "zip":
+            with self._open_zip().open(name) as f:
+                return f.read(size)
+        with open(os.path.join(self.path, name), "rb") as f:
+            return f.read(size)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state["_zip"] = None
+        return state
+
+    def close(self) -> None:
+        if self._zip is not None:
+            self._zip.close()
+            self._zip = None
+
+    # --- validation --------------------------------------------------------------------------
+
+    def _check_headers(self, resolution: int | None) -> tuple[int, int, int]:
+        """[C, H, W] of the first image, after checking every image's header against it."""
+        expected: tuple[int, int, int] | None = None
+        for name in self._names:
+            shape = self._header_shape(name)
+            if expected is None:
+                _, height, width = shape
+                if width != height:
+                    raise UserError(
+                        f"dataset {self.path!r}: {name!r} is {width}x{height}; images must be "
+                        "square"
+                    )
+                if width < 4 or width & (width - 1):
+                    raise UserError(
+                        f"dataset {self.path!r}: {name!r} is {width}x{height}; the resolution must "
+                        "be a power of two (4, 8, ..., 256, 512, 1024)"
+                    )
+                if resolution is not None and width != resolution:
+                    raise UserError(
+                        f"dataset {self.path!r}: {name!r} is {width}x{height}; expected resolution "
+                        f"{resolution}"
+                    )
+                expected = shape
+            elif shape != expected:
+                raise UserError(
+                    f"dataset {self.path!r}: {name!r} is {_describe(shape)}; expected "
+                    f"{_describe(expected)} like the first image {self._names[0]!r}"
+                )
+        assert expected is not None
+        return expected
+
+    def _header_shape(self, name: str) -> tuple[int, int, int]:
+        """(channels, height, width) from the header alone; PNG parsed directly for speed."""
+        head = self._read_head(name, 26)
+        if head.startswith(_PNG_SIGNATURE):
+            if len(head) < 26 or head[12:16] != b"IHDR":
+                raise UserError(f"dataset {self.path!r}: {name!r} is not a valid PNG file")
+            width, height, depth, color = struct.unpack(">IIBB", head[16:26])
+            if depth != 8 or color not in _PNG_CHANNELS:
+                raise UserError(
+                    f"dataset {self.path!r}: {name!r} is a {depth}-bit "
+                    f"{_PNG_COLOR_NAMES.get(color, f'type {color}')} PNG; expected 8-bit gray "
+                    "or RGB (run `sg2 prepare` to convert)"
+                )
+            return _PNG_CHANNELS[color], height, width
+        try:
+            with Image.open(io.BytesIO(self._read(name)), formats=("PNG", "JPEG")) as im:
+                mode, (width, height) = im.mode, im.size
+        except (OSError, ValueError, SyntaxError, EOFError) as e:
+            raise UserError(
+                f"dataset {self.path!r}: {name!r} is not a readable PNG or JPEG image ({e})"
+            ) from e
+        if mode not in _PIL_CHANNELS:
+            raise UserError(
+                f"dataset {self.path!r}: {name!r} has pixel mode {mode}; expected L (gray) or RGB "
+                "(run `sg2 prepare` to convert)"
+            )
+        return _PIL_CHANNELS[mode], height, width
+
+    def _load_labels(self) -> tuple[np.ndarray | None, str | None]:
+        """[N, label_dim] float32 in name order and "class" | "vector", or (None, None)."""
+        try:
+            data = self._read(LABELS_FILE)
+        except (KeyError, FileNotFoundError):
+            return None, None
+        origin = f"dataset {self.path!r}: {LABELS_FILE}"
+        try:
+            raw = json.loads(data).get("labels")
+        except (ValueError, AttributeError) as e:
+            raise UserError(f'{origin} is not a JSON object with "labels" ({e})') from e
+        if raw is None:
+            return None, None
+        try:
+            table = {str(name).replace("\\", "/"): value for name, value in raw}
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{origin}: labels must be a list of [name, label] pairs") from e
+        missing = next((n for n in self._names if n not in table), None)
+        if missing is not None:
+            raise UserError(f"{origin} has no label for {missing!r}")
+        values = [table[n] for n in self._names]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            classes = np.array(values, dtype=np.int64)
+            if classes.min() < 0:
+                bad = self._names[int(classes.argmin())]
+                raise UserError(f"{origin}: the label of {bad!r} is negative; expected >= 0")
+            onehot = np.zeros([len(values), int(classes.max()) + 1], dtype=np.float32)
+            onehot[np.arange(len(values)), classes] = 1
+            return onehot, "class"
+        try:
+            vectors = np.array(values, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise UserError(
+                f"{origin}: labels must all be integers (classes) or all lists of numbers of one "
+                "length"
+            ) from e
+        if vectors.ndim != 2:
+            raise UserError(
+                f"{origin}: labels must all be integers (classes) or all lists of numbers of one "
+                "length"
+            )
+        return vectors, "vector"
+
+    @property
+    def raw_label_dim(self) -> int:
+        """Label width in the file, whether or not use_labels is set (0 without labels)."""
+        return 0 if self._raw_labels is None else self._raw_labels.shape[1]
+
+    def class_counts(self) -> list[int] | None:
+        """Images per class for integer labels (before max_size and xflip), else None."""
+        if self.label_kind != "class" or self._raw_labels is None:
+            return None
+        return self._raw_labels.sum(axis=0).astype(np.int64).tolist()
+
+
+def _describe(shape: tuple[int, int, int]) -> str:
+    channels, height, width = shape
+    return f"{width}x{height} with {channels} channel{'s' if channels != 1 else ''}"
