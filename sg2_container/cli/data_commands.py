@@ -1,6 +1,197 @@
-"""Dataset commands: `sg2 prepare`, `sg2 dataset info`."""
+"""Dataset commands: `sg2 prepare`, `sg2 dataset info`.
+
+Only click, the standard library and the options module are imported here: `sg2 prepare` must
+start fast, and torch is never needed (Pillow and numpy load inside the commands).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
 import click
+
+from sg2_container.data.options import (
+    DEFAULT_MAX_PIXELS,
+    LABEL_SOURCES,
+    RESIZE_FILTERS,
+    SMALL_POLICIES,
+    TRANSFORMS,
+    PrepareOptions,
+)
+from sg2_container.errors import UserError
+
+
+@click.command("prepare")
+@click.option(
+    "--source",
+    required=True,
+    metavar="PATH",
+    help="Images to prepare: a folder (searched recursively), a .zip, or a .tar (also .tar.gz, "
+    ".tar.bz2, .tar.xz). PNG, JPEG, WebP, BMP and GIF (first frame) are read; anything else is "
+    "skipped and counted.",
+)
+@click.option(
+    "--dest",
+    required=True,
+    metavar="PATH",
+    help="Output: a .zip name (the training zip), or a folder with the same layout (new, empty "
+    "or an earlier output). Written under a temporary name and swapped in at the end.",
+)
+@click.option(
+    "--width",
+    type=int,
+    help="Output width in pixels, a power of two. Alone, it sets the height too.",
+)
+@click.option(
+    "--height",
+    type=int,
+    help="Output height in pixels, a power of two. Alone, it sets the width too.",
+)
+@click.option(
+    "--allow-non-square",
+    is_flag=True,
+    help="Allow --width != --height without center-crop-wide. Training needs square images.",
+)
+@click.option(
+    "--transform",
+    type=click.Choice(TRANSFORMS),
+    default="center-crop",
+    show_default=True,
+    help="center-crop: largest centred crop of the output aspect, then resize. center-crop-wide: "
+    "crop to width:height, resize, paste centred on a width x width canvas. pad: fit the whole "
+    "image, fill the rest with --background. stretch: resize ignoring the aspect ratio.",
+)
+@click.option(
+    "--resize-filter",
+    type=click.Choice(RESIZE_FILTERS),
+    default="lanczos",
+    show_default=True,
+    help="Resampling filter for the resize.",
+)
+@click.option(
+    "--channels",
+    type=int,
+    default=3,
+    show_default=True,
+    help="3 writes RGB (grayscale is copied to three channels), 1 writes grayscale.",
+)
+@click.option(
+    "--background",
+    default="white",
+    show_default=True,
+    help="Colour under transparent pixels and around padded images: black, white or #rrggbb.",
+)
+@click.option(
+    "--small",
+    type=click.Choice(SMALL_POLICIES),
+    default="upscale",
+    show_default=True,
+    help="Images smaller than the output: enlarge them, or skip them (counted in the report).",
+)
+@click.option(
+    "--max-images",
+    type=int,
+    help="Stop after writing this many images (taken in sorted name order). [default: all]",
+)
+@click.option(
+    "--max-pixels",
+    type=int,
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Skip images with more pixels than this (decompression-bomb guard).",
+)
+@click.option(
+    "--labels",
+    type=click.Choice(LABEL_SOURCES),
+    default="auto",
+    show_default=True,
+    help='json: from dataset.json at the top of --source ({"labels": [["dir/a.png", 6], ...]}). '
+    "folders: one class per top-level sub-folder, in sorted name order. auto: json if "
+    "dataset.json exists, else none. Files without a label are skipped.",
+)
+@click.option(
+    "--workers",
+    type=int,
+    help="Worker processes for decoding and resizing. [default: all cores]",
+)
+@click.option(
+    "--report",
+    metavar="PATH",
+    help="Where to write the JSON report. [default: prepare_report.json beside the zip, or "
+    "inside the output folder]",
+)
+def prepare_command(**kwargs: object) -> None:
+    """Turn a folder/zip/tar of images of any size and format into a training zip.
+
+    Every file is either written (converted as needed: EXIF orientation, CMYK, palette,
+    transparency, 16-bit, grayscale) or skipped with a reason (corrupt, truncated, not an
+    image, too many pixels, ...). The counts go to prepare_report.json and a summary line.
+    The output bytes do not depend on --workers.
+    """
+    from sg2_container.data.prepare import prepare
+
+    try:
+        options = PrepareOptions(**kwargs)  # type: ignore[arg-type]
+        report = prepare(options)
+    except UserError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(report.summary())
+
+
+@click.group("dataset")
+def dataset_group() -> None:
+    """Inspect training datasets (a zip or folder written by `sg2 prepare`)."""
+
+
+@dataset_group.command("info")
+@click.argument("path", metavar="DATASET")
+@click.option(
+    "--grid",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a PNG grid of sample images (evenly spread over the set) to this file.",
+)
+@click.option(
+    "--grid-images",
+    type=click.IntRange(min=1),
+    default=32,
+    show_default=True,
+    help="How many images the --grid shows at most.",
+)
+def info_command(path: str, grid: Path | None, grid_images: int) -> None:
+    """Check DATASET as training will read it; print count, resolution, channels and labels."""
+    from sg2_container.data.grid import write_grid
+    from sg2_container.training.dataset import ImageFolderDataset
+
+    try:
+        dataset = ImageFolderDataset(path)
+        click.echo(f"dataset: {path}")
+        click.echo(f"images: {len(dataset)}")
+        click.echo(f"resolution: {dataset.resolution}x{dataset.resolution}")
+        click.echo(
+            f"channels: {dataset.num_channels} ({'RGB' if dataset.num_channels == 3 else 'gray'})"
+        )
+        counts = dataset.class_counts()
+        if counts is not None:
+            per_class = ", ".join(f"{i}: {n}" for i, n in enumerate(counts))
+            click.echo(
+                f"labels: {len(counts)} classes (one-hot, label_dim {len(counts)}); "
+                f"images per class {per_class}"
+            )
+        elif dataset.raw_label_dim:
+            dim = dataset.raw_label_dim
+            click.echo(f"labels: vectors of {dim} numbers (label_dim {dim})")
+        elif dataset.label_error:
+            click.echo(f"labels: unusable ({dataset.label_error})")
+        else:
+            click.echo("labels: none")
+        if grid is not None:
+            shown = write_grid(dataset, grid, grid_images)
+            click.echo(f"grid: {grid} ({shown} images)")
+    except UserError as e:
+        raise click.ClickException(str(e)) from e
 
 
 def register(cli: click.Group) -> None:
     """Adds the dataset commands to the `sg2` group."""
+    cli.add_command(prepare_command)
+    cli.add_command(dataset_group)

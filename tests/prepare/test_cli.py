@@ -1,0 +1,122 @@
+"""`sg2 prepare` and `sg2 dataset info` through click: help, errors, start-up without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import click
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from sg2_container.cli import data_commands
+from sg2_container.cli.main import cli
+from tests.prepare.inputs import make_images
+
+
+def _commands(group: click.Group, prefix: str = ""):
+    for name, command in group.commands.items():
+        yield f"{prefix}{name}", command
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{prefix}{name} ")
+
+
+def test_every_dataset_command_and_option_has_help():
+    group = click.Group()
+    data_commands.register(group)
+    for name, command in _commands(group):
+        assert command.help, name
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"{name} {param.opts}"
+
+
+@pytest.mark.parametrize(
+    "args", [["prepare", "--help"], ["dataset", "info", "--help"], ["dataset", "--help"]]
+)
+def test_help_works(args):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_prepare_then_info_with_a_grid(tmp_path):
+    source = make_images(tmp_path / "src", {f"c{i % 2}/{i}.png": (40, 30) for i in range(5)})
+    dest = tmp_path / "train.zip"
+    runner = CliRunner()
+    result = runner.invoke(
+        cli,
+        [
+            "prepare",
+            "--source",
+            str(source),
+            "--dest",
+            str(dest),
+            "--width",
+            "16",
+            "--labels",
+            "folders",
+            "--workers",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "wrote 5 of 5 files as 16x16 RGB" in result.output
+    grid = tmp_path / "grid.png"
+    result = runner.invoke(
+        cli, ["dataset", "info", str(dest), "--grid", str(grid), "--grid-images", "4"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "images: 5" in result.output and "resolution: 16x16" in result.output
+    assert "channels: 3 (RGB)" in result.output
+    assert "labels: 2 classes (one-hot, label_dim 2); images per class 0: 3, 1: 2" in result.output
+    with Image.open(grid) as im:
+        assert im.size == (32, 32) and im.mode == "RGB"
+
+
+def test_user_errors_become_one_line_click_errors(tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        [
+            "prepare",
+            "--source",
+            str(tmp_path),
+            "--dest",
+            str(tmp_path / "o.zip"),
+            "--width",
+            "64",
+            "--height",
+            "32",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "Error: --width 64 and --height 32 differ" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["dataset", "info", str(tmp_path / "none.zip")])
+    assert result.exit_code == 1 and "not found" in result.output
+
+
+def test_prepare_never_imports_torch(tmp_path):
+    source = make_images(tmp_path / "src", {"a.png": (20, 20), "b.jpg": (30, 20)})
+    code = textwrap.dedent(
+        f"""
+        import sys, time
+        start = time.perf_counter()
+        from sg2_container.cli.main import cli
+        import_s = time.perf_counter() - start
+        assert "torch" not in sys.modules, "importing the CLI imported torch"
+        cli(["prepare", "--source", {str(source)!r}, "--dest", {str(tmp_path / "o.zip")!r},
+             "--width", "16", "--workers", "2"], standalone_mode=False)
+        cli(["dataset", "info", {str(tmp_path / "o.zip")!r}], standalone_mode=False)
+        assert "torch" not in sys.modules, "sg2 prepare imported torch"
+        print("import_s", import_s)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    import_s = float(result.stdout.split("import_s")[1])
+    assert import_s < 0.5
