@@ -1,0 +1,1 @@
+"""The only part of the project that knows SageMaker's /opt/ml layout and job conventions."""

@@ -1,0 +1,24 @@
+"""The failure file SageMaker turns into a job's failure reason: short, most important first."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# SageMaker keeps the first 1024 bytes; stay below so nothing we write is cut mid-character.
+MAX_FAILURE_BYTES = 1023
+
+
+def failure_text(text: str) -> str:
+    """One line (newlines folded), cut to fit MAX_FAILURE_BYTES of UTF-8."""
+    line = " ".join(text.split())
+    data = line.encode("utf-8")[:MAX_FAILURE_BYTES]
+    return data.decode("utf-8", errors="ignore")
+
+
+def write_failure(path: Path, text: str) -> None:
+    """Writes the reason atomically; call it last, just before exiting non-zero."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(failure_text(text), encoding="utf-8")
+    os.replace(tmp, path)
