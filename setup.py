@@ -28,11 +28,14 @@ setup(
         "ninja",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist"],
+        # The image installs sagemaker-training too; tests use it to run jobs the toolkit's way.
+        "sagemaker": ["sagemaker-training==5.1.4"],
+        "test": ["pytest", "pytest-xdist", "sagemaker-training==5.1.4"],
     },
     entry_points={
         "console_scripts": [
             "sg2=sg2_container.cli.main:cli",
+            "sg2-sagemaker=sg2_container.sagemaker.entrypoint:main",
         ],
     },
 )

@@ -120,6 +120,15 @@ def _train(stop: threading.Event) -> int:
     return EXIT_OK
 
 
+class JobFailed(Exception):
+    """Raised to the sagemaker-training toolkit, which exits with `errno` and keeps our failure
+    file (it writes its own only when none exists)."""
+
+    def __init__(self, code: int, reason: str | None):
+        super().__init__(reason or f"training job failed with exit code {code}")
+        self.errno = code
+
+
 def main() -> int:
     """Entry for the sagemaker-training toolkit's in-process module mode
     (SAGEMAKER_TRAINING_MODULE=sg2_container.sagemaker.job:main)."""
@@ -127,5 +136,6 @@ def main() -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     code = run_training_job()
     if code != EXIT_OK:
-        raise SystemExit(code)
+        failure = paths.failure_path()
+        raise JobFailed(code, failure.read_text(encoding="utf-8") if failure.exists() else None)
     return code

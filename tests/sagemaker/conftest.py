@@ -31,6 +31,9 @@ class FakeOptMl:
         for folder in ("checkpoints", "model", "output"):
             (base / folder).mkdir()
         self.resources(["algo-1"], "algo-1")
+        (base / "input" / "config" / "inputdataconfig.json").write_text(json.dumps(
+            {"train": {"TrainingInputMode": "File", "ContentType": "application/x-image",
+                       "S3DistributionType": "FullyReplicated"}}))
 
     def hyperparameters(self, values: dict, encode=json.dumps):
         (self.base / "input" / "config" / "hyperparameters.json").write_text(
