@@ -53,3 +53,17 @@ def write_synthetic_dataset(path: Path, count: int, resolution: int, seed: int =
             entries.append([name, label])
         archive.writestr("dataset.json", json.dumps({"labels": entries if labels else None}))
     return path
+
+
+def write_synthetic_folder(path: Path, count: int, resolution: int, seed: int = 0) -> Path:
+    """Raw images for `sg2 prepare`: JPEGs in one sub-folder per shape (class labels from
+    folder names), sizes varying around `resolution` as uploads do."""
+    path = Path(path)
+    for idx in range(count):
+        rnd = np.random.RandomState([seed, idx, 1])
+        size = int(resolution * rnd.uniform(1.0, 2.0))
+        image, label = synthetic_image(idx, size, seed)
+        folder = path / SHAPES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        image.save(folder / f"upload{idx:05d}.jpg", quality=92)
+    return path

@@ -152,7 +152,7 @@ class ImageFolderDataset:
         try:
             with Image.open(io.BytesIO(self._read(name))) as im:
                 im.load()
-                array = np.asarray(im)
+                array = np.array(im)  # writable: torch refuses read-only arrays
         except (OSError, ValueError, SyntaxError, EOFError) as e:
             raise UserError(f"dataset {self.path!r}: cannot decode {name!r} ({e})") from e
         if array.ndim == 2:
