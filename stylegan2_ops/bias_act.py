@@ -1,8 +1,9 @@
 """Bias + activation + gain + clamp in one op.
 
 Every layer of the networks ends this way; one op lets a compiled kernel do it in a single pass
-over memory. The reference path is built from differentiable PyTorch functions, so first and
-second derivatives (R1, path length) come from autograd.
+over memory (stylegan2_ops._kernels, chosen by stylegan2_ops._backend). The reference path is
+built from differentiable PyTorch functions, so first and second derivatives (R1, path length)
+come from autograd.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from stylegan2_ops import _backend
+from stylegan2_ops import _backend, _kernels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,8 @@ def bias_act(
         raise ValueError(f"clamp must be >= 0 or None, got {clamp}")
     alpha = spec.default_alpha if alpha is None else float(alpha)
     gain = spec.default_gain if gain is None else float(gain)
-    _backend.resolve(x, impl)
+    if _backend.resolve(x, impl) == "cuda":
+        return _kernels.bias_act(x, b, dim, act, alpha, gain, clamp)
     return _bias_act_reference(x, b, dim, spec, alpha, gain, clamp)
 
 

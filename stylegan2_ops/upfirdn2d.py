@@ -1,8 +1,9 @@
 """Upsample, pad, FIR-filter and downsample a batch of images in one op.
 
 The networks resample with a small low-pass FIR filter ([1,3,3,1]) around every resolution
-change; expressing all of it as one op lets a compiled kernel fuse the steps. The reference path
-below is plain PyTorch, differentiable to any order.
+change; expressing all of it as one op lets a compiled kernel fuse the steps (stylegan2_ops._kernels,
+chosen by stylegan2_ops._backend). The reference path below is plain PyTorch, differentiable to any
+order.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Sequence, Union
 import torch
 import torch.nn.functional as F
 
-from stylegan2_ops import _backend
+from stylegan2_ops import _backend, _kernels
 
 Scaling = Union[int, Sequence[int]]
 Padding = Union[int, Sequence[int]]
@@ -118,7 +119,8 @@ def upfirdn2d(
             f"upfirdn2d output would be empty ({out_h}x{out_w}) for input {list(x.shape)}, "
             f"filter {fh}x{fw}, up {up}, down {down}, padding {list(pads)}"
         )
-    _backend.resolve(x, impl)
+    if _backend.resolve(x, impl) == "cuda":
+        return _kernels.upfirdn2d(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
     return _upfirdn2d_reference(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
 
 
