@@ -1,12 +1,78 @@
 """Installs sg2-container.
 
-setup.py (rather than pyproject alone) because a later step compiles the stylegan2_ops CUDA
-extension ahead of time when SG2_BUILD_CUDA=1; without it the install is pure Python.
+setup.py (rather than pyproject alone) because it compiles the stylegan2_ops CUDA extension
+(`stylegan2_ops._C`) ahead of time when SG2_BUILD_CUDA=1; without it the install is pure Python.
+Build settings (sources, default archs, flags) live in stylegan2_ops/_build.py, shared with the
+JIT loader. See docs/kernels.md.
 """
+import importlib.util
+import os
+import pathlib
+import sys
+
 from setuptools import find_packages, setup
 
 TORCH_PIN = "torch==2.14.1"
 TORCHVISION_PIN = "torchvision==0.29.1"
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def _note(message: str) -> None:
+    print(f"sg2-container setup: {message}", file=sys.stderr, flush=True)
+
+
+def _build_settings():
+    """stylegan2_ops/_build.py loaded by path: no package (or torch) import needed."""
+    spec = importlib.util.spec_from_file_location("_sg2_build", HERE / "stylegan2_ops" / "_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def cuda_extension_options() -> dict:
+    """ext_modules + cmdclass for the CUDA build, or {} (pure Python) with a message saying why.
+
+    Needs SG2_BUILD_CUDA=1, a CUDA build of torch importable here (pip --no-build-isolation) and a
+    CUDA toolkit (CUDA_HOME). TORCH_CUDA_ARCH_LIST defaults to the SageMaker GPUs the toolkit
+    can target.
+    """
+    if os.environ.get("SG2_BUILD_CUDA", "0") != "1":
+        return {}
+    try:
+        import torch
+        from torch.utils import cpp_extension
+    except ImportError as error:
+        _note(f"SG2_BUILD_CUDA=1 but torch is not importable ({error}); install torch first and "
+              "pass --no-build-isolation. Installing pure Python (reference ops only).")
+        return {}
+    if not torch.version.cuda:
+        _note(f"SG2_BUILD_CUDA=1 but torch {torch.__version__} is a CPU-only build; installing "
+              "pure Python (reference ops only).")
+        return {}
+    if cpp_extension.CUDA_HOME is None:
+        _note("SG2_BUILD_CUDA=1 but no CUDA toolkit was found (set CUDA_HOME to the folder holding "
+              "bin/nvcc); installing pure Python (reference ops only).")
+        return {}
+
+    build = _build_settings()
+    toolkit = build.toolkit_version(cpp_extension.CUDA_HOME)
+    if toolkit is None:
+        toolkit = tuple(int(v) for v in torch.version.cuda.split(".")[:2])
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip() or build.default_arch_list(toolkit)
+    build.parse_arch_list(archs)  # a malformed list is a user error: fail before compiling
+    os.environ["TORCH_CUDA_ARCH_LIST"] = archs  # torch turns it into -gencode flags
+    _note(f"building stylegan2_ops._C for archs {archs} with CUDA {toolkit[0]}.{toolkit[1]} "
+          f"(CUDA_HOME={cpp_extension.CUDA_HOME}, MAX_JOBS={os.environ.get('MAX_JOBS', 'auto')})")
+    extension = cpp_extension.CUDAExtension(
+        name="stylegan2_ops._C",
+        sources=[os.path.relpath(path, HERE) for path in build.source_paths()],
+        extra_compile_args=build.compile_args(archs),
+    )
+    return {
+        "ext_modules": [extension],
+        "cmdclass": {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    }
+
 
 setup(
     name="sg2-container",
@@ -30,6 +96,7 @@ setup(
     extras_require={
         # The image installs sagemaker-training too; tests use it to run jobs the toolkit's way.
         "sagemaker": ["sagemaker-training==5.1.4"],
+        "tensorboard": ["tensorboard"],
         "test": ["pytest", "pytest-xdist", "sagemaker-training==5.1.4"],
     },
     entry_points={
@@ -38,4 +105,5 @@ setup(
             "sg2-sagemaker=sg2_container.sagemaker.entrypoint:main",
         ],
     },
+    **cuda_extension_options(),
 )
