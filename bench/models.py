@@ -20,26 +20,7 @@ from bench.timing import machine_description, peak_rss_gib, time_call
 from sg2_container.models.networks import Discriminator, Generator
 from sg2_container.models.networks import layers as network_layers
 from sg2_container.options import network_kwargs, resolve_preset
-from stylegan2_ops.upfirdn2d import filter_size, parse_padding, upfirdn2d
-
-
-def conv2d_resample_by_definition(x, w, f=None, up=1, down=1, padding=0, groups=1,
-                                  flip_weight=True, flip_filter=False):
-    """The literal definition: upfirdn2d(up) -> conv -> upfirdn2d(down)."""
-    fw, fh = filter_size(f)
-    px0, px1, py0, py1 = parse_padding(padding)
-    if up > 1:
-        px0, px1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2
-        py0, py1 = py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
-    if down > 1:
-        px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
-        py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
-    x = upfirdn2d(x, f if up > 1 else None, up=up, padding=[px0, px1, py0, py1], gain=up**2,
-                  flip_filter=flip_filter)
-    x = F.conv2d(x, w if flip_weight else w.flip([2, 3]), groups=groups)
-    if down > 1:
-        x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
-    return x
+from stylegan2_ops.conv2d_resample import conv2d_resample_by_definition
 
 
 @contextlib.contextmanager

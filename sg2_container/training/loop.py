@@ -448,6 +448,7 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
         tick_start_time = time.time()
         maintenance_sec = tick_start_time - maintenance_start
 
+    reporter.close()
     final = _export_final(run, run_dir) if finished and group.is_main else None
     if stopped and not finished:
         log.info("stopped at kimg %.3f; run the same command again to continue", counters.cur_nimg / 1000)

@@ -103,6 +103,14 @@ class Reporter:
     def __init__(self, run_dir: Path, enabled: bool):
         self.run_dir, self.enabled = run_dir, enabled
         self.start_time = time.time()
+        self.tensorboard = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                log.debug("tensorboard is not installed: no event files (pip install tensorboard)")
+            else:
+                self.tensorboard = SummaryWriter(str(run_dir))
 
     def tick(self, line: str, stats: dict, extra: dict) -> None:
         if not self.enabled:
@@ -115,6 +123,16 @@ class Reporter:
         with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
+        if self.tensorboard is not None:
+            step = int(extra.get("Progress/kimg", 0) * 1000)
+            for name, value in record.items():
+                if isinstance(value, dict):
+                    self.tensorboard.add_scalar(name, value["mean"], global_step=step)
+            self.tensorboard.flush()
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
     def save_grid(self, images: np.ndarray | torch.Tensor, columns: int, name: str) -> Path | None:
         if not self.enabled:

@@ -1,9 +1,9 @@
 """conv2d_resample against the reference, and the no-weight-gradient conv."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from stylegan2_ops import conv2d_gradfix, conv2d_resample, setup_filter
+from stylegan2_ops.conv2d_resample import conv2d_resample_by_definition
 from tests.conftest import DATA_DIR
 
 CASES = torch.load(DATA_DIR / "reference_ops.pt", weights_only=True)["conv2d_resample"]
@@ -20,25 +20,6 @@ def test_conv2d_resample_matches_reference(case):
         torch.testing.assert_close(dx, case["dx"], rtol=0, atol=1e-12)
 
 
-def _definition(x, w, f, up, down, padding, groups, flip_weight):
-    """The op's definition, step by step, without any of the fast orderings."""
-    from stylegan2_ops.upfirdn2d import filter_size, parse_padding, upfirdn2d
-
-    fw, fh = filter_size(f)
-    px0, px1, py0, py1 = parse_padding(padding)
-    if up > 1:
-        px0, px1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2
-        py0, py1 = py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
-    if down > 1:
-        px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
-        py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
-    x = upfirdn2d(x, f if up > 1 else None, up=up, padding=[px0, px1, py0, py1], gain=up**2)
-    x = F.conv2d(x, w if flip_weight else w.flip([2, 3]), groups=groups)
-    if down > 1:
-        x = upfirdn2d(x, f, down=down)
-    return x
-
-
 @pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("up,down", [(1, 1), (2, 1), (1, 2), (2, 2), (4, 1)])
 @pytest.mark.parametrize("flip_weight", [True, False])
@@ -50,7 +31,7 @@ def test_fast_orderings_equal_the_definition(k, up, down, flip_weight, groups):
     f = setup_filter([1, 3, 3, 1])
     pad = k // 2
     out = conv2d_resample(x, w, f, up, down, pad, groups, flip_weight)
-    ref = _definition(x, w, f, up, down, pad, groups, flip_weight)
+    ref = conv2d_resample_by_definition(x, w, f, up, down, pad, groups, flip_weight)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import pickle
+from multiprocessing.reduction import ForkingPickler
 import zipfile
 
 import numpy as np
@@ -90,7 +90,7 @@ def test_pickles_without_an_open_zip(tmp_path):
     path = _zip_folder(make_images(tmp_path / "s", FOUR), tmp_path / "s.zip")
     dataset = ImageFolderDataset(path)
     first = dataset[0][0]
-    clone = pickle.loads(pickle.dumps(dataset))
+    clone = ForkingPickler.loads(ForkingPickler.dumps(dataset))
     assert clone._zip is None
     assert (clone[0][0] == first).all()
 

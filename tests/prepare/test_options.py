@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pickle
+from multiprocessing.reduction import ForkingPickler
 
 import pytest
 
@@ -56,4 +56,4 @@ def test_derived_values():
     assert wide.size == (256, 128) and wide.output_size == (256, 256)
     free = PrepareOptions(**{**GOOD, "height": 128, "allow_non_square": True})
     assert free.output_size == (256, 128)
-    assert pickle.loads(pickle.dumps(options)) == options  # travels to worker processes
+    assert ForkingPickler.loads(ForkingPickler.dumps(options)) == options  # travels to worker processes
