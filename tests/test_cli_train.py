@@ -1,0 +1,62 @@
+"""`sg2 train` as a user runs it: dry run, bad values, Ctrl-C and the same command again."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from click.testing import CliRunner
+
+from sg2_container.cli.main import cli
+from sg2_container.data.synthetic import write_synthetic_dataset
+
+SMALL = ["--batch", "4", "--cbase", "128", "--cmax", "16", "--map", "2", "--workers", "0",
+         "--device", "cpu"]
+
+
+def test_dry_run_prints_the_resolved_plan(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=8, resolution=16)
+    result = CliRunner().invoke(cli, ["train", "--data", str(data), "--outdir", str(tmp_path / "run"),
+                                      "--cfg", "paper256", "--gamma", "10", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    resolved = json.loads(result.output)
+    assert resolved["plan"]["batch_size"] == 64 and resolved["plan"]["batch_gpu"] == 8
+    assert resolved["plan"]["loss_gamma"] == 10
+    assert resolved["plan"]["G_kwargs"]["img_resolution"] == 16
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_values_name_what_is_allowed(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=8, resolution=16)
+    base = ["train", "--data", str(data), "--outdir", str(tmp_path / "run")]
+    result = CliRunner().invoke(cli, base + ["--cfg", "paper257"])
+    assert result.exit_code == 2 and "'paper257' is not one of 'auto', 'stylegan2', 'paper256'" in result.output
+    result = CliRunner().invoke(cli, base + ["--gamma", "-1"])
+    assert result.exit_code == 1 and "gamma=-1.0 is not allowed: a number >= 0" in result.output
+    result = CliRunner().invoke(cli, base + ["--aug", "noaug", "--augpipe", "bg"])
+    assert result.exit_code == 1 and "no augpipe with aug='noaug'" in result.output
+    result = CliRunner().invoke(cli, base + ["--metrics", "fid50k_full"])
+    assert result.exit_code == 1 and "metrics='fid50k_full'" in result.output
+
+
+def test_ctrl_c_saves_and_the_same_command_continues(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=16, resolution=16)
+    command = [sys.executable, "-m", "sg2_container.cli.main", "train", "--data", str(data),
+               "--outdir", str(tmp_path / "run"), "--kimg", "0.1", "--kimg-per-tick", "0.004",
+               "--snap", "1000", *SMALL]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "run").glob("checkpoint-*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
+    assert "stopped at kimg" in out
+    stopped = sorted((tmp_path / "run").glob("checkpoint-*.pt"))[-1].name
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"continuing from {stopped}" in again.stderr
+    assert "done: kimg 0.100" in again.stdout
