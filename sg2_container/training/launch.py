@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
+import sys
 import threading
 
 import torch
@@ -82,7 +83,8 @@ def _worker(options, local_rank, rank, world_size, master_addr, port, use_cuda, 
     """Entry point of one spawned training process."""
     from sg2_container.training.loop import train
 
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format=f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sets `stop`
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     device = dist_utils.local_device(local_rank, use_cuda)
