@@ -111,6 +111,7 @@ def network_kwargs(preset: Preset, resolution: int, img_channels: int = 3, c_dim
 AUG_MODES = ("ada", "noaug", "fixed")
 AUGPIPE_NAMES = ("blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf",
                  "bgcfn", "bgcfnc")
+FILTER_AUGPIPES = ("filter", "bgcf", "bgcfn", "bgcfnc")
 METRIC_NAMES = ("none",)
 PUBLISHED_RESUME = {
     "ffhq256": "ffhq-res256-mirror-paper256-noaug.pkl",
@@ -278,6 +279,10 @@ def make_plan(options: TrainingOptions, resolution: int, img_channels: int, c_di
               num_gpus: int | None = None) -> TrainingPlan:
     """Derives the run's settings as the reference's train.py does, plus our overrides."""
     num_gpus = options.gpus if num_gpus is None else num_gpus
+    if options.augpipe_name in FILTER_AUGPIPES and resolution <= 21:
+        raise UserError(f"augpipe={options.augpipe_name!r} includes the image filter, which needs "
+                        f"images larger than 21 pixels; this dataset is {resolution}x{resolution}: "
+                        f"choose one without 'f' (e.g. bgc)")
     preset = resolve_preset(options.cfg, resolution, num_gpus)
     batch_size = options.batch if options.batch is not None else preset.batch
     batch_gpu = batch_size // num_gpus if options.batch is not None else preset.batch_gpu

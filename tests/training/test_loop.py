@@ -139,3 +139,20 @@ def test_resume_from_another_runs_model_copies_its_weights(tiny_options, tmp_pat
     w_src = source.G.state_dict()["synthesis.b16.torgb.weight"]
     w_new = state["G"]["synthesis.b16.torgb.weight"]
     assert (w_new - w_src).abs().max() < 0.1 < (w_src.abs().max())
+
+
+def test_image_filter_on_tiny_images_fails_before_training(tiny_options, tmp_path):
+    with pytest.raises(UserError, match="augpipe='bgcf' includes the image filter.*16x16"):
+        train(tiny_options(augpipe="bgcf"))
+    assert not ckpt.list_checkpoints(tmp_path / "run")
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(cfg="cifar", cond=True),
+    dict(cfg="stylegan2", fp32=True, freezed=2, nhwc=True, aug="ada", p=None, target=0.0),
+])
+def test_other_configurations_train(tiny_options, overrides):
+    result = train(tiny_options(kimg=0.008, **overrides))
+    assert result.finished
+    bundle = load_model(result.final_model)
+    assert bundle.G_ema.c_dim == (3 if overrides.get("cond") else 0)
