@@ -35,9 +35,9 @@ BiasActParams make_params(const at::Tensor& ref, int64_t dim, c10::string_view a
   TORCH_CHECK(!clamp.has_value() || *clamp >= 0, "bias_act: clamp must be >= 0");
   BiasActParams p;
   p.act = parse_activation(act);
-  p.alpha = static_cast<float>(alpha);
-  p.gain = static_cast<float>(gain);
-  p.clamp = clamp.has_value() ? static_cast<float>(*clamp) : -1.0f;
+  p.alpha = alpha;
+  p.gain = gain;
+  p.clamp = clamp.has_value() ? *clamp : -1.0;
   p.channels = ref.size(dim);
   // A size-1 dimension may carry any stride; its channel index is always 0.
   p.step = p.channels > 1 ? ref.stride(dim) : 1;

@@ -23,9 +23,9 @@ enum class Activation : int {
 
 struct BiasActParams {
   Activation act;
-  float alpha;        // lrelu slope for negative inputs
-  float gain;         // multiplies the activation
-  float clamp;        // < 0: no clamp
+  double alpha;       // lrelu slope for negative inputs
+  double gain;        // multiplies the activation
+  double clamp;       // < 0: no clamp
   int64_t channels;   // x.size(dim): length of the bias
   int64_t step;       // x.stride(dim): distance in memory between consecutive channels
 };

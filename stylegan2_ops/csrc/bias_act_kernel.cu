@@ -145,7 +145,9 @@ __global__ void __launch_bounds__(kThreads)
 bias_act_forward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ b,
                         scalar_t* __restrict__ y, const BiasActParams p, const index_t numel) {
   using acc_t = at::opmath_type<scalar_t>;
-  const acc_t alpha = p.alpha, gain = p.gain, clamp = p.clamp;
+  const acc_t alpha = static_cast<acc_t>(p.alpha);
+  const acc_t gain = static_cast<acc_t>(p.gain);
+  const acc_t clamp = static_cast<acc_t>(p.clamp);
   const index_t stride = static_cast<index_t>(blockDim.x) * gridDim.x;
   for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < numel;
        i += stride) {
@@ -166,12 +168,16 @@ bias_act_grad_kernel(const scalar_t* __restrict__ dy, const scalar_t* __restrict
                      scalar_t* __restrict__ dx, const BiasActParams p, const int order,
                      const index_t numel) {
   using acc_t = at::opmath_type<scalar_t>;
-  const acc_t alpha = p.alpha, gain = p.gain, clamp = p.clamp;
+  const acc_t alpha = static_cast<acc_t>(p.alpha);
+  const acc_t gain = static_cast<acc_t>(p.gain);
+  // The clamp as the forward stored it (rounded to scalar_t: 0.9 is 0.8999 in half), so that
+  // every clamped output meets |y| >= clamp.
+  const acc_t clamp = static_cast<acc_t>(static_cast<scalar_t>(static_cast<acc_t>(p.clamp)));
   const index_t stride = static_cast<index_t>(blockDim.x) * gridDim.x;
   for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < numel;
        i += stride) {
     const acc_t yv = static_cast<acc_t>(y[i]);
-    if (clamp >= acc_t(0) && abs_(yv) >= clamp) {
+    if (p.clamp >= 0 && abs_(yv) >= clamp) {
       dx[i] = static_cast<scalar_t>(0);
       continue;
     }

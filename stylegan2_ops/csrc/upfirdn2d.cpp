@@ -44,7 +44,7 @@ at::Tensor upfirdn2d_cuda(const at::Tensor& x, const at::Tensor& f, at::IntArray
   g.f_h = static_cast<int>(f.size(0));
   g.f_w = static_cast<int>(f.size(1));
   g.flip = flip_filter;
-  g.gain = static_cast<float>(gain);
+  g.gain = gain;
   // Output size: (in * up + pad0 + pad1 - taps + down) // down, rounding towards -inf.
   g.out_w = floor_div(g.in_w * g.up_x + g.pad_x0 + static_cast<int>(padding[1]) - g.f_w + g.down_x,
                       g.down_x);

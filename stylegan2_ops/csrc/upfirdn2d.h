@@ -17,7 +17,7 @@ struct Upfirdn2dGeometry {
   int pad_x0, pad_y0;         // leading padding (negative crops); trailing is implied by out_*
   int f_h, f_w;               // filter taps
   bool flip;                  // true: correlation with f; false: convolution
-  float gain;                 // applied to the filtered sum
+  double gain;                // applied to the filtered sum (in the accumulation type)
   int64_t sx_n, sx_c, sx_h, sx_w;  // input strides in elements (any layout)
   bool out_channels_last;     // output is [N, H, W, C] in memory
 };
