@@ -70,7 +70,8 @@ def main() -> None:
     peak = peak_bandwidth(device)
     print(f"# device: {machine_description(device)}; dtype {args.dtype}")
     status = kernel_status()
-    print(f"# CUDA kernels: {'available' if status.available else 'unavailable'} ({status.reason})")
+    print(f"# CUDA kernels: {'available' if status.available else 'unavailable'} "
+          f"(source {status.source}, archs {status.archs or 'n/a'}; {status.reason})")
     f = setup_filter([1, 3, 3, 1], device=device)
     elem = torch.tensor([], dtype=dtype).element_size()
 
@@ -80,6 +81,13 @@ def main() -> None:
         for impl in implementations(device):
             seconds = time_call(lambda: upfirdn2d(x, f, impl=impl, **kwargs), device)
             report(f"upfirdn2d {name}", shape, impl, seconds, (x.numel() + out_numel) * elem, peak)
+            if args.backward:
+                xg = x.clone().requires_grad_(True)
+                def step():
+                    upfirdn2d(xg, f, impl=impl, **kwargs).sum().backward()
+                seconds = time_call(step, device)
+                report(f"upfirdn2d fwd+bwd {name}", shape, impl, seconds,
+                       2 * (x.numel() + out_numel) * elem, peak)
 
     for name, shape, kwargs in BIAS_ACT_CASES:
         x = torch.randn(shape, device=device, dtype=dtype)
