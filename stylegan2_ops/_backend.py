@@ -91,7 +91,20 @@ def _unusable(module) -> str | None:
     except Exception as error:  # noqa: BLE001  (any probe failure means: do not use it)
         return (f"kernels cannot run on {_device_arch()} ({_one_line(error)}; "
                 f"built for {_module_facts(module)})")
+    try:
+        mismatch = self_check()
+    except Exception as error:  # noqa: BLE001  (a crashing check means: do not use them)
+        return f"kernel self-check crashed on {_device_arch()} ({_one_line(error)})"
+    if mismatch is not None:
+        return f"kernel self-check failed on {_device_arch()}: {mismatch}"
     return None
+
+
+def self_check() -> str | None:
+    """Kernels vs the reference path on the current GPU (a seam the loader tests replace)."""
+    from stylegan2_ops._selfcheck import kernel_mismatch
+
+    return kernel_mismatch(torch.device("cuda"))
 
 
 def _find_kernels() -> KernelStatus:

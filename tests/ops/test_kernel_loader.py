@@ -44,6 +44,7 @@ def loader(monkeypatch, caplog, tmp_path):
     monkeypatch.setenv("SG2_KERNEL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(_backend, "import_prebuilt", missing_prebuilt)
+    monkeypatch.setattr(_backend, "self_check", lambda: None)  # no GPU here to compare on
     caplog.set_level(logging.DEBUG, logger="stylegan2_ops")
     _backend.kernel_status.cache_clear()
 
@@ -258,3 +259,50 @@ def test_arch_list_is_validated():
     assert _build.decode_arch_token("8.0_9.0+PTX") == "8.0;9.0+PTX"
     with pytest.raises(ValueError, match="expected entries like 8.0"):
         _build.arch_token("sm_80")
+
+
+def test_prebuilt_that_disagrees_with_the_reference_is_not_used(loader, monkeypatch):
+    monkeypatch.setattr(_backend, "import_prebuilt", lambda: fake_module())
+    monkeypatch.setattr(_backend, "self_check",
+                        lambda: "upfirdn2d up2: max difference 0.5 from the reference path")
+    status, line = loader()
+    assert not status.available
+    assert "kernel self-check failed" in status.reason and "upfirdn2d up2" in status.reason
+    assert line.levelno == logging.WARNING
+
+
+class _ReferenceAsKernels:
+    """The reference path under the kernels' calling convention (what correct kernels give)."""
+
+    @staticmethod
+    def upfirdn2d(x, f, up, down, padding, flip_filter, gain):
+        from stylegan2_ops.upfirdn2d import _upfirdn2d_reference
+
+        return _upfirdn2d_reference(x, f, up, down, padding, flip_filter, gain)
+
+    @staticmethod
+    def bias_act(x, b, dim, act, alpha, gain, clamp):
+        from stylegan2_ops.bias_act import _bias_act_reference, activation
+
+        return _bias_act_reference(x, b, dim, activation(act), alpha, gain, clamp)
+
+
+def test_self_check_passes_correct_kernels_and_names_a_wrong_one():
+    from stylegan2_ops._selfcheck import kernel_mismatch
+
+    assert kernel_mismatch(torch.device("cpu"), _ReferenceAsKernels) is None
+
+    class OffByOnePixel(_ReferenceAsKernels):
+        @staticmethod
+        def upfirdn2d(x, f, up, down, padding, flip_filter, gain):
+            px0, px1, py0, py1 = padding
+            return _ReferenceAsKernels.upfirdn2d(x, f, up, down, (px0 + 1, px1 - 1, py0, py1),
+                                                 flip_filter, gain)
+
+    class NoClamp(_ReferenceAsKernels):
+        @staticmethod
+        def bias_act(x, b, dim, act, alpha, gain, clamp):
+            return _ReferenceAsKernels.bias_act(x, b, dim, act, alpha, gain, None)
+
+    assert kernel_mismatch(torch.device("cpu"), OffByOnePixel).startswith("upfirdn2d up2: max difference")
+    assert kernel_mismatch(torch.device("cpu"), NoClamp).startswith("bias_act lrelu: max difference")
