@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from click.testing import CliRunner
 
 from sg2_container.cli.main import cli
@@ -60,3 +62,25 @@ def test_ctrl_c_saves_and_the_same_command_continues(tmp_path):
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"continuing from {stopped}" in again.stderr
     assert "done: kimg 0.100" in again.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_whole_process_group_with_data_workers_is_a_clean_stop(tmp_path, sig):
+    """Ctrl-C in a terminal, or a supervisor stopping a container's processes, reaches every
+    process of the group, data workers included."""
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=16, resolution=16)
+    options = [opt if opt != "0" else "2" for opt in SMALL]  # --workers 2
+    command = [sys.executable, "-m", "sg2_container.cli.main", "train", "--data", str(data),
+               "--outdir", str(tmp_path / "run"), "--kimg", "0.2", "--kimg-per-tick", "0.004",
+               "--snap", "1000", *options]
+    process = subprocess.Popen(command, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "run").glob("checkpoint-*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.killpg(process.pid, sig)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
+    assert "stopped at kimg" in out and "Traceback" not in out

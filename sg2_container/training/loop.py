@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import json
 import logging
+import signal
 import threading
 import time
 from pathlib import Path
@@ -269,6 +270,14 @@ def _optimisation_step(run: _Run, reals: torch.Tensor, real_c: torch.Tensor, tim
 
 # ---- the loop -------------------------------------------------------------------------------
 
+def _quiet_worker(worker_id: int) -> None:
+    """Data workers leave stopping to the main process: a Ctrl-C (sent to the whole process
+    group) or a SIGTERM to every process must not kill a worker mid-batch, which would turn a
+    clean stop into a crash."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _data_iterator(run: _Run):
     options, plan = run.options, run.plan
     sampler = StepSampler(len(run.dataset), options.seed, plan.batch_size, run.group.rank,
@@ -277,7 +286,7 @@ def _data_iterator(run: _Run):
         run.dataset, sampler=sampler, batch_size=plan.batch_per_gpu_step,
         num_workers=options.workers, pin_memory=run.device.type == "cuda",
         prefetch_factor=2 if options.workers > 0 else None,
-        persistent_workers=options.workers > 0)
+        persistent_workers=options.workers > 0, worker_init_fn=_quiet_worker)
     return iter(loader)
 
 

@@ -146,8 +146,8 @@ class Reporter:
 
 
 def grid_shape(resolution: int) -> tuple[int, int]:
-    """(columns, rows) of the snapshot grids: wide like the reference's, but at most 16 x 9
-    images, since every snapshot renders the grid (minutes on a CPU for the reference's 1024)."""
-    columns = int(np.clip(7680 // resolution, 7, 16))
-    rows = int(np.clip(4320 // resolution, 4, 9))
+    """(columns, rows) of the snapshot grids: wide like the reference's, but at most 10 x 6
+    images, since every snapshot renders the grid (seconds on a CPU even for small networks)."""
+    columns = int(np.clip(7680 // resolution, 4, 10))
+    rows = int(np.clip(4320 // resolution, 3, 6))
     return columns, rows
