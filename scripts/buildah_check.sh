@@ -3,7 +3,8 @@
 # local Debian base made with debootstrap, for machines that can neither run Docker nor pull
 # base images. Builds a pure-Python variant (no nvcc in that base), then runs the image's
 # ENTRYPOINT with --help, a processing-job `prepare` and a tiny CPU training job inside it.
-# Not part of CI: needs root, about 25 GB of disk and 10+ minutes. Results: docs/docker.md.
+# Not part of CI: needs root, ~20 GB of free disk (7 GB in use after the build) and ~6 minutes.
+# Results: docs/docker.md.
 set -euo pipefail
 
 usage() {
@@ -27,6 +28,7 @@ Options:
   --ca-bundle FILE       CA bundle mounted read-only into RUN steps for pip
                          (default /etc/ssl/certs/ca-certificates.crt)
   --keep                 keep the storage (base and image) after a successful run
+  --reuse-image          skip the build when an earlier kept run left the image
   -h, --help             show this help and exit
 
 Needs root, buildah and debootstrap (Debian packages).
@@ -39,6 +41,7 @@ mirror=http://deb.debian.org/debian
 torch_index=https://pypi.org/simple
 ca_bundle=/etc/ssl/certs/ca-certificates.crt
 keep=0
+reuse_image=0
 
 need_value() {
     if [ "$#" -lt 2 ] || [ -z "$2" ]; then
@@ -55,6 +58,7 @@ while [ "$#" -gt 0 ]; do
         --torch-index-url) need_value "$@"; torch_index=$2; shift 2 ;;
         --ca-bundle) need_value "$@"; ca_bundle=$2; shift 2 ;;
         --keep) keep=1; shift ;;
+        --reuse-image) reuse_image=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -111,22 +115,28 @@ say "base $base ready in $((SECONDS - start)) s ($(du -sh "$workdir/rootfs" | cu
 # 2. The image, from the repository's Dockerfile, both stages on the local base. Docker format:
 #    OCI images drop SHELL (our RUNs use bash with pipefail). CUDA_VARIANT is passed although it
 #    is the default: buildah 1.28 resolves `FROM devel-${CUDA_VARIANT}` only from --build-arg.
-start=$SECONDS
-bah bud --isolation chroot --format docker \
-    --build-arg CUDA_VARIANT=cu130 \
-    --build-arg CU130_DEVEL_IMAGE="$base" \
-    --build-arg CU130_RUNTIME_IMAGE="$base" \
-    --build-arg SG2_BUILD_CUDA=0 \
-    --build-arg TORCH_INDEX_URL="$torch_index" \
-    --build-arg VCS_REF="$(git -C "$repo_root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
-    --volume "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro" \
-    --file "$repo_root/Dockerfile" --tag "$image" "$repo_root" > "$workdir/bud.log" 2>&1 \
-    || { tail -n 30 "$workdir/bud.log" >&2; say "FAIL: buildah bud (log: $workdir/bud.log)"; exit 1; }
-say "built $image in $((SECONDS - start)) s"
+if [ "$reuse_image" = 1 ] && bah inspect --type image "$image" >/dev/null 2>&1; then
+    say "reusing $image from an earlier run (--reuse-image)"
+else
+    start=$SECONDS
+    bah bud --isolation chroot --format docker \
+        --build-arg CUDA_VARIANT=cu130 \
+        --build-arg CU130_DEVEL_IMAGE="$base" \
+        --build-arg CU130_RUNTIME_IMAGE="$base" \
+        --build-arg SG2_BUILD_CUDA=0 \
+        --build-arg TORCH_INDEX_URL="$torch_index" \
+        --build-arg VCS_REF="$(git -C "$repo_root" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
+        --volume "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro" \
+        --file "$repo_root/Dockerfile" --tag "$image" "$repo_root" > "$workdir/bud.log" 2>&1 \
+        || { tail -n 30 "$workdir/bud.log" >&2; say "FAIL: buildah bud (log: $workdir/bud.log)"; exit 1; }
+    say "built $image in $((SECONDS - start)) s"
+fi
 bah images --format '{{.Name}}:{{.Tag}} {{.Size}}' | sed 's/^/[buildah_check] image /'
-entrypoint=$(bah inspect --type image --format '{{json .OCIv1.Config.Entrypoint}}' "$image")
-say "ENTRYPOINT $entrypoint"
-[ "$entrypoint" = '["sg2-sagemaker"]' ] || { say "FAIL: unexpected ENTRYPOINT"; exit 1; }
+# (buildah 1.28's templates have no `json`: Go's list printing, [sg2-sagemaker], it is.)
+entrypoint=$(bah inspect --type image --format '{{.Docker.Config.Entrypoint}}' "$image")
+say "config: ENTRYPOINT $entrypoint, $(bah inspect --type image --format \
+    'SHELL {{.Docker.Config.Shell}}, EXPOSE {{.Docker.Config.ExposedPorts}}, ENV {{.Docker.Config.Env}}' "$image")"
+[ "$entrypoint" = '[sg2-sagemaker]' ] || { say "FAIL: ENTRYPOINT is $entrypoint"; exit 1; }
 
 # 3. Inside the image: the entrypoint's help, then a processing job and a tiny training job.
 ml=$workdir/ml
@@ -137,7 +147,7 @@ container=$(bah from "$image")
 in_image() { bah run --isolation chroot --volume "$ml:/opt/ml" "$container" -- "$@"; }
 
 in_image sg2-sagemaker --help > "$workdir/help.txt"
-say "sg2-sagemaker --help: $(head -n 1 "$workdir/help.txt")"
+say "sg2-sagemaker --help: $(grep -m 1 '^Usage' "$workdir/help.txt")"
 
 in_image python -c 'from sg2_container.data.synthetic import synthetic_image, write_synthetic_dataset
 for i in range(16):
