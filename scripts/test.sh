@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup_env.sh test
-# shellcheck (a Debian package) lints scripts/ in the tests; install it where we may.
+# The tests lint scripts/ with the Debian package shellcheck: install it where we may.
 if ! command -v shellcheck >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         --no-install-recommends shellcheck >/dev/null) || echo "shellcheck not installed: its test will skip"
