@@ -21,8 +21,9 @@ def register(cli: click.Group) -> None:
               help="Class index, required for a conditional network.")
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
               show_default=True, help="Per-pixel noise: the model's stored maps, fresh, or none.")
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Images rendered per forward pass.")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=None,
+              help="Images rendered per forward pass [default: 8 on a GPU, 1 on a CPU, where "
+                   "one at a time is fastest: the activations then stay in cache].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for seedNNNN.png files (created if missing).")
@@ -37,9 +38,11 @@ def generate(network_path, seeds, truncation_psi, class_idx, noise_mode, batch_s
         from sg2_container.models.files import load_model
         from sg2_container.runtime import resolve_device
 
+        torch_device = resolve_device(device)
+        if batch_size is None:
+            batch_size = 8 if torch_device.type == "cuda" else 1
         options = GenerateOptions(seeds=tuple(parse_seeds(seeds)), truncation_psi=truncation_psi,
                                   noise_mode=noise_mode, class_idx=class_idx, batch_size=batch_size)
-        torch_device = resolve_device(device)
         bundle = load_model(network_path, device=torch_device)
         written = generate_to_folder(bundle.G_ema, options, outdir, torch_device)
         click.echo(f"wrote {len(written)} image(s) to {outdir}")

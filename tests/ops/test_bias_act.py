@@ -65,3 +65,20 @@ def test_half_precision_keeps_dtype():
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         bias_act(torch.zeros([2, 4, 3, 3]), **kwargs)
+
+
+@pytest.mark.parametrize("act", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_inference_path_equals_autograd_path_and_leaves_input_alone(act, with_bias):
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn([2, 4, 3, 5], generator=gen)
+    b = torch.randn([4], generator=gen) if with_bias else None
+    original = x.clone()
+    with torch.enable_grad():
+        want = bias_act(x.clone().requires_grad_(True), b, act=act, gain=1.7, clamp=0.8)
+    with torch.no_grad():
+        got = bias_act(x, b, act=act, gain=1.7, clamp=0.8)
+        plain = bias_act(x, b, act=act)
+    assert torch.equal(got, want.detach())
+    assert torch.equal(x, original)
+    assert plain is not x or (act == "linear" and b is None)
