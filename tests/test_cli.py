@@ -121,3 +121,13 @@ def test_generate_runs_as_a_real_process(tmp_path):
     assert "wrote 2 image(s)" in result.stdout
     assert "reference PyTorch path active" in result.stderr  # the op choice, logged once
     assert result.stderr.count("path active") == 1
+
+
+def test_cli_reference_is_current():
+    """docs/cli.md is generated from --help; regenerate it when a command changes."""
+    import pathlib
+
+    from sg2_container.cli.reference import render
+
+    path = pathlib.Path(__file__).parent.parent / "docs" / "cli.md"
+    assert path.read_text() == render(), "run: python -m sg2_container.cli.reference > docs/cli.md"
