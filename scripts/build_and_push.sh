@@ -42,12 +42,8 @@ arch_list=""
 local_only=0
 dry_run=0
 
-need_value() {
-    if [ "$#" -lt 2 ] || [ -z "$2" ]; then
-        echo "error: $1 needs a value (see --help)" >&2
-        exit 2
-    fi
-}
+# shellcheck source=scripts/_common.sh
+source "$(dirname "$0")/_common.sh"
 
 while [ "$#" -gt 0 ]; do
     case "$1" in

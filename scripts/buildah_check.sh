@@ -43,12 +43,8 @@ ca_bundle=/etc/ssl/certs/ca-certificates.crt
 keep=0
 reuse_image=0
 
-need_value() {
-    if [ "$#" -lt 2 ] || [ -z "$2" ]; then
-        echo "error: $1 needs a value (see --help)" >&2
-        exit 2
-    fi
-}
+# shellcheck source=scripts/_common.sh
+source "$(dirname "$0")/_common.sh"
 
 while [ "$#" -gt 0 ]; do
     case "$1" in

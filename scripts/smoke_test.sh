@@ -46,12 +46,8 @@ stop_timeout=120
 start_timeout=900
 extra_hps=()
 
-need_value() {
-    if [ "$#" -lt 2 ] || [ -z "$2" ]; then
-        echo "error: $1 needs a value (see --help)" >&2
-        exit 2
-    fi
-}
+# shellcheck source=scripts/_common.sh
+source "$(dirname "$0")/_common.sh"
 
 while [ "$#" -gt 0 ]; do
     case "$1" in
