@@ -36,9 +36,11 @@ def export_model(result, model_dir: Path) -> list[Path]:
     written.append(grid_path)
 
     options_src = Path(result.run_dir) / "training_options.json"
+    options_dst = model_dir / "training_options.json"
     if options_src.exists():
-        shutil.copyfile(options_src, model_dir / "training_options.json")
-        written.append(model_dir / "training_options.json")
+        if options_src.resolve() != options_dst.resolve():  # outdir may be the model dir itself
+            shutil.copyfile(options_src, options_dst)
+        written.append(options_dst)
     card = model_card(bundle.metadata, G)
     (model_dir / "README.md").write_text(card, encoding="utf-8")
     written.append(model_dir / "README.md")

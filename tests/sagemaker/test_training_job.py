@@ -108,6 +108,15 @@ def test_missing_channel_names_what_is_needed(opt_ml):
     assert "add an input channel named 'train'" in opt_ml.failure
 
 
+def test_outdir_in_the_model_dir_as_one_version_of_the_article_has_it(opt_ml):
+    opt_ml.hyperparameters({**ARTICLE, **SMALL, "outdir": "/opt/ml/model"})
+    code, out = opt_ml.run("train")
+    assert code == 0, out
+    model = {p.name for p in (opt_ml.base / "model").iterdir()}
+    assert {"model.pt", "samples.png", "training_options.json", "network-final.pt"} <= model
+    assert "will not be synced to S3" in out  # told that spot resume needs /opt/ml/checkpoints
+
+
 def test_data_may_be_omitted_when_the_channel_holds_one_dataset(opt_ml):
     opt_ml.hyperparameters({k: v for k, v in {**ARTICLE, **SMALL}.items() if k != "data"})
     code, out = opt_ml.run()  # no `train` argument: ContainerEntrypoint overridden
