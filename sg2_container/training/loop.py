@@ -200,11 +200,14 @@ def _update_w_avg(run: _Run, w_means: list[torch.Tensor]) -> None:
     beta = run.G.mapping.w_avg_beta
     if beta is None or not w_means:
         return
-    mine = torch.stack(w_means).cpu()
-    gathered = dist_utils.all_gather_objects(mine)
+    w_avg = run.G.mapping.w_avg
+    if not dist_utils.active():
+        for mean in w_means:  # already in chunk order; stays on the device
+            w_avg.copy_(mean.lerp(w_avg, beta))
+        return
+    gathered = dist_utils.all_gather_objects(torch.stack(w_means).cpu())
     # Phase-major order within the step: rank r's chunks of a phase follow rank r-1's.
     num_phases_calls = len(w_means) // run.plan.num_rounds
-    w_avg = run.G.mapping.w_avg
     for call in range(num_phases_calls):
         for rank_means in gathered:
             for mean in rank_means[call * run.plan.num_rounds:(call + 1) * run.plan.num_rounds]:

@@ -31,34 +31,38 @@ LINE_FIELDS = {
 
 
 class TickStats:
-    """Running sum / sum of squares / count per statistic, reset each tick."""
+    """Running sum / sum of squares / count per statistic, reset each tick.
+
+    Sums stay on the tensors' device until read, so recording a statistic never waits for
+    the GPU; only a tick boundary or a checkpoint does.
+    """
 
     def __init__(self):
-        self.values: dict[str, list[float]] = {}
+        self.values: dict[str, list] = {}
 
     def add(self, name: str, value: torch.Tensor | float) -> None:
-        value = torch.as_tensor(value, dtype=torch.float64).detach().flatten().cpu()
+        value = torch.as_tensor(value).detach().flatten().to(torch.float64)
         entry = self.values.setdefault(name, [0.0, 0.0, 0])
-        entry[0] += float(value.sum())
-        entry[1] += float(value.square().sum())
+        entry[0] = entry[0] + value.sum()
+        entry[1] = entry[1] + value.square().sum()
         entry[2] += value.numel()
 
     def means(self) -> dict[str, dict[str, float]]:
         result = {}
-        for name, (total, total_sq, count) in self.values.items():
+        for name, (total, total_sq, count) in self.state().items():
             mean = total / max(count, 1)
             var = max(total_sq / max(count, 1) - mean * mean, 0.0)
             result[name] = {"num": count, "mean": mean, "std": math.sqrt(var)}
         return result
 
     def state(self) -> dict[str, list[float]]:
-        return {k: list(v) for k, v in self.values.items()}
+        return {k: [float(v[0]), float(v[1]), int(v[2])] for k, v in self.values.items()}
 
     def merge(self, state: dict[str, list[float]]) -> None:
         for name, (total, total_sq, count) in state.items():
             entry = self.values.setdefault(name, [0.0, 0.0, 0])
-            entry[0] += total
-            entry[1] += total_sq
+            entry[0] = entry[0] + total
+            entry[1] = entry[1] + total_sq
             entry[2] += int(count)
 
 
