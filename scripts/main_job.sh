@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end on this machine (CPU is fine), as the SageMaker pipeline runs it:
 #   1. uploads: a procedural set of "designer uploads" (JPEGs of mixed sizes, no downloads)
-#   2. prepare: `sg2 prepare` turns them into the training zip (the processing step)
+#   2. prepare: the container's processing job (`sg2 local process`, the article's arguments)
+#               turns them into the training zip
 #   3. train:   `sg2 local train` runs the container's training job against a local /opt/ml
 #               tree with the article's hyperparameters, sized for a CPU (kimg, channels)
 #   4. infer:   `sg2 generate` renders images from the trained model
@@ -16,7 +17,11 @@ mkdir -p "$demo"
 if [ ! -d "$demo/uploads" ]; then
     "$sg2" dataset synthetic "$demo/uploads" --count 256 --resolution 32
 fi
-"$sg2" prepare --source "$demo/uploads" --dest "$demo/animeface.zip" --width 32 --height 32
+"$sg2" local process --base-dir "$demo/opt_ml_processing" \
+    --input input="$demo/uploads" --output train="$demo/data" -- \
+    --source /opt/ml/processing/input/ --dest /opt/ml/processing/train/animeface.zip \
+    --width 32 --height 32
+cp "$demo/data/animeface.zip" "$demo/animeface.zip"
 "$sg2" dataset info "$demo/animeface.zip" --grid "$demo/dataset-grid.png"
 
 # The article's hyperparameters; batch, channel sizes and kimg are cut down for a CPU.

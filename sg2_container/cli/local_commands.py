@@ -58,3 +58,31 @@ def local_train(hp_path, channels, checkpoints, base_dir):
             raise click.ClickException(f"the job failed (exit {code}): {reason or 'see the log above'}")
         click.echo(f"job finished; model in {job.base_dir / 'model'}, checkpoints in "
                    f"{job.base_dir / 'checkpoints'}")
+
+
+@local.command("process", context_settings={"ignore_unknown_options": True})
+@click.option("--input", "inputs", multiple=True, callback=_channel,
+              help="A processing input NAME=PATH, seen at /opt/ml/processing/NAME; repeatable.")
+@click.option("--output", "outputs", multiple=True, callback=_channel,
+              help="A processing output NAME=FOLDER, seen at /opt/ml/processing/NAME; repeatable.")
+@click.option("--base-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("sm-local-processing"), show_default=True,
+              help="Folder standing in for /opt/ml.")
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def local_process(inputs, outputs, base_dir, arguments):
+    """Run a processing job as SageMaker would run the image, with ARGUMENTS as its
+    ContainerArguments (paths under /opt/ml work as they do in the container). Example:
+
+    sg2 local process --input input=uploads/ --output train=data/ -- --source
+    /opt/ml/processing/input/ --dest /opt/ml/processing/train/animeface.zip --width 256 --height 256
+    """
+    from sg2_container.sagemaker.local import processing_message, run_local_processing
+
+    with user_errors_as_click():
+        base = base_dir.resolve()
+        code = run_local_processing(base, inputs, outputs, list(arguments))
+        if code != 0:
+            raise click.ClickException(f"the processing job failed (exit {code}): "
+                                       f"{processing_message(base) or 'see the log above'}")
+        click.echo("processing job finished; outputs in "
+                   + (", ".join(str(p) for p in outputs.values()) or "(none)"))

@@ -102,3 +102,46 @@ def run_local(job: LocalJob, mode: str = "train", extra_env: dict | None = None)
 def failure_reason(base_dir: Path) -> str | None:
     path = base_dir / "output" / "failure"
     return path.read_text(encoding="utf-8") if path.exists() else None
+
+
+def lay_out_processing(base_dir: Path, inputs: dict[str, Path], outputs: dict[str, Path]) -> Path:
+    """<base>/processing/<name> for each input (linked) and output (linked to a local folder,
+    created), plus config/processingjobconfig.json as a processing job has."""
+    config = base_dir / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "processingjobconfig.json").write_text(json.dumps({
+        "ProcessingInputs": [{"InputName": n, "S3Input": {"LocalPath": f"/opt/ml/processing/{n}"}}
+                             for n in inputs],
+        "ProcessingOutputConfig": {"Outputs": [
+            {"OutputName": n, "S3Output": {"LocalPath": f"/opt/ml/processing/{n}"}} for n in outputs]},
+    }), encoding="utf-8")
+    for name, source in inputs.items():
+        if not source.exists():
+            raise UserError(f"input {name}: {source} does not exist")
+        _link_or_copy(source, base_dir / "processing" / name)
+    for name, target in outputs.items():
+        target.mkdir(parents=True, exist_ok=True)
+        _link_or_copy(target, base_dir / "processing" / name)
+    (base_dir / "output" / "message").unlink(missing_ok=True)
+    return base_dir
+
+
+def run_local_processing(base_dir: Path, inputs: dict[str, Path], outputs: dict[str, Path],
+                         arguments: list[str]) -> int:
+    """Runs the image's entrypoint with the job's ContainerArguments, as a processing job."""
+    lay_out_processing(base_dir, inputs, outputs)
+    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base_dir))
+    command = [sys.executable, "-m", "sg2_container.sagemaker.entrypoint", *arguments]
+    process = subprocess.Popen(command, env=env, start_new_session=True)
+    previous = {s: signal.signal(s, lambda signum, frame: process.send_signal(signal.SIGINT))
+                for s in (signal.SIGINT, signal.SIGTERM)}  # SageMaker stops processing with SIGINT
+    try:
+        return process.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def processing_message(base_dir: Path) -> str | None:
+    path = base_dir / "output" / "message"
+    return path.read_text(encoding="utf-8") if path.exists() else None

@@ -94,6 +94,9 @@ def run_processing(args: list[str], stop: threading.Event | None = None) -> int:
                 f"unknown processing command {args[0]!r}; expected one of "
                 f"{', '.join(sorted(COMMANDS))}, or {DEFAULT_COMMAND} options (--source ...)"
             )
+        # Paths written for the container (/opt/ml/...) also work under a local base dir.
+        rest = [str(paths.translate(a)) if a.startswith(paths.DEFAULT_BASE_DIR + "/") else a
+                for a in rest]
         log.info("processing command: %s %s", command, " ".join(rest))
         COMMANDS[command](rest, stop)
         return 0

@@ -142,3 +142,24 @@ def test_two_hosts_on_loopback_train_one_job(tmp_path, animeface_zip):
     assert not nodes[1].checkpoints()  # only rank 0 writes
     state = ckpt.load_checkpoint(nodes[0].base / "checkpoints" / nodes[0].checkpoints()[-1])
     assert state["loop"]["world_size"] == 2 and state["loop"]["cur_nimg"] == 16
+
+
+def test_local_processing_stand_in_runs_the_articles_prepare_arguments(tmp_path):
+    from click.testing import CliRunner
+
+    from sg2_container.cli.main import cli
+    from sg2_container.data.synthetic import write_synthetic_folder
+
+    uploads = write_synthetic_folder(tmp_path / "uploads", count=6, resolution=16)
+    base = ["local", "process", "--base-dir", str(tmp_path / "opt_ml"), "--input",
+            f"input={uploads}", "--output", f"train={tmp_path / 'out'}", "--"]
+    article = ["--source", "/opt/ml/processing/input/", "--dest",
+               "/opt/ml/processing/train/animeface.zip", "--width", "16", "--height", "16"]
+    result = CliRunner().invoke(cli, base + article)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "animeface.zip").exists()
+    result = CliRunner().invoke(cli, base + ["--source", "/opt/ml/processing/missing/",
+                                             "--dest", "/opt/ml/processing/train/x.zip",
+                                             "--width", "16", "--height", "16"])
+    assert result.exit_code == 1 and "prepare failed" in result.output
+    assert (tmp_path / "opt_ml" / "output" / "message").read_text().startswith("prepare failed")
