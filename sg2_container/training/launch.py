@@ -55,15 +55,22 @@ def run_training(options: TrainingOptions, stop_event: threading.Event | None = 
         process.start()
         workers.append(process)
 
+    joined = threading.Event()
+
     def mirror_stop():
-        while any(p.is_alive() for p in workers):
+        # Only this flag is shared: Process objects are not thread-safe (a poll from here can
+        # reap a worker under join() and leave its exit code unknown).
+        while not joined.is_set():
             if stop_event is not None and stop_event.wait(0.2):
                 worker_stop.set()
                 return
+            if stop_event is None:
+                joined.wait(0.2)
 
     threading.Thread(target=mirror_stop, daemon=True).start()
     for process in workers:
         process.join()
+    joined.set()
     failed = [(i, p.exitcode) for i, p in enumerate(workers) if p.exitcode != 0]
     outcome = None
     while not results.empty():
