@@ -36,3 +36,27 @@ def test_bad_keys_and_values_are_named(raw, message):
 
 def test_reference_spellings_are_accepted():
     assert decode_hyperparameters({"allow-tf32": "1", "batch-gpu": "4"}) == {"allow_tf32": True, "batch_gpu": 4}
+
+
+def test_hyperparameters_and_the_cli_build_the_same_training_options(tmp_path, monkeypatch):
+    """The job and `sg2 train` must agree on every option for the same user intent."""
+    from click.testing import CliRunner
+
+    from sg2_container.cli.main import cli
+    from sg2_container.options import TrainingOptions
+
+    data = tmp_path / "animeface.zip"
+    data.write_bytes(b"")  # only has to exist for click
+    captured = {}
+
+    def fake_run(options, stop_event=None):
+        captured["options"] = options
+        raise SystemExit(0)
+
+    import sg2_container.training.launch as launch
+    monkeypatch.setattr(launch, "run_training", fake_run)
+    CliRunner().invoke(cli, ["train", "--data", str(data), "--outdir", "/opt/ml/checkpoints",
+                             "--gpus", "1", "--augpipe", "bg", "--gamma", "10", "--cfg", "paper256",
+                             "--mirror", "1", "--snap", "10", "--kimg", "2000", "--metrics", "none"])
+    from_hp = TrainingOptions(**{**decode_hyperparameters(JSON_DUMPS), "data": str(data)})
+    assert captured["options"] == from_hp
