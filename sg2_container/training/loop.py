@@ -259,10 +259,9 @@ def _optimisation_step(run: _Run, reals: torch.Tensor, real_c: torch.Tensor, tim
         ema_nimg = min(ema_nimg, counters.cur_nimg * plan.ema_rampup)
     ema_beta = 0.5 ** (plan.batch_size / max(ema_nimg, 1e-8))
     with torch.no_grad():
-        for p_ema, p in zip(run.G_ema.parameters(), run.G.parameters()):
-            p_ema.copy_(p.lerp(p_ema, ema_beta))
-        for b_ema, b in zip(run.G_ema.buffers(), run.G.buffers()):
-            b_ema.copy_(b)
+        # One fused launch per tensor list instead of one per parameter (~150 on a GPU).
+        torch._foreach_lerp_(list(run.G_ema.parameters()), list(run.G.parameters()), 1 - ema_beta)
+        torch._foreach_copy_(list(run.G_ema.buffers()), list(run.G.buffers()))
 
     counters.cur_nimg += plan.batch_size
     counters.batch_idx += 1
