@@ -84,3 +84,24 @@ def test_a_signal_to_the_whole_process_group_with_data_workers_is_a_clean_stop(t
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 0, out
     assert "stopped at kimg" in out and "Traceback" not in out
+
+
+def test_sigterm_reaches_every_worker_of_a_two_process_run(tmp_path):
+    """The parent mirrors the stop into its gloo workers; they save together and exit."""
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=16, resolution=16)
+    command = [sys.executable, "-m", "sg2_container.cli.main", "train", "--data", str(data),
+               "--outdir", str(tmp_path / "run"), "--gpus", "2", "--kimg", "0.4",
+               "--kimg-per-tick", "0.004", "--snap", "1000", *SMALL]
+    process = subprocess.Popen(command, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "run").glob("checkpoint-*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, out
+    assert time.monotonic() - start < 15
+    assert "stopped at kimg" in out
+    checkpoints = sorted((tmp_path / "run").glob("checkpoint-*.pt"))
+    assert len(checkpoints) == 2  # tick 0, and the one both ranks agreed to write on stop
