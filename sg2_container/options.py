@@ -112,6 +112,7 @@ AUG_MODES = ("ada", "noaug", "fixed")
 AUGPIPE_NAMES = ("blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf",
                  "bgcfn", "bgcfnc")
 FILTER_AUGPIPES = ("filter", "bgcf", "bgcfn", "bgcfnc")
+NO_RESUME = ("", "none", "null", "noresume")
 METRIC_NAMES = ("none",)
 PUBLISHED_RESUME = {
     "ffhq256": "ffhq-res256-mirror-paper256-noaug.pkl",
@@ -166,6 +167,9 @@ class TrainingOptions:
     device: str = "auto"
 
     def __post_init__(self):
+        if isinstance(self.resume, str) and self.resume.strip().lower() in NO_RESUME:
+            object.__setattr__(self, "resume", None)  # the reference's default, str(None), ...
+
         def positive_int(name, value, minimum=1):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
                 _fail(name, value, f"an integer >= {minimum}")

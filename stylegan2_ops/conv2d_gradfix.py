@@ -1,9 +1,11 @@
 """conv2d / conv_transpose2d that can skip weight gradients inside regularisers.
 
 R1 and path-length regularisation take a gradient w.r.t. the images (or ws) with
-`create_graph=True` and then differentiate that again. Inside `no_weight_gradients()` the first
-backward does not compute weight gradients (the outer backward still reaches the weights
-through the input gradient, whose formula depends on them).
+`create_graph=True` and then differentiate that again. `torch.autograd.grad(..., inputs=x)`
+already skips weight gradients on its own (the training loss relies on that); this context is
+for code that runs `.backward()` for such an inner gradient: convs created inside it, and
+backward passes run inside it, compute no weight gradients, while an outer backward outside
+still reaches the weights through the input gradient, whose formula depends on them.
 """
 from __future__ import annotations
 

@@ -105,3 +105,36 @@ def test_sigterm_reaches_every_worker_of_a_two_process_run(tmp_path):
     assert "stopped at kimg" in out
     checkpoints = sorted((tmp_path / "run").glob("checkpoint-*.pt"))
     assert len(checkpoints) == 2  # tick 0, and the one both ranks agreed to write on stop
+
+
+def _spawned_workers(parent_pid):
+    import pathlib
+
+    children = pathlib.Path(f"/proc/{parent_pid}/task/{parent_pid}/children").read_text().split()
+    workers = []
+    for pid in children:
+        try:
+            cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except FileNotFoundError:
+            continue
+        if "multiprocessing" in cmdline and "resource_tracker" not in cmdline:
+            workers.append(int(pid))
+    return workers
+
+
+def test_a_dead_worker_ends_the_run_instead_of_hanging_it(tmp_path):
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=16, resolution=16)
+    command = [sys.executable, "-m", "sg2_container.cli.main", "train", "--data", str(data),
+               "--outdir", str(tmp_path / "run"), "--gpus", "2", "--kimg", "0.4",
+               "--kimg-per-tick", "0.004", "--snap", "1000", *SMALL]
+    process = subprocess.Popen(command, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "run").glob("checkpoint-*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = _spawned_workers(process.pid)
+    assert len(workers) == 2
+    os.kill(workers[1], signal.SIGKILL)  # e.g. the kernel's OOM killer
+    out, _ = process.communicate(timeout=90)
+    assert process.returncode != 0
+    assert "training worker(s) failed" in out

@@ -7,9 +7,7 @@ import click
 
 from sg2_container.cli.errors import user_errors_as_click
 
-CFG_CHOICES = ["auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar"]
-AUGPIPE_CHOICES = ["blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf",
-                   "bgcfn", "bgcfnc"]
+from sg2_container.options import AUG_MODES, AUGPIPE_NAMES, CFG_NAMES
 
 
 def register(cli: click.Group) -> None:
@@ -32,15 +30,15 @@ def _metrics(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--cond", type=bool, default=False, help="Class-conditional training on dataset.json labels.")
 @click.option("--subset", type=int, default=None, help="Train on a random subset of N images.")
 @click.option("--mirror", type=bool, default=False, help="Add x-flipped copies of the images.")
-@click.option("--cfg", type=click.Choice(CFG_CHOICES), default="auto", help="Base configuration preset.")
+@click.option("--cfg", type=click.Choice(CFG_NAMES), default="auto", help="Base configuration preset.")
 @click.option("--gamma", type=float, default=None, help="R1 regularisation weight (preset value if omitted).")
 @click.option("--kimg", type=float, default=None, help="Total training length in thousands of images (fractions allowed); counts across restarts.")
 @click.option("--batch", type=int, default=None, help="Total batch size (preset value if omitted).")
 @click.option("--batch-gpu", type=int, default=None, help="Images per GPU per accumulation round (memory control).")
-@click.option("--aug", type=click.Choice(["ada", "noaug", "fixed"]), default="ada", help="Augmentation mode.")
+@click.option("--aug", type=click.Choice(AUG_MODES), default="ada", help="Augmentation mode.")
 @click.option("--p", type=float, default=None, help="Augmentation probability for --aug=fixed.")
 @click.option("--target", type=float, default=None, help="ADA target for --aug=ada (0.6 if omitted).")
-@click.option("--augpipe", type=click.Choice(AUGPIPE_CHOICES), default=None, help="Augmentation pipeline (bgc if omitted).")
+@click.option("--augpipe", type=click.Choice(AUGPIPE_NAMES), default=None, help="Augmentation pipeline (bgc if omitted).")
 @click.option("--resume", default=None, help="Start from these weights: a model file, a network pickle, or a published name (file supplied).")
 @click.option("--freezed", type=int, default=0, help="Freeze-D: number of discriminator layers to freeze.")
 @click.option("--fp32", type=bool, default=False, help="Disable mixed precision (fp16 top blocks) and clamping.")

@@ -37,7 +37,7 @@ def decode_value(raw):
 def _coerce(name: str, value, annotation):
     """Turns a decoded value into the option's type; errors name the key and what is allowed."""
     if typing.get_origin(annotation) is tuple:  # metrics: comma-separated names
-        items = value if isinstance(value, list) else str(value).split(",")
+        items = [] if value is None else value if isinstance(value, list) else str(value).split(",")
         return tuple(i.strip() for i in map(str, items) if i.strip() and i.strip() != "none")
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     optional = type(None) in typing.get_args(annotation)

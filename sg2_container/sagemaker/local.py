@@ -42,6 +42,24 @@ def _link_or_copy(source: Path, target: Path) -> None:
         (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
 
 
+def _link_checkpoints(source: Path, target: Path) -> None:
+    """Points <base>/checkpoints at the user's folder; never deletes a checkpoint to do so."""
+    source.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink():
+        if target.resolve() == source.resolve():
+            return
+        target.unlink()
+    elif target.exists():
+        if target.resolve() == source.resolve():
+            return
+        if any(target.iterdir()):
+            raise UserError(f"{target} already holds checkpoints of an earlier run; move them "
+                            f"or drop --checkpoints {source}")
+        target.rmdir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(source.resolve())
+
+
 def lay_out(job: LocalJob) -> Path:
     """Writes input/config/*.json and the channels; keeps existing checkpoints (to resume)."""
     base = job.base_dir
@@ -69,8 +87,7 @@ def lay_out(job: LocalJob) -> Path:
             channel_dir.mkdir(parents=True, exist_ok=True)
             _link_or_copy(source, channel_dir / source.name)
     if job.checkpoints is not None:
-        job.checkpoints.mkdir(parents=True, exist_ok=True)
-        _link_or_copy(job.checkpoints, base / "checkpoints")
+        _link_checkpoints(job.checkpoints, base / "checkpoints")
     for folder in ("checkpoints", "model", "output/data", "output/tensorboard"):
         (base / folder).mkdir(parents=True, exist_ok=True)
     failure = base / "output" / "failure"

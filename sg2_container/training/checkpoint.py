@@ -29,6 +29,21 @@ def checkpoint_name(cur_nimg: int) -> str:
     return f"checkpoint-{cur_nimg:012d}.pt"
 
 
+TEMP_PATTERN = re.compile(r"^\.(checkpoint-\d{12}|network-snapshot-\d{6}|network-final)\.pt\..*\.tmp$")
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Deletes what writers killed mid-save left behind (SIGKILL after the stop grace period):
+    on SageMaker it would be uploaded to S3 and downloaded again at every restart."""
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if TEMP_PATTERN.match(p.name)]
+    for path in stale:
+        path.unlink(missing_ok=True)
+        log.warning("removed %s, left by a save that was interrupted", path.name)
+    return stale
+
+
 def list_checkpoints(directory: Path) -> list[Path]:
     """Committed checkpoints (temp files of unfinished writes never match), oldest first."""
     if not directory.is_dir():

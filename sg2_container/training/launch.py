@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 import torch
 import torch.multiprocessing as mp
@@ -30,12 +31,22 @@ class Topology:
     master_port: int | None = None
 
 
+def _wants_cuda(device: str) -> bool:
+    if device == "auto":
+        return torch.cuda.is_available()
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"device={device!r} asked for, but PyTorch sees no CUDA GPU")
+        return True
+    return False
+
+
 def run_training(options: TrainingOptions, stop_event: threading.Event | None = None,
                  topology: Topology = Topology()):
     """Runs training in this process (1 process in all) or in `options.gpus` workers."""
     from sg2_container.training.loop import train
 
-    use_cuda = torch.cuda.is_available() and options.device in ("auto", "cuda")
+    use_cuda = _wants_cuda(options.device)
     if use_cuda and options.gpus > torch.cuda.device_count():
         raise UserError(f"gpus={options.gpus} but only {torch.cuda.device_count()} GPU(s) are visible")
     world_size = options.gpus * topology.num_nodes
@@ -55,23 +66,7 @@ def run_training(options: TrainingOptions, stop_event: threading.Event | None = 
         process.start()
         workers.append(process)
 
-    joined = threading.Event()
-
-    def mirror_stop():
-        # Only this flag is shared: Process objects are not thread-safe (a poll from here can
-        # reap a worker under join() and leave its exit code unknown).
-        while not joined.is_set():
-            if stop_event is not None and stop_event.wait(0.2):
-                worker_stop.set()
-                return
-            if stop_event is None:
-                joined.wait(0.2)
-
-    threading.Thread(target=mirror_stop, daemon=True).start()
-    for process in workers:
-        process.join()
-    joined.set()
-    failed = [(i, p.exitcode) for i, p in enumerate(workers) if p.exitcode != 0]
+    failed = _supervise(workers, stop_event, worker_stop)
     outcome = None
     while not results.empty():
         kind, payload = results.get()
@@ -82,8 +77,46 @@ def run_training(options: TrainingOptions, stop_event: threading.Event | None = 
     if isinstance(outcome, str):
         raise UserError(outcome)
     if failed:
-        raise RuntimeError(f"training worker(s) failed: {', '.join(f'local rank {i} exit {c}' for i, c in failed)}")
+        raise RuntimeError("training worker(s) failed: "
+                           + ", ".join(f"local rank {i} exit {c}" for i, c in failed)
+                           + " (the worker's traceback is in the log above)")
     return outcome
+
+
+def _supervise(workers, stop_event, worker_stop, grace_s: float = 30.0) -> list[tuple[int, int]]:
+    """Waits for the workers, mirroring a stop request into them. When one dies, the others
+    would wait in a collective until its timeout (30 minutes on GPUs): stop them instead."""
+    deadline = None
+    while True:
+        codes = [p.exitcode for p in workers]  # poll() from this thread only
+        if all(code is not None for code in codes):
+            return [(i, c) for i, c in enumerate(codes) if c != 0]
+        if stop_event is not None and stop_event.is_set() and not worker_stop.is_set():
+            worker_stop.set()
+        if any(code not in (None, 0) for code in codes):
+            if deadline is None:
+                log.error("a training worker exited with %s; stopping the others",
+                          [c for c in codes if c not in (None, 0)])
+                deadline = time.monotonic() + grace_s
+                for p in workers:
+                    if p.exitcode is None:
+                        p.terminate()
+            elif time.monotonic() > deadline:
+                for p in workers:
+                    if p.exitcode is None:
+                        p.kill()
+        for p in workers:
+            p.join(timeout=0.1)
+
+
+class _EitherEvent:
+    """is_set() when either of two events is."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+
+    def is_set(self) -> bool:
+        return self.first.is_set() or self.second.is_set()
 
 
 def _worker(options, local_rank, rank, world_size, master_addr, port, use_cuda, stop, results):
@@ -93,7 +126,11 @@ def _worker(options, local_rank, rank, world_size, master_addr, port, use_cuda, 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format=f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sets `stop`
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # A multiprocessing Event takes a lock even in is_set(), which the loop calls every step:
+    # setting it from a signal handler could deadlock. The handler sets a thread Event instead.
+    terminated = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+    stop = _EitherEvent(terminated, stop)
     device = dist_utils.local_device(local_rank, use_cuda)
     try:
         dist_utils.init_process_group(rank, world_size, master_addr, port, device)

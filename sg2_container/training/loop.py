@@ -24,15 +24,14 @@ from sg2_container.options import TrainingOptions, TrainingPlan, make_plan
 from sg2_container.training import checkpoint as ckpt
 from sg2_container.training import distributed as dist_utils
 from sg2_container.training.dataset import ImageFolderDataset
-from sg2_container.training.loss import LossSettings, StyleGAN2Loss
+from sg2_container.training.loss import PHASES, LossSettings, StyleGAN2Loss
 from sg2_container.training.report import Reporter, TickStats, grid_shape, status_line
-from sg2_container.training.resume import load_resume_weights
+from sg2_container.training.resume import load_resume_weights, resolve_resume_path
 from sg2_container.training.rng import capture_rng, chunk_seed, restore_rng
 from sg2_container.training.sampler import StepSampler
 
 log = logging.getLogger("sg2_container.training")
 
-PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 
 
 @dataclasses.dataclass
@@ -363,8 +362,11 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
     device = device or resolve_device(options.device)
     _configure_backends(options)
     run_dir = Path(options.outdir)
+    if options.resume is not None:
+        resolve_resume_path(options.resume)  # a missing file fails now, not after the set-up
     if group.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_stale_temp_files(run_dir)
     run = _build_run(options, device, group)
     plan, counters = run.plan, run.counters
     reporter = Reporter(run_dir, enabled=group.is_main)
@@ -387,6 +389,7 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
         log.info("nothing to train: the checkpoint in %s is at kimg %.3f, the run's length is "
                  "kimg=%g; exporting the final model", run_dir, counters.cur_nimg / 1000, plan.total_kimg)
         final = _export_final(run, run_dir) if group.is_main else None
+        reporter.close()
         return TrainingResult(run_dir, counters.cur_nimg, True, False, final, last_checkpoint)
 
     columns, rows = grid_shape(run.dataset.resolution)

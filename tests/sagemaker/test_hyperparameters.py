@@ -60,3 +60,12 @@ def test_hyperparameters_and_the_cli_build_the_same_training_options(tmp_path, m
                              "--mirror", "1", "--snap", "10", "--kimg", "2000", "--metrics", "none"])
     from_hp = TrainingOptions(**{**decode_hyperparameters(JSON_DUMPS), "data": str(data)})
     assert captured["options"] == from_hp
+
+
+@pytest.mark.parametrize("value", ["\"noresume\"", "None", "", "null"])
+def test_no_resume_spellings_mean_no_resume(value):
+    from sg2_container.options import TrainingOptions
+
+    decoded = decode_hyperparameters({"resume": value, "metrics": "null"})
+    options = TrainingOptions(data="d.zip", outdir="out", **decoded)
+    assert options.resume is None and options.metrics == ()

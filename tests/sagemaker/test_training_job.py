@@ -76,6 +76,7 @@ def test_sigkill_mid_write_leaves_the_previous_checkpoint_usable(opt_ml):
     assert code == 0, out
     assert "continuing from checkpoint-" in out
     assert (opt_ml.base / "model" / "model.pt").exists()
+    assert not torn.exists()  # not uploaded to S3 again and again
 
 
 @pytest.mark.parametrize("change,words", [
@@ -163,3 +164,19 @@ def test_local_processing_stand_in_runs_the_articles_prepare_arguments(tmp_path)
                                              "--width", "16", "--height", "16"])
     assert result.exit_code == 1 and "prepare failed" in result.output
     assert (tmp_path / "opt_ml" / "output" / "message").read_text().startswith("prepare failed")
+
+
+def test_local_stand_in_never_deletes_checkpoints(tmp_path, animeface_zip):
+    from sg2_container.errors import UserError
+    from sg2_container.sagemaker.local import LocalJob, lay_out
+
+    base = tmp_path / "sm"
+    (base / "checkpoints").mkdir(parents=True)
+    precious = base / "checkpoints" / "checkpoint-000000000004.pt"
+    precious.write_bytes(b"state")
+    job = dict(base_dir=base, hyperparameters={}, channels={"train": animeface_zip})
+    lay_out(LocalJob(**job, checkpoints=base / "checkpoints"))  # the default, named explicitly
+    assert precious.read_bytes() == b"state"
+    with pytest.raises(UserError, match="already holds checkpoints"):
+        lay_out(LocalJob(**job, checkpoints=tmp_path / "elsewhere"))
+    assert precious.read_bytes() == b"state"
