@@ -23,7 +23,11 @@ def export_model(result, model_dir: Path) -> list[Path]:
     model_dir.mkdir(parents=True, exist_ok=True)
     written = []
     model_path = model_dir / "model.pt"
-    write_atomically(model_path, lambda f: f.write(Path(result.final_model).read_bytes()))
+    def copy_final(target):
+        with open(result.final_model, "rb") as source:
+            shutil.copyfileobj(source, target, length=16 * 2**20)
+
+    write_atomically(model_path, copy_final)
     written.append(model_path)
 
     bundle = load_model(model_path)

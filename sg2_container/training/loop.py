@@ -116,14 +116,16 @@ def _build_run(options: TrainingOptions, device: torch.device,
 
 # ---- checkpoint <-> run ---------------------------------------------------------------------
 
-def _checkpoint_state(run: _Run) -> dict:
-    """Every rank calls this (it gathers per-rank state); only rank 0 writes the result."""
+def _checkpoint_state(run: _Run) -> dict | None:
+    """Every rank calls this (it gathers per-rank state); rank 0 gets the state, others None."""
     per_rank = dist_utils.all_gather_objects({
         "rng": capture_rng(run.device),
         "pl_mean": float(run.loss.pl_mean),
         "tick_stats": run.tick_stats.state(),
         "ada": run.ada.state_dict() if run.ada is not None else None,
     })
+    if not run.group.is_main:
+        return None  # only rank 0 writes: no need to copy the networks to the CPU elsewhere
     cpu = lambda m: {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}  # noqa: E731
     augment = {"p": float(run.augment_pipe.p) if run.augment_pipe is not None else None,
                "ada": [r["ada"] for r in per_rank]}
