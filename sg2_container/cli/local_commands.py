@@ -56,6 +56,10 @@ def local_train(hp_path, channels, checkpoints, base_dir):
         reason = failure_reason(job.base_dir)
         if code != 0:
             raise click.ClickException(f"the job failed (exit {code}): {reason or 'see the log above'}")
+        if not (job.base_dir / "model" / "model.pt").exists():
+            click.echo(f"the job was stopped before the end; its checkpoint is in "
+                       f"{job.base_dir / 'checkpoints'}: run the same command again to continue")
+            raise SystemExit(130)  # like an interrupted command, so scripts do not go on
         click.echo(f"job finished; model in {job.base_dir / 'model'}, checkpoints in "
                    f"{job.base_dir / 'checkpoints'}")
 

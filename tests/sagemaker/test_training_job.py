@@ -180,3 +180,24 @@ def test_local_stand_in_never_deletes_checkpoints(tmp_path, animeface_zip):
     with pytest.raises(UserError, match="already holds checkpoints"):
         lay_out(LocalJob(**job, checkpoints=tmp_path / "elsewhere"))
     assert precious.read_bytes() == b"state"
+
+
+def test_local_train_reports_a_stopped_job_as_interrupted(tmp_path, animeface_zip):
+    import os
+    import subprocess
+    import sys
+
+    hp = tmp_path / "hp.json"
+    hp.write_text(json.dumps({**ARTICLE, **SMALL, "kimg": 0.4, "snap": 1000}))
+    command = [sys.executable, "-m", "sg2_container.cli.main", "local", "train", "--hyperparameters",
+               str(hp), "--channel", f"train={animeface_zip}", "--base-dir", str(tmp_path / "sm")]
+    process = subprocess.Popen(command, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    checkpoints = tmp_path / "sm" / "checkpoints"
+    deadline = time.monotonic() + 120
+    while not list(checkpoints.glob("checkpoint-*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # Ctrl-C: forwarded to the job
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, out
+    assert "run the same command again to continue" in out
