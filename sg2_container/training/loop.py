@@ -170,6 +170,8 @@ def _restore(run: _Run, state: dict, name: str) -> None:
         log.warning("%s was written by %s process(es), this run has %d: per-process random state "
                     "starts fresh", name, loop.get("world_size"), run.group.world_size)
         run.loss.pl_mean.fill_(float(np.mean(loop["pl_mean"])))
+        if run.ada is not None:  # keep p's updates on the same steps (every interval-th)
+            run.ada.num_steps = run.counters.batch_idx
 
 
 # ---- one optimisation step ------------------------------------------------------------------

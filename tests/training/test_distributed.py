@@ -22,3 +22,15 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_options
         for name, value in a[part].items():
             torch.testing.assert_close(b[part][name], value, rtol=1e-5, atol=1e-6, msg=f"{part}.{name}")
     assert a["augment"]["p"] == b["augment"]["p"]
+
+
+def test_a_checkpoint_from_two_processes_continues_in_one(tiny_options, tmp_path):
+    """Spot restarts may land on another instance type: 2 GPUs before, 1 after."""
+    common = dict(cfg="cifar", batch=4, batch_gpu=2, snap=10, aug="ada", p=None, augpipe="bgc",
+                  outdir=str(tmp_path / "run"))
+    first = run_training(tiny_options(gpus=2, kimg=0.008, **common))
+    assert first.finished and first.cur_nimg == 8
+    second = train(tiny_options(gpus=1, kimg=0.024, **common))
+    assert second.finished and second.cur_nimg == 24
+    state = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "run")[-1])
+    assert state["loop"]["world_size"] == 1 and state["augment"]["ada"][0]["num_steps"] == 6
