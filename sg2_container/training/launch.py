@@ -138,6 +138,9 @@ def _worker(options, local_rank, rank, world_size, master_addr, port, use_cuda, 
                        group=dist_utils.ProcessGroupInfo(rank=rank, world_size=world_size))
         if rank == 0:
             results.put(("result", result))
+        # Tear the group down together: a rank that leaves while another still writes its
+        # checkpoint has aborted in gloo's teardown ("terminate called ...").
+        torch.distributed.barrier()
     except UserError as error:
         results.put(("error", str(error)))
         raise SystemExit(1)
