@@ -17,6 +17,23 @@ SMALL = ["--batch", "4", "--cbase", "128", "--cmax", "16", "--map", "2", "--work
          "--device", "cpu"]
 
 
+def _start_train(tmp_path, *extra, workers="0", **popen):
+    """`sg2 train` as a real process on a tiny set, 0.4 kimg, one status line per step."""
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=16, resolution=16)
+    small = [workers if opt == "0" else opt for opt in SMALL]
+    command = [sys.executable, "-m", "sg2_container.cli.main", "train", "--data", str(data),
+               "--outdir", str(tmp_path / "run"), "--kimg", "0.4", "--kimg-per-tick", "0.004",
+               "--snap", "1000", *small, *extra]
+    return subprocess.Popen(command, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def _wait_for_checkpoint(run_dir, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not list(run_dir.glob("checkpoint-*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_dry_run_prints_the_resolved_plan(tmp_path):
     data = write_synthetic_dataset(tmp_path / "d.zip", count=8, resolution=16)
     result = CliRunner().invoke(cli, ["train", "--data", str(data), "--outdir", str(tmp_path / "run"),
@@ -49,9 +66,7 @@ def test_ctrl_c_saves_and_the_same_command_continues(tmp_path):
                "--snap", "1000", *SMALL]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "run").glob("checkpoint-*.pt")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_for_checkpoint(tmp_path / "run")
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 0, out
@@ -68,17 +83,8 @@ def test_ctrl_c_saves_and_the_same_command_continues(tmp_path):
 def test_a_signal_to_the_whole_process_group_with_data_workers_is_a_clean_stop(tmp_path, sig):
     """Ctrl-C in a terminal, or a supervisor stopping a container's processes, reaches every
     process of the group, data workers included."""
-    data = write_synthetic_dataset(tmp_path / "d.zip", count=16, resolution=16)
-    options = [opt if opt != "0" else "2" for opt in SMALL]  # --workers 2
-    command = [sys.executable, "-m", "sg2_container.cli.main", "train", "--data", str(data),
-               "--outdir", str(tmp_path / "run"), "--kimg", "0.2", "--kimg-per-tick", "0.004",
-               "--snap", "1000", *options]
-    process = subprocess.Popen(command, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "run").glob("checkpoint-*.pt")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    process = _start_train(tmp_path, workers="2", start_new_session=True)
+    _wait_for_checkpoint(tmp_path / "run")
     time.sleep(0.5)
     os.killpg(process.pid, sig)
     out, _ = process.communicate(timeout=60)
@@ -88,15 +94,8 @@ def test_a_signal_to_the_whole_process_group_with_data_workers_is_a_clean_stop(t
 
 def test_sigterm_reaches_every_worker_of_a_two_process_run(tmp_path):
     """The parent mirrors the stop into its gloo workers; they save together and exit."""
-    data = write_synthetic_dataset(tmp_path / "d.zip", count=16, resolution=16)
-    command = [sys.executable, "-m", "sg2_container.cli.main", "train", "--data", str(data),
-               "--outdir", str(tmp_path / "run"), "--gpus", "2", "--kimg", "0.4",
-               "--kimg-per-tick", "0.004", "--snap", "1000", *SMALL]
-    process = subprocess.Popen(command, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "run").glob("checkpoint-*.pt")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    process = _start_train(tmp_path, "--gpus", "2")
+    _wait_for_checkpoint(tmp_path / "run")
     process.send_signal(signal.SIGTERM)
     start = time.monotonic()
     out, _ = process.communicate(timeout=60)
@@ -123,15 +122,8 @@ def _spawned_workers(parent_pid):
 
 
 def test_a_dead_worker_ends_the_run_instead_of_hanging_it(tmp_path):
-    data = write_synthetic_dataset(tmp_path / "d.zip", count=16, resolution=16)
-    command = [sys.executable, "-m", "sg2_container.cli.main", "train", "--data", str(data),
-               "--outdir", str(tmp_path / "run"), "--gpus", "2", "--kimg", "0.4",
-               "--kimg-per-tick", "0.004", "--snap", "1000", *SMALL]
-    process = subprocess.Popen(command, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "run").glob("checkpoint-*.pt")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    process = _start_train(tmp_path, "--gpus", "2")
+    _wait_for_checkpoint(tmp_path / "run")
     workers = _spawned_workers(process.pid)
     assert len(workers) == 2
     os.kill(workers[1], signal.SIGKILL)  # e.g. the kernel's OOM killer

@@ -96,17 +96,23 @@ def lay_out(job: LocalJob) -> Path:
 
 
 def run_local(job: LocalJob, mode: str = "train", extra_env: dict | None = None) -> int:
-    """Runs `sg2-sagemaker <mode>` against the tree in its own process group; SIGINT/SIGTERM
-    received here are forwarded to it, as docker forwards them to PID 1."""
+    """Runs `sg2-sagemaker <mode>` against the tree, as docker runs the image as PID 1."""
     lay_out(job)
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(job.base_dir), **(extra_env or {}))
-    command = [sys.executable, "-m", "sg2_container.sagemaker.entrypoint", mode]
-    log.info("running %s with SAGEMAKER_BASE_DIR=%s", " ".join(command[2:]), job.base_dir)
+    log.info("running %s with SAGEMAKER_BASE_DIR=%s", mode, job.base_dir)
+    return _run_entrypoint(job.base_dir, [mode], extra_env=extra_env)
+
+
+def _run_entrypoint(base_dir: Path, arguments: list[str], forward_as: int | None = None,
+                    extra_env: dict | None = None) -> int:
+    """The entrypoint in a subprocess of its own process group; SIGINT/SIGTERM received here
+    are forwarded to it (as `forward_as` when given), as the platform signals the container."""
+    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base_dir), **(extra_env or {}))
+    command = [sys.executable, "-m", "sg2_container.sagemaker.entrypoint", *arguments]
     process = subprocess.Popen(command, env=env, start_new_session=True)
 
     def forward(signum, frame):
-        log.warning("forwarding signal %d to the job", signum)
-        process.send_signal(signum)
+        log.warning("forwarding signal %d to the job", forward_as or signum)
+        process.send_signal(forward_as or signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -147,16 +153,8 @@ def run_local_processing(base_dir: Path, inputs: dict[str, Path], outputs: dict[
                          arguments: list[str]) -> int:
     """Runs the image's entrypoint with the job's ContainerArguments, as a processing job."""
     lay_out_processing(base_dir, inputs, outputs)
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base_dir))
-    command = [sys.executable, "-m", "sg2_container.sagemaker.entrypoint", *arguments]
-    process = subprocess.Popen(command, env=env, start_new_session=True)
-    previous = {s: signal.signal(s, lambda signum, frame: process.send_signal(signal.SIGINT))
-                for s in (signal.SIGINT, signal.SIGTERM)}  # SageMaker stops processing with SIGINT
-    try:
-        return process.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    # SageMaker stops a processing job with SIGINT.
+    return _run_entrypoint(base_dir, arguments, forward_as=signal.SIGINT)
 
 
 def processing_message(base_dir: Path) -> str | None:
