@@ -7,3 +7,10 @@ its traceback.
 
 class UserError(Exception):
     """Bad input from the user: the message says what was wrong and what is allowed."""
+
+
+class Stopped(Exception):
+    """Work stopped on request (a signal) before it finished; the message says what was kept.
+
+    Not a failure of the user's or ours: jobs exit with their 'stopped' code.
+    """

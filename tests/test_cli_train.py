@@ -69,7 +69,7 @@ def test_ctrl_c_saves_and_the_same_command_continues(tmp_path):
     _wait_for_checkpoint(tmp_path / "run")
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, out
+    assert process.returncode == 130, out
     assert "stopped at kimg" in out
     stopped = sorted((tmp_path / "run").glob("checkpoint-*.pt"))[-1].name
 
@@ -88,7 +88,7 @@ def test_a_signal_to_the_whole_process_group_with_data_workers_is_a_clean_stop(t
     time.sleep(0.5)
     os.killpg(process.pid, sig)
     out, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, out
+    assert process.returncode == 130, out
     assert "stopped at kimg" in out and "Traceback" not in out
 
 
@@ -99,7 +99,7 @@ def test_sigterm_reaches_every_worker_of_a_two_process_run(tmp_path):
     process.send_signal(signal.SIGTERM)
     start = time.monotonic()
     out, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, out
+    assert process.returncode == 130, out
     assert time.monotonic() - start < 15
     assert "stopped at kimg" in out
     checkpoints = sorted((tmp_path / "run").glob("checkpoint-*.pt"))

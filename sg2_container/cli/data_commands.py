@@ -1,7 +1,8 @@
 """Dataset commands: `sg2 prepare`, `sg2 dataset info`.
 
-Only click, the standard library and the options module are imported here: `sg2 prepare` must
-start fast, and torch is never needed (Pillow and numpy load inside the commands).
+Only click, the standard library and the options modules are imported here: `sg2 prepare` must
+start fast, and torch is never needed (Pillow and numpy load inside the commands). The prepare
+options come from PrepareOptions' schema.
 """
 
 from __future__ import annotations
@@ -10,116 +11,14 @@ from pathlib import Path
 
 import click
 
-from sg2_container.data.options import (
-    DEFAULT_MAX_PIXELS,
-    LABEL_SOURCES,
-    RESIZE_FILTERS,
-    SMALL_POLICIES,
-    TRANSFORMS,
-    PrepareOptions,
-)
+from sg2_container.data.options import PrepareOptions
+from sg2_container.cli.errors import user_errors_as_click
 from sg2_container.errors import UserError
+from sg2_container.options.schema import click_options
 
 
 @click.command("prepare")
-@click.option(
-    "--source",
-    required=True,
-    metavar="PATH",
-    help="Images to prepare: a folder (searched recursively), a .zip, or a .tar (also .tar.gz, "
-    ".tar.bz2, .tar.xz). PNG, JPEG, WebP, BMP and GIF (first frame) are read; anything else is "
-    "skipped and counted.",
-)
-@click.option(
-    "--dest",
-    required=True,
-    metavar="PATH",
-    help="Output: a .zip name (the training zip), or a folder with the same layout (new, empty "
-    "or an earlier output). Written under a temporary name and swapped in at the end.",
-)
-@click.option(
-    "--width",
-    type=int,
-    help="Output width in pixels, a power of two. Alone, it sets the height too.",
-)
-@click.option(
-    "--height",
-    type=int,
-    help="Output height in pixels, a power of two. Alone, it sets the width too.",
-)
-@click.option(
-    "--allow-non-square",
-    is_flag=True,
-    help="Allow --width != --height without center-crop-wide. Training needs square images.",
-)
-@click.option(
-    "--transform",
-    type=click.Choice(TRANSFORMS),
-    default="center-crop",
-    show_default=True,
-    help="center-crop: largest centred crop of the output aspect, then resize. center-crop-wide: "
-    "crop to width:height, resize, paste centred on a width x width canvas. pad: fit the whole "
-    "image, fill the rest with --background. stretch: resize ignoring the aspect ratio.",
-)
-@click.option(
-    "--resize-filter",
-    type=click.Choice(RESIZE_FILTERS),
-    default="lanczos",
-    show_default=True,
-    help="Resampling filter for the resize.",
-)
-@click.option(
-    "--channels",
-    type=int,
-    default=3,
-    show_default=True,
-    help="3 writes RGB (grayscale is copied to three channels), 1 writes grayscale.",
-)
-@click.option(
-    "--background",
-    default="white",
-    show_default=True,
-    help="Colour under transparent pixels and around padded images: black, white or #rrggbb.",
-)
-@click.option(
-    "--small",
-    type=click.Choice(SMALL_POLICIES),
-    default="upscale",
-    show_default=True,
-    help="Images smaller than the output: enlarge them, or skip them (counted in the report).",
-)
-@click.option(
-    "--max-images",
-    type=int,
-    help="Stop after writing this many images (taken in sorted name order). [default: all]",
-)
-@click.option(
-    "--max-pixels",
-    type=int,
-    default=DEFAULT_MAX_PIXELS,
-    show_default=True,
-    help="Skip images with more pixels than this (decompression-bomb guard).",
-)
-@click.option(
-    "--labels",
-    type=click.Choice(LABEL_SOURCES),
-    default="auto",
-    show_default=True,
-    help='json: from dataset.json at the top of --source ({"labels": [["dir/a.png", 6], ...]}). '
-    "folders: one class per top-level sub-folder, in sorted name order. auto: json if "
-    "dataset.json exists, else none. Files without a label are skipped.",
-)
-@click.option(
-    "--workers",
-    type=int,
-    help="Worker processes for decoding and resizing. [default: all cores]",
-)
-@click.option(
-    "--report",
-    metavar="PATH",
-    help="Where to write the JSON report. [default: prepare_report.json beside the zip, or "
-    "inside the output folder]",
-)
+@click_options(PrepareOptions)
 def prepare_command(**kwargs: object) -> None:
     """Turn a folder/zip/tar of images of any size and format into a training zip.
 
@@ -130,11 +29,8 @@ def prepare_command(**kwargs: object) -> None:
     """
     from sg2_container.data.prepare import prepare
 
-    try:
-        options = PrepareOptions(**kwargs)  # type: ignore[arg-type]
-        report = prepare(options)
-    except UserError as e:
-        raise click.ClickException(str(e)) from e
+    with user_errors_as_click():
+        report = prepare(PrepareOptions(**kwargs))  # type: ignore[arg-type]
     click.echo(report.summary())
 
 

@@ -53,15 +53,24 @@ def local_train(hp_path, channels, checkpoints, base_dir):
         job = LocalJob(base_dir=base_dir.resolve(), hyperparameters=hyperparameters,
                        channels=channels, checkpoints=checkpoints)
         code = run_local(job, "train")
-        reason = failure_reason(job.base_dir)
-        if code != 0:
-            raise click.ClickException(f"the job failed (exit {code}): {reason or 'see the log above'}")
-        if not (job.base_dir / "model" / "model.pt").exists():
-            click.echo(f"the job was stopped before the end; its checkpoint is in "
-                       f"{job.base_dir / 'checkpoints'}: run the same command again to continue")
-            raise SystemExit(130)  # like an interrupted command, so scripts do not go on
+        _report(code, failure_reason(job.base_dir),
+                stopped=f"its checkpoint is in {job.base_dir / 'checkpoints'}: run the same "
+                        "command again to continue")
         click.echo(f"job finished; model in {job.base_dir / 'model'}, checkpoints in "
                    f"{job.base_dir / 'checkpoints'}")
+
+
+def _report(code: int, reason: str | None, stopped: str) -> None:
+    """The job's exit code, passed on unchanged (the table of sg2-sagemaker --help)."""
+    from sg2_container.sagemaker.jobs import EXIT_OK, EXIT_STOPPED
+
+    if code == EXIT_STOPPED:
+        click.echo(f"the job was stopped before the end; {stopped}")
+        raise SystemExit(code)
+    if code != EXIT_OK:
+        click.echo(f"Error: the job failed (exit {code}): {reason or 'see the log above'}",
+                   err=True)
+        raise SystemExit(code)
 
 
 @local.command("process", context_settings={"ignore_unknown_options": True})
@@ -85,8 +94,6 @@ def local_process(inputs, outputs, base_dir, arguments):
     with user_errors_as_click():
         base = base_dir.resolve()
         code = run_local_processing(base, inputs, outputs, list(arguments))
-        if code != 0:
-            raise click.ClickException(f"the processing job failed (exit {code}): "
-                                       f"{processing_message(base) or 'see the log above'}")
+        _report(code, processing_message(base), stopped="run the same command again")
         click.echo("processing job finished; outputs in "
                    + (", ".join(str(p) for p in outputs.values()) or "(none)"))

@@ -1,7 +1,7 @@
 """Options of `sg2 prepare`, validated once so the workers never see a bad value.
 
-Error messages name the option as users type it (`--max-images`), the bad value and what is
-allowed, because the same text ends up in a SageMaker job's failure message.
+Declared with the option schema: the `sg2 prepare` options and the processing job's arguments
+are generated from these fields.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from sg2_container.errors import UserError
+from sg2_container.options.schema import fail, option, validate
 
 TRANSFORMS = ("center-crop", "center-crop-wide", "pad", "stretch")
 RESIZE_FILTERS = ("lanczos", "box")
@@ -32,104 +33,82 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _fail(flag: str, value: object, allowed: str) -> UserError:
-    return UserError(f"{flag}: got {value!r}; {allowed}")
-
-
-def _is_power_of_two(n: int) -> bool:
-    return n > 0 and n & (n - 1) == 0
-
-
 def parse_color(text: str) -> tuple[int, int, int]:
-    """'black', 'white' or '#rrggbb' -> an RGB tuple; raises UserError naming --background."""
+    """'black', 'white' or '#rrggbb' -> an RGB tuple; raises UserError naming background."""
     key = text.strip().lower()
     if key in NAMED_COLORS:
         return NAMED_COLORS[key]
     if re.fullmatch(r"#[0-9a-f]{6}", key):
         return (int(key[1:3], 16), int(key[3:5], 16), int(key[5:7], 16))
-    raise _fail("--background", text, "allowed: black, white or a hex colour like #808080")
+    raise fail("background", text, "black, white or a hex colour like #808080")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PrepareOptions:
     """Everything `sg2 prepare` needs; picklable so it travels to worker processes once."""
 
-    source: str
-    dest: str
-    width: int | None = None
-    height: int | None = None
-    allow_non_square: bool = False
-    transform: str = "center-crop"
-    resize_filter: str = "lanczos"
-    channels: int = 3
-    background: str = "white"
-    small: str = "upscale"
-    max_images: int | None = None
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    labels: str = "auto"
-    workers: int | None = None
-    report: str | None = None
+    source: str = option(metavar="PATH", help=(
+        "Images to prepare: a folder (searched recursively), a .zip, or a .tar (also .tar.gz, "
+        ".tar.bz2, .tar.xz). PNG, JPEG, WebP, BMP and GIF (first frame) are read; anything else "
+        "is skipped and counted."))
+    dest: str = option(metavar="PATH", help=(
+        "Output: a .zip name (the training zip), or a folder with the same layout (new, empty or "
+        "an earlier output). Written under a temporary name and swapped in at the end."))
+    width: int | None = option(None, min=MIN_SIZE, max=MAX_SIZE, power_of_two=True,
+                               help="Output width in pixels. Alone, it sets the height too.")
+    height: int | None = option(None, min=MIN_SIZE, max=MAX_SIZE, power_of_two=True,
+                                help="Output height in pixels. Alone, it sets the width too.")
+    allow_non_square: bool = option(False, is_flag=True, help=(
+        "Allow --width != --height without center-crop-wide. Training needs square images."))
+    transform: str = option("center-crop", choices=TRANSFORMS, help=(
+        "center-crop: largest centred crop of the output aspect, then resize. center-crop-wide: "
+        "crop to width:height, resize, paste centred on a width x width canvas. pad: fit the "
+        "whole image, fill the rest with --background. stretch: resize ignoring the aspect "
+        "ratio."))
+    resize_filter: str = option("lanczos", choices=RESIZE_FILTERS,
+                                help="Resampling filter for the resize.")
+    channels: int = option(3, choices=CHANNELS, help=(
+        "3 writes RGB (grayscale is copied to three channels), 1 writes grayscale."))
+    background: str = option("white", help=(
+        "Colour under transparent pixels and around padded images: black, white or #rrggbb."))
+    small: str = option("upscale", choices=SMALL_POLICIES, help=(
+        "Images smaller than the output: enlarge them, or skip them (counted in the report)."))
+    max_images: int | None = option(None, min=1, default_text="all", help=(
+        "Stop after writing this many images (taken in sorted name order)."))
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, min=1, help=(
+        "Skip images with more pixels than this (decompression-bomb guard)."))
+    labels: str = option("auto", choices=LABEL_SOURCES, help=(
+        'json: from dataset.json at the top of --source ({"labels": [["dir/a.png", 6], ...]}). '
+        "folders: one class per top-level sub-folder, in sorted name order. auto: json if "
+        "dataset.json exists, else none. Files without a label are skipped."))
+    workers: int | None = option(None, min=1, default_text="all cores",
+                                 help="Worker processes for decoding and resizing.")
+    report: str | None = option(None, metavar="PATH", default_text=(
+        "prepare_report.json beside the zip, or inside the output folder"),
+        help="Where to write the JSON report.")
 
     def __post_init__(self) -> None:
+        validate(self)
         if not self.source:
-            raise _fail("--source", self.source, "give a folder, a .zip or a .tar of images")
+            raise fail("source", self.source, "a folder, a .zip or a .tar of images")
         if not self.dest:
-            raise _fail("--dest", self.dest, "give a .zip file name or a folder")
+            raise fail("dest", self.dest, "a .zip file name or a folder")
         if os.path.abspath(self.source) == os.path.abspath(self.dest):
-            raise _fail("--dest", self.dest, "must differ from --source")
+            raise fail("dest", self.dest, "a path other than --source")
         if self.width is None and self.height is None:
             raise UserError(
-                "--width/--height: none given; give the output size, e.g. --width 256 --height 256"
+                "width/height: none given; give the output size, e.g. --width 256 --height 256"
             )
-        for flag, value in (("--width", self.width), ("--height", self.height)):
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise _fail(flag, value, "must be an integer")
-            if not (_is_power_of_two(value) and MIN_SIZE <= value <= MAX_SIZE):
-                raise _fail(
-                    flag, value, f"must be a power of two from {MIN_SIZE} to {MAX_SIZE} (e.g. 256)"
-                )
-        if self.transform not in TRANSFORMS:
-            raise _fail("--transform", self.transform, f"allowed: {', '.join(TRANSFORMS)}")
         width, height = self.size
         if self.transform == "center-crop-wide" and height > width:
-            raise _fail("--height", height, f"center-crop-wide needs --height <= --width ({width})")
+            raise fail("height", height, f"<= width ({width}) with center-crop-wide")
         if width != height and self.transform != "center-crop-wide" and not self.allow_non_square:
             raise UserError(
-                f"--width {width} and --height {height} differ: training needs square images; "
+                f"width {width} and height {height} differ: training needs square images; "
                 "use --transform center-crop-wide (a wide crop on a square canvas) or pass "
                 "--allow-non-square to write non-square images anyway"
             )
-        if self.resize_filter not in RESIZE_FILTERS:
-            raise _fail(
-                "--resize-filter", self.resize_filter, f"allowed: {', '.join(RESIZE_FILTERS)}"
-            )
-        if self.channels not in CHANNELS:
-            raise _fail("--channels", self.channels, "allowed: 1 (grayscale) or 3 (RGB)")
         parse_color(self.background)
-        if self.small not in SMALL_POLICIES:
-            raise _fail("--small", self.small, f"allowed: {', '.join(SMALL_POLICIES)}")
-        if self.max_images is not None and (
-            isinstance(self.max_images, bool)
-            or not isinstance(self.max_images, int)
-            or self.max_images < 1
-        ):
-            raise _fail("--max-images", self.max_images, "must be a positive integer (or unset)")
-        if (
-            isinstance(self.max_pixels, bool)
-            or not isinstance(self.max_pixels, int)
-            or (self.max_pixels < 1)
-        ):
-            raise _fail("--max-pixels", self.max_pixels, "must be a positive integer")
-        if self.labels not in LABEL_SOURCES:
-            raise _fail("--labels", self.labels, f"allowed: {', '.join(LABEL_SOURCES)}")
-        if self.workers is not None and (
-            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
-        ):
-            raise _fail(
-                "--workers", self.workers, "must be a positive integer (or unset: all cores)"
-            )
 
     @property
     def size(self) -> tuple[int, int]:

@@ -12,7 +12,6 @@ import logging
 import math
 import multiprocessing
 import os
-import signal
 import tempfile
 import threading
 import time
@@ -34,7 +33,8 @@ from sg2_container.data.writer import (
     check_folder_dest,
     entry_name,
 )
-from sg2_container.errors import UserError
+from sg2_container.errors import Stopped, UserError
+from sg2_container.io.signals import ignore_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,6 @@ _PRESET_DETAILS = {
     "missing_label": "no label for this file (not in dataset.json, or not inside a class folder)",
     "unreadable": "sparse tar member",
 }
-
-
-class Stopped(Exception):
-    """The stop event was set: the run ended early and wrote nothing."""
 
 
 def prepare(
@@ -178,7 +174,8 @@ def _write_images(
     try:
         for item, outcome in zip(listing.items, outcomes):
             if stop is not None and stop.is_set():
-                raise Stopped(f"stopped after {report.num_processed} of {report.num_inputs} files")
+                raise Stopped(f"stopped after {report.num_processed} of {report.num_inputs} files; "
+                              "nothing was written")
             bar.update()
             if outcome.png is None:
                 assert outcome.skip is not None
@@ -308,7 +305,7 @@ _worker_state: tuple[PrepareOptions, SourceReader] | None = None
 
 def _init_worker(options: PrepareOptions) -> None:
     global _worker_state
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    ignore_stop_signals()  # the parent decides when to stop
     _worker_state = (options, SourceReader())
 
 

@@ -1,50 +1,65 @@
 """`sg2-sagemaker`, the image's ENTRYPOINT: picks the job mode from the first argument.
 
 SageMaker runs `IMAGE train` for training, `IMAGE serve` for hosting, and the image with the
-job's ContainerArguments (no mode word) for processing.
+job's ContainerArguments (a processing command, or none) for processing.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
 
-from sg2_container.errors import UserError
 from sg2_container.sagemaker import paths
-from sg2_container.sagemaker.failure import write_failure
-from sg2_container.sagemaker.processing import EXIT_FAILED, run_processing, stop_on_signals
 
 log = logging.getLogger(__name__)
 
+USAGE = "usage: sg2-sagemaker [-h] MODE [ARGS...]"
+TRAIN_HELP = """\
+usage: sg2-sagemaker train
 
-def _not_in_this_build(
-    mode: str, failure_file: Callable[[], object] | None
-) -> Callable[[list[str]], int]:
-    def run(args: list[str]) -> int:
-        error = UserError(
-            f"{mode}: this build of sg2-container has no {mode} mode yet; it runs processing "
-            "jobs only (prepare)"
-        )
-        log.error("%s", error)
-        if failure_file is not None:
-            write_failure(failure_file(), str(error))  # type: ignore[arg-type]
-        return EXIT_FAILED
+Runs a SageMaker training job: reads <base>/input/config/hyperparameters.json (every `sg2 train`
+option, JSON-encoded or plain), finds the data in the 'train' or 'training' channel, trains
+into <base>/checkpoints (resuming from the newest checkpoint there after a spot restart), and
+leaves the model in <base>/model. <base> is /opt/ml, or $SAGEMAKER_BASE_DIR.
+SIGTERM saves a checkpoint and exits. Exit codes: 0 done, 1 user error, 2 internal error,
+130 stopped; the reason is in <base>/output/failure. Options: `sg2 train --help`.
+"""
 
-    return run
+
+def _help() -> str:
+    from sg2_container.sagemaker.jobs import EXIT_CODES
+    from sg2_container.sagemaker.processing import COMMANDS
+
+    lines = [USAGE, "", "The sg2-container image's entrypoint: one mode per SageMaker job type.", "",
+             "modes:",
+             "  train             training job: hyperparameters.json -> checkpoints -> model",
+             "  serve             hosting: HTTP /ping and /invocations on port 8080 (not yet "
+             "in this build)"]
+    lines += [f"  {name:<17} processing job: {command.summary}" for name, command in COMMANDS.items()]
+    lines += ["  (no mode)         processing job: prepare options given directly (--source ...),",
+              "                    or a training job when only hyperparameters.json exists",
+              "", "`sg2-sagemaker MODE --help` explains a mode. Exit codes:"]
+    lines += [f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items()]
+    return "\n".join(lines) + "\n"
 
 
 def _train(args: list[str]) -> int:
+    if args and args[0] in ("-h", "--help"):
+        sys.stdout.write(TRAIN_HELP)
+        return 0
+    if args:
+        log.warning("train: ignoring arguments %s; options come from hyperparameters.json", args)
     from sg2_container.sagemaker.job import run_training_job
 
-    return run_training_job(args)
+    return run_training_job()
 
 
-# Job modes by argv[1]; anything else is a processing job.
-MODES: dict[str, Callable[[list[str]], int]] = {
-    "train": _train,
-    "serve": _not_in_this_build("serve", None),
-}
+def _serve(args: list[str]) -> int:
+    from sg2_container.errors import UserError
+    from sg2_container.sagemaker.jobs import EXIT_USER_ERROR
+
+    log.error("%s", UserError("serve: this build of sg2-container has no hosting mode yet"))
+    return EXIT_USER_ERROR
 
 
 def _looks_like_training_job() -> bool:
@@ -59,21 +74,22 @@ def _looks_like_training_job() -> bool:
 def main(argv: list[str] | None = None) -> int:
     """`argv` as in sys.argv (program name first); returns the exit code."""
     argv = list(sys.argv if argv is None else argv)
-    # stdout: SageMaker's metric definitions read the log stream, and the tick lines go there.
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stdout,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     args = argv[1:]
-    if args and args[0] in MODES:
-        return MODES[args[0]](args[1:])
+    if args and args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(_help())
+        return 0
+    # stdout: SageMaker's metric definitions read the log stream, and the tick lines go there.
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args and args[0] == "train":
+        return _train(args[1:])
+    if args and args[0] == "serve":
+        return _serve(args[1:])
     if not args and _looks_like_training_job():
-        return MODES["train"](args)
-    # As PID 1 we only get the signals we handle (and a shell may have started us with SIGINT
-    # ignored): install ours before any work starts.
-    stop = stop_on_signals()
-    return run_processing(args, stop)
+        return _train([])
+    from sg2_container.sagemaker.processing import run_processing
+
+    return run_processing(args)
 
 
 if __name__ == "__main__":

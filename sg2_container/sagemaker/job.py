@@ -11,21 +11,16 @@ import logging
 import os
 import sys
 import threading
-import traceback
 from pathlib import Path
 
-from sg2_container.errors import UserError
+from sg2_container.errors import Stopped, UserError
 from sg2_container.sagemaker import paths
-from sg2_container.sagemaker.failure import write_failure
+from sg2_container.sagemaker.jobs import EXIT_OK, run_job
 from sg2_container.sagemaker.hyperparameters import read_hyperparameters
 from sg2_container.sagemaker.resources import channel_dirs, master_port, read_host_config, wait_for_hosts
-from sg2_container.sagemaker.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_USER_ERROR = 1
-EXIT_INTERNAL_ERROR = 2
 DATA_CHANNELS = ("train", "training")
 DATA_SUFFIXES = (".zip",)
 
@@ -66,6 +61,8 @@ def resolve_options(values: dict[str, object]):
         log.warning("outdir %s is not under %s: checkpoints will not be synced to S3, so a spot "
                     "restart cannot resume", outdir, checkpoints)
     values["outdir"] = str(outdir)
+    if isinstance(values.get("resume"), str) and values["resume"].startswith(paths.DEFAULT_BASE_DIR):
+        values["resume"] = str(paths.translate(values["resume"]))
     values.setdefault("gpus", detect_gpus())
     return TrainingOptions(**values)
 
@@ -79,21 +76,12 @@ def detect_gpus() -> int:
 
 
 def run_training_job(args: list[str] | None = None) -> int:
-    """The `train` mode; returns the exit code. Never raises."""
-    stop = stop_on_signals()
-    try:
-        return _train(stop)
-    except UserError as error:
-        log.error("training job failed: %s", error)
-        write_failure(paths.failure_path(), f"UserError: {error}")
-        return EXIT_USER_ERROR
-    except Exception as error:  # the reason goes to the failure file, the traceback to the log
-        log.error("training job failed:\n%s", traceback.format_exc())
-        write_failure(paths.failure_path(), f"InternalError: {type(error).__name__}: {error}")
-        return EXIT_INTERNAL_ERROR
+    """The `train` mode; returns the exit code (see sagemaker/jobs.py). Never raises."""
+    return run_job("train", _train, paths.failure_path(),
+                   doing_on_stop="finishing the current step, saving a checkpoint")
 
 
-def _train(stop: threading.Event) -> int:
+def _train(stop: threading.Event) -> None:
     from sg2_container.sagemaker.model_export import export_model
     from sg2_container.training.launch import Topology, run_training
 
@@ -111,13 +99,11 @@ def _train(stop: threading.Event) -> int:
              topology.num_nodes, dataclasses.asdict(options))
     result = run_training(options, stop_event=stop, topology=topology)
     if topology.node_rank != 0 or result is None:
-        return EXIT_OK
+        return
     if result.stopped:
-        log.info("stopped at kimg %.3f with a checkpoint in %s; restarting the job continues it",
-                 result.cur_nimg / 1000, result.run_dir)
-        return EXIT_OK
+        raise Stopped(f"at kimg {result.cur_nimg / 1000:.3f}, with a checkpoint in "
+                      f"{result.run_dir}; restarting the job continues it")
     export_model(result, paths.model_dir())
-    return EXIT_OK
 
 
 class JobFailed(Exception):

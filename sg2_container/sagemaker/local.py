@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from sg2_container.errors import UserError
-from sg2_container.sagemaker.hyperparameters import encode_hyperparameters
+from sg2_container.options.schema import encode_hyperparameters
 
 log = logging.getLogger(__name__)
 

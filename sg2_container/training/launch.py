@@ -15,6 +15,7 @@ import torch
 import torch.multiprocessing as mp
 
 from sg2_container.errors import UserError
+from sg2_container.io.signals import ignore_stop_signals, stop_on_signals
 from sg2_container.options import TrainingOptions
 from sg2_container.training import distributed as dist_utils
 
@@ -121,16 +122,20 @@ class _EitherEvent:
 
 def _worker(options, local_rank, rank, world_size, master_addr, port, use_cuda, stop, results):
     """Entry point of one spawned training process."""
-    from sg2_container.training.loop import train
-
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format=f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it sets `stop`
+    ignore_stop_signals((signal.SIGINT,))  # the parent decides; it sets `stop`
     # A multiprocessing Event takes a lock even in is_set(), which the loop calls every step:
     # setting it from a signal handler could deadlock. The handler sets a thread Event instead.
-    terminated = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: terminated.set())
-    stop = _EitherEvent(terminated, stop)
+    with stop_on_signals((signal.SIGTERM,), doing="saving a checkpoint with the others") as term:
+        _work(options, local_rank, rank, world_size, master_addr, port, use_cuda,
+              _EitherEvent(term, stop), results)
+
+
+def _work(options, local_rank, rank, world_size, master_addr, port, use_cuda, stop, results):
+    """Trains as one rank of the process group; a UserError travels to the parent."""
+    from sg2_container.training.loop import train
+
     device = dist_utils.local_device(local_rank, use_cuda)
     try:
         dist_utils.init_process_group(rank, world_size, master_addr, port, device)

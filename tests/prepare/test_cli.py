@@ -92,7 +92,7 @@ def test_user_errors_become_one_line_click_errors(tmp_path):
         ],
     )
     assert result.exit_code == 1
-    assert "Error: --width 64 and --height 32 differ" in result.output
+    assert "Error: width 64 and height 32 differ" in result.output
     assert "Traceback" not in result.output
     result = CliRunner().invoke(cli, ["dataset", "info", str(tmp_path / "none.zip")])
     assert result.exit_code == 1 and "not found" in result.output

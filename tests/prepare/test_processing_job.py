@@ -82,7 +82,7 @@ def test_failure_writes_the_message_and_exits_non_zero(tmp_path):
     )
     assert result.returncode != 0
     message = (base / "output" / "message").read_text()
-    assert message.startswith("prepare failed: --source:")
+    assert message.startswith("UserError: prepare: --source:")
     assert "nothing-here" in message and "does not exist" in message
     assert len(message.encode()) < 1024 and "\n" not in message
     assert "does not exist" in result.stdout + result.stderr  # the log says it too
@@ -96,13 +96,13 @@ def test_bad_option_value_is_named_in_the_message(tmp_path):
     )
     assert result.returncode == 1
     assert (base / "output" / "message").read_text() == (
-        "prepare failed: --width: got 300; must be a power of two from 4 to 16384 (e.g. 256)"
+        "UserError: prepare: width=300 is not allowed: a power of two >= 4 and <= 16384"
     )
 
 
 def test_serve_is_not_a_processing_command(tmp_path):
     result = _run(tmp_path / "ml", "serve")
-    assert result.returncode == 1 and "no serve mode yet" in result.stdout + result.stderr
+    assert result.returncode == 1 and "no hosting mode yet" in result.stdout + result.stderr
 
 
 def test_no_arguments_explain_what_is_expected(tmp_path):
@@ -153,7 +153,7 @@ def test_stop_signal_leaves_no_partial_output(tmp_path):
         process.send_signal(signal.SIGINT)
         rest = process.stdout.read()
         assert process.wait(timeout=60) == 130, rest
-    assert "stopping after the current files" in rest
+    assert "SIGINT: stopping cleanly" in rest
     assert sorted(p.name for p in train.iterdir()) == ["animeface.zip"]
     assert (train / "animeface.zip").read_bytes() == b"previous output"
-    assert (base / "output" / "message").read_text().startswith("prepare stopped by a signal")
+    assert (base / "output" / "message").read_text().startswith("Stopped: prepare stopped by a signal: stopped after")

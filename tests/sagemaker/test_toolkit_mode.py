@@ -25,8 +25,9 @@ def test_toolkit_module_mode_trains_and_sigterm_reaches_our_handler(opt_ml):
     assert job.poll() is None, job.communicate()[0]
     job.send_signal(signal.SIGTERM)
     out, _ = job.communicate(timeout=60)
-    assert job.returncode == 0, out
-    assert "signal 15: finishing the current step" in out
+    assert job.returncode == 130, out  # the job table's "stopped"; the toolkit passes it on
+    assert "SIGTERM: stopping cleanly" in out
+    assert opt_ml.failure.startswith("Stopped: train stopped by a signal: at kimg")
     assert len(opt_ml.checkpoints()) == 2  # tick 0, then the one written on SIGTERM
 
 
@@ -35,4 +36,4 @@ def test_toolkit_keeps_our_failure_reason_and_exit_code(opt_ml):
     job = _toolkit(opt_ml)
     out, _ = job.communicate(timeout=120)
     assert job.returncode == 1, out
-    assert opt_ml.failure.startswith("UserError: cfg='paper257'")
+    assert opt_ml.failure.startswith("UserError: train: cfg='paper257'")

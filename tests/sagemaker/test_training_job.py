@@ -36,9 +36,10 @@ def test_sigterm_saves_and_a_second_job_resumes_to_the_same_state(opt_ml, tmp_pa
     job.send_signal(signal.SIGTERM)
     start = time.monotonic()
     out, _ = job.communicate(timeout=60)
-    assert job.returncode == 0, out
+    assert job.returncode == 130, out
     assert time.monotonic() - start < 10
-    assert "signal 15" in out
+    assert "SIGTERM: stopping cleanly" in out
+    assert opt_ml.failure.startswith("Stopped: train stopped by a signal")
     stopped_at = ckpt.load_checkpoint(opt_ml.base / "checkpoints" / opt_ml.checkpoints()[-1])["loop"]["cur_nimg"]
     assert 4 <= stopped_at < 48
     assert not (opt_ml.base / "model" / "model.pt").exists()
@@ -162,8 +163,8 @@ def test_local_processing_stand_in_runs_the_articles_prepare_arguments(tmp_path)
     result = CliRunner().invoke(cli, base + ["--source", "/opt/ml/processing/missing/",
                                              "--dest", "/opt/ml/processing/train/x.zip",
                                              "--width", "16", "--height", "16"])
-    assert result.exit_code == 1 and "prepare failed" in result.output
-    assert (tmp_path / "opt_ml" / "output" / "message").read_text().startswith("prepare failed")
+    assert result.exit_code == 1 and "UserError: prepare:" in result.output
+    assert (tmp_path / "opt_ml" / "output" / "message").read_text().startswith("UserError: prepare:")
 
 
 def test_local_stand_in_never_deletes_checkpoints(tmp_path, animeface_zip):

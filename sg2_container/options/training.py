@@ -6,9 +6,9 @@ import and every field is typed.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 
 from sg2_container.errors import UserError
+from sg2_container.options.schema import closest, fail, option, validate
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -57,12 +57,6 @@ PRESETS: dict[str, Preset] = {
     )
 }
 CFG_NAMES = ("auto", *PRESETS)
-
-
-def closest(value: str, allowed) -> str:
-    """' (did you mean X?)' when a close name exists, else ''."""
-    match = difflib.get_close_matches(str(value), list(allowed), n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 def resolve_preset(cfg: str, resolution: int, gpus: int = 1) -> Preset:
@@ -123,108 +117,85 @@ PUBLISHED_RESUME = {
 }
 
 
-def _fail(field: str, value, allowed: str) -> None:
-    raise UserError(f"{field}={value!r} is not allowed: {allowed}")
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainingOptions:
-    """Everything `sg2 train` accepts (the reference's names), validated once, here.
+    """Everything `sg2 train` and a training job accept (the reference's names), validated once.
 
     None means "take the preset's value". kimg accepts fractions for short smoke runs.
     """
 
-    data: str
-    outdir: str
-    gpus: int = 1
-    snap: int = 50
-    metrics: tuple[str, ...] = ()
-    seed: int = 0
-    cond: bool = False
-    subset: int | None = None
-    mirror: bool = False
-    cfg: str = "auto"
-    gamma: float | None = None
-    kimg: float | None = None
-    batch: int | None = None
-    batch_gpu: int | None = None
-    aug: str = "ada"
-    p: float | None = None
-    target: float | None = None
-    augpipe: str | None = None
-    resume: str | None = None
-    freezed: int = 0
-    fp32: bool = False
-    nhwc: bool = False
-    nobench: bool = False
-    allow_tf32: bool = False
-    workers: int = 3
-    cbase: int | None = None
-    cmax: int | None = None
-    map: int | None = None
-    keep: int = 3
-    kimg_per_tick: float = 4.0
-    device: str = "auto"
+    data: str = option(help="Training data: a zip or folder from `sg2 prepare`.", metavar="PATH")
+    outdir: str = option(help="Run folder: checkpoints, snapshots, grids, logs. Re-running the "
+                         "same command continues from its newest checkpoint.", metavar="DIR")
+    gpus: int = option(1, min=1, power_of_two=True,
+                       help="Processes (one per GPU; gloo processes on CPU).")
+    snap: int = option(50, min=1, help="Checkpoint, snapshot and image grid every N ticks.")
+    metrics: tuple[str, ...] = option((), choices=METRIC_NAMES, default_text="none",
+                                      help="Metrics per snapshot, comma-separated.")
+    seed: int = option(0, min=0, help="Random seed (weights, data order, latents).")
+    cond: bool = option(False, help="Class-conditional training on dataset.json labels.")
+    subset: int | None = option(None, min=1, default_text="all images",
+                                help="Train on a random subset of N images.")
+    mirror: bool = option(False, help="Add x-flipped copies of the images.")
+    cfg: str = option("auto", choices=CFG_NAMES, help="Base configuration preset.")
+    gamma: float | None = option(None, min=0, default_text="preset value",
+                                 help="R1 regularisation weight.")
+    kimg: float | None = option(None, min=0, min_exclusive=True, default_text="preset value",
+                                help="Total training length in thousands of real images shown "
+                                "(fractions allowed); counts across restarts.")
+    batch: int | None = option(None, min=1, default_text="preset value", help="Total batch size.")
+    batch_gpu: int | None = option(None, min=1, default_text="batch / gpus",
+                                   help="Images per GPU per accumulation round (memory control).")
+    aug: str = option("ada", choices=AUG_MODES, help="Augmentation mode.")
+    p: float | None = option(None, min=0, max=1,
+                             help="Augmentation probability, for aug=fixed only.")
+    target: float | None = option(None, min=0, max=1, default_text="0.6",
+                                  help="ADA target, for aug=ada only.")
+    augpipe: str | None = option(None, choices=AUGPIPE_NAMES, default_text="bgc",
+                                 help="Augmentation pipeline.")
+    resume: str | None = option(None, metavar="PKL",
+                                help="Start from these weights: a model file, a network pickle, "
+                                "or a published name (file supplied).")
+    freezed: int = option(0, min=0, help="Freeze-D: number of discriminator layers to freeze.")
+    fp32: bool = option(False, help="Disable mixed precision (fp16 top blocks) and clamping.")
+    nhwc: bool = option(False, help="Channels-last memory format for the fp16 blocks.")
+    nobench: bool = option(False, help="Disable cuDNN benchmarking.")
+    allow_tf32: bool = option(False, help="Allow TF32 for matmul and convolutions.")
+    workers: int = option(3, min=0, help="Data-loading worker processes (0: load in the main "
+                          "process).")
+    cbase: int | None = option(None, min=1, default_text="preset value",
+                               help="Channel base (smaller = faster, for experiments).")
+    cmax: int | None = option(None, min=1, default_text="512",
+                              help="Maximum channels per layer.")
+    map: int | None = option(None, min=1, default_text="preset value",
+                             help="Number of mapping layers.")
+    keep: int = option(3, min=1, help="Newest full checkpoints to keep.")
+    kimg_per_tick: float = option(4.0, min=0, min_exclusive=True,
+                                  help="Progress between status lines, in kimg.")
+    device: str = option("auto", hyperparameter=False,
+                         help="auto, cpu, cuda or cuda:N (single process).")
 
     def __post_init__(self):
         if isinstance(self.resume, str) and self.resume.strip().lower() in NO_RESUME:
             object.__setattr__(self, "resume", None)  # the reference's default, str(None), ...
-
-        def positive_int(name, value, minimum=1):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
-                _fail(name, value, f"an integer >= {minimum}")
-
+        metrics = self.metrics
+        if isinstance(metrics, (tuple, list)):  # 'none' means no metrics, as in the reference
+            object.__setattr__(self, "metrics", tuple(m for m in metrics if m != "none"))
+        validate(self)
         if not self.data:
-            _fail("data", self.data, "a dataset zip or folder")
+            raise fail("data", self.data, "a dataset zip or folder")
         if not self.outdir:
-            _fail("outdir", self.outdir, "a folder for checkpoints, snapshots and logs")
-        positive_int("gpus", self.gpus)
-        if self.gpus & (self.gpus - 1):
-            _fail("gpus", self.gpus, "a power of two (1, 2, 4, 8)")
-        positive_int("snap", self.snap)
-        for metric in self.metrics:
-            if metric not in METRIC_NAMES:
-                _fail("metrics", metric, "'none' (metrics need detector files; not in this build)")
-        positive_int("seed", self.seed, 0)
-        positive_int("subset", self.subset)
-        if self.cfg not in CFG_NAMES:
-            _fail("cfg", self.cfg, f"one of {', '.join(CFG_NAMES)}{closest(self.cfg, CFG_NAMES)}")
-        if self.gamma is not None and not self.gamma >= 0:
-            _fail("gamma", self.gamma, "a number >= 0")
-        if self.kimg is not None and not self.kimg > 0:
-            _fail("kimg", self.kimg, "a number > 0 (thousands of real images shown; fractions allowed)")
-        positive_int("batch", self.batch)
+            raise fail("outdir", self.outdir, "a folder for checkpoints, snapshots and logs")
         if self.batch is not None and self.batch % self.gpus:
-            _fail("batch", self.batch, f"a multiple of gpus={self.gpus}")
-        positive_int("batch_gpu", self.batch_gpu)
-        if self.aug not in AUG_MODES:
-            _fail("aug", self.aug, f"one of {', '.join(AUG_MODES)}{closest(self.aug, AUG_MODES)}")
-        if self.p is not None:
-            if self.aug != "fixed":
-                _fail("p", self.p, "only with aug='fixed'")
-            if not 0 <= self.p <= 1:
-                _fail("p", self.p, "a probability in [0, 1]")
-        elif self.aug == "fixed":
-            _fail("p", self.p, "a probability in [0, 1]: aug='fixed' needs p")
-        if self.target is not None:
-            if self.aug != "ada":
-                _fail("target", self.target, "only with aug='ada'")
-            if not 0 <= self.target <= 1:
-                _fail("target", self.target, "a number in [0, 1]")
-        if self.augpipe is not None:
-            if self.aug == "noaug":
-                _fail("augpipe", self.augpipe, "no augpipe with aug='noaug'")
-            if self.augpipe not in AUGPIPE_NAMES:
-                _fail("augpipe", self.augpipe,
-                      f"one of {', '.join(AUGPIPE_NAMES)}{closest(self.augpipe, AUGPIPE_NAMES)}")
-        positive_int("freezed", self.freezed, 0)
-        positive_int("workers", self.workers, 0)
-        positive_int("cbase", self.cbase)
-        positive_int("cmax", self.cmax)
-        positive_int("map", self.map)
-        positive_int("keep", self.keep)
-        if not self.kimg_per_tick > 0:
-            _fail("kimg_per_tick", self.kimg_per_tick, "a number > 0")
+            raise fail("batch", self.batch, f"a multiple of gpus={self.gpus}")
+        if self.p is not None and self.aug != "fixed":
+            raise fail("p", self.p, "only with aug='fixed'")
+        if self.p is None and self.aug == "fixed":
+            raise fail("p", self.p, "a probability in [0, 1]: aug='fixed' needs p")
+        if self.target is not None and self.aug != "ada":
+            raise fail("target", self.target, "only with aug='ada'")
+        if self.augpipe is not None and self.aug == "noaug":
+            raise fail("augpipe", self.augpipe, "no augpipe with aug='noaug'")
 
     @property
     def augpipe_name(self) -> str | None:

@@ -1,0 +1,134 @@
+"""The option schema: one declaration per option reaches every entry point."""
+import dataclasses
+import json
+import math
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from sg2_container.errors import UserError
+from sg2_container.options import TrainingOptions
+from sg2_container.options import schema
+from sg2_container.options.schema import option, validate
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ToyOptions:
+    name: str = option(help="A required name.")
+    count: int = option(2, min=1, max=8, help="How many.")
+    ratio: float | None = option(None, min=0, default_text="automatic", help="A ratio.")
+    mode: str = option("fast", choices=("fast", "slow"), help="How.")
+    tags: tuple[str, ...] = option((), choices=("a", "b"), help="Tags.")
+    loud: bool = option(False, help="Shout.")
+
+    def __post_init__(self):
+        validate(self)
+
+
+def _extended(cls):
+    """`cls` with one more field, declared the one way options are declared."""
+    return dataclasses.make_dataclass(
+        "Extended" + cls.__name__,
+        [("brand_new_knob", int, option(7, min=0, help="A knob added in one place."))],
+        bases=(cls,), frozen=True, kw_only=True)
+
+
+def _help(cls) -> str:
+    command = click.Command("toy", params=schema.click_params(cls), callback=lambda **v: v)
+    return CliRunner().invoke(command, ["--help"], terminal_width=100).output
+
+
+def test_one_new_field_appears_in_help_hyperparameters_and_processing_arguments():
+    extended = _extended(TrainingOptions)
+    text = _help(extended)
+    assert "--brand-new-knob INT" in text and "A knob added in one place." in text
+    assert "[default: 7]" in text
+    decoded = schema.decode_hyperparameters(extended, {"brand_new_knob": "\"3\"", "cfg": "paper256"})
+    assert decoded == {"brand_new_knob": 3, "cfg": "paper256"}
+    parsed = schema.parse_args(extended, ["--data", "d.zip", "--outdir", "o", "--brand-new-knob", "5"],
+                               "job", "help")
+    assert extended(**parsed).brand_new_knob == 5
+    with pytest.raises(UserError, match="brand_new_knob=-1 is not allowed: an integer >= 0"):
+        extended(data="d.zip", outdir="o", brand_new_knob=-1)
+
+
+def test_docs_cli_md_shows_the_schema_defaults():
+    """docs/cli.md is rendered from --help (tests/test_cli.py keeps it current), so the schema's
+    defaults and bounds reach it."""
+    from sg2_container.cli.reference import render
+
+    rendered = render()
+    assert "--kimg-per-tick FLOAT" in rendered and "Base configuration preset.  [default: auto]" in rendered
+    assert "--max-pixels INT" in rendered and "[default: 89478485]" in rendered
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ({"count": "3", "loud": "True", "ratio": "0.5"}, {"count": 3, "loud": True, "ratio": 0.5}),
+    ({"count": "3.0", "loud": "1", "ratio": "null"}, {"count": 3, "loud": True, "ratio": None}),
+    ({"tags": "\"a,b\"", "mode": "\"slow\""}, {"tags": ("a", "b"), "mode": "slow"}),
+    ({"tags": "[\"a\"]", "loud": "false"}, {"tags": ("a",), "loud": False}),
+    ({"sagemaker_program": "x.py", "_tuning_objective_metric": "m"}, {}),
+])
+def test_hyperparameter_encodings_decode_to_typed_values(raw, expected):
+    assert schema.decode_hyperparameters(ToyOptions, raw) == expected
+
+
+@pytest.mark.parametrize("raw,message", [
+    ({"cuont": "1"}, "unknown hyperparameter 'cuont' (did you mean 'count'?)"),
+    ({"count": "2.5"}, "count=2.5 is not an integer"),
+    ({"loud": "perhaps"}, "loud='perhaps' is not a boolean"),
+    ({"ratio": "\"much\""}, "ratio='much' is not a number"),
+    ({"mode": "{\"a\": 1}"}, "mode={'a': 1} must be a single value"),
+])
+def test_bad_hyperparameters_are_named(raw, message):
+    with pytest.raises(UserError) as info:
+        schema.decode_hyperparameters(ToyOptions, raw)
+    assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"count": 0}, "count=0 is not allowed: an integer >= 1 and <= 8"),
+    ({"count": 9}, "count=9 is not allowed: an integer >= 1 and <= 8"),
+    ({"count": True}, "count=True is not allowed"),
+    ({"ratio": math.inf}, "ratio=inf is not allowed: a number >= 0 (finite)"),
+    ({"ratio": math.nan}, "ratio=nan is not allowed"),
+    ({"mode": "fsat"}, "mode='fsat' is not allowed: one of fast, slow (did you mean 'fast'?)"),
+    ({"tags": ("a", "c")}, "tags='c' is not allowed: one of a, b"),
+    ({"tags": "a"}, "tags='a' is not allowed"),
+])
+def test_validation_names_field_value_and_what_is_allowed(values, message):
+    with pytest.raises(UserError) as info:
+        ToyOptions(name="x", **values)
+    assert str(info.value).startswith(message)
+
+
+def test_ints_become_floats_and_help_shows_defaults_and_bounds():
+    assert ToyOptions(name="x", ratio=1).ratio == 1.0 and isinstance(ToyOptions(name="x", ratio=1).ratio, float)
+    text = _help(ToyOptions)
+    assert "--name TEXT" in text and "[required]" in text
+    assert "(an integer >= 1 and <= 8)" in text and "[default: 2]" in text
+    assert "[default: (automatic)]" in text and "[fast|slow]" in text
+
+
+def test_the_command_line_uses_the_same_parser_as_hyperparameters():
+    command = schema.command(ToyOptions, "toy", "help")
+    with command.make_context("toy", ["--name", "n", "--loud", "yes", "--tags", "b,a", "--count", "4.0"]) as ctx:
+        assert ToyOptions(**ctx.params) == ToyOptions(name="n", loud=True, tags=("b", "a"), count=4)
+    with pytest.raises(UserError, match="count='x' is not an integer"):
+        schema.parse_args(ToyOptions, ["--name", "n", "--count", "x"], "toy", "help")
+    assert schema.parse_args(ToyOptions, ["--help"], "toy", "help") is None
+
+
+def test_every_options_field_has_help_and_round_trips_through_hyperparameters():
+    from sg2_container.data.options import PrepareOptions
+
+    for cls in (TrainingOptions, PrepareOptions):
+        for name, field in schema.fields(cls).items():
+            assert field.spec.help.strip(), f"{cls.__name__}.{name} has no help"
+    options = TrainingOptions(data="d.zip", outdir="o", cfg="paper256", gamma=10, mirror=True,
+                              metrics=(), kimg=0.5, augpipe="bg")
+    encoded = schema.encode_hyperparameters(
+        {k: v for k, v in options.to_dict().items() if k != "device"})
+    assert json.loads(json.dumps(encoded)) == encoded
+    assert TrainingOptions(**schema.decode_hyperparameters(TrainingOptions, encoded)) == options
