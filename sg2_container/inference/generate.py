@@ -11,6 +11,7 @@ import torch
 
 from sg2_container.errors import UserError
 from sg2_container.inference.images import save_image, to_uint8
+from sg2_container.inference.latents import z_for_seeds
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +37,6 @@ class GenerateOptions:
             raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
-def latents_for_seed(seed: int, z_dim: int) -> np.ndarray:
-    """z [1, z_dim] as the reference draws it, so the same seed gives the same image."""
-    return np.random.RandomState(seed).randn(1, z_dim)
-
-
 def class_labels(G, class_idx: int | None, count: int, device) -> torch.Tensor:
     """One-hot labels for a conditional G; a clear error when the class is missing or wrong."""
     labels = torch.zeros([count, G.c_dim], device=device)
@@ -62,7 +58,7 @@ def generate(G, options: GenerateOptions, device) -> Iterator[tuple[int, np.ndar
     seeds = list(options.seeds)
     for start in range(0, len(seeds), options.batch_size):
         batch_seeds = seeds[start:start + options.batch_size]
-        z = np.concatenate([latents_for_seed(s, G.z_dim) for s in batch_seeds])
+        z = z_for_seeds(batch_seeds, G.z_dim)
         z = torch.from_numpy(z).to(device=device, dtype=torch.float32)
         c = class_labels(G, options.class_idx, len(batch_seeds), device)
         images = G(z, c, truncation_psi=options.truncation_psi, noise_mode=options.noise_mode)
