@@ -92,6 +92,8 @@ setup(
         "scipy",
         "click",
         "ninja",
+        "imageio",  # MP4/GIF of projections and interpolation walks
+        "imageio-ffmpeg",  # ships the ffmpeg binary: no system package, no download
     ],
     extras_require={
         # The image installs sagemaker-training too; tests use it to run jobs the toolkit's way.
