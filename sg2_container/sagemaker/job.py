@@ -55,7 +55,17 @@ def resolve_options(values: dict[str, object]):
     else:
         data = find_dataset(channel_dirs())
     values["data"] = str(data)
+    input_dir = paths.input_data_dir()
+    if not (data.resolve() == input_dir.resolve() or input_dir.resolve() in data.resolve().parents):
+        log.warning("data=%s is outside the job's input channels (%s): it must already be in the "
+                    "image; channels present: %s", values["data"], input_dir,
+                    sorted(channel_dirs()) or "none")
     outdir = paths.translate(str(values.get("outdir") or paths.checkpoints_dir()))
+    if outdir.resolve() == paths.base_dir().resolve() or (
+            paths.base_dir() / "input").resolve() in (outdir.resolve(), *outdir.resolve().parents):
+        raise UserError(f"outdir={values.get('outdir')!r} is not allowed: use /opt/ml/checkpoints "
+                        "(synced to checkpoint_s3_uri) or /opt/ml/model, not the job's own "
+                        "config or input folders")
     checkpoints = paths.checkpoints_dir()
     if not (outdir == checkpoints or checkpoints in outdir.parents):
         log.warning("outdir %s is not under %s: checkpoints will not be synced to S3, so a spot "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,6 +19,7 @@ from sg2_container.errors import UserError
 from sg2_container.io.signals import ignore_stop_signals, stop_on_signals
 from sg2_container.options import TrainingOptions
 from sg2_container.training import distributed as dist_utils
+from sg2_container.training.run_folder import check_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,13 @@ def run_training(options: TrainingOptions, stop_event: threading.Event | None = 
 
     use_cuda = _wants_cuda(options.device)
     if use_cuda and options.gpus > torch.cuda.device_count():
-        raise UserError(f"gpus={options.gpus} but only {torch.cuda.device_count()} GPU(s) are visible")
+        raise UserError(f"gpus={options.gpus} is not allowed: only {torch.cuda.device_count()} "
+                        "GPU(s) are visible")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not use_cuda and options.gpus > cores:
+        raise UserError(f"gpus={options.gpus} is not allowed: no GPU is used and this machine "
+                        f"gives {cores} CPU core(s); one process per core at most")
+    check_run_folder(options.outdir)
     world_size = options.gpus * topology.num_nodes
     if world_size == 1:
         return train(options, stop_event=stop_event)
