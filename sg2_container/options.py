@@ -165,6 +165,7 @@ class TrainingOptions:
     keep: int = 3
     kimg_per_tick: float = 4.0
     device: str = "auto"
+    allow_changed_options: bool = False
 
     def __post_init__(self):
         if isinstance(self.resume, str) and self.resume.strip().lower() in NO_RESUME:
@@ -225,6 +226,9 @@ class TrainingOptions:
         positive_int("keep", self.keep)
         if not self.kimg_per_tick > 0:
             _fail("kimg_per_tick", self.kimg_per_tick, "a number > 0")
+        if not isinstance(self.allow_changed_options, bool):
+            _fail("allow_changed_options", self.allow_changed_options,
+                  "true or false (true: continue a checkpoint whose run-defining options differ)")
 
     @property
     def augpipe_name(self) -> str | None:

@@ -52,6 +52,8 @@ def _metrics(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--keep", type=int, default=3, help="Newest full checkpoints to keep.")
 @click.option("--kimg-per-tick", type=float, default=4.0, help="Progress between status lines.")
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N (single process).")
+@click.option("--allow-changed-options", is_flag=True, default=False,
+              help="Continue the outdir's checkpoint even though options that define the run (gamma, batch, cfg, dataset, ...) differ from it.")
 @click.option("-n", "--dry-run", is_flag=True, help="Print the resolved options and exit.")
 def train(dry_run: bool, **values) -> None:
     """Train StyleGAN2-ADA on a dataset (the reference's train.py options).
