@@ -377,8 +377,10 @@ def load_checkpoint(path: Path) -> Checkpoint:
             version += 1
             payload["format_version"] = version
     except (KeyError, TypeError, ValueError, IndexError, UserError) as error:
-        raise CheckpointUnreadable(f"{path.name}: format_version {payload.get('format_version')} "
-                                   f"checkpoint is incomplete ({type(error).__name__}: {error})") from error
+        # The file is intact (CRCs match) but cannot be upgraded: stop, do not start over.
+        raise UserError(f"{path}: cannot upgrade this format_version {version} checkpoint "
+                        f"({type(error).__name__}: {error}); the file was left untouched. Continue "
+                        f"it with the sg2-container that wrote it, or use a new outdir") from error
     missing = [k for k in KEYS if k not in payload]
     if missing:
         raise CheckpointUnreadable(f"{path.name}: checkpoint lacks {', '.join(missing)}")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sg2_container.data.synthetic import write_synthetic_dataset
+from sg2_container.errors import UserError
 from sg2_container.options import TrainingOptions
 from sg2_container.training import checkpoint as ckpt
 from sg2_container.training.dataset import content_fingerprint
@@ -132,8 +133,20 @@ def test_options_that_only_extend_or_observe_the_run_may_change(tiny_options, tm
     moved_data = tmp_path / "elsewhere.zip"
     shutil.copy(tiny_options().data, moved_data)  # same content, another path
     result = train(tiny_options(kimg=0.032, snap=3, keep=1, kimg_per_tick=0.012, workers=1,
-                                batch_gpu=2, nobench=True, data=str(moved_data)))
+                                batch_gpu=2, nobench=True, data=str(moved_data),
+                                gamma=None))  # paper256's preset gamma is the 1.0 it ran with
     assert result.finished and result.cur_nimg == 32
+
+
+def test_a_version_1_checkpoint_that_cannot_be_upgraded_stops_the_job_untouched(tiny_options, tmp_path):
+    result = train(tiny_options(), stop_event=StopAfter(1))
+    old = as_version_1(ckpt.load_checkpoint(result.last_checkpoint).payload)
+    del old["loop"]["pl_mean"]  # intact file (CRCs match), but not a layout version 1 ever had
+    torch.save(old, result.last_checkpoint)
+    before = _listing(tmp_path / "run")
+    with pytest.raises(UserError, match="cannot upgrade this format_version 1 checkpoint.*left untouched"):
+        train(tiny_options())
+    assert _listing(tmp_path / "run") == before  # not moved aside: no silent restart from zero
 
 
 def test_other_dataset_content_is_refused(tiny_options, tmp_path):
