@@ -241,7 +241,7 @@ def read_model_payload(path) -> dict:
             f"{path.name}: this is a pickle, not an sg2 model file; "
             "convert it first with `sg2 convert`"
         )
-    _check_zip_crcs(path)
+    check_zip_crcs(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -255,7 +255,7 @@ def read_model_payload(path) -> dict:
     return check_payload(payload, path.name)
 
 
-def _check_zip_crcs(path: Path) -> None:
+def check_zip_crcs(path: Path) -> None:
     """torch.load does not verify the zip's CRC-32s, so a flipped byte inside a tensor would
     load silently; this re-reads every member once and compares."""
     if not zipfile.is_zipfile(path):

@@ -174,6 +174,9 @@ class TrainingOptions:
                                   help="Progress between status lines, in kimg.")
     device: str = option("auto", hyperparameter=False,
                          help="auto, cpu, cuda or cuda:N (single process).")
+    allow_changed_options: bool = option(False, is_flag=True, help=(
+        "Continue the outdir's checkpoint even though options that define the run (gamma, "
+        "batch, cfg, dataset, ...) differ from it."))
 
     def __post_init__(self):
         if isinstance(self.resume, str) and self.resume.strip().lower() in NO_RESUME:

@@ -326,3 +326,38 @@ class ImageFolderDataset:
 def _describe(shape: tuple[int, int, int]) -> str:
     channels, height, width = shape
     return f"{width}x{height} with {channels} channel{'s' if channels != 1 else ''}"
+
+
+def content_fingerprint(path: str | os.PathLike[str]) -> str:
+    """A cheap hash of what training reads (images and dataset.json), for "same dataset?" on
+    resume; the path itself does not count. A zip is hashed from its central directory (names,
+    sizes, CRC-32s: content-based, no member is read); a folder from names, sizes and the first
+    4 KiB of each file."""
+    import hashlib
+
+    def wanted(name: str) -> bool:
+        return name.lower().endswith(IMAGE_EXTENSIONS) or name.rsplit("/", 1)[-1] == LABELS_FILE
+
+    digest = hashlib.sha256()
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        digest.update(b"folder\0")
+        entries = []
+        for dirpath, _, filenames in os.walk(path):
+            for filename in filenames:
+                full = os.path.join(dirpath, filename)
+                name = os.path.relpath(full, path).replace(os.sep, "/")
+                if wanted(name):
+                    entries.append((name, full))
+        for name, full in sorted(entries):
+            with open(full, "rb") as f:
+                head = f.read(4096)
+            digest.update(f"{name}\0{os.path.getsize(full)}\0".encode() + head)
+    else:
+        digest.update(b"zip\0")
+        with zipfile.ZipFile(path) as archive:
+            members = sorted((i.filename, i.file_size, i.CRC) for i in archive.infolist()
+                             if not i.is_dir() and wanted(i.filename))
+        for name, size, crc in members:
+            digest.update(f"{name}\0{size}\0{crc:08x}\0".encode())
+    return f"sha256:{digest.hexdigest()[:16]}"

@@ -82,9 +82,9 @@ def run_training(options: TrainingOptions, stop_event: threading.Event | None = 
         if kind == "error" and outcome is None:
             outcome = payload
         elif kind == "result":
-            outcome = outcome if isinstance(outcome, str) else payload
-    if isinstance(outcome, str):
-        raise UserError(outcome)
+            outcome = outcome if isinstance(outcome, UserError) else payload
+    if isinstance(outcome, UserError):
+        raise outcome  # its own class (e.g. TrainingDiverged), from the worker
     if failed:
         raise RuntimeError("training worker(s) failed: "
                            + ", ".join(f"local rank {i} exit {c}" for i, c in failed)
@@ -128,6 +128,16 @@ class _EitherEvent:
         return self.first.is_set() or self.second.is_set()
 
 
+def _picklable(error: Exception) -> bool:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return False
+    return True
+
+
 def _worker(options, local_rank, rank, world_size, master_addr, port, use_cuda, stop, results):
     """Entry point of one spawned training process."""
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
@@ -155,7 +165,7 @@ def _work(options, local_rank, rank, world_size, master_addr, port, use_cuda, st
         # checkpoint has aborted in gloo's teardown ("terminate called ...").
         torch.distributed.barrier()
     except UserError as error:
-        results.put(("error", str(error)))
+        results.put(("error", error if _picklable(error) else UserError(str(error))))
         raise SystemExit(1)
     finally:
         if torch.distributed.is_initialized():

@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sg2_container.errors import UserError
 from sg2_container.models.files import save_model, write_atomically
 from sg2_container.models.networks import Discriminator, Generator
 from sg2_container.options import TrainingOptions, TrainingPlan, make_plan
 from sg2_container.training import checkpoint as ckpt
 from sg2_container.training import distributed as dist_utils
-from sg2_container.training.dataset import ImageFolderDataset
+from sg2_container.training.dataset import ImageFolderDataset, content_fingerprint
 from sg2_container.training.loss import PHASES, LossSettings, StyleGAN2Loss
 from sg2_container.training.report import Reporter, TickStats, grid_shape, status_line
 from sg2_container.training.resume import load_resume_weights, resolve_resume_path
@@ -32,16 +31,6 @@ from sg2_container.training.sampler import StepSampler
 
 log = logging.getLogger("sg2_container.training")
 
-
-
-@dataclasses.dataclass
-class LoopCounters:
-    """Progress; everything else about a run derives from it and the options."""
-
-    cur_nimg: int = 0
-    cur_tick: int = 0
-    batch_idx: int = 0
-    tick_start_nimg: int = 0
 
 
 @dataclasses.dataclass
@@ -72,8 +61,9 @@ class _Run:
     augment_pipe: torch.nn.Module | None
     ada: object | None
     latent_gen: torch.Generator
-    counters: LoopCounters
+    counters: ckpt.LoopCounters
     tick_stats: TickStats
+    meaning: dict
 
 
 def _make_optimizer(module: torch.nn.Module, lrate: float, reg_interval: int) -> torch.optim.Optimizer:
@@ -89,6 +79,7 @@ def _build_run(options: TrainingOptions, device: torch.device,
 
     dataset = ImageFolderDataset(options.data, use_labels=options.cond, max_size=options.subset,
                                  xflip=options.mirror, random_seed=options.seed)
+    fingerprint = content_fingerprint(options.data)
     plan = make_plan(options, dataset.resolution, dataset.num_channels, dataset.label_dim,
                      num_gpus=group.world_size)
     torch.manual_seed(options.seed)  # same initial weights on every rank
@@ -111,67 +102,55 @@ def _build_run(options: TrainingOptions, device: torch.device,
                                             pl_weight=plan.preset.pl_weight), augment_pipe)
     latent_gen = torch.Generator().manual_seed(options.seed)
     return _Run(options, plan, dataset, device, group, G, D, G_ema, opt_G, opt_D, loss,
-                augment_pipe, ada, latent_gen, LoopCounters(), TickStats())
+                augment_pipe, ada, latent_gen, ckpt.LoopCounters(), TickStats(),
+                ckpt.run_meaning(options, plan, fingerprint))
 
 
 # ---- checkpoint <-> run ---------------------------------------------------------------------
 
-def _checkpoint_state(run: _Run) -> dict | None:
-    """Every rank calls this (it gathers per-rank state); rank 0 gets the state, others None."""
-    per_rank = dist_utils.all_gather_objects({
-        "rng": capture_rng(run.device),
-        "pl_mean": float(run.loss.pl_mean),
-        "tick_stats": run.tick_stats.state(),
-        "ada": run.ada.state_dict() if run.ada is not None else None,
-    })
+def _parts(run: _Run) -> ckpt.TrainingParts:
+    return ckpt.TrainingParts(G=run.G, D=run.D, G_ema=run.G_ema, opt_G=run.opt_G, opt_D=run.opt_D,
+                              augment_pipe=run.augment_pipe, latent_gen=run.latent_gen)
+
+
+def _checkpoint_payload(run: _Run) -> dict | None:
+    """Every rank calls this (it gathers per-rank state); rank 0 gets the payload, others None."""
+    ranks = dist_utils.all_gather_objects(ckpt.RankState(
+        rng=capture_rng(run.device), pl_mean=float(run.loss.pl_mean),
+        tick_stats=run.tick_stats.state(),
+        ada=run.ada.state_dict() if run.ada is not None else None))
     if not run.group.is_main:
         return None  # only rank 0 writes: no need to copy the networks to the CPU elsewhere
-    cpu = lambda m: {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}  # noqa: E731
-    augment = {"p": float(run.augment_pipe.p) if run.augment_pipe is not None else None,
-               "ada": [r["ada"] for r in per_rank]}
-    return {
-        "G": cpu(run.G), "D": cpu(run.D), "G_ema": cpu(run.G_ema),
-        "G_kwargs": run.plan.G_kwargs, "D_kwargs": run.plan.D_kwargs,
-        "opt_G": run.opt_G.state_dict(), "opt_D": run.opt_D.state_dict(),
-        "augment": augment,
-        "loop": {**dataclasses.asdict(run.counters), "latent_gen": run.latent_gen.get_state(),
-                 "pl_mean": [r["pl_mean"] for r in per_rank],
-                 "tick_stats": [r["tick_stats"] for r in per_rank],
-                 "world_size": run.group.world_size},
-        "rng": [r["rng"] for r in per_rank],
-        "options": run.options.to_dict(),
-    }
+    return ckpt.capture(_parts(run), counters=run.counters, ranks=ranks,
+                        G_kwargs=run.plan.G_kwargs, D_kwargs=run.plan.D_kwargs,
+                        options=run.options, meaning=run.meaning)
 
 
-def _restore(run: _Run, state: dict, name: str) -> None:
-    for key, expected in (("G_kwargs", run.plan.G_kwargs), ("D_kwargs", run.plan.D_kwargs)):
-        if state[key] != expected:
-            raise UserError(f"{name} was made with other network settings ({key} differ: "
-                            f"{state[key]} vs {expected}); use a new --outdir for a new run")
-    run.G.load_state_dict(state["G"])
-    run.D.load_state_dict(state["D"])
-    run.G_ema.load_state_dict(state["G_ema"])
-    run.opt_G.load_state_dict(state["opt_G"])
-    run.opt_D.load_state_dict(state["opt_D"])
-    if run.augment_pipe is not None and state["augment"]["p"] is not None:
-        run.augment_pipe.p.copy_(torch.as_tensor(state["augment"]["p"]))
-    loop = state["loop"]
-    run.counters = LoopCounters(**{f.name: int(loop[f.name]) for f in dataclasses.fields(LoopCounters)})
-    run.latent_gen.set_state(loop["latent_gen"])
-    rank = run.group.rank
-    same_world = loop.get("world_size") == run.group.world_size
-    if same_world:
-        run.loss.pl_mean.fill_(loop["pl_mean"][rank])
-        run.tick_stats.merge(loop["tick_stats"][rank])
-        restore_rng(state["rng"][rank], run.device)
-        if run.ada is not None and state["augment"]["ada"][rank] is not None:
-            run.ada.load_state_dict(state["augment"]["ada"][rank])
+def _restore(run: _Run, checkpoint: ckpt.Checkpoint) -> None:
+    ckpt.check_same_run(checkpoint, run.meaning, run.options)
+    ckpt.restore(checkpoint, _parts(run), run.plan.G_kwargs, run.plan.D_kwargs)
+    run.counters = checkpoint.counters
+    mine = checkpoint.rank_state(run.group.rank, run.group.world_size)
+    if mine is not None:
+        run.loss.pl_mean.fill_(mine.pl_mean)
+        run.tick_stats.merge(mine.tick_stats)
+        restore_rng(mine.rng, run.device)
+        if run.ada is not None and mine.ada is not None:
+            run.ada.load_state_dict(mine.ada)
     else:
-        log.warning("%s was written by %s process(es), this run has %d: per-process random state "
-                    "starts fresh", name, loop.get("world_size"), run.group.world_size)
-        run.loss.pl_mean.fill_(float(np.mean(loop["pl_mean"])))
+        log.warning("%s was written by %d process(es), this run has %d: per-process random state "
+                    "starts fresh", checkpoint.path.name, checkpoint.world_size, run.group.world_size)
+        run.loss.pl_mean.fill_(float(np.mean([r.pl_mean for r in checkpoint.ranks])))
         if run.ada is not None:  # keep p's updates on the same steps (every interval-th)
             run.ada.num_steps = run.counters.batch_idx
+
+
+def _check_finite(run: _Run, last_checkpoint: Path | None) -> None:
+    """Stops a diverged run before anything of it is saved; every rank agrees."""
+    bad = ckpt.non_finite_tensors({"G": run.G, "D": run.D, "G_ema": run.G_ema})
+    if dist_utils.any_rank(bool(bad), run.device):
+        raise ckpt.diverged_error(run.counters.cur_nimg / 1000, bad or ["another process"],
+                                  run.plan.loss_gamma, last_checkpoint)
 
 
 # ---- one optimisation step ------------------------------------------------------------------
@@ -369,33 +348,31 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
     if options.resume is not None:
         resolve_resume_path(options.resume)  # a missing file fails now, not after the set-up
     if group.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.remove_stale_temp_files(run_dir)
+        ckpt.prepare_directory(run_dir)  # a read-only folder fails here, before any work
     run = _build_run(options, device, group)
     plan, counters = run.plan, run.counters
-    reporter = Reporter(run_dir, enabled=group.is_main)
     total_nimg = int(round(plan.total_kimg * 1000))
 
-    latest = ckpt.find_latest(run_dir)
+    # Before anything is written: a newer or differently-optioned checkpoint stops the job here.
+    latest = ckpt.find_latest(run_dir, move_aside=group.is_main)
     if latest is not None:
-        path, state = latest
-        _restore(run, state, path.name)
+        _restore(run, latest)
         counters = run.counters
-        log.info("continuing from %s at kimg %.3f (tick %d)", path.name, counters.cur_nimg / 1000,
-                 counters.cur_tick)
+        log.info("continuing from %s at kimg %.3f (tick %d)", latest.path.name,
+                 counters.cur_nimg / 1000, counters.cur_tick)
     elif options.resume is not None:
         load_resume_weights(options.resume, run.G, run.D, run.G_ema)
     if group.is_main:
         _write_options(run, run_dir)
 
-    last_checkpoint = latest[0] if latest is not None else None
+    last_checkpoint = latest.path if latest is not None else None
     if counters.cur_nimg >= total_nimg:
         log.info("nothing to train: the checkpoint in %s is at kimg %.3f, the run's length is "
                  "kimg=%g; exporting the final model", run_dir, counters.cur_nimg / 1000, plan.total_kimg)
         final = _export_final(run, run_dir) if group.is_main else None
-        reporter.close()
         return TrainingResult(run_dir, counters.cur_nimg, True, False, final, last_checkpoint)
 
+    reporter = Reporter(run_dir, enabled=group.is_main)  # after the checks: no event file before
     columns, rows = grid_shape(run.dataset.resolution)
     grid_z, grid_c = _grid_latents(run, columns * rows)
     if group.is_main and counters.cur_nimg == 0:
@@ -451,10 +428,15 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
                 torch.cuda.reset_peak_memory_stats(device)
 
         maintenance_start = time.time()
+        try:
+            _check_finite(run, last_checkpoint)
+        except ckpt.TrainingDiverged:
+            reporter.close()
+            raise
         if snapshot or stopped:
-            state = _checkpoint_state(run)
+            payload = _checkpoint_payload(run)
             if group.is_main:
-                last_checkpoint = ckpt.save_checkpoint(run_dir, state, options.keep)
+                last_checkpoint = ckpt.save_checkpoint(run_dir, payload, options.keep)
                 log.info("saved %s%s", last_checkpoint.name, " (stop requested)" if stopped else "")
         if snapshot and group.is_main:
             kimg = counters.cur_nimg // 1000

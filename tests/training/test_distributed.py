@@ -17,7 +17,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_options
     assert result_one.cur_nimg == result_two.cur_nimg == 16
     a = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "one")[-1])
     b = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "two")[-1])
-    assert b["loop"]["world_size"] == 2 and len(b["rng"]) == 2
+    assert b["loop"]["world_size"] == 2 and len(b["ranks"]) == 2
     for part in ("G", "D", "G_ema"):
         for name, value in a[part].items():
             torch.testing.assert_close(b[part][name], value, rtol=1e-5, atol=1e-6, msg=f"{part}.{name}")
@@ -33,4 +33,4 @@ def test_a_checkpoint_from_two_processes_continues_in_one(tiny_options, tmp_path
     second = train(tiny_options(gpus=1, kimg=0.024, **common))
     assert second.finished and second.cur_nimg == 24
     state = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "run")[-1])
-    assert state["loop"]["world_size"] == 1 and state["augment"]["ada"][0]["num_steps"] == 6
+    assert state["loop"]["world_size"] == 1 and state.ranks[0].ada["num_steps"] == 6

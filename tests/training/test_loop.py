@@ -28,8 +28,9 @@ def _assert_same_training_state(a, b):
             for field in sa:
                 assert torch.equal(torch.as_tensor(sa[field]), torch.as_tensor(sb[field])), f"{opt} {key} {field}"
     assert a["augment"] == b["augment"]
-    for key in ("cur_nimg", "cur_tick", "batch_idx", "tick_start_nimg", "pl_mean"):
-        assert a["loop"][key] == b["loop"][key], key
+    assert a.counters == b.counters
+    assert [r.pl_mean for r in a.ranks] == [r.pl_mean for r in b.ranks]
+    assert [r.ada for r in a.ranks] == [r.ada for r in b.ranks]
 
 
 def test_stopped_and_resumed_run_equals_uninterrupted_run(tiny_options, tmp_path):
@@ -58,19 +59,22 @@ def test_stop_writes_a_checkpoint_within_one_step(tiny_options, tmp_path):
     assert state["loop"]["cur_nimg"] == 4 and state["loop"]["batch_idx"] == 1
 
 
-def test_truncated_newest_checkpoint_is_skipped_with_a_warning(tiny_options, tmp_path, caplog):
+def test_truncated_newest_checkpoint_is_moved_aside_and_the_run_continues(tiny_options, tmp_path, caplog):
     options = tiny_options()
     train(options, stop_event=StopAfter(2))  # tick 0 checkpoint (4) + stop checkpoint (8)
     names = [p.name for p in ckpt.list_checkpoints(tmp_path / "run")]
     assert names == ["checkpoint-000000000004.pt", "checkpoint-000000000008.pt"]
     newest = tmp_path / "run" / names[-1]
-    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    torn = newest.read_bytes()[: newest.stat().st_size // 2]
+    newest.write_bytes(torn)
     with caplog.at_level(logging.WARNING):
-        found = ckpt.find_latest(tmp_path / "run")
-    assert found[0].name == names[0]
-    assert any("skipping checkpoint checkpoint-000000000008.pt" in r.message for r in caplog.records)
-    result = train(options)  # continues from the older good one
+        result = train(options)  # continues from the older good one
     assert result.finished and result.cur_nimg == 24
+    assert (tmp_path / "run" / "corrupt" / names[-1]).read_bytes() == torn  # kept, not deleted
+    assert any("moved unreadable checkpoint checkpoint-000000000008.pt" in r.message
+               for r in caplog.records)
+    assert any("1 unreadable checkpoint(s) moved to corrupt/; continuing from "
+               "checkpoint-000000000004.pt" in r.message for r in caplog.records)
 
 
 def test_only_the_newest_checkpoints_are_kept(tiny_options, tmp_path):
@@ -91,8 +95,11 @@ def test_kimg_below_checkpoint_progress_is_a_message_not_a_loss(tiny_options, tm
 
 def test_other_network_settings_on_the_same_outdir_are_refused(tiny_options):
     train(tiny_options(), stop_event=StopAfter(1))
-    with pytest.raises(UserError, match="other network settings"):
+    with pytest.raises(ckpt.ChangedOptions, match="cmax: 16 -> 8"):
         train(tiny_options(cmax=8))
+    # Accepting changed options cannot make other shapes load: a clear refusal, not a crash.
+    with pytest.raises(ckpt.ChangedOptions, match="networks' shapes.*new outdir"):
+        train(tiny_options(cmax=8, allow_changed_options=True))
 
 
 def test_run_folder_has_the_reports(tiny_options, tmp_path):
