@@ -9,7 +9,6 @@ import copy
 import dataclasses
 import json
 import logging
-import signal
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sg2_container.io.signals import ignore_stop_signals
 from sg2_container.models.files import save_model, write_atomically
 from sg2_container.models.networks import Discriminator, Generator
 from sg2_container.options import TrainingOptions, TrainingPlan, make_plan
@@ -258,8 +258,7 @@ def _quiet_worker(worker_id: int) -> None:
     """Data workers leave stopping to the main process: a Ctrl-C (sent to the whole process
     group) or a SIGTERM to every process must not kill a worker mid-batch, which would turn a
     clean stop into a crash."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ignore_stop_signals()
 
 
 def _data_iterator(run: _Run):

@@ -9,7 +9,7 @@ from sg2_container.errors import UserError
 from sg2_container.models.files import load_model
 from sg2_container.training import checkpoint as ckpt
 from sg2_container.training.loop import train
-from tests.training.conftest import StopAfter, replace
+from tests.training.conftest import StopAfter
 
 
 def _final_state(run_dir):
