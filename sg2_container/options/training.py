@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 from sg2_container.errors import UserError
+from sg2_container.options.choices import AUGPIPE_NAMES, FILTER_AUGPIPES
 from sg2_container.options.schema import closest, fail, option, validate
 
 
@@ -103,9 +104,6 @@ def network_kwargs(preset: Preset, resolution: int, img_channels: int = 3, c_dim
 
 
 AUG_MODES = ("ada", "noaug", "fixed")
-AUGPIPE_NAMES = ("blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf",
-                 "bgcfn", "bgcfnc")
-FILTER_AUGPIPES = ("filter", "bgcf", "bgcfn", "bgcfnc")
 NO_RESUME = ("", "none", "null", "noresume")
 METRIC_NAMES = ("none",)
 PUBLISHED_RESUME = {

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-from types import MappingProxyType
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from sg2_container.errors import UserError
+from sg2_container.options.choices import AUGPIPE_PRESETS, COLOR, GEOMETRIC
 from stylegan2_ops import downsample2d, setup_filter, upsample2d
 
 log = logging.getLogger(__name__)
@@ -30,30 +30,6 @@ SYM6 = (
 )
 # Expected power of each filter-bank band in natural images, used to keep the overall gain at 1.
 _BAND_POWER = (10 / 13, 1 / 13, 1 / 13, 1 / 13)
-
-GEOMETRIC = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac")
-COLOR = ("brightness", "contrast", "lumaflip", "hue", "saturation")
-_BLIT, _GEOM = GEOMETRIC[:3], GEOMETRIC[3:]
-
-
-def _switches(*groups: Sequence[str]) -> Mapping[str, int]:
-    return MappingProxyType({name: 1 for group in groups for name in group})
-
-
-AUGPIPE_PRESETS: Mapping[str, Mapping[str, int]] = MappingProxyType({
-    "blit": _switches(_BLIT),
-    "geom": _switches(_GEOM),
-    "color": _switches(COLOR),
-    "filter": _switches(["imgfilter"]),
-    "noise": _switches(["noise"]),
-    "cutout": _switches(["cutout"]),
-    "bg": _switches(_BLIT, _GEOM),
-    "bgc": _switches(_BLIT, _GEOM, COLOR),
-    "bgcf": _switches(_BLIT, _GEOM, COLOR, ["imgfilter"]),
-    "bgcfn": _switches(_BLIT, _GEOM, COLOR, ["imgfilter", "noise"]),
-    "bgcfnc": _switches(_BLIT, _GEOM, COLOR, ["imgfilter", "noise", "cutout"]),
-})
-
 
 def build_augment_pipe(name: str) -> "AugmentPipe":
     """The pipe for an `--augpipe` preset name; a UserError lists the allowed names."""

@@ -6,10 +6,8 @@ import pytest
 import torch
 
 from sg2_container.errors import UserError
+from sg2_container.options.choices import AUGPIPE_PRESETS, COLOR, GEOMETRIC
 from sg2_container.training.augment import (
-    AUGPIPE_PRESETS,
-    COLOR,
-    GEOMETRIC,
     AdaController,
     AugmentPipe,
     _Draws,

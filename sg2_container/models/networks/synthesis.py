@@ -14,11 +14,11 @@ from sg2_container.models.networks.layers import (
     memory_format_for,
     modulated_conv2d,
 )
+from sg2_container.options.choices import NOISE_MODES
 from stylegan2_ops import bias_act, setup_filter, upsample2d
 from stylegan2_ops.bias_act import activation as lookup_activation
 
 ARCHITECTURES = ("orig", "skip", "resnet")
-NOISE_MODES = ("random", "const", "none")
 
 
 def check_resolution(resolution: int) -> int:
