@@ -200,8 +200,7 @@ class ImageFolderDataset:
         if size > limit:
             raise UserError(
                 f"dataset {self.path!r}: {name!r} is {size} bytes; files over {limit} bytes "
-                f"({limit // 2**20} MiB) are refused (no {MAX_RESOLUTION}x{MAX_RESOLUTION} "
-                "training image is that large: a damaged or hostile dataset?)"
+                f"({limit // 2**20} MiB) are refused as damaged or hostile (nothing was read)"
             )
 
     def _read(self, name: str) -> bytes:
@@ -324,7 +323,7 @@ class ImageFolderDataset:
             onehot[np.arange(len(values)), classes] = 1
             return onehot, "class"
         try:
-            vectors = np.array(values, dtype=np.float32)
+            vectors = np.array(values, dtype=np.float64)  # float32 after the range check
         except (TypeError, ValueError) as e:
             raise UserError(
                 f"{origin}: labels must all be integers (classes) or all lists of numbers of one "
@@ -341,12 +340,12 @@ class ImageFolderDataset:
         if vectors.shape[1] > MAX_CLASSES:
             raise UserError(f"{origin}: label vectors have {vectors.shape[1]} values; at most "
                             f"{MAX_CLASSES} are allowed")
-        finite = np.isfinite(vectors).all(axis=1)
+        finite = (np.abs(vectors) <= np.finfo(np.float32).max).all(axis=1)  # False for NaN
         if not finite.all():
             bad = int(np.argmin(finite))
             raise UserError(f"{origin}: the label of {self._names[bad]!r} holds a non-finite "
                             "number (NaN, infinity, or beyond float32); labels must be finite")
-        return vectors, "vector"
+        return vectors.astype(np.float32), "vector"
 
     @property
     def raw_label_dim(self) -> int:
