@@ -151,3 +151,22 @@ def test_standin_reproduces_the_reported_failure_of_the_old_export(tmp_path):
     assert proc.returncode != 0
     assert "AttributeError" in proc.stderr and "init_kwargs" in proc.stderr
     assert "has no setter" in proc.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_portable_networks_on_cuda_agree_with_ours_using_the_kernels(name):
+    """On a GPU ours use the CUDA kernels (and fp16 blocks really run in half precision);
+    the portable networks use plain PyTorch ops: the results agree within float rounding."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    G = _networks(CONFIGS[name])[0]
+    pG = reference_pickle.portable_copy(G, "G").cuda()
+    G = G.cuda()
+    z = torch.randn([4, G.z_dim], device="cuda")
+    c = torch.eye(3, device="cuda")[[0, 1, 2, 0], :G.c_dim]
+    with torch.no_grad():
+        ours = G(z, c, truncation_psi=0.7, noise_mode="const")
+        theirs = pG(z, c, truncation_psi=0.7, noise_mode="const")
+    tol = 5e-2 if CONFIGS[name]["G"]["synthesis_kwargs"].get("num_fp16_res") else 1e-3
+    torch.testing.assert_close(theirs, ours, rtol=0, atol=tol)
