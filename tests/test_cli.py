@@ -134,3 +134,19 @@ def test_cli_reference_is_current():
 
     path = pathlib.Path(__file__).parent.parent / "docs" / "cli.md"
     assert path.read_text() == render(), "run: python -m sg2_container.cli.reference > docs/cli.md"
+
+
+def test_generate_max_seeds_raises_the_cap_on_purpose(tmp_path):
+    from sg2_container.inference.seeds import DEFAULT_MAX_SEEDS, parse_seeds
+
+    assert len(parse_seeds(f"0-{DEFAULT_MAX_SEEDS - 1}")) == DEFAULT_MAX_SEEDS  # the cap itself
+    assert len(parse_seeds(f"0-{DEFAULT_MAX_SEEDS}", max_seeds=DEFAULT_MAX_SEEDS + 1)) == \
+        DEFAULT_MAX_SEEDS + 1
+    _, path = _model(tmp_path)
+    args = ["generate", "--network", str(path), "--seeds", "0-2", "--outdir", str(tmp_path / "o")]
+    refused = CliRunner().invoke(cli, args + ["--max-seeds", "2"])
+    assert refused.exit_code != 0 and "the cap is max_seeds=2" in refused.output
+    assert not (tmp_path / "o").exists()
+    accepted = CliRunner().invoke(cli, args + ["--max-seeds", "3"])
+    assert accepted.exit_code == 0, accepted.output
+    assert len(list((tmp_path / "o").iterdir())) == 3

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from pathlib import Path
 from typing import Iterator
 
@@ -31,6 +32,9 @@ class GenerateOptions:
     def __post_init__(self):
         if not self.seeds:
             raise UserError("seeds: at least one seed is needed")
+        psi = self.truncation_psi
+        if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not math.isfinite(psi):
+            raise UserError(f"truncation_psi (--trunc) must be a finite number, got {psi!r}")
         if self.noise_mode not in NOISE_MODES:
             raise UserError(f"noise_mode {self.noise_mode!r} is not one of {', '.join(NOISE_MODES)}")
         if self.batch_size < 1:

@@ -4,10 +4,16 @@ from __future__ import annotations
 from sg2_container.errors import UserError
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState accepts seeds in [0, 2**32)
+# Images one request may ask for: '0-99999999' would otherwise build a 100 M list and run for
+# days. Raised per call (`max_seeds`, `sg2 generate --max-seeds`).
+DEFAULT_MAX_SEEDS = 100_000
 
 
-def parse_seeds(text: str) -> list[int]:
-    """Comma-separated seeds and inclusive ranges 'a-b'; order kept, duplicates kept."""
+def parse_seeds(text: str, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
+    """Comma-separated seeds and inclusive ranges 'a-b'; order kept, duplicates kept; more
+    than `max_seeds` in all is refused before any list is built."""
+    if not isinstance(max_seeds, int) or isinstance(max_seeds, bool) or max_seeds < 1:
+        raise UserError(f"max_seeds (--max-seeds) must be an integer >= 1, got {max_seeds!r}")
     seeds: list[int] = []
     for part in str(text).split(","):
         part = part.strip()
@@ -19,9 +25,11 @@ def parse_seeds(text: str) -> list[int]:
                 lo, hi = int(first), int(last)
                 if hi < lo:
                     raise UserError(f"seed range {part!r} is empty: it counts down")
+                _check_count(len(seeds) + hi - lo + 1, max_seeds, text)
                 seeds.extend(range(lo, hi + 1))
             else:
                 seeds.append(int(part))
+                _check_count(len(seeds), max_seeds, text)
         except ValueError:
             raise UserError(f"bad seed {part!r} in {text!r}: use numbers and ranges such as "
                             f"'0-7' or '1,5,9'") from None
@@ -31,3 +39,11 @@ def parse_seeds(text: str) -> list[int]:
     if bad:
         raise UserError(f"seed {bad[0]} is out of range: seeds go from 0 to {MAX_SEED}")
     return seeds
+
+
+def _check_count(count: int, max_seeds: int, text: str) -> None:
+    if count > max_seeds:
+        raise UserError(
+            f"seeds {text!r} ask for {count} images or more; the cap is max_seeds={max_seeds} "
+            "(raise it with --max-seeds if you mean it)"
+        )

@@ -136,8 +136,12 @@ def plain_json(value: Any, where: str) -> Any:
 
 
 def build_network(part: str, kwargs: dict, where: str):
-    """Builds our Generator (for G / G_ema) or Discriminator (for D) from reference kwargs."""
+    """Builds our Generator (for G / G_ema) or Discriminator (for D) from reference kwargs,
+    after checking them against models.bounds (a tiny file must not allocate absurd memory)."""
+    from sg2_container.models import bounds
     from sg2_container.models.networks import Discriminator, Generator
+
+    bounds.check_network_kwargs(part, kwargs, where)
 
     cls = Discriminator if part == "D" else Generator
     try:

@@ -10,10 +10,11 @@ plain data: persistent objects become inert `PersistentRecord`s whose `module_sr
 or looked at. Our own networks are then rebuilt from the records' `_init_kwargs` and loaded with
 the tensors found in their `_parameters` and `_buffers`.
 
-Export writes the same layout. Its `module_src` is a short import of sg2-container's own classes
-(`ExportedGenerator`, `ExportedDiscriminator`, `ExportedChild` from this module), not network
-code: the reference's loader can unpickle the file where sg2-container is installed, and it
-will run that import line; our importer never runs it. See docs/model-files.md.
+Export writes the same layout. Its `module_src` is the source of
+`sg2_container.models.portable_networks` (torch and numpy only), and each network is pickled as
+an object of those classes, whole instance dict included, so the reference's own loader rebuilds
+working networks from the file alone, without sg2-container installed. Our importer never runs
+that source. See docs/model-files.md.
 """
 from __future__ import annotations
 
@@ -345,13 +346,41 @@ class _ExportRecord:
         return (_reference_reconstruct_token, (self.meta,))
 
 
+def _portable_kwargs(value):
+    """Constructor kwargs with every dict as an EasyDict, as the reference's train.py passes
+    them (its tools read nested kwargs by attribute)."""
+    if isinstance(value, dict):
+        return _ExportEasyDict((k, _portable_kwargs(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_portable_kwargs(v) for v in value]
+    return value
+
+
+def _easydict_token(*args, **kwargs):
+    """Never called: the export pickler writes it as `dnnlib.util.EasyDict`."""
+    raise RuntimeError("placeholder for dnnlib.util.EasyDict")
+
+
+class _ExportEasyDict(dict):
+    """A kwargs dict that pickles as `dnnlib.util.EasyDict()` plus its items."""
+
+    def __reduce__(self):
+        return (_easydict_token, (), None, None, iter(self.items()))
+
+
+_EXPORT_GLOBALS = {
+    _reference_reconstruct_token: b"torch_utils.persistence\n_reconstruct_persistent_obj\n",
+    _easydict_token: b"dnnlib.util\nEasyDict\n",
+}
+
+
 class _ExportPickler(pickle._Pickler):
-    """The pure-Python pickler, so that one global can be written under the reference's name
-    (the C pickler insists that every global is importable here)."""
+    """The pure-Python pickler, so that our placeholders can be written under the reference's
+    global names (the C pickler insists that every global is importable here)."""
 
     def save_global(self, obj, name=None):
-        if obj is _reference_reconstruct_token:
-            self.write(pickle.GLOBAL + b"torch_utils.persistence\n_reconstruct_persistent_obj\n")
+        if obj in _EXPORT_GLOBALS:
+            self.write(pickle.GLOBAL + _EXPORT_GLOBALS[obj])
             self.memoize(obj)
             return
         super().save_global(obj, name)
@@ -360,112 +389,87 @@ class _ExportPickler(pickle._Pickler):
     dispatch[types.FunctionType] = save_global  # the base table points at the base method
 
 
+def portable_module_src() -> str:
+    """The `module_src` of every exported object: the source of `portable_networks`, which
+    needs only torch and numpy (so the reference's loader runs it without sg2-container)."""
+    from sg2_container.models import portable_networks
+
+    return Path(portable_networks.__file__).read_text(encoding="utf-8")
+
+
+def portable_copy(net, part: str):
+    """The same network as a `portable_networks` object (same kwargs and weights): what the
+    reference's loader will rebuild from the export."""
+    import torch
+
+    from sg2_container.models import portable_networks
+
+    cls = getattr(portable_networks, NETWORK_CLASSES[part])
+    kwargs = files.network_kwargs(net, part)
+    with torch.random.fork_rng(devices=[]):  # random init, overwritten below
+        copy = cls(**kwargs)
+    copy.load_state_dict(files.cpu_state_dict(net, float32=True), strict=True)
+    return copy.eval().requires_grad_(False)
+
+
 def _module_record(module, module_src: str, init_kwargs: dict | None) -> _ExportRecord:
-    """One module as a persistent record: its own parameters and persistent buffers as CPU
-    float32, its children as records, and (top level only) its constructor kwargs."""
+    """One module as the reference pickles it: its whole instance dict (the restored object
+    gets no `__init__` call), parameters and persistent buffers as CPU float32, children as
+    records, `_init_args`/`_init_kwargs` (the constructor kwargs on the top level only)."""
     import torch
 
     def cpu32(t):
         t = t.detach().to("cpu")
         return (t.float() if t.is_floating_point() else t).contiguous().clone()
 
-    nonpersistent = getattr(module, "_non_persistent_buffers_set", set())
-    state = {
-        "_parameters": collections.OrderedDict(
-            (n, torch.nn.Parameter(cpu32(p), requires_grad=False))
-            for n, p in module.named_parameters(recurse=False)
+    nonpersistent = set(getattr(module, "_non_persistent_buffers_set", ()))
+    state = {}
+    for key, value in vars(module).items():
+        if "hook" in key and isinstance(value, dict) and value:
+            raise ValueError(f"{type(module).__name__} has {key} registered; hooks are code "
+                             "and cannot be exported")
+        state[key] = value
+    state.update(
+        _parameters=collections.OrderedDict(
+            (n, None if p is None else torch.nn.Parameter(cpu32(p), requires_grad=False))
+            for n, p in module._parameters.items()
         ),
-        "_buffers": collections.OrderedDict(
-            (n, cpu32(b)) for n, b in module.named_buffers(recurse=False) if n not in nonpersistent
+        _buffers=collections.OrderedDict(
+            (n, None if b is None else cpu32(b)) for n, b in module._buffers.items()
+            if n not in nonpersistent
         ),
-        "_non_persistent_buffers_set": set(),
-        "_modules": collections.OrderedDict(
-            (n, _module_record(c, module_src, None)) for n, c in module.named_children()
+        _non_persistent_buffers_set=set(),
+        _modules=collections.OrderedDict(
+            (n, None if c is None else _module_record(c, module_src, None))
+            for n, c in module._modules.items()
         ),
-        "_init_args": (),
-        "_init_kwargs": init_kwargs if init_kwargs is not None else {},
-        "training": False,
-    }
+        _init_args=(),
+        _init_kwargs=_portable_kwargs(init_kwargs if init_kwargs is not None else {}),
+        training=False,
+    )
     meta = {"type": "class", "version": PERSISTENCE_VERSION, "module_src": module_src,
             "class_name": type(module).__name__, "state": state}
     return _ExportRecord(meta)
 
 
-def export_module_src(modules) -> str:
-    """The `module_src` of an export: binds every class name in the networks to our shims."""
-    names = sorted({type(m).__name__ for net in modules for m in net.modules()})
-    children = [n for n in names if n not in ("Generator", "Discriminator")]
-    lines = [
-        "# Written by sg2-container's export; not network code. Each name rebuilds",
-        "# sg2-container's own networks from the weights and kwargs in this pickle.",
-        "from sg2_container.models.reference_pickle import ExportedChild",
-        "from sg2_container.models.reference_pickle import ExportedDiscriminator as Discriminator",
-        "from sg2_container.models.reference_pickle import ExportedGenerator as Generator",
-    ]
-    lines += [f"{name} = ExportedChild" for name in children]
-    return "\n".join(lines) + "\n"
-
-
 def save_reference_pickle(path, *, G_ema, G=None, D=None, metadata: dict | None = None) -> Path:
-    """Writes a network pickle in the reference's snapshot layout (atomically)."""
+    """Writes a network pickle in the reference's snapshot layout (atomically). The networks
+    are written as `portable_networks` objects, so the reference's own loader can rebuild and
+    run them from the embedded source alone."""
     nets = {"G": G, "D": D, "G_ema": G_ema}
     nets = {part: net for part, net in nets.items() if net is not None}
-    module_src = export_module_src(nets.values())
+    module_src = portable_module_src()
     metadata = files.plain_json(metadata or {}, "metadata")
     data: dict[str, Any] = {}
     if "training_set_kwargs" in metadata:
         data["training_set_kwargs"] = metadata["training_set_kwargs"]
     for part, net in nets.items():
-        data[part] = _module_record(net, module_src, files.network_kwargs(net, part))
+        kwargs = files.network_kwargs(net, part)
+        data[part] = _module_record(portable_copy(net, part), module_src, kwargs)
     data["augment_pipe"] = None
     data["sg2_metadata"] = metadata
     if "G" not in nets or "D" not in nets:
-        log.warning("%s: no %s; the reference's --resume needs G, D and G_ema", path,
+        log.warning("%s: no %s; the reference's legacy.load_network_pkl (generate.py, --resume) "
+                    "requires G, D and G_ema: convert a model file that holds all three", path,
                     " or ".join(p for p in ("G", "D") if p not in nets))
     return files.write_atomically(path, lambda f: _ExportPickler(f, protocol=3).dump(data))
-
-
-# ---------------------------------------------------------------------------------------------
-# Shims the exported module_src binds (used only by the reference's loader, never by ours)
-
-
-class ExportedChild:
-    """A sub-module record: keeps its state until the top-level network rebuilds itself."""
-
-    def __setstate__(self, state):
-        self.state = dict(state)
-
-
-def _rebuild_exported(self, base, state) -> None:
-    """Turns a half-made shim object into a real `base` network built from the state."""
-    where = f"network pickle: {base.__name__}"
-    state = dict(state)
-    kwargs = record_kwargs(PersistentRecord(base.__name__, PERSISTENCE_VERSION, state), where)
-    tensors = flatten_state(state, where=where)
-    base.__init__(self, **kwargs)
-    files.load_state_checked(self, tensors, where)
-    self.requires_grad_(False).train(bool(state.get("training", False)))
-    self.__class__ = base
-
-
-@functools.cache
-def _exported_network_class(base_name: str):
-    from sg2_container.models import networks
-
-    base = getattr(networks, base_name)
-
-    def __setstate__(self, state):
-        _rebuild_exported(self, base, state)
-
-    return type(f"Exported{base_name}", (base,), {
-        "__setstate__": __setstate__, "__module__": __name__,
-        "__doc__": f"Rebuilds an sg2-container {base_name} while the reference unpickles it.",
-    })
-
-
-def __getattr__(name: str):
-    """`ExportedGenerator` / `ExportedDiscriminator`, made on first use (they import the
-    networks, which this module otherwise does not need)."""
-    if name in ("ExportedGenerator", "ExportedDiscriminator"):
-        return _exported_network_class(name[len("Exported"):])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

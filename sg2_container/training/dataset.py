@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from sg2_container.errors import UserError
+from sg2_container.models.bounds import MAX_CLASSES, MAX_RESOLUTION
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 LABELS_FILE = "dataset.json"
@@ -26,6 +27,10 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {0: 1, 2: 3}
 _PNG_COLOR_NAMES = {0: "gray", 2: "RGB", 3: "palette", 4: "gray+alpha", 6: "RGBA"}
 _PIL_CHANNELS = {"L": 1, "RGB": 3}
+# Largest file read whole: an uncompressed 4096x4096 RGB PNG is ~50 MB; a member claiming more
+# is refused from its size in the zip directory (or the file system) before it is read.
+MAX_IMAGE_FILE_BYTES = 256 * 2**20
+MAX_LABELS_FILE_BYTES = 512 * 2**20
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +189,20 @@ class ImageFolderDataset:
             self._zip_pid = os.getpid()
         return self._zip
 
+    def _member_size(self, name: str) -> int:
+        """Bytes a member holds, from the zip directory or the file system (nothing read)."""
+        if self._kind == "zip":
+            return self._open_zip().getinfo(name).file_size
+        return os.path.getsize(os.path.join(self.path, name))
+
+    def _check_size(self, name: str, limit: int) -> None:
+        size = self._member_size(name)
+        if size > limit:
+            raise UserError(
+                f"dataset {self.path!r}: {name!r} is {size} bytes; files over {limit} bytes "
+                f"({limit // 2**20} MiB) are refused as damaged or hostile (nothing was read)"
+            )
+
     def _read(self, name: str) -> bytes:
         if self._kind == "zip":
             return self._open_zip().read(name)
@@ -213,6 +232,7 @@ class ImageFolderDataset:
         """[C, H, W] of the first image, after checking every image's header against it."""
         expected: tuple[int, int, int] | None = None
         for name in self._names:
+            self._check_size(name, MAX_IMAGE_FILE_BYTES)
             shape = self._header_shape(name)
             if expected is None:
                 _, height, width = shape
@@ -221,10 +241,10 @@ class ImageFolderDataset:
                         f"dataset {self.path!r}: {name!r} is {width}x{height}; images must be "
                         "square"
                     )
-                if width < 4 or width & (width - 1):
+                if width < 4 or width & (width - 1) or width > MAX_RESOLUTION:
                     raise UserError(
                         f"dataset {self.path!r}: {name!r} is {width}x{height}; the resolution must "
-                        "be a power of two (4, 8, ..., 256, 512, 1024)"
+                        f"be a power of two from 4 to {MAX_RESOLUTION} (4, 8, ..., 256, 512, 1024)"
                     )
                 if resolution is not None and width != resolution:
                     raise UserError(
@@ -271,6 +291,7 @@ class ImageFolderDataset:
     def _load_labels(self) -> tuple[np.ndarray | None, str | None]:
         """[N, label_dim] float32 in name order and "class" | "vector", or (None, None)."""
         try:
+            self._check_size(LABELS_FILE, MAX_LABELS_FILE_BYTES)
             data = self._read(LABELS_FILE)
         except (KeyError, FileNotFoundError):
             return None, None
@@ -290,15 +311,19 @@ class ImageFolderDataset:
             raise UserError(f"{origin} has no label for {missing!r}")
         values = [table[n] for n in self._names]
         if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            # Checked before any array is made: class 2**40 would mean a 2**40-wide one-hot.
+            bad = next((i for i, v in enumerate(values) if not 0 <= v < MAX_CLASSES), None)
+            if bad is not None:
+                raise UserError(
+                    f"{origin}: the label of {self._names[bad]!r} is class {values[bad]}; class "
+                    f"indices must be from 0 to {MAX_CLASSES - 1}"
+                )
             classes = np.array(values, dtype=np.int64)
-            if classes.min() < 0:
-                bad = self._names[int(classes.argmin())]
-                raise UserError(f"{origin}: the label of {bad!r} is negative; expected >= 0")
             onehot = np.zeros([len(values), int(classes.max()) + 1], dtype=np.float32)
             onehot[np.arange(len(values)), classes] = 1
             return onehot, "class"
         try:
-            vectors = np.array(values, dtype=np.float32)
+            vectors = np.array(values, dtype=np.float64)  # float32 after the range check
         except (TypeError, ValueError) as e:
             raise UserError(
                 f"{origin}: labels must all be integers (classes) or all lists of numbers of one "
@@ -309,7 +334,18 @@ class ImageFolderDataset:
                 f"{origin}: labels must all be integers (classes) or all lists of numbers of one "
                 "length"
             )
-        return vectors, "vector"
+        if vectors.shape[1] == 0:
+            raise UserError(f"{origin}: the label vectors are empty ([]); a conditional network "
+                            "needs at least one label value per image")
+        if vectors.shape[1] > MAX_CLASSES:
+            raise UserError(f"{origin}: label vectors have {vectors.shape[1]} values; at most "
+                            f"{MAX_CLASSES} are allowed")
+        finite = (np.abs(vectors) <= np.finfo(np.float32).max).all(axis=1)  # False for NaN
+        if not finite.all():
+            bad = int(np.argmin(finite))
+            raise UserError(f"{origin}: the label of {self._names[bad]!r} holds a non-finite "
+                            "number (NaN, infinity, or beyond float32); labels must be finite")
+        return vectors.astype(np.float32), "vector"
 
     @property
     def raw_label_dim(self) -> int:

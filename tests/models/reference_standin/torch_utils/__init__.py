@@ -1,0 +1,1 @@
+"""Test stand-in for the reference's torch_utils package (see ../README.md)."""
