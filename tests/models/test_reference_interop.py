@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 
 from sg2_container.cli.main import cli
-from sg2_container.inference.generate import latents_for_seed
+from sg2_container.inference.latents import z_for_seeds
 from sg2_container.models import files, networks, portable_networks, reference_pickle
 
 STANDIN = pathlib.Path(__file__).parent / "reference_standin"
@@ -50,7 +50,7 @@ def _networks(config, seed=0):
 
 
 def _render(G, seed, c_dim, class_idx, psi=0.7):
-    z = torch.from_numpy(latents_for_seed(seed, G.z_dim))
+    z = torch.from_numpy(z_for_seeds([seed], G.z_dim))
     c = torch.zeros([1, c_dim])
     if c_dim:
         c[:, class_idx] = 1
