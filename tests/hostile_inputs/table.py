@@ -15,7 +15,7 @@ from typing import Callable
 
 from sg2_container.errors import UserError
 
-AREAS = ("models", "dataset", "generate")  # rows_<area>.py, in the order the doc lists them
+AREAS = ("models", "dataset", "generate", "training")  # rows_<area>.py, in the order the doc lists them
 
 
 @dataclasses.dataclass(frozen=True)
