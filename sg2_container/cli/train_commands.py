@@ -64,7 +64,7 @@ def train(dry_run: bool, **values) -> None:
 
         options = TrainingOptions(**values)
         if dry_run:
-            from sg2_container.training.dataset import ImageFolderDataset
+            from sg2_container.data.dataset import ImageFolderDataset
             from sg2_container.options import make_plan
             import dataclasses
 

@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from sg2_container.errors import UserError
-from sg2_container.models import files
+from sg2_container.io.atomic import write_atomically
+from sg2_container.models.state import (
+    ModelBundle,
+    build_network,
+    load_state_checked,
+    network_kwargs,
+    plain_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +240,7 @@ def read_reference_pickle(path) -> dict:
 
 def plain_kwargs(value: Any, where: str) -> Any:
     """EasyDicts and OrderedDicts -> dicts, numpy scalars -> numbers, recursively."""
-    return files.plain_json(value, where)
+    return plain_json(value, where)
 
 
 def flatten_state(state: dict, prefix: str = "", where: str = "") -> dict:
@@ -275,7 +282,7 @@ def record_kwargs(record: PersistentRecord, where: str) -> dict:
     return plain_kwargs(kwargs, f"{where}: _init_kwargs")
 
 
-def load_reference_pickle(path, device="cpu") -> files.ModelBundle:
+def load_reference_pickle(path, device="cpu") -> ModelBundle:
     """Rebuilds our G_ema (and G, D when present) from a reference network pickle."""
     path = Path(path)
     data = read_reference_pickle(path)
@@ -292,13 +299,13 @@ def load_reference_pickle(path, device="cpu") -> files.ModelBundle:
         if record.version != PERSISTENCE_VERSION:
             log.warning("%s: persistence version %s (expected %s)", where, record.version,
                         PERSISTENCE_VERSION)
-        net = files.build_network(part, record_kwargs(record, where), path.name)
-        files.load_state_checked(net, flatten_state(record.state, where=where), where)
+        net = build_network(part, record_kwargs(record, where), path.name)
+        load_state_checked(net, flatten_state(record.state, where=where), where)
         nets[part] = net.eval().to(device)
         log.info("%s: imported %s", where, class_name)
     if "G_ema" not in nets:
         raise UserError(f"{path.name}: the network pickle has no G_ema")
-    return files.ModelBundle(
+    return ModelBundle(
         G_ema=nets["G_ema"], G=nets.get("G"), D=nets.get("D"),
         metadata=_import_metadata(path, data), format_version=None,
         source_kind="reference-pickle",
@@ -411,18 +418,18 @@ def save_reference_pickle(path, *, G_ema, G=None, D=None, metadata: dict | None 
     nets = {"G": G, "D": D, "G_ema": G_ema}
     nets = {part: net for part, net in nets.items() if net is not None}
     module_src = export_module_src(nets.values())
-    metadata = files.plain_json(metadata or {}, "metadata")
+    metadata = plain_json(metadata or {}, "metadata")
     data: dict[str, Any] = {}
     if "training_set_kwargs" in metadata:
         data["training_set_kwargs"] = metadata["training_set_kwargs"]
     for part, net in nets.items():
-        data[part] = _module_record(net, module_src, files.network_kwargs(net, part))
+        data[part] = _module_record(net, module_src, network_kwargs(net, part))
     data["augment_pipe"] = None
     data["sg2_metadata"] = metadata
     if "G" not in nets or "D" not in nets:
         log.warning("%s: no %s; the reference's --resume needs G, D and G_ema", path,
                     " or ".join(p for p in ("G", "D") if p not in nets))
-    return files.write_atomically(path, lambda f: _ExportPickler(f, protocol=3).dump(data))
+    return write_atomically(path, lambda f: _ExportPickler(f, protocol=3).dump(data))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,7 +450,7 @@ def _rebuild_exported(self, base, state) -> None:
     kwargs = record_kwargs(PersistentRecord(base.__name__, PERSISTENCE_VERSION, state), where)
     tensors = flatten_state(state, where=where)
     base.__init__(self, **kwargs)
-    files.load_state_checked(self, tensors, where)
+    load_state_checked(self, tensors, where)
     self.requires_grad_(False).train(bool(state.get("training", False)))
     self.__class__ = base
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from sg2_container.io.atomic import write_text_atomically
 
 # SageMaker keeps the first 1024 bytes; stay below so nothing we write is cut mid-character.
 MAX_FAILURE_BYTES = 1023
@@ -19,6 +20,4 @@ def failure_text(text: str) -> str:
 def write_failure(path: Path, text: str) -> None:
     """Writes the reason atomically; call it last, just before exiting non-zero."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(failure_text(text), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomically(path, failure_text(text))

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from sg2_container.errors import UserError
-from sg2_container.models.files import write_atomically
+from sg2_container.io.atomic import remove_stale_temp_files, write_atomically  # noqa: F401 (part of this API)
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +27,6 @@ REQUIRED_PARTS = ("G", "D", "G_ema", "G_kwargs", "D_kwargs", "opt_G", "opt_D", "
 
 def checkpoint_name(cur_nimg: int) -> str:
     return f"checkpoint-{cur_nimg:012d}.pt"
-
-
-TEMP_PATTERN = re.compile(r"^\.(checkpoint-\d{12}|network-snapshot-\d{6}|network-final)\.pt\..*\.tmp$")
-
-
-def remove_stale_temp_files(directory: Path) -> list[Path]:
-    """Deletes what writers killed mid-save left behind (SIGKILL after the stop grace period):
-    on SageMaker it would be uploaded to S3 and downloaded again at every restart."""
-    if not directory.is_dir():
-        return []
-    stale = [p for p in directory.iterdir() if TEMP_PATTERN.match(p.name)]
-    for path in stale:
-        path.unlink(missing_ok=True)
-        log.warning("removed %s, left by a save that was interrupted", path.name)
-    return stale
 
 
 def list_checkpoints(directory: Path) -> list[Path]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sg2_container.inference.images import image_grid, save_image, to_uint8
+from sg2_container.io.images import to_uint8, write_grid
 
 log = logging.getLogger("sg2_container.training")
 
@@ -142,11 +142,7 @@ class Reporter:
         if not self.enabled:
             return None
         arrays = to_uint8(images) if isinstance(images, torch.Tensor) else images
-        path = self.run_dir / name
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        save_image(image_grid(arrays, columns), tmp)
-        tmp.replace(path)
-        return path
+        return write_grid(arrays, self.run_dir / name, columns)
 
 
 def grid_shape(resolution: int) -> tuple[int, int]:

@@ -276,15 +276,15 @@ class _ReferenceAsKernels:
 
     @staticmethod
     def upfirdn2d(x, f, up, down, padding, flip_filter, gain):
-        from stylegan2_ops.upfirdn2d import _upfirdn2d_reference
+        from stylegan2_ops._reference import upfirdn2d_reference
 
-        return _upfirdn2d_reference(x, f, up, down, padding, flip_filter, gain)
+        return upfirdn2d_reference(x, f, up, down, padding, flip_filter, gain)
 
     @staticmethod
     def bias_act(x, b, dim, act, alpha, gain, clamp):
-        from stylegan2_ops.bias_act import _bias_act_reference, activation
+        from stylegan2_ops._reference import activation, bias_act_reference
 
-        return _bias_act_reference(x, b, dim, activation(act), alpha, gain, clamp)
+        return bias_act_reference(x, b, dim, activation(act), alpha, gain, clamp)
 
 
 def test_self_check_passes_correct_kernels_and_names_a_wrong_one():

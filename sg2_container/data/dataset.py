@@ -8,7 +8,6 @@ file stops training at start-up with its name, not hours later.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import struct
@@ -17,10 +16,10 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from sg2_container.data.labels import LABELS_FILE, label_matrix, parse_labels
 from sg2_container.errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-LABELS_FILE = "dataset.json"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour type -> channels we accept (0 gray, 2 RGB); others need `sg2 prepare`.
 _PNG_CHANNELS = {0: 1, 2: 3}
@@ -275,41 +274,10 @@ class ImageFolderDataset:
         except (KeyError, FileNotFoundError):
             return None, None
         origin = f"dataset {self.path!r}: {LABELS_FILE}"
-        try:
-            raw = json.loads(data).get("labels")
-        except (ValueError, AttributeError) as e:
-            raise UserError(f'{origin} is not a JSON object with "labels" ({e})') from e
-        if raw is None:
+        labels = parse_labels(data, origin)
+        if labels is None:
             return None, None
-        try:
-            table = {str(name).replace("\\", "/"): value for name, value in raw}
-        except (TypeError, ValueError) as e:
-            raise UserError(f"{origin}: labels must be a list of [name, label] pairs") from e
-        missing = next((n for n in self._names if n not in table), None)
-        if missing is not None:
-            raise UserError(f"{origin} has no label for {missing!r}")
-        values = [table[n] for n in self._names]
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            classes = np.array(values, dtype=np.int64)
-            if classes.min() < 0:
-                bad = self._names[int(classes.argmin())]
-                raise UserError(f"{origin}: the label of {bad!r} is negative; expected >= 0")
-            onehot = np.zeros([len(values), int(classes.max()) + 1], dtype=np.float32)
-            onehot[np.arange(len(values)), classes] = 1
-            return onehot, "class"
-        try:
-            vectors = np.array(values, dtype=np.float32)
-        except (TypeError, ValueError) as e:
-            raise UserError(
-                f"{origin}: labels must all be integers (classes) or all lists of numbers of one "
-                "length"
-            ) from e
-        if vectors.ndim != 2:
-            raise UserError(
-                f"{origin}: labels must all be integers (classes) or all lists of numbers of one "
-                "length"
-            )
-        return vectors, "vector"
+        return label_matrix(labels, self._names, origin)
 
     @property
     def raw_label_dim(self) -> int:
