@@ -1,4 +1,5 @@
-"""What training tells the user: one flushed status line per tick, stats.jsonl, image grids.
+"""What training tells the user: one flushed status line per tick, stats.jsonl, TensorBoard
+event files (the same statistics, next to stats.jsonl), image grids.
 
 The status line uses stable `name=value` fields so that a metric regex (CloudWatch) can read
 it, e.g. `kimg=([0-9.]+)` or `loss_G=([-0-9.e]+)`.
@@ -111,10 +112,11 @@ class Reporter:
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                log.debug("tensorboard is not installed: no event files (pip install tensorboard)")
+            except ImportError as error:  # a dependency of the package: only a broken install
+                log.warning("no TensorBoard event files for this run: %s (pip install "
+                            "tensorboard)", error)
             else:
-                self.tensorboard = SummaryWriter(str(run_dir))
+                self.tensorboard = SummaryWriter(str(run_dir))  # next to stats.jsonl
 
     def tick(self, line: str, stats: dict, extra: dict) -> None:
         if not self.enabled:
