@@ -109,6 +109,7 @@ class Reporter:
         self.run_dir, self.enabled = run_dir, enabled
         self.start_time = time.time()
         self.tensorboard = None
+        self._summary_writer = None
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -116,7 +117,8 @@ class Reporter:
                 log.warning("no TensorBoard event files for this run: %s (pip install "
                             "tensorboard)", error)
             else:
-                self.tensorboard = SummaryWriter(str(run_dir))  # next to stats.jsonl
+                # Opened at the first tick: a run with nothing left to train adds no file.
+                self._summary_writer = SummaryWriter
 
     def tick(self, line: str, stats: dict, extra: dict) -> None:
         if not self.enabled:
@@ -129,6 +131,8 @@ class Reporter:
         with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
+        if self.tensorboard is None and self._summary_writer is not None:
+            self.tensorboard = self._summary_writer(str(self.run_dir))  # next to stats.jsonl
         if self.tensorboard is not None:
             step = int(extra.get("Progress/kimg", 0) * 1000)
             for name, value in record.items():
