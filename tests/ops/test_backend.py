@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from stylegan2_ops import bias_act, setup_filter, upfirdn2d
-from stylegan2_ops import _backend
+from stylegan2_ops import _backend, bias_act, setup_filter, upfirdn2d
 from stylegan2_ops._backend import KernelStatus, describe, resolve
 
 

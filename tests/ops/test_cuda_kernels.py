@@ -12,7 +12,12 @@ import torch
 
 from stylegan2_ops import _kernels, bias_act, setup_filter, upfirdn2d
 from stylegan2_ops._backend import kernel_status
-from stylegan2_ops._reference import ACTIVATIONS, activation, bias_act_reference, upfirdn2d_reference
+from stylegan2_ops._reference import (
+    ACTIVATIONS,
+    activation,
+    bias_act_reference,
+    upfirdn2d_reference,
+)
 
 OPS = torch.ops.stylegan2_ops
 SELU_SCALE, SELU_ALPHA = 1.0507009873554805, 1.6732632423543772

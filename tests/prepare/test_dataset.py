@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from multiprocessing.reduction import ForkingPickler
 import zipfile
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 import pytest
 
-from sg2_container.errors import UserError
 from sg2_container.data.dataset import ImageFolderDataset
+from sg2_container.errors import UserError
 from tests.prepare.inputs import make_images
 
 FOUR = {f"{i // 2}/img{i}.png": (16, 16) for i in range(4)}
