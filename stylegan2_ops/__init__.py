@@ -1,10 +1,9 @@
-"""StyleGAN2 custom ops: upfirdn2d, bias_act, conv2d_resample, conv2d_gradfix, fma.
+"""StyleGAN2 custom ops: upfirdn2d, bias_act, conv2d_resample, fma.
 
 Each op has one dispatch point (stylegan2_ops._backend) that picks the compiled CUDA kernels
 when they are available and usable, else the pure-PyTorch reference path. `SG2_OPS` or an
 `impl=` argument forces a path.
 """
-from stylegan2_ops import conv2d_gradfix
 from stylegan2_ops._backend import describe as describe_backend
 from stylegan2_ops.bias_act import ACTIVATIONS, BiasAct, bias_act
 from stylegan2_ops.conv2d_resample import conv2d_resample
@@ -23,7 +22,6 @@ __all__ = [
     "BiasAct",
     "UpFirDn2d",
     "bias_act",
-    "conv2d_gradfix",
     "conv2d_resample",
     "describe_backend",
     "downsample2d",

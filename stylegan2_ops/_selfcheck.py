@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from stylegan2_ops._reference import activation, bias_act_reference, upfirdn2d_reference
+
 RTOL, ATOL = 1e-4, 1e-5
 
 
@@ -23,10 +25,8 @@ def _compare(name: str, got: torch.Tensor, want: torch.Tensor) -> str | None:
 
 
 def _upfirdn2d_cases(device):
-    from stylegan2_ops.upfirdn2d import setup_filter
-
-    f = setup_filter([1, 3, 3, 1], device=device)
-    f_sep = setup_filter([1, 3, 3, 1], device=device, separable=True)
+    taps = torch.tensor([1.0, 3.0, 3.0, 1.0], device=device) / 8  # the networks' filter
+    f, f_sep = torch.outer(taps, taps), taps
     yield "upfirdn2d up2", f, (2, 2), (1, 1), (2, 1, 2, 1), 4.0
     yield "upfirdn2d down2", f, (1, 1), (2, 2), (1, 1, 1, 1), 1.0
     yield "upfirdn2d filter", f, (1, 1), (1, 1), (2, 1, 2, 1), 1.0
@@ -36,15 +36,13 @@ def _upfirdn2d_cases(device):
 def kernel_mismatch(device: torch.device, kernels=None) -> str | None:
     """None when the kernel ops match the reference path on `device`, else what differs."""
     from stylegan2_ops import _kernels as default_kernels
-    from stylegan2_ops.bias_act import _bias_act_reference, activation
-    from stylegan2_ops.upfirdn2d import _upfirdn2d_reference
 
     kernels = kernels or default_kernels
     gen = torch.Generator().manual_seed(0)
     x = torch.randn([2, 3, 9, 10], generator=gen).to(device)
     for name, f, up, down, pads, gain in _upfirdn2d_cases(device):
         xr, xk = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-        want = _upfirdn2d_reference(xr, f, up, down, pads, False, gain)
+        want = upfirdn2d_reference(xr, f, up, down, pads, False, gain)
         got = kernels.upfirdn2d(xk, f, up, down, pads, False, gain)
         problem = _compare(name, got, want)
         if problem:
@@ -63,7 +61,7 @@ def kernel_mismatch(device: torch.device, kernels=None) -> str | None:
         gain = spec.default_gain * math.sqrt(0.5)
         xr, xk = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
         br, bk = b.clone().requires_grad_(True), b.clone().requires_grad_(True)
-        want = _bias_act_reference(xr, br, 1, spec, spec.default_alpha, gain, clamp)
+        want = bias_act_reference(xr, br, 1, spec, spec.default_alpha, gain, clamp)
         got = kernels.bias_act(xk, bk, 1, act, spec.default_alpha, gain, clamp)
         problem = _compare(f"bias_act {act}", got, want)
         if problem:

@@ -7,8 +7,8 @@ upfirdn2d(f, down), with `padding` applied once. The code picks cheaper equivale
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from stylegan2_ops import conv2d_gradfix
 from stylegan2_ops.upfirdn2d import Padding, filter_size, parse_padding, upfirdn2d
 
 
@@ -20,8 +20,8 @@ def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True
     if flip_weight == transpose:
         w = w.flip([2, 3])
     if transpose:
-        return conv2d_gradfix.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
-    return conv2d_gradfix.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+        return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
+    return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
 
 
 def _transpose_weight(w: torch.Tensor, groups: int) -> torch.Tensor:
@@ -126,7 +126,7 @@ def conv2d_resample_by_definition(x, w, f=None, up=1, down=1, padding=0, groups=
         py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
     x = upfirdn2d(x, f if up > 1 else None, up=up, padding=[px0, px1, py0, py1], gain=up**2,
                   flip_filter=flip_filter)
-    x = conv2d_gradfix.conv2d(x, w if flip_weight else w.flip([2, 3]), groups=groups)
+    x = F.conv2d(x, w if flip_weight else w.flip([2, 3]), groups=groups)
     if down > 1:
         x = upfirdn2d(x, f, down=down, flip_filter=flip_filter)
     return x

@@ -2,17 +2,17 @@
 
 The networks resample with a small low-pass FIR filter ([1,3,3,1]) around every resolution
 change; expressing all of it as one op lets a compiled kernel fuse the steps (stylegan2_ops._kernels,
-chosen by stylegan2_ops._backend). The reference path below is plain PyTorch, differentiable to any
-order.
+chosen by stylegan2_ops._backend). The reference path (stylegan2_ops._reference) is plain PyTorch,
+differentiable to any order.
 """
 from __future__ import annotations
 
 from typing import Sequence, Union
 
 import torch
-import torch.nn.functional as F
 
 from stylegan2_ops import _backend, _kernels
+from stylegan2_ops._reference import upfirdn2d_reference
 
 Scaling = Union[int, Sequence[int]]
 Padding = Union[int, Sequence[int]]
@@ -121,39 +121,7 @@ def upfirdn2d(
         )
     if _backend.resolve(x, impl) == "cuda":
         return _kernels.upfirdn2d(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
-    return _upfirdn2d_reference(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
-
-
-def _upfirdn2d_reference(x, f, up, down, pads, flip_filter, gain):
-    """Zero insertion, pad, depthwise conv, strided slice: differentiable to any order."""
-    upx, upy = up
-    downx, downy = down
-    px0, px1, py0, py1 = pads
-    batch, channels, height, width = x.shape
-    if f is None:
-        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
-
-    if upx > 1 or upy > 1:
-        x = x.reshape(batch, channels, height, 1, width, 1)
-        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-        x = x.reshape(batch, channels, height * upy, width * upx)
-
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
-
-    # Scale in float32 before the cast, as the filters are defined in float32.
-    f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
-    if not flip_filter:
-        f = f.flip(list(range(f.ndim)))  # conv2d correlates; flipping makes it a convolution
-    if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].expand(channels, 1, *f.shape), groups=channels)
-    else:
-        x = F.conv2d(x, f[None, None, None, :].expand(channels, 1, 1, -1), groups=channels)
-        x = F.conv2d(x, f[None, None, :, None].expand(channels, 1, -1, 1), groups=channels)
-
-    if downx > 1 or downy > 1:
-        x = x[:, :, ::downy, ::downx]
-    return x
+    return upfirdn2d_reference(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
 
 
 def filter2d(x, f, padding: Padding = 0, flip_filter=False, gain=1, impl=None):

@@ -1,6 +1,10 @@
-"""Shared fixtures: the golden files produced by running the reference implementation."""
+"""Shared fixtures: the golden files produced by running the reference implementation; a
+session-wide temporary folder for everything tests and their subprocesses write outside
+tmp_path; the count of GPU tests left out, in the summary."""
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
@@ -30,3 +34,64 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    config.stash[_GPU_DESELECTED] = 0
+
+
+# Where libraries and subprocesses put their scratch files (tempfile, torch.compile's cache, JIT
+# extension builds): all inside one folder under pytest's own, removed when the session ends.
+_SCRATCH_VARIABLES = ("TMPDIR", "TORCHINDUCTOR_CACHE_DIR", "TORCH_EXTENSIONS_DIR", "TRITON_CACHE_DIR")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_scratch(tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("scratch")
+    saved_env = {name: os.environ.get(name) for name in _SCRATCH_VARIABLES}
+    saved_tempdir = tempfile.tempdir
+    for name in _SCRATCH_VARIABLES:
+        os.environ[name] = str(scratch / name.lower()) if name != "TMPDIR" else str(scratch)
+    tempfile.tempdir = str(scratch)
+    try:
+        yield scratch
+    finally:
+        tempfile.tempdir = saved_tempdir
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --- how many GPU tests the marker expression left out ---------------------------------------
+
+_GPU_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_deselected(items):
+    if items:
+        config = items[0].config
+        gpu = sum(1 for item in items if item.get_closest_marker("gpu") is not None)
+        config.stash[_GPU_DESELECTED] = config.stash.get(_GPU_DESELECTED, 0) + gpu
+
+
+def pytest_sessionfinish(session):
+    workeroutput = getattr(session.config, "workeroutput", None)  # an xdist worker
+    if workeroutput is not None:
+        workeroutput["gpu_deselected"] = session.config.stash.get(_GPU_DESELECTED, 0)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """xdist: every worker collects the whole suite, so each reports the same count."""
+    count = getattr(node, "workeroutput", {}).get("gpu_deselected", 0)
+    node.config.stash[_GPU_DESELECTED] = max(node.config.stash.get(_GPU_DESELECTED, 0), count)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    count = config.stash.get(_GPU_DESELECTED, 0)
+    if count:
+        import torch
+
+        where = ("a GPU is visible here" if torch.cuda.is_available()
+                 else "no GPU here; run them on a GPU machine")
+        terminalreporter.write_line(f"GPU tests deselected: {count} ({where} with -m gpu)")

@@ -55,8 +55,8 @@ def dataset_group() -> None:
 )
 def info_command(path: str, grid: Path | None, grid_images: int) -> None:
     """Check DATASET as training will read it; print count, resolution, channels and labels."""
-    from sg2_container.data.grid import write_grid
-    from sg2_container.training.dataset import ImageFolderDataset
+    from sg2_container.data.dataset import ImageFolderDataset
+    from sg2_container.data.grid import write_dataset_grid
 
     try:
         dataset = ImageFolderDataset(path)
@@ -81,7 +81,7 @@ def info_command(path: str, grid: Path | None, grid_images: int) -> None:
         else:
             click.echo("labels: none")
         if grid is not None:
-            shown = write_grid(dataset, grid, grid_images)
+            shown = write_dataset_grid(dataset, grid, grid_images)
             click.echo(f"grid: {grid} ({shown} images)")
     except UserError as e:
         raise click.ClickException(str(e)) from e

@@ -1,4 +1,4 @@
-"""Model commands: `sg2 info`, `sg2 generate`, `sg2 convert`."""
+"""Model commands: `sg2 convert` (our model files <-> reference network pickles)."""
 import logging
 from pathlib import Path
 

@@ -26,8 +26,8 @@ def train(dry_run: bool, **values) -> None:
         if dry_run:
             import dataclasses
 
+            from sg2_container.data.dataset import ImageFolderDataset
             from sg2_container.options import make_plan
-            from sg2_container.training.dataset import ImageFolderDataset
 
             dataset = ImageFolderDataset(options.data, use_labels=options.cond,
                                          max_size=options.subset, xflip=options.mirror)

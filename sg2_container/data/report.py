@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sg2_container.data.writer import atomic_write_bytes
+from sg2_container.io.atomic import write_text_atomically
 
 REPORT_FORMAT_VERSION = 1
 # Bounds so that a set of a million broken files still gives a readable, bounded report.
@@ -99,7 +99,7 @@ class Report:
         return self.num_written + self.num_skipped
 
     def write(self, path: Path) -> None:
-        atomic_write_bytes(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode("utf-8"))
+        write_text_atomically(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     def summary(self) -> str:
         """One line: kept, skipped by reason, converted by reason."""

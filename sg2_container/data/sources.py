@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import json
 import logging
 import lzma
 import os
@@ -19,12 +18,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
+from sg2_container.data.labels import LABELS_FILE, parse_labels
 from sg2_container.errors import UserError
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".gif"})
-LABELS_FILE = "dataset.json"
 MACOS_METADATA_DIR = "__MACOSX/"
 # Compressed tars are unpacked to one plain tar first: reading members in sorted order from a
 # compressed stream would decompress it again for every backward seek.
@@ -196,50 +195,6 @@ def _mark_duplicates(items: list[SourceItem]) -> list[SourceItem]:
             item = replace(item, skip="duplicate_name")
         out.append(item)
     return out
-
-
-def parse_labels(data: bytes, origin: str) -> dict[str, int | tuple[float, ...]] | None:
-    """Reads dataset.json: {"labels": [[name, int | [numbers]], ...] | null}; None for null."""
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{origin}: not valid JSON ({e})") from e
-    if not isinstance(doc, dict) or "labels" not in doc:
-        raise UserError(f'{origin}: expected an object with a "labels" key')
-    raw = doc["labels"]
-    if raw is None:
-        return None
-    if not isinstance(raw, list):
-        raise UserError(f'{origin}: "labels" must be a list of [name, label] pairs or null')
-    labels: dict[str, int | tuple[float, ...]] = {}
-    kind = None
-    for i, pair in enumerate(raw):
-        if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)):
-            raise UserError(f"{origin}: labels[{i}] is {pair!r}; expected [name, label]")
-        name, value = pair[0].replace("\\", "/"), pair[1]
-        if isinstance(value, int) and not isinstance(value, bool):
-            if value < 0:
-                raise UserError(f"{origin}: labels[{i}] ({name}) is {value}; class labels are >= 0")
-            this_kind, label = "int", value
-        elif isinstance(value, list) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-        ):
-            this_kind, label = f"vector of {len(value)}", tuple(float(v) for v in value)
-        else:
-            raise UserError(
-                f"{origin}: labels[{i}] ({name}) is {value!r}; expected an integer class or a "
-                "list of numbers"
-            )
-        if kind is not None and this_kind != kind:
-            raise UserError(
-                f"{origin}: labels[{i}] ({name}) is a {this_kind} label but earlier ones are "
-                f"{kind}; all labels must be of one kind"
-            )
-        if name in labels:
-            raise UserError(f"{origin}: labels[{i}] names {name!r} a second time")
-        kind = this_kind
-        labels[name] = label
-    return labels
 
 
 def _attach_labels(listing: Listing, mode: str, labels_bytes: bytes | None, origin: str) -> None:

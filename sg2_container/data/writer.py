@@ -6,7 +6,6 @@ name starts with a dot), so re-running is always safe.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -14,14 +13,15 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from sg2_container.data.labels import LABELS_FILE, labels_json
 from sg2_container.errors import UserError
+from sg2_container.io.atomic import commit, fsync_file, temp_path
 
 log = logging.getLogger(__name__)
 
 # Fixed metadata so the zip's bytes depend only on its contents.
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 ZIP_FILE_MODE = 0o100644  # regular file, rw-r--r--
-LABELS_FILE = "dataset.json"
 REPORT_FILE = "prepare_report.json"
 _OUTPUT_DIR = re.compile(r"\d{5}")
 
@@ -32,22 +32,6 @@ def entry_name(index: int) -> str:
     return f"{digits[:5]}/img{digits}.png"
 
 
-def labels_json(labels: list[list[object]] | None) -> bytes:
-    return json.dumps({"labels": labels}).encode("utf-8")
-
-
-def _temp_name(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes via a temporary name in the same folder and os.replace."""
-    tmp = _temp_name(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class ZipDatasetWriter:
@@ -55,7 +39,7 @@ class ZipDatasetWriter:
 
     def __init__(self, dest: Path) -> None:
         self.dest = dest
-        self._tmp = _temp_name(dest)
+        self._tmp = temp_path(dest)
         self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED)
 
     def add(self, name: str, data: bytes) -> None:
@@ -68,9 +52,8 @@ class ZipDatasetWriter:
     def commit(self, labels: list[list[object]] | None) -> None:
         self.add(LABELS_FILE, labels_json(labels))
         self._zip.close()
-        with open(self._tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self._tmp, self.dest)
+        fsync_file(self._tmp)
+        commit(self._tmp, self.dest)
 
     def abort(self) -> None:
         self._zip.close()
@@ -106,7 +89,7 @@ class FolderDatasetWriter:
     def __init__(self, dest: Path) -> None:
         check_folder_dest(dest)
         self.dest = dest
-        self._tmp = _temp_name(dest)
+        self._tmp = temp_path(dest)
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp.mkdir(parents=True)
         self._made: set[str] = set()
@@ -123,9 +106,9 @@ class FolderDatasetWriter:
         old = None
         if self.dest.exists():
             check_folder_dest(self.dest)  # still ours: it may have changed while we ran
-            old = self.dest.with_name(f".{self.dest.name}.old-{os.getpid()}")
+            old = temp_path(self.dest)
             os.replace(self.dest, old)
-        os.replace(self._tmp, self.dest)
+        commit(self._tmp, self.dest)
         if old is not None:
             shutil.rmtree(old)
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from sg2_container.errors import UserError
-from sg2_container.inference.images import save_image, to_uint8
+from sg2_container.io.images import to_uint8, write_png
 from sg2_container.inference.latents import z_for_seeds
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def generate_to_folder(G, options: GenerateOptions, outdir: Path, device) -> lis
     written = []
     for seed, image in generate(G, options, device):
         path = outdir / f"seed{seed:04d}.png"
-        save_image(image, path)
+        write_png(image, path)
         written.append(path)
         log.info("wrote %s", path)
     return written

@@ -1,2 +1,2 @@
-"""The ground floor: small helpers every room may use (atomic writes, image grids, stop
-signals). Imports nothing above sg2_container.errors."""
+"""The ground floor: helpers every room shares (atomic writes, image files and grids, stop
+signals). Imports nothing of sg2_container but `errors`, and no torch."""

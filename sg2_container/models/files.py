@@ -10,18 +10,25 @@ Layout (a plain dict, see docs/model-files.md):
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
 import pickle
-import secrets
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, Callable
 
 from sg2_container import __version__
 from sg2_container.errors import UserError
+from sg2_container.io.atomic import write_atomically
+from sg2_container.models.state import (
+    ModelBundle,
+    build_network,
+    cpu_state_dict,
+    load_state_checked,
+    network_kwargs,
+    plain_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +44,8 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
 
 
-@dataclasses.dataclass
-class ModelBundle:
-    """Networks rebuilt from a model file, in eval mode on `device`; G and D may be None."""
-
-    G_ema: Any
-    G: Any = None
-    D: Any = None
-    metadata: dict = dataclasses.field(default_factory=dict)
-    format_version: int | None = FORMAT_VERSION  # None for a reference pickle
-    source_kind: str = "sg2-model"  # or 'reference-pickle'
-
-
 # ---------------------------------------------------------------------------------------------
-# Sniffing and atomic writes
+# Sniffing
 
 
 def sniff_kind(path: str | os.PathLike) -> str:
@@ -74,126 +69,6 @@ def sniff_kind(path: str | os.PathLike) -> str:
         f"{path.name}: not a model file: it is neither an sg2 model (.pt, a zip archive) nor a "
         f"network pickle (.pkl); it starts with bytes {head[:8]!r}"
     )
-
-
-def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
-    """Writes through `write(f)` into a hidden temporary file next to `path`, fsyncs it, then
-    renames it over `path`, so readers see either the old file or the complete new one."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    tmp = directory / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(directory)
-    return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Makes the rename durable; not every platform lets one open a directory."""
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-# ---------------------------------------------------------------------------------------------
-# State dicts and networks
-
-
-def plain_json(value: Any, where: str) -> Any:
-    """Returns `value` as plain JSON data (dict subclasses -> dict, tuples -> list, numpy
-    scalars -> numbers); raises UserError naming `where` for anything else."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise UserError(f"{where}: key {key!r} is not a string")
-            out[key] = plain_json(item, f"{where}.{key}")
-        return out
-    if isinstance(value, (list, tuple)):
-        return [plain_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    import numpy as np
-
-    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
-        return plain_json(value.item(), where)
-    raise UserError(f"{where}: {type(value).__name__} value {value!r} is not plain data")
-
-
-def build_network(part: str, kwargs: dict, where: str):
-    """Builds our Generator (for G / G_ema) or Discriminator (for D) from reference kwargs,
-    after checking them against models.bounds (a tiny file must not allocate absurd memory)."""
-    from sg2_container.models import bounds
-    from sg2_container.models.networks import Discriminator, Generator
-
-    bounds.check_network_kwargs(part, kwargs, where)
-
-    cls = Discriminator if part == "D" else Generator
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError, KeyError, AssertionError) as exc:
-        raise UserError(
-            f"{where}: {part}: cannot build {cls.__name__} from kwargs {kwargs!r}: {exc}"
-        ) from exc
-
-
-def load_state_checked(module, state_dict: dict, where: str) -> None:
-    """`load_state_dict(strict=True)`, but reports every missing, extra or ill-shaped tensor
-    in one UserError that names the file and part (`where`, e.g. 'model.pt: G_ema')."""
-    import torch
-
-    expected = module.state_dict()
-    problems = []
-    for name, value in state_dict.items():
-        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
-            problems.append(f"entry {name!r} is a {type(value).__name__}, not a tensor")
-        elif name not in expected:
-            problems.append(f"unexpected tensor '{name}' (the network has no such entry)")
-        elif tuple(value.shape) != tuple(expected[name].shape):
-            problems.append(
-                f"tensor '{name}' has shape {list(value.shape)} but the network expects "
-                f"{list(expected[name].shape)}"
-            )
-    problems += [f"missing tensor '{name}'" for name in expected if name not in state_dict]
-    if problems:
-        shown = "; ".join(problems[:8])
-        more = f"; and {len(problems) - 8} more" if len(problems) > 8 else ""
-        raise UserError(f"{where}: {shown}{more}")
-    module.load_state_dict(state_dict, strict=True)
-
-
-def cpu_state_dict(module, float32: bool = False) -> dict:
-    """The module's state dict as detached, contiguous CPU tensors (optionally float32)."""
-    out = {}
-    for name, tensor in module.state_dict().items():
-        tensor = tensor.detach().to("cpu")
-        if float32 and tensor.is_floating_point():
-            tensor = tensor.float()
-        out[name] = tensor.contiguous().clone()
-    return out
-
-
-def network_kwargs(module, part: str) -> dict:
-    """The constructor kwargs a network recorded (`init_kwargs`), as plain JSON data."""
-    kwargs = getattr(module, "init_kwargs", None)
-    if not isinstance(kwargs, dict):
-        raise TypeError(f"{part} ({type(module).__name__}) has no init_kwargs dict")
-    return plain_json(kwargs, f"{part}.init_kwargs")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from sg2_container.errors import UserError
-from sg2_container.models import files
+from sg2_container.io.atomic import write_atomically
+from sg2_container.models.state import (
+    ModelBundle,
+    build_network,
+    cpu_state_dict,
+    load_state_checked,
+    network_kwargs,
+    plain_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +242,7 @@ def read_reference_pickle(path) -> dict:
 
 def plain_kwargs(value: Any, where: str) -> Any:
     """EasyDicts and OrderedDicts -> dicts, numpy scalars -> numbers, recursively."""
-    return files.plain_json(value, where)
+    return plain_json(value, where)
 
 
 def flatten_state(state: dict, prefix: str = "", where: str = "") -> dict:
@@ -276,7 +284,7 @@ def record_kwargs(record: PersistentRecord, where: str) -> dict:
     return plain_kwargs(kwargs, f"{where}: _init_kwargs")
 
 
-def load_reference_pickle(path, device="cpu") -> files.ModelBundle:
+def load_reference_pickle(path, device="cpu") -> ModelBundle:
     """Rebuilds our G_ema (and G, D when present) from a reference network pickle."""
     path = Path(path)
     data = read_reference_pickle(path)
@@ -293,13 +301,13 @@ def load_reference_pickle(path, device="cpu") -> files.ModelBundle:
         if record.version != PERSISTENCE_VERSION:
             log.warning("%s: persistence version %s (expected %s)", where, record.version,
                         PERSISTENCE_VERSION)
-        net = files.build_network(part, record_kwargs(record, where), path.name)
-        files.load_state_checked(net, flatten_state(record.state, where=where), where)
+        net = build_network(part, record_kwargs(record, where), path.name)
+        load_state_checked(net, flatten_state(record.state, where=where), where)
         nets[part] = net.eval().to(device)
         log.info("%s: imported %s", where, class_name)
     if "G_ema" not in nets:
         raise UserError(f"{path.name}: the network pickle has no G_ema")
-    return files.ModelBundle(
+    return ModelBundle(
         G_ema=nets["G_ema"], G=nets.get("G"), D=nets.get("D"),
         metadata=_import_metadata(path, data), format_version=None,
         source_kind="reference-pickle",
@@ -405,10 +413,10 @@ def portable_copy(net, part: str):
     from sg2_container.models import portable_networks
 
     cls = getattr(portable_networks, NETWORK_CLASSES[part])
-    kwargs = files.network_kwargs(net, part)
+    kwargs = network_kwargs(net, part)
     with torch.random.fork_rng(devices=[]):  # random init, overwritten below
         copy = cls(**kwargs)
-    copy.load_state_dict(files.cpu_state_dict(net, float32=True), strict=True)
+    copy.load_state_dict(cpu_state_dict(net, float32=True), strict=True)
     return copy.eval().requires_grad_(False)
 
 
@@ -459,17 +467,16 @@ def save_reference_pickle(path, *, G_ema, G=None, D=None, metadata: dict | None 
     nets = {"G": G, "D": D, "G_ema": G_ema}
     nets = {part: net for part, net in nets.items() if net is not None}
     module_src = portable_module_src()
-    metadata = files.plain_json(metadata or {}, "metadata")
+    metadata = plain_json(metadata or {}, "metadata")
     data: dict[str, Any] = {}
     if "training_set_kwargs" in metadata:
         data["training_set_kwargs"] = metadata["training_set_kwargs"]
     for part, net in nets.items():
-        kwargs = files.network_kwargs(net, part)
-        data[part] = _module_record(portable_copy(net, part), module_src, kwargs)
+        data[part] = _module_record(portable_copy(net, part), module_src, network_kwargs(net, part))
     data["augment_pipe"] = None
     data["sg2_metadata"] = metadata
     if "G" not in nets or "D" not in nets:
         log.warning("%s: no %s; the reference's legacy.load_network_pkl (generate.py, --resume) "
                     "requires G, D and G_ema: convert a model file that holds all three", path,
                     " or ".join(p for p in ("G", "D") if p not in nets))
-    return files.write_atomically(path, lambda f: _ExportPickler(f, protocol=3).dump(data))
+    return write_atomically(path, lambda f: _ExportPickler(f, protocol=3).dump(data))

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sg2_container.errors import Stopped, UserError
+from sg2_container.io.atomic import write_text_atomically
 from sg2_container.io.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,8 @@ def failure_text(text: str) -> str:
 
 def write_failure(path: Path, text: str) -> None:
     """Writes the reason atomically; called last, just before exiting non-zero."""
-    from sg2_container.models.files import write_atomically
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = failure_text(text).encode("utf-8")
-    write_atomically(path, lambda f: f.write(data))
+    write_text_atomically(path, failure_text(text))
 
 
 def run_job(mode: str, body: Callable[[threading.Event], None], failure_file: Path, *,

@@ -17,8 +17,9 @@ def export_model(result, model_dir: Path) -> list[Path]:
     import torch
 
     from sg2_container.inference.generate import GenerateOptions, generate
-    from sg2_container.inference.images import image_grid, save_image
-    from sg2_container.models.files import load_model, write_atomically
+    from sg2_container.io.atomic import write_atomically, write_text_atomically
+    from sg2_container.io.images import write_grid
+    from sg2_container.models.files import load_model
 
     model_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -36,24 +37,37 @@ def export_model(result, model_dir: Path) -> list[Path]:
                               class_idx=0 if G.c_dim > 0 else None)
     images = [image for _, image in generate(G, options, torch.device("cpu"))]
     grid_path = model_dir / "samples.png"
-    save_image(image_grid(np.stack(images), 4), grid_path)
+    write_grid(np.stack(images), grid_path, columns=4)
     written.append(grid_path)
 
     options_src = Path(result.run_dir) / "training_options.json"
     options_dst = model_dir / "training_options.json"
+    resolved = {}
     if options_src.exists():
         if options_src.resolve() != options_dst.resolve():  # outdir may be the model dir itself
             shutil.copyfile(options_src, options_dst)
         written.append(options_dst)
-    card = model_card(bundle.metadata, G)
-    (model_dir / "README.md").write_text(card, encoding="utf-8")
+        resolved = json.loads(options_src.read_text(encoding="utf-8")).get("resolved") or {}
+    card = model_card(bundle.metadata, G, resolved)
+    write_text_atomically(model_dir / "README.md", card)
     written.append(model_dir / "README.md")
     log.info("model artifacts in %s: %s", model_dir, ", ".join(p.name for p in written))
     return written
 
 
-def model_card(metadata: dict, G) -> str:
+def model_card(metadata: dict, G, resolved: dict | None = None) -> str:
+    """README.md of the model: what it was trained on and with which settings, stated as they
+    were in effect (`resolved`: training_options.json's "resolved" part, values the preset
+    filled in), never as the unset option (None)."""
     options = metadata.get("options", {})
+    resolved = resolved or {}
+    gamma = resolved.get("gamma", options.get("gamma"))
+    aug = options.get("aug", "?")
+    if aug == "noaug":
+        augmentation = "none (aug=noaug)"
+    else:
+        augpipe = resolved.get("augpipe") or options.get("augpipe")
+        augmentation = f"{aug}, augpipe {augpipe}" if augpipe else aug
     lines = [
         "# StyleGAN2-ADA model (sg2-container)",
         "",
@@ -62,8 +76,9 @@ def model_card(metadata: dict, G) -> str:
         f"- preset (cfg): {metadata.get('cfg', options.get('cfg', 'unknown'))}",
         f"- resolution: {G.img_resolution}x{G.img_resolution}, {G.img_channels} channel(s), "
         f"{'conditional on ' + str(G.c_dim) + ' classes' if G.c_dim else 'unconditional'}",
-        f"- augmentation: {options.get('aug', '?')} ({options.get('augpipe') or 'bgc'}), "
-        f"gamma {options.get('gamma')}, mirror {options.get('mirror')}",
+        f"- augmentation: {augmentation}",
+        f"- R1 gamma: {f'{gamma:g}' if isinstance(gamma, (int, float)) else 'unknown'}",
+        f"- mirror (x-flips): {options.get('mirror')}",
         "",
         "Files: `model.pt` (G, D and G_ema; load with `sg2_container.models.files.load_model` or "
         "`torch.load(..., weights_only=True)`), `samples.png` (seeds 0-15, const noise), "

@@ -33,7 +33,9 @@ import torch
 
 from sg2_container import __version__
 from sg2_container.errors import UserError
-from sg2_container.models.files import check_zip_crcs, load_state_checked, write_atomically
+from sg2_container.io.atomic import remove_stale_temp_files, write_atomically  # noqa: F401 (part of this API)
+from sg2_container.models.files import check_zip_crcs
+from sg2_container.models.state import load_state_checked
 from sg2_container.options import TrainingOptions, TrainingPlan, make_plan
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-import os
 
 import torch
 import torch.distributed as dist
@@ -93,6 +92,3 @@ def local_device(local_rank: int, use_cuda: bool) -> torch.device:
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
-
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))

@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sg2_container.data.dataset import ImageFolderDataset, content_fingerprint
+from sg2_container.io.atomic import write_text_atomically
 from sg2_container.io.signals import ignore_stop_signals
-from sg2_container.models.files import save_model, write_atomically
+from sg2_container.models.files import save_model
 from sg2_container.models.networks import Discriminator, Generator
 from sg2_container.options import TrainingOptions, TrainingPlan, make_plan
 from sg2_container.training import checkpoint as ckpt
 from sg2_container.training import distributed as dist_utils
-from sg2_container.training.dataset import ImageFolderDataset, content_fingerprint
 from sg2_container.training.loss import PHASES, LossSettings, StyleGAN2Loss
 from sg2_container.training.report import Reporter, TickStats, grid_shape, status_line
 from sg2_container.training.resume import load_resume_weights, resolve_resume_path
@@ -309,14 +310,15 @@ def _write_options(run: _Run, run_dir: Path) -> None:
             "batch_gpu": plan.batch_gpu, "num_gpus": plan.num_gpus, "gamma": plan.loss_gamma,
             "G_lrate": plan.G_lrate, "D_lrate": plan.D_lrate, "ema_kimg": plan.ema_kimg,
             "ema_rampup": plan.ema_rampup, "ada_target": plan.ada_target, "ada_kimg": plan.ada_kimg,
-            "augment_p": plan.augment_p, "G_kwargs": plan.G_kwargs, "D_kwargs": plan.D_kwargs,
+            "augment_p": plan.augment_p,
+            "augpipe": run.options.augpipe_name, "G_kwargs": plan.G_kwargs, "D_kwargs": plan.D_kwargs,
             "dataset": {"path": run.dataset.path, "images": len(run.dataset),
                         "resolution": run.dataset.resolution, "channels": run.dataset.num_channels,
                         "label_dim": run.dataset.label_dim},
         },
     }
     text = json.dumps(summary, indent=2)
-    write_atomically(run_dir / "training_options.json", lambda f: f.write(text.encode()))
+    write_text_atomically(run_dir / "training_options.json", text)
 
 
 def _snapshot_metadata(run: _Run) -> dict:

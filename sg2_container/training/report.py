@@ -1,4 +1,5 @@
-"""What training tells the user: one flushed status line per tick, stats.jsonl, image grids.
+"""What training tells the user: one flushed status line per tick, stats.jsonl, TensorBoard
+event files (the same statistics, next to stats.jsonl), image grids.
 
 The status line uses stable `name=value` fields so that a metric regex (CloudWatch) can read
 it, e.g. `kimg=([0-9.]+)` or `loss_G=([-0-9.e]+)`.
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sg2_container.inference.images import image_grid, save_image, to_uint8
+from sg2_container.io.images import to_uint8, write_grid
 
 log = logging.getLogger("sg2_container.training")
 
@@ -108,13 +109,16 @@ class Reporter:
         self.run_dir, self.enabled = run_dir, enabled
         self.start_time = time.time()
         self.tensorboard = None
+        self._summary_writer = None
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                log.debug("tensorboard is not installed: no event files (pip install tensorboard)")
+            except ImportError as error:  # a dependency of the package: only a broken install
+                log.warning("no TensorBoard event files for this run: %s (pip install "
+                            "tensorboard)", error)
             else:
-                self.tensorboard = SummaryWriter(str(run_dir))
+                # Opened at the first tick: a run with nothing left to train adds no file.
+                self._summary_writer = SummaryWriter
 
     def tick(self, line: str, stats: dict, extra: dict) -> None:
         if not self.enabled:
@@ -127,6 +131,8 @@ class Reporter:
         with open(self.run_dir / "stats.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
+        if self.tensorboard is None and self._summary_writer is not None:
+            self.tensorboard = self._summary_writer(str(self.run_dir))  # next to stats.jsonl
         if self.tensorboard is not None:
             step = int(extra.get("Progress/kimg", 0) * 1000)
             for name, value in record.items():
@@ -142,11 +148,7 @@ class Reporter:
         if not self.enabled:
             return None
         arrays = to_uint8(images) if isinstance(images, torch.Tensor) else images
-        path = self.run_dir / name
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        save_image(image_grid(arrays, columns), tmp)
-        tmp.replace(path)
-        return path
+        return write_grid(arrays, self.run_dir / name, columns)
 
 
 def grid_shape(resolution: int) -> tuple[int, int]:

@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from sg2_container.training.dataset import ImageFolderDataset
+from sg2_container.data.dataset import ImageFolderDataset
 from tests.hostile_inputs.table import Row, user_error
 
 NAMES = [f"img{i}.png" for i in range(3)]
@@ -78,10 +78,10 @@ ROWS = [
         "holds a non-finite number",
         lambda tmp: _open(_folder(tmp, [[0.5], [1e40], [1.0]]))),
     Row("labels-empty-vectors", "dataset.json with empty label vectors `[]` (`cond`)",
-        "the label vectors are empty ([]); a conditional network needs at least one label value",
+        "is an empty vector ([]); a conditional network needs at least one label value",
         lambda tmp: _open(_folder(tmp, [[], [], []]))),
     Row("labels-too-wide", "dataset.json with label vectors of 40000 values (`cond`)",
-        "label vectors have 40000 values; at most 32768 are allowed",
+        "has 40000 values; at most 32768 are allowed",
         lambda tmp: _open(_folder(tmp, [[0.0] * 40000] * 3))),
     Row("image-header-65536px", "PNG whose header claims 65536x65536 px",
         "is 65536x65536; the resolution must be a power of two from 4 to 4096", _huge_header),

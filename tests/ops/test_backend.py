@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from stylegan2_ops import bias_act, setup_filter, upfirdn2d
-from stylegan2_ops._backend import describe, kernel_status, resolve
+from stylegan2_ops import _backend, bias_act, setup_filter, upfirdn2d
+from stylegan2_ops._backend import KernelStatus, describe, resolve
 
 
 def test_auto_on_cpu_uses_the_reference_path():
@@ -27,8 +27,27 @@ def test_unknown_impl_names_the_allowed_ones(monkeypatch):
         bias_act(torch.zeros([1, 2]), impl="gpu")
 
 
-def test_describe_names_the_reason(monkeypatch):
+def test_describe_reports_the_forced_path_and_the_kernel_search(monkeypatch):
+    searched = KernelStatus(False, "no prebuilt extension (install with SG2_BUILD_CUDA=1)")
+    monkeypatch.setattr(_backend, "kernel_status", lambda: searched)
     monkeypatch.setenv("SG2_OPS", "reference")
+    assert describe() == {
+        "requested": "reference", "active": "reference (forced by $SG2_OPS)",
+        "kernels": "no prebuilt extension (install with SG2_BUILD_CUDA=1)",
+        "kernels source": "reference", "kernels archs": "n/a",
+    }
+    found = KernelStatus(True, "prebuilt extension", object(), "prebuilt", "8.0;9.0")
+    monkeypatch.setattr(_backend, "kernel_status", lambda: found)
+    monkeypatch.delenv("SG2_OPS")
     report = describe()
-    assert report["active"] == "reference (forced by $SG2_OPS)"
-    assert report["kernels"] == kernel_status().reason
+    assert report["requested"] == "auto"
+    assert report["active"] == "cuda on CUDA tensors, reference on CPU tensors"
+    assert (report["kernels source"], report["kernels archs"]) == ("prebuilt", "8.0;9.0")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="says why there are no kernels on a CPU machine")
+def test_describe_on_a_cpu_machine_says_there_is_no_cuda_device(monkeypatch):
+    monkeypatch.delenv("SG2_OPS", raising=False)
+    report = describe()
+    assert report["active"] == "reference"
+    assert report["kernels"] == "no CUDA device visible to PyTorch"

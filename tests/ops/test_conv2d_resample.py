@@ -1,8 +1,8 @@
-"""conv2d_resample against the reference, and the no-weight-gradient conv."""
+"""conv2d_resample against the reference and against its own definition."""
 import pytest
 import torch
 
-from stylegan2_ops import conv2d_gradfix, conv2d_resample, setup_filter
+from stylegan2_ops import conv2d_resample, setup_filter
 from stylegan2_ops.conv2d_resample import conv2d_resample_by_definition
 from tests.conftest import DATA_DIR
 
@@ -33,35 +33,6 @@ def test_fast_orderings_equal_the_definition(k, up, down, flip_weight, groups):
     out = conv2d_resample(x, w, f, up, down, pad, groups, flip_weight)
     ref = conv2d_resample_by_definition(x, w, f, up, down, pad, groups, flip_weight)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
-
-
-def test_no_weight_gradients_keeps_second_order_weight_gradient():
-    """R1-style penalty: weight grads of ||d out / d x||^2 match stock autograd."""
-    gen = torch.Generator().manual_seed(3)
-    x = torch.randn([2, 3, 6, 6], dtype=torch.float64, generator=gen, requires_grad=True)
-    w = torch.randn([4, 3, 3, 3], dtype=torch.float64, generator=gen, requires_grad=True)
-    f = setup_filter([1, 3, 3, 1])
-
-    def penalty(ctx_disable):
-        with conv2d_gradfix.no_weight_gradients(ctx_disable):
-            y = torch.tanh(conv2d_resample(x, w, f, up=2, padding=1, flip_weight=False))
-            (gx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
-        return gx.square().sum()
-
-    grads_stock = torch.autograd.grad(penalty(False), [x, w])
-    grads_fixed = torch.autograd.grad(penalty(True), [x, w])
-    for a, b in zip(grads_fixed, grads_stock):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-
-
-def test_no_weight_gradients_really_skips_them():
-    x = torch.randn([1, 2, 5, 5], requires_grad=True)
-    w = torch.randn([3, 2, 3, 3], requires_grad=True)
-    with conv2d_gradfix.no_weight_gradients():
-        conv2d_gradfix.conv2d(x, w, padding=1).sum().backward()
-    assert w.grad is None and x.grad is not None
-    conv2d_gradfix.conv2d(x, w, padding=1).sum().backward()
-    assert w.grad is not None
 
 
 def test_mismatched_channels_are_named():

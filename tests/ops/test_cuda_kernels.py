@@ -12,8 +12,12 @@ import torch
 
 from stylegan2_ops import _kernels, bias_act, setup_filter, upfirdn2d
 from stylegan2_ops._backend import kernel_status
-from stylegan2_ops.bias_act import ACTIVATIONS, _bias_act_reference, activation
-from stylegan2_ops.upfirdn2d import _upfirdn2d_reference
+from stylegan2_ops._reference import (
+    ACTIVATIONS,
+    activation,
+    bias_act_reference,
+    upfirdn2d_reference,
+)
 
 OPS = torch.ops.stylegan2_ops
 SELU_SCALE, SELU_ALPHA = 1.0507009873554805, 1.6732632423543772
@@ -60,7 +64,7 @@ def _bias_shape(dim, ndim):
 
 
 def _cpu_upfirdn2d(x, f, up, down, padding, flip_filter, gain):
-    y = _upfirdn2d_reference(x, f, tuple(up), tuple(down), tuple(padding), flip_filter, gain)
+    y = upfirdn2d_reference(x, f, tuple(up), tuple(down), tuple(padding), flip_filter, gain)
     fmt = torch.channels_last if _kernels._channels_last_output(x) else torch.contiguous_format
     return y.contiguous(memory_format=fmt)
 
@@ -131,7 +135,7 @@ def test_upfirdn2d_op_wiring_matches_reference_to_second_order(cpu_ops, spec, up
     x = torch.randn([2, 3, 5, 6], dtype=torch.float64, generator=gen, requires_grad=True)
     f = _filter(spec, gen)
     via_op = lambda t: _kernels.upfirdn2d(t, f, up, down, padding, flip, 1.5)
-    ref = lambda t: _upfirdn2d_reference(t, f, up, down, padding, flip, 1.5)
+    ref = lambda t: upfirdn2d_reference(t, f, up, down, padding, flip, 1.5)
     torch.testing.assert_close(via_op(x), ref(x), rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(via_op, (x,))
     assert torch.autograd.gradgradcheck(via_op, (x,))
@@ -146,7 +150,7 @@ def test_bias_act_op_wiring_matches_reference_to_second_order(cpu_ops, act, dim,
     spec = activation(act)
     args = (dim, act, spec.default_alpha or 0.2, 1.3, 1.1)
     via_op = lambda x, b: _kernels.bias_act(x, b, *args)
-    ref = lambda x, b: _bias_act_reference(x, b, dim, spec, *args[2:])
+    ref = lambda x, b: bias_act_reference(x, b, dim, spec, *args[2:])
     torch.testing.assert_close(via_op(x, b), ref(x, b), rtol=1e-12, atol=1e-12)
     assert torch.autograd.gradcheck(via_op, (x, b))
     assert torch.autograd.gradgradcheck(via_op, (x, b))

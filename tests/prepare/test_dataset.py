@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from multiprocessing.reduction import ForkingPickler
 import zipfile
+from multiprocessing.reduction import ForkingPickler
 
 import numpy as np
 import pytest
 
+from sg2_container.data.dataset import ImageFolderDataset
 from sg2_container.errors import UserError
-from sg2_container.training.dataset import ImageFolderDataset
 from tests.prepare.inputs import make_images
 
 FOUR = {f"{i // 2}/img{i}.png": (16, 16) for i in range(4)}
@@ -177,3 +177,28 @@ def test_a_missing_label_names_the_image(tmp_path):
         ImageFolderDataset(folder, use_labels=True)
     dataset = ImageFolderDataset(folder)  # unconditional training does not need them
     assert dataset.label_dim == 0 and "no label for" in dataset.label_error
+
+
+@pytest.mark.parametrize(
+    ("labels", "match"),
+    [
+        ([["0/img0.png", 0], ["0/img0.png", 1]], r"labels\[1\] names '0/img0.png' a second time"),
+        ([["0/img0.png", 0], ["0/img1.png", [1.0]]], "all labels must be of one kind"),
+        ([["0/img0.png", -1]], "class indices must be from 0 to 32767"),
+        ({"0/img0.png": 1}, r'"labels" must be a list of \[name, label\] pairs'),
+    ],
+)
+def test_one_dataset_json_rule_for_the_reader_and_prepare(tmp_path, labels, match):
+    """The reader and `sg2 prepare` parse dataset.json with the same code: same rule, same
+    message; the stricter rule (a name given twice is an error) holds for both."""
+    from sg2_container.data.options import PrepareOptions
+    from sg2_container.data.prepare import prepare
+
+    folder = make_images(tmp_path / "s", FOUR)
+    (folder / "dataset.json").write_text(json.dumps({"labels": labels}))
+    with pytest.raises(UserError, match=match) as read:
+        ImageFolderDataset(folder, use_labels=True)
+    assert "dataset.json" in str(read.value) and str(folder) in str(read.value)
+    with pytest.raises(UserError, match=match):
+        prepare(PrepareOptions(source=str(folder), dest=str(tmp_path / "out.zip"), labels="json",
+                               width=16, height=16))

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sg2_container.data.dataset import ImageFolderDataset
 from sg2_container.data.options import PrepareOptions
 from sg2_container.data.prepare import prepare
 from sg2_container.errors import UserError
-from sg2_container.training.dataset import ImageFolderDataset
 from tests.prepare.inputs import MAX_PIXELS, SIZE, exif_rotated_jpeg, make_images, write_folder
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sg2_container.training.dataset import ImageFolderDataset
+from sg2_container.data.dataset import ImageFolderDataset
 from tests.prepare.inputs import make_images
 
 

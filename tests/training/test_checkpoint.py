@@ -12,7 +12,7 @@ from sg2_container.data.synthetic import write_synthetic_dataset
 from sg2_container.errors import UserError
 from sg2_container.options import TrainingOptions
 from sg2_container.training import checkpoint as ckpt
-from sg2_container.training.dataset import content_fingerprint
+from sg2_container.data.dataset import content_fingerprint
 from sg2_container.training.loop import train
 from tests.training.conftest import StopAfter
 from tests.training.test_loop import _assert_same_training_state

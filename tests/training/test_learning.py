@@ -2,11 +2,11 @@
 import numpy as np
 import torch
 
+from sg2_container.data.dataset import ImageFolderDataset
 from sg2_container.data.synthetic import write_synthetic_dataset
 from sg2_container.models.files import load_model
 from sg2_container.models.networks import Generator
 from sg2_container.options import TrainingOptions
-from sg2_container.training.dataset import ImageFolderDataset
 from sg2_container.training.loop import train
 
 

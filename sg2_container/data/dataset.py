@@ -8,7 +8,6 @@ file stops training at start-up with its name, not hours later.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import struct
@@ -17,11 +16,11 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from sg2_container.data.labels import LABELS_FILE, label_matrix, parse_labels
 from sg2_container.errors import UserError
-from sg2_container.models.bounds import MAX_CLASSES, MAX_RESOLUTION
+from sg2_container.models.bounds import MAX_RESOLUTION
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
-LABELS_FILE = "dataset.json"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour type -> channels we accept (0 gray, 2 RGB); others need `sg2 prepare`.
 _PNG_CHANNELS = {0: 1, 2: 3}
@@ -296,56 +295,10 @@ class ImageFolderDataset:
         except (KeyError, FileNotFoundError):
             return None, None
         origin = f"dataset {self.path!r}: {LABELS_FILE}"
-        try:
-            raw = json.loads(data).get("labels")
-        except (ValueError, AttributeError) as e:
-            raise UserError(f'{origin} is not a JSON object with "labels" ({e})') from e
-        if raw is None:
+        labels = parse_labels(data, origin)
+        if labels is None:
             return None, None
-        try:
-            table = {str(name).replace("\\", "/"): value for name, value in raw}
-        except (TypeError, ValueError) as e:
-            raise UserError(f"{origin}: labels must be a list of [name, label] pairs") from e
-        missing = next((n for n in self._names if n not in table), None)
-        if missing is not None:
-            raise UserError(f"{origin} has no label for {missing!r}")
-        values = [table[n] for n in self._names]
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            # Checked before any array is made: class 2**40 would mean a 2**40-wide one-hot.
-            bad = next((i for i, v in enumerate(values) if not 0 <= v < MAX_CLASSES), None)
-            if bad is not None:
-                raise UserError(
-                    f"{origin}: the label of {self._names[bad]!r} is class {values[bad]}; class "
-                    f"indices must be from 0 to {MAX_CLASSES - 1}"
-                )
-            classes = np.array(values, dtype=np.int64)
-            onehot = np.zeros([len(values), int(classes.max()) + 1], dtype=np.float32)
-            onehot[np.arange(len(values)), classes] = 1
-            return onehot, "class"
-        try:
-            vectors = np.array(values, dtype=np.float64)  # float32 after the range check
-        except (TypeError, ValueError) as e:
-            raise UserError(
-                f"{origin}: labels must all be integers (classes) or all lists of numbers of one "
-                "length"
-            ) from e
-        if vectors.ndim != 2:
-            raise UserError(
-                f"{origin}: labels must all be integers (classes) or all lists of numbers of one "
-                "length"
-            )
-        if vectors.shape[1] == 0:
-            raise UserError(f"{origin}: the label vectors are empty ([]); a conditional network "
-                            "needs at least one label value per image")
-        if vectors.shape[1] > MAX_CLASSES:
-            raise UserError(f"{origin}: label vectors have {vectors.shape[1]} values; at most "
-                            f"{MAX_CLASSES} are allowed")
-        finite = (np.abs(vectors) <= np.finfo(np.float32).max).all(axis=1)  # False for NaN
-        if not finite.all():
-            bad = int(np.argmin(finite))
-            raise UserError(f"{origin}: the label of {self._names[bad]!r} holds a non-finite "
-                            "number (NaN, infinity, or beyond float32); labels must be finite")
-        return vectors.astype(np.float32), "vector"
+        return label_matrix(labels, self._names, origin)
 
     @property
     def raw_label_dim(self) -> int:

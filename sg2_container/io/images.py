@@ -1,0 +1,58 @@
+"""Image files: network output -> uint8 pixels, one PNG writer, the one image-grid writer.
+
+Torch-free: `to_uint8` only calls tensor methods, so this module sits below models and data.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from sg2_container.io.atomic import write_atomically
+
+_PIL_MODES = {1: "L", 3: "RGB"}
+
+
+def to_uint8(images) -> np.ndarray:
+    """A [N, C, H, W] tensor in about [-1, 1] -> uint8 [N, H, W, C] (x * 127.5 + 128, clamped,
+    truncated), the mapping the reference uses for its sample images."""
+    scaled = (images.detach().float() * 127.5 + 128).clamp(0, 255)
+    return scaled.permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
+
+
+def write_png(array: np.ndarray, path: str | os.PathLike) -> Path:
+    """Writes one uint8 [H, W, C] image (C = 1: gray, 3: RGB) as a PNG, atomically."""
+    import PIL.Image
+
+    if array.ndim != 3 or array.shape[2] not in _PIL_MODES or array.dtype != np.uint8:
+        raise ValueError(
+            f"cannot save a {array.dtype} array of shape {list(array.shape)} as PNG "
+            "(uint8 [H, W, C] with 1 or 3 channels allowed)"
+        )
+    channels = array.shape[2]
+    pixels = array[:, :, 0] if channels == 1 else array
+    image = PIL.Image.fromarray(np.ascontiguousarray(pixels), _PIL_MODES[channels])
+    return write_atomically(path, lambda f: image.save(f, format="PNG"))
+
+
+def tile(arrays: np.ndarray, columns: int) -> np.ndarray:
+    """uint8 [N, H, W, C] -> one [rows*H, columns*W, C] image, row-major, black padding."""
+    if columns < 1:
+        raise ValueError(f"columns: got {columns}; must be >= 1")
+    count, height, width, channels = arrays.shape
+    rows = -(-count // columns)
+    grid = np.zeros([rows * height, columns * width, channels], dtype=np.uint8)
+    for index, array in enumerate(arrays):
+        row, col = divmod(index, columns)
+        grid[row * height : (row + 1) * height, col * width : (col + 1) * width] = array
+    return grid
+
+
+def write_grid(arrays: np.ndarray, path: str | os.PathLike, columns: int | None = None) -> Path:
+    """Tiles uint8 [N, H, W, C] images into one PNG at `path` (atomically); `columns` defaults
+    to the smallest square that holds them all."""
+    if columns is None:
+        columns = max(math.ceil(math.sqrt(len(arrays))), 1)
+    return write_png(tile(np.asarray(arrays), columns), path)

@@ -1,0 +1,104 @@
+"""Networks <-> plain data, shared by our model files (files.py) and the reference pickles
+(reference_pickle.py): the loaded bundle, constructor kwargs as JSON data, state dicts checked
+tensor by tensor. Both file formats build on this module; neither imports the other's loader.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sg2_container.errors import UserError
+
+
+@dataclasses.dataclass
+class ModelBundle:
+    """Networks rebuilt from a model file, in eval mode on `device`; G and D may be None."""
+
+    G_ema: Any
+    G: Any = None
+    D: Any = None
+    metadata: dict = dataclasses.field(default_factory=dict)
+    format_version: int | None = None  # None for a reference pickle
+    source_kind: str = "sg2-model"  # or 'reference-pickle'
+
+
+def plain_json(value: Any, where: str) -> Any:
+    """Returns `value` as plain JSON data (dict subclasses -> dict, tuples -> list, numpy
+    scalars -> numbers); raises UserError naming `where` for anything else."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise UserError(f"{where}: key {key!r} is not a string")
+            out[key] = plain_json(item, f"{where}.{key}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [plain_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    import numpy as np
+
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return plain_json(value.item(), where)
+    raise UserError(f"{where}: {type(value).__name__} value {value!r} is not plain data")
+
+
+def build_network(part: str, kwargs: dict, where: str):
+    """Builds our Generator (for G / G_ema) or Discriminator (for D) from reference kwargs,
+    after checking them against models.bounds (a tiny file must not allocate absurd memory)."""
+    from sg2_container.models import bounds
+    from sg2_container.models.networks import Discriminator, Generator
+
+    bounds.check_network_kwargs(part, kwargs, where)
+
+    cls = Discriminator if part == "D" else Generator
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError, KeyError, AssertionError) as exc:
+        raise UserError(
+            f"{where}: {part}: cannot build {cls.__name__} from kwargs {kwargs!r}: {exc}"
+        ) from exc
+
+
+def load_state_checked(module, state_dict: dict, where: str) -> None:
+    """`load_state_dict(strict=True)`, but reports every missing, extra or ill-shaped tensor
+    in one UserError that names the file and part (`where`, e.g. 'model.pt: G_ema')."""
+    import torch
+
+    expected = module.state_dict()
+    problems = []
+    for name, value in state_dict.items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            problems.append(f"entry {name!r} is a {type(value).__name__}, not a tensor")
+        elif name not in expected:
+            problems.append(f"unexpected tensor '{name}' (the network has no such entry)")
+        elif tuple(value.shape) != tuple(expected[name].shape):
+            problems.append(
+                f"tensor '{name}' has shape {list(value.shape)} but the network expects "
+                f"{list(expected[name].shape)}"
+            )
+    problems += [f"missing tensor '{name}'" for name in expected if name not in state_dict]
+    if problems:
+        shown = "; ".join(problems[:8])
+        more = f"; and {len(problems) - 8} more" if len(problems) > 8 else ""
+        raise UserError(f"{where}: {shown}{more}")
+    module.load_state_dict(state_dict, strict=True)
+
+
+def cpu_state_dict(module, float32: bool = False) -> dict:
+    """The module's state dict as detached, contiguous CPU tensors (optionally float32)."""
+    out = {}
+    for name, tensor in module.state_dict().items():
+        tensor = tensor.detach().to("cpu")
+        if float32 and tensor.is_floating_point():
+            tensor = tensor.float()
+        out[name] = tensor.contiguous().clone()
+    return out
+
+
+def network_kwargs(module, part: str) -> dict:
+    """The constructor kwargs a network recorded (`init_kwargs`), as plain JSON data."""
+    kwargs = getattr(module, "init_kwargs", None)
+    if not isinstance(kwargs, dict):
+        raise TypeError(f"{part} ({type(module).__name__}) has no init_kwargs dict")
+    return plain_json(kwargs, f"{part}.init_kwargs")

@@ -1,0 +1,34 @@
+"""The model card (model/README.md) states the settings the run actually used."""
+import json
+
+from tests.sagemaker.conftest import ARTICLE, SMALL
+
+
+def _card_lines(opt_ml, **changes):
+    values = {**ARTICLE, **SMALL}
+    for key, value in changes.items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    opt_ml.hyperparameters(values)
+    code, out = opt_ml.run("train")
+    assert code == 0, out
+    card = (opt_ml.base / "model" / "README.md").read_text()
+    resolved = json.loads((opt_ml.base / "model" / "training_options.json").read_text())["resolved"]
+    return {line.split(":", 1)[0]: line.split(":", 1)[1].strip()
+            for line in card.splitlines() if line.startswith("- ")}, resolved
+
+
+def test_noaug_and_the_preset_gamma_are_stated_as_they_were(opt_ml):
+    lines, resolved = _card_lines(opt_ml, aug="noaug", augpipe=None, gamma=None)
+    assert lines["- augmentation"] == "none (aug=noaug)"
+    assert "bgc" not in lines["- augmentation"] and "augpipe" not in lines["- augmentation"]
+    assert resolved["gamma"] == 1  # paper256's gamma in the reference's preset table
+    assert lines["- R1 gamma"] == "1"
+
+
+def test_ada_names_its_pipeline_and_the_given_gamma(opt_ml):
+    lines, _ = _card_lines(opt_ml)  # the article: augpipe bg, gamma 10
+    assert lines["- augmentation"] == "ada, augpipe bg"
+    assert lines["- R1 gamma"] == "10"
