@@ -122,7 +122,9 @@ def create_app(options: ServeOptions, *, on_fatal: Callable[[BaseException], Non
         if state.batcher is None:
             reason = "failed" if state.failure else "loading"
             return _error(503, f"not ready: the model is {reason}")
-        return JSONResponse({"status": "ready"})
+        batcher = state.batcher
+        return JSONResponse({"status": "ready", "batches": batcher.batches,
+                             "queued_images": batcher.queued_images})
 
     async def invocations(request: Request) -> Response:
         started = time.perf_counter()

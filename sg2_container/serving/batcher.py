@@ -7,11 +7,14 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sg2_container.serving.renderer import Renderer
 from sg2_container.serving.request import RenderRequest
+
+if TYPE_CHECKING:  # torch loads with the model, after the server listens
+    from sg2_container.serving.renderer import Renderer
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ class _Job:
 class Batcher:
     """submit() a request, await its images; start() and stop() run the collector tasks."""
 
-    def __init__(self, renderers: Sequence[Renderer], *, max_batch: int, batch_wait_ms: float,
+    def __init__(self, renderers: Sequence["Renderer"], *, max_batch: int, batch_wait_ms: float,
                  max_queue: int):
         self.renderers = list(renderers)
         self.max_batch = max_batch
@@ -78,7 +81,7 @@ class Batcher:
             count += job.request.count
         return batch
 
-    async def _collect(self, renderer: Renderer) -> None:
+    async def _collect(self, renderer: "Renderer") -> None:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._next_batch()

@@ -229,7 +229,7 @@ def _parse_mix(mix: Any, network: NetworkInfo, max_images: int, common: dict) ->
     if len(rows) * len(cols) > max_images:
         raise RequestError(f"mix: {len(rows)} x {len(cols)} = {len(rows) * len(cols)} images is "
                            f"more than {max_images} (this endpoint's max_images)",
-                           field="mix.col_seeds")
+                           field="mix")
     styles = mix.get("styles", f"0-{min(6, network.num_ws - 1)}")
     allowed = f"layer indices from 0 to {network.num_ws - 1} (a list, or a text such as '0-6')"
     if isinstance(styles, str):
