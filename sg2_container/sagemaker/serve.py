@@ -96,7 +96,13 @@ def serve_options(env: Mapping[str, str]):
     except UserError:
         raise UserError(f"{PORT_VARIABLE}={port!r} is not a port number") from None
     values["network"] = str(find_model_file(paths.model_dir(), env))
-    return ServeOptions(host="0.0.0.0", **values)
+    try:
+        return ServeOptions(host="0.0.0.0", **values)
+    except UserError as error:  # name the variable the user set, not only the field
+        for variable, name in env_variables().items():
+            if variable in env and str(error).startswith(f"{name}="):
+                raise UserError(f"{variable}: {error}") from None
+        raise
 
 
 def run_serve(args: list[str]) -> int:
