@@ -71,6 +71,9 @@ COPY sg2_container/ sg2_container/
 ARG SG2_BUILD_CUDA=1
 ARG CUDA_ARCH_LIST=""
 ARG MAX_JOBS=4
+# Our wheel with its [serve] extra (the endpoint's server, pinned in setup.py); hadolint cannot
+# see that the "${wheel}[serve]" requirement is this build's own file.
+# hadolint ignore=DL3013
 RUN export SG2_BUILD_CUDA MAX_JOBS \
         TORCH_CUDA_ARCH_LIST="${CUDA_ARCH_LIST:-$SG2_CUDA_ARCH_LIST}" \
     && echo "building sg2-container: SG2_BUILD_CUDA=$SG2_BUILD_CUDA TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST" \
