@@ -4,7 +4,7 @@ Batch company must not change a request's bytes. Two things make a row's result 
 batch on CPU BLAS/oneDNN (measured): matrix products pick different kernels for different row
 counts, and a one-row forward takes other paths than a multi-row one. So the fully connected
 layers compute row by row (a hook; their cost is tiny next to the convolutions), and every
-forward has at least two rows (on a GPU: always exactly max_batch rows, one fixed shape, as
+forward has at least two rows (unless max_batch is 1; on a GPU: always exactly max_batch rows, one fixed shape, as
 its convolution algorithms are chosen per shape). Padding rows are copies, dropped afterwards.
 """
 from __future__ import annotations
@@ -48,7 +48,8 @@ class Renderer:
         self.G = G
         self.device = device
         self.max_batch = max_batch
-        self.min_rows = max_batch if device.type == "cuda" else 2
+        # With max_batch 1 every forward has one row: one shape, nothing to pad.
+        self.min_rows = max_batch if device.type == "cuda" else min(2, max_batch)
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"render-{device}")
         self.info = NetworkInfo(num_ws=G.num_ws, w_dim=G.w_dim, c_dim=G.c_dim)
