@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from sg2_container.errors import UserError
 from sg2_container.models.reference_pickle import save_reference_pickle
