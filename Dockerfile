@@ -71,6 +71,9 @@ COPY sg2_container/ sg2_container/
 ARG SG2_BUILD_CUDA=1
 ARG CUDA_ARCH_LIST=""
 ARG MAX_JOBS=4
+# Our wheel with its [serve] extra (the endpoint's server, pinned in setup.py); hadolint cannot
+# see that the "${wheel}[serve]" requirement is this build's own file.
+# hadolint ignore=DL3013
 RUN export SG2_BUILD_CUDA MAX_JOBS \
         TORCH_CUDA_ARCH_LIST="${CUDA_ARCH_LIST:-$SG2_CUDA_ARCH_LIST}" \
     && echo "building sg2-container: SG2_BUILD_CUDA=$SG2_BUILD_CUDA TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST" \
@@ -79,7 +82,8 @@ RUN export SG2_BUILD_CUDA MAX_JOBS \
            python3 -m zipfile -l /wheels/sg2_container-*.whl | grep -E 'stylegan2_ops/_C[^/]*\.so' \
            || { echo "SG2_BUILD_CUDA=1 but the wheel holds no compiled kernels" >&2; exit 1; }; \
        fi \
-    && pip install /wheels/sg2_container-*.whl \
+    && wheel="$(ls /wheels/sg2_container-*.whl)" \
+    && pip install "${wheel}[serve]" \
     && pip check \
     && if [ "$SG2_BUILD_CUDA" = 1 ]; then python3 -c 'import torch, stylegan2_ops._C'; fi
 
@@ -108,8 +112,10 @@ LABEL org.opencontainers.image.title="sg2-container" \
       org.opencontainers.image.revision="${VCS_REF}" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# Fails the build if the entrypoint is missing or cannot import in this image.
-RUN sg2-sagemaker --help > /dev/null
+# Fails the build if the entrypoint is missing or cannot import in this image, or if the
+# endpoint's server packages (the [serve] extra) are missing.
+RUN sg2-sagemaker --help > /dev/null \
+    && python3 -c 'import sg2_container.serving as s; s.require_packages(); import sg2_container.serving.app' 
 
 # Hosting: SageMaker sends /ping and /invocations to port 8080.
 EXPOSE 8080

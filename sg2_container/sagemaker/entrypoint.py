@@ -33,8 +33,8 @@ def _help() -> str:
     lines = [USAGE, "", "The sg2-container image's entrypoint: one mode per SageMaker job type.", "",
              "modes:",
              "  train             training job: hyperparameters.json -> checkpoints -> model",
-             "  serve             hosting: HTTP /ping and /invocations on port 8080 (not yet "
-             "in this build)"]
+             "  serve             hosting: HTTP /ping and /invocations on port 8080, the model "
+             "from <base>/model"]
     lines += [f"  {name:<17} processing job: {command.summary}" for name, command in COMMANDS.items()]
     lines += ["  (no mode)         processing job: prepare options given directly (--source ...),",
               "                    or a training job when only hyperparameters.json exists",
@@ -55,11 +55,9 @@ def _train(args: list[str]) -> int:
 
 
 def _serve(args: list[str]) -> int:
-    from sg2_container.errors import UserError
-    from sg2_container.sagemaker.jobs import EXIT_USER_ERROR
+    from sg2_container.sagemaker.serve import run_serve
 
-    log.error("%s", UserError("serve: this build of sg2-container has no hosting mode yet"))
-    return EXIT_USER_ERROR
+    return run_serve(args)
 
 
 def _looks_like_training_job() -> bool:

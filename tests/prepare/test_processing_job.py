@@ -101,8 +101,9 @@ def test_bad_option_value_is_named_in_the_message(tmp_path):
 
 
 def test_serve_is_not_a_processing_command(tmp_path):
+    """`serve` is the hosting mode: without a model folder it fails with a user error."""
     result = _run(tmp_path / "ml", "serve")
-    assert result.returncode == 1 and "no hosting mode yet" in result.stdout + result.stderr
+    assert result.returncode == 1 and "no model folder" in result.stdout + result.stderr
 
 
 def test_no_arguments_explain_what_is_expected(tmp_path):

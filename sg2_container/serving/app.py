@@ -1,0 +1,197 @@
+"""The ASGI app: GET /ping, POST /invocations (SageMaker's hosting routes).
+
+The model loads in the background after the server starts listening, so /ping can say 503
+until it is loaded and warmed up, then 200. Every failure of one request becomes a JSON answer
+{"error": ..., "field": ...} with a 4xx (the client's to fix) or 5xx status; none stops the
+server.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sg2_container.errors import UserError
+from sg2_container.serving.batcher import Batcher, Busy
+from sg2_container.serving.options import SAGEMAKER_PAYLOAD_LIMIT, ServeOptions
+from sg2_container.serving.request import (JSON, NPY, PNG, RequestError, choose_media_type,
+                                           parse_request)
+
+log = logging.getLogger(__name__)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """One uint8 [H, W, C] image as PNG bytes, in the mode `sg2 generate` writes (L or RGB)."""
+    import PIL.Image
+
+    mode = {1: "L", 3: "RGB"}.get(image.shape[2])
+    if mode is None:
+        raise ValueError(f"cannot encode {image.shape[2]} channels as PNG (1 or 3 allowed)")
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(image[:, :, 0] if mode == "L" else image, mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def npy_bytes(images: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, images, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "field": field}, status_code=status)
+
+
+class _State:
+    """What the routes share: the batcher once the model is ready, or why loading failed."""
+
+    def __init__(self):
+        self.batcher: Batcher | None = None
+        self.failure: BaseException | None = None
+
+
+def load_renderers(options: ServeOptions):
+    """One Renderer (model copy) per device, each warmed up; runs in a worker thread."""
+    import torch
+
+    from sg2_container.models.files import load_model
+    from sg2_container.runtime import resolve_device
+    from sg2_container.serving.renderer import Renderer
+
+    if options.device.strip() == "auto" and torch.cuda.device_count() > 1:
+        devices = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+    else:
+        devices = [resolve_device(name.strip()) for name in options.device.split(",")]
+    renderers = []
+    for device in devices:
+        started = time.perf_counter()
+        renderer = Renderer(load_model(options.network, device=device).G_ema, device,
+                            max_batch=options.max_batch)
+        renderer.warm_up()
+        renderers.append(renderer)
+        log.info("model %s ready on %s (loaded and warmed up in %.1f s)", options.network,
+                 device, time.perf_counter() - started)
+    return renderers
+
+
+def create_app(options: ServeOptions, *, on_fatal: Callable[[BaseException], None]) -> Starlette:
+    """The app; `on_fatal(error)` is called when the model cannot be loaded (the server should
+    then exit: an endpoint that can never answer must fail its deployment)."""
+    state = _State()
+
+    async def load() -> None:
+        try:
+            renderers = await asyncio.get_running_loop().run_in_executor(
+                None, load_renderers, options)
+        except BaseException as error:  # noqa: BLE001 - reported, then the server exits
+            if isinstance(error, UserError):
+                log.error("cannot serve: %s", error)
+            else:
+                log.exception("cannot serve: loading the model failed")
+            state.failure = error
+            on_fatal(error)
+            return
+        batcher = Batcher(renderers, max_batch=options.max_batch,
+                          batch_wait_ms=options.batch_wait_ms, max_queue=options.max_queue)
+        batcher.start()
+        state.batcher = batcher
+        log.info("ready: /ping answers 200 (max_batch %d, batch_wait_ms %g, max_images %d)",
+                 options.max_batch, options.batch_wait_ms, options.max_images)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        loading = asyncio.get_running_loop().create_task(load())
+        try:
+            yield
+        finally:
+            await loading
+            if state.batcher is not None:
+                await state.batcher.stop()
+
+    async def ping(request: Request) -> Response:
+        if state.batcher is None:
+            reason = "failed" if state.failure else "loading"
+            return _error(503, f"not ready: the model is {reason}")
+        batcher = state.batcher
+        return JSONResponse({"status": "ready", "batches": batcher.batches,
+                             "queued_images": batcher.queued_images})
+
+    async def invocations(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            media_type = choose_media_type(request.headers.get("accept"))
+            body = await _read_body(request, SAGEMAKER_PAYLOAD_LIMIT)
+            if state.batcher is None:
+                return _error(503, "not ready: the model is loading; poll /ping")
+            render_request = parse_request(body, state.batcher.renderers[0].info,
+                                           options.max_images)
+            if media_type == PNG and render_request.count != 1:
+                raise RequestError(
+                    f"Accept: image/png holds one image and this request makes "
+                    f"{render_request.count}; ask for {JSON} or {NPY}", status=406)
+            images = await asyncio.wait_for(state.batcher.render(render_request),
+                                            options.request_timeout_s)
+        except RequestError as error:
+            return JSONResponse(error.body(), status_code=error.status)
+        except UserError as error:
+            return _error(400, str(error))
+        except Busy as error:
+            return _error(503, str(error))
+        except asyncio.TimeoutError:
+            return _error(504, f"the images were not ready within {options.request_timeout_s:g} "
+                               "s (request_timeout_s)")
+        except Exception as error:  # noqa: BLE001 - one request fails, the server keeps serving
+            log.exception("an /invocations request failed")
+            return _error(500, f"internal error: {type(error).__name__}: {error}")
+        response = await asyncio.get_running_loop().run_in_executor(
+            None, _encode, images, render_request, media_type)
+        log.debug("%d image(s) in %.1f ms", len(images), (time.perf_counter() - started) * 1e3)
+        return response
+
+    return Starlette(routes=[Route("/ping", ping, methods=["GET"]),
+                             Route("/invocations", invocations, methods=["POST"])],
+                     lifespan=lifespan)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    too_big = RequestError(f"the body is larger than SageMaker's limit of {limit} bytes (6 MiB)",
+                           status=413)
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise too_big
+        except ValueError:
+            raise RequestError(f"Content-Length {declared!r} is not a number") from None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _encode(images: np.ndarray, request, media_type: str) -> Response:
+    """The answer in the chosen type (runs off the event loop: PNG encoding takes time)."""
+    height, width, channels = images.shape[1:]
+    headers = {"X-Image-Count": str(len(images))}
+    if media_type == PNG:
+        return Response(png_bytes(images[0]), media_type=PNG, headers=headers)
+    if media_type == NPY:
+        return Response(npy_bytes(images), media_type=NPY, headers=headers)
+    items = [dict(label, png=base64.b64encode(png_bytes(image)).decode("ascii"))
+             for label, image in zip(request.labels(), images)]
+    return JSONResponse({"images": items, "width": width, "height": height, "channels": channels,
+                         "noise_mode": request.noise_mode})

@@ -1,0 +1,265 @@
+"""An /invocations body and Accept header -> a validated RenderRequest, or a RequestError that
+names the field and what is allowed (sent back as JSON with a 4xx status)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from sg2_container.errors import UserError
+from sg2_container.options.choices import NOISE_MODES
+from sg2_container.inference.seeds import MAX_SEED, parse_seeds
+from sg2_container.options.schema import closest
+
+FIELDS = ("seed", "seeds", "truncation_psi", "class", "noise_mode", "w", "mix")
+SOURCES = ("seed", "seeds", "w", "mix")
+MIX_FIELDS = ("row_seeds", "col_seeds", "styles")
+PSI_RANGE = (-2.0, 2.0)
+
+JSON = "application/json"
+PNG = "image/png"
+NPY = "application/x-npy"
+MEDIA_TYPES = (JSON, PNG, NPY)
+WILDCARDS = {"*/*": JSON, "application/*": JSON, "image/*": PNG}
+
+
+class RequestError(UserError):
+    """A bad request: `field` is the JSON field at fault (None: the body or a header)."""
+
+    def __init__(self, message: str, *, field: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+    def body(self) -> dict:
+        return {"error": str(self), "field": self.field}
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkInfo:
+    """What validation needs to know about the generator."""
+
+    num_ws: int
+    w_dim: int
+    c_dim: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RenderRequest:
+    """One request's images: from seeds, a projected W, or a style-mixing grid (row-major)."""
+
+    kind: str  # 'seeds', 'w' or 'mix'
+    noise_mode: str = "const"
+    truncation_psi: float = 1.0
+    class_idx: int | None = None
+    seeds: tuple[int, ...] = ()
+    w: np.ndarray | None = None  # float32 [N, num_ws, w_dim]
+    row_seeds: tuple[int, ...] = ()
+    col_seeds: tuple[int, ...] = ()
+    styles: tuple[int, ...] = ()
+
+    @property
+    def count(self) -> int:
+        if self.kind == "seeds":
+            return len(self.seeds)
+        if self.kind == "w":
+            return int(self.w.shape[0])
+        return len(self.row_seeds) * len(self.col_seeds)
+
+    def labels(self) -> list[dict]:
+        """What each image is, in order, for the JSON answer."""
+        if self.kind == "seeds":
+            return [{"seed": s} for s in self.seeds]
+        if self.kind == "w":
+            return [{"w_index": i} for i in range(self.count)]
+        return [{"row_seed": r, "col_seed": c} for r in self.row_seeds for c in self.col_seeds]
+
+
+def choose_media_type(accept: str | None) -> str:
+    """The answer's type from the Accept header (q-values honoured); missing or */* -> JSON."""
+    if accept is None or not accept.strip():
+        return JSON
+    offers = []
+    for position, part in enumerate(accept.split(",")):
+        pieces = [p.strip() for p in part.split(";")]
+        media = pieces[0].lower()
+        q = 1.0
+        for param in pieces[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        chosen = media if media in MEDIA_TYPES else WILDCARDS.get(media)
+        if chosen and q > 0:
+            offers.append((-q, position, chosen))
+    if not offers:
+        raise RequestError(f"Accept: {accept!r} names no type this endpoint answers with; "
+                           f"allowed: {', '.join(MEDIA_TYPES)} (or */*)", status=406)
+    return min(offers)[2]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _seed_list(value: Any, field: str, max_images: int) -> tuple[int, ...]:
+    """A JSON list of seeds, or the CLI's text form ('0-7,12'), bounded before expanding."""
+    if isinstance(value, str):
+        count = 0
+        for part in (p.strip() for p in value.split(",")):
+            if "-" in part[1:]:  # a range, as parse_seeds reads it
+                first, last = part.split("-", 1)
+                try:
+                    count += max(0, int(last) - int(first) + 1)
+                except ValueError:
+                    pass  # parse_seeds names the bad part
+            else:
+                count += 1
+            if count > max_images:
+                raise RequestError(f"{field}={_short(value)} asks for more than {max_images} "
+                                   f"images (this endpoint's max_images)", field=field)
+        try:
+            seeds = parse_seeds(value)
+        except UserError as error:
+            raise RequestError(f"{field}: {error}", field=field) from None
+    elif isinstance(value, list):
+        seeds = value
+    else:
+        raise RequestError(f"{field}={_short(value)} is not allowed: a list of integer seeds or "
+                           f"a text such as '0-7,12'", field=field)
+    if not seeds:
+        raise RequestError(f"{field}: at least one seed is needed", field=field)
+    if len(seeds) > max_images:
+        raise RequestError(f"{field}: {len(seeds)} seeds is more than {max_images} images (this "
+                           f"endpoint's max_images)", field=field)
+    for seed in seeds:
+        _check_seed(seed, field)
+    return tuple(seeds)
+
+
+def _check_seed(seed: Any, field: str) -> int:
+    if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+        raise RequestError(f"{field}: seed {_short(seed)} is not allowed: integers from 0 to "
+                           f"{MAX_SEED}", field=field)
+    return seed
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, np.ndarray) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_request(body: bytes, network: NetworkInfo, max_images: int) -> RenderRequest:
+    """Validates every field; the first problem found is raised as a RequestError."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RequestError(f"the body is not JSON ({error}); send an object such as "
+                           '{"seed": 42}') from None
+    if not isinstance(data, dict):
+        raise RequestError(f"the body is a JSON {type(data).__name__}, not an object such as "
+                           '{"seed": 42}')
+    for key in data:
+        if key not in FIELDS:
+            raise RequestError(f"unknown field {key!r}{closest(key, FIELDS)}; allowed: "
+                               f"{', '.join(FIELDS)}", field=key)
+    given = [k for k in SOURCES if data.get(k) is not None]
+    if len(given) != 1:
+        what = "none" if not given else ", ".join(given)
+        raise RequestError(f"give exactly one of {', '.join(SOURCES)} (got {what})",
+                           field=given[-1] if given else None)
+    source = given[0]
+
+    noise_mode = data.get("noise_mode", "const")
+    if noise_mode not in NOISE_MODES:
+        raise RequestError(f"noise_mode={_short(noise_mode)} is not allowed: one of "
+                           f"{', '.join(NOISE_MODES)}", field="noise_mode")
+
+    if source == "w":
+        for key in ("truncation_psi", "class"):
+            if data.get(key) is not None:
+                raise RequestError(f"{key} applies to seeds and mix; a projected w is rendered "
+                                   f"as given: leave {key} out", field=key)
+        return RenderRequest(kind="w", noise_mode=noise_mode,
+                             w=_parse_w(data["w"], network, max_images))
+
+    psi = data.get("truncation_psi", 1.0)
+    if (not isinstance(psi, (int, float)) or isinstance(psi, bool) or not math.isfinite(psi)
+            or not PSI_RANGE[0] <= psi <= PSI_RANGE[1]):
+        raise RequestError(f"truncation_psi={_short(psi)} is not allowed: a number from "
+                           f"{PSI_RANGE[0]:g} to {PSI_RANGE[1]:g} (1 = no truncation)",
+                           field="truncation_psi")
+    class_idx = data.get("class")
+    if network.c_dim == 0:
+        if class_idx is not None:
+            raise RequestError(f"class={_short(class_idx)}: the network is unconditional; leave "
+                               "class out", field="class")
+    elif not _is_int(class_idx) or not 0 <= class_idx < network.c_dim:
+        raise RequestError(f"class={_short(class_idx)} is not allowed: the network is "
+                           f"conditional, give an integer from 0 to {network.c_dim - 1}",
+                           field="class")
+    common = dict(noise_mode=noise_mode, truncation_psi=float(psi), class_idx=class_idx)
+
+    if source == "seed":
+        return RenderRequest(kind="seeds", seeds=(_check_seed(data["seed"], "seed"),), **common)
+    if source == "seeds":
+        return RenderRequest(kind="seeds", seeds=_seed_list(data["seeds"], "seeds", max_images),
+                             **common)
+    return _parse_mix(data["mix"], network, max_images, common)
+
+
+def _parse_mix(mix: Any, network: NetworkInfo, max_images: int, common: dict) -> RenderRequest:
+    if not isinstance(mix, dict):
+        raise RequestError('mix must be an object such as {"row_seeds": [1, 2], "col_seeds": '
+                           '[3, 4], "styles": [0, 1, 2, 3]}', field="mix")
+    for key in mix:
+        if key not in MIX_FIELDS:
+            raise RequestError(f"unknown field mix.{key}{closest(key, MIX_FIELDS)}; allowed: "
+                               f"{', '.join(MIX_FIELDS)}", field=f"mix.{key}")
+    for key in ("row_seeds", "col_seeds"):
+        if mix.get(key) is None:
+            raise RequestError(f"mix.{key} is required: a list of seeds", field=f"mix.{key}")
+    rows = _seed_list(mix["row_seeds"], "mix.row_seeds", max_images)
+    cols = _seed_list(mix["col_seeds"], "mix.col_seeds", max_images)
+    if len(rows) * len(cols) > max_images:
+        raise RequestError(f"mix: {len(rows)} x {len(cols)} = {len(rows) * len(cols)} images is "
+                           f"more than {max_images} (this endpoint's max_images)",
+                           field="mix")
+    styles = mix.get("styles", f"0-{min(6, network.num_ws - 1)}")
+    allowed = f"layer indices from 0 to {network.num_ws - 1} (a list, or a text such as '0-6')"
+    if isinstance(styles, str):
+        try:
+            styles = parse_seeds(styles) if len(styles) <= 64 else None
+        except UserError:
+            styles = None
+    if (not isinstance(styles, list) or not styles or len(styles) > network.num_ws * 4
+            or not all(_is_int(s) and 0 <= s < network.num_ws for s in styles)):
+        raise RequestError(f"mix.styles={_short(mix.get('styles'))} is not allowed: {allowed}",
+                           field="mix.styles")
+    return RenderRequest(kind="mix", row_seeds=rows, col_seeds=cols, styles=tuple(styles),
+                         **common)
+
+
+def _parse_w(value: Any, network: NetworkInfo, max_images: int) -> np.ndarray:
+    shape = f"[{network.num_ws}, {network.w_dim}] or [N, {network.num_ws}, {network.w_dim}]"
+    try:
+        w = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RequestError(f"w is not a nested list of numbers of shape {shape}",
+                           field="w") from None
+    if w.ndim == 2:
+        w = w[None]
+    if w.ndim != 3 or w.shape[1:] != (network.num_ws, network.w_dim):
+        raise RequestError(f"w has shape {list(w.shape)}; allowed: {shape}", field="w")
+    if not 1 <= w.shape[0] <= max_images:
+        raise RequestError(f"w holds {w.shape[0]} latents; allowed: 1 to {max_images} (this "
+                           f"endpoint's max_images)", field="w")
+    if not np.isfinite(w).all():
+        raise RequestError("w holds NaN or infinite values; allowed: finite numbers", field="w")
+    return w.astype(np.float32)
+

@@ -1,0 +1,131 @@
+"""The endpoint under load and while SageMaker scales it in (SIGTERM)."""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+
+from tests.serving.server import Server, environment, free_port, tiny_model
+
+LOAD_SECONDS = 10
+CLIENTS = 16
+RSS_GROWTH_BOUND = 64 * 1024 * 1024  # bytes: a leak per request would pass this in seconds
+
+
+def test_bounded_load_has_no_5xx_and_bounded_memory(tmp_path):
+    network = tmp_path / "model.pt"
+    tiny_model(network)
+    server = Server.sg2_serve(network, tmp_path, "--max-batch", "16", "--batch-wait-ms", "5")
+    try:
+        server.ping_codes_until_ready()
+        bodies = [{"seed": 1}, {"seeds": [2, 3]}, {"seeds": "4-7", "truncation_psi": 0.5}]
+        with httpx.Client(timeout=60) as client:  # warm the allocator before measuring
+            for body in bodies * 3:
+                assert client.post(server.url + "/invocations", json=body).status_code == 200
+        rss_before = server.rss_bytes()
+        stop_at = time.monotonic() + LOAD_SECONDS
+        latencies: list[float] = []
+        statuses: list[int] = []
+
+        def client_loop(index: int) -> None:
+            with httpx.Client(timeout=60) as client:
+                i = index
+                while time.monotonic() < stop_at:
+                    started = time.perf_counter()
+                    answer = client.post(server.url + "/invocations", json=bodies[i % 3],
+                                         headers={"Accept": "application/x-npy"})
+                    latencies.append(time.perf_counter() - started)
+                    statuses.append(answer.status_code)
+                    i += 1
+
+        with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
+            for future in [pool.submit(client_loop, i) for i in range(CLIENTS)]:
+                future.result()
+        rss_after = server.rss_bytes()
+        p50, p99 = np.percentile(latencies, [50, 99]) * 1000
+        print(f"\nload: {len(statuses)} requests from {CLIENTS} clients in {LOAD_SECONDS} s, "
+              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, server RSS {rss_before / 2**20:.0f} -> "
+              f"{rss_after / 2**20:.0f} MiB")
+        assert statuses and not [s for s in statuses if s >= 500]
+        assert set(statuses) == {200}
+        assert rss_after - rss_before < RSS_GROWTH_BOUND
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(tmp_path):
+    network = tmp_path / "model.pt"
+    tiny_model(network)
+    # Requests wait a whole second for company, so they are surely in flight at the signal.
+    server = Server.sg2_serve(network, tmp_path, "--max-batch", "64", "--batch-wait-ms", "1000")
+    try:
+        server.ping_codes_until_ready()
+        in_flight = 8
+        finished: list[tuple[float, int]] = []
+        lock = threading.Lock()
+
+        def one(seed: int) -> None:
+            answer = httpx.post(server.url + "/invocations", json={"seed": seed}, timeout=60)
+            with lock:
+                finished.append((time.monotonic(), answer.status_code))
+
+        pool = concurrent.futures.ThreadPoolExecutor(in_flight)
+        futures = [pool.submit(one, seed) for seed in range(in_flight)]
+        deadline = time.monotonic() + 20
+        while httpx.get(server.url + "/ping").json()["queued_images"] < in_flight:
+            assert time.monotonic() < deadline, "the requests never queued"
+            time.sleep(0.01)
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        refused_at = None
+        while refused_at is None and time.monotonic() < signalled + 10:
+            try:
+                httpx.post(server.url + "/invocations", json={"seed": 99}, timeout=60)
+            except httpx.ConnectError:
+                refused_at = time.monotonic()
+            time.sleep(0.02)
+        for future in futures:
+            future.result()
+        pool.shutdown()
+        code = server.process.wait(timeout=30)
+        exited = time.monotonic()
+    finally:
+        server.stop()
+    assert code == 0, server.log()
+    assert exited - signalled < 30
+    assert [status for _, status in finished] == [200] * in_flight
+    assert refused_at is not None and refused_at < max(t for t, _ in finished), (
+        "new connections were still accepted while in-flight requests were finishing")
+    assert "SIGTERM: stopping cleanly" in server.log()
+
+
+def test_sagemaker_serve_finds_the_model_in_opt_ml_model(tmp_path):
+    """`sg2-sagemaker serve` as SageMaker runs it: the extracted model.tar.gz in <base>/model,
+    the port and settings from the environment."""
+    base = tmp_path / "ml"
+    (base / "model" / "code").mkdir(parents=True)
+    tiny_model(base / "model" / "model.pt")
+    (base / "model" / "samples.png").write_bytes(b"\x89PNG not really")
+    (base / "model" / "options.json").write_text("{}")
+    port = free_port()
+    env = environment(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
+                      SG2_MAX_BATCH="4", SG2_MAX_IMAGES="3")
+    server = Server([sys.executable, "-m", "sg2_container.sagemaker.entrypoint", "serve"], port,
+                    tmp_path / "log", env=env)
+    try:
+        server.ping_codes_until_ready()
+        ok = httpx.post(server.url + "/invocations", json={"seeds": [1, 2, 3]}, timeout=60)
+        too_many = httpx.post(server.url + "/invocations", json={"seeds": [1, 2, 3, 4]}, timeout=60)
+    finally:
+        code = server.stop()
+    assert ok.status_code == 200 and len(ok.json()["images"]) == 3
+    assert too_many.status_code == 400 and "max_images" in too_many.json()["error"]
+    assert code == 0, server.log()
+    assert "model.pt" in server.log()
+    assert not os.path.exists(base / "output" / "failure")

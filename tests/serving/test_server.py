@@ -1,0 +1,174 @@
+"""The endpoint as a client meets it: a real `sg2 serve` process on 127.0.0.1."""
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import io
+import json
+import socket
+
+import httpx
+import numpy as np
+import PIL.Image
+import pytest
+from click.testing import CliRunner
+
+from sg2_container.cli.main import cli
+from tests.serving.server import Server, tiny_model
+
+MAX_IMAGES = 16
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One server for the functional tests: batches gather for 150 ms so concurrent requests
+    reliably share a forward."""
+    tmp = tmp_path_factory.mktemp("serve")
+    network = tmp / "model.pt"
+    tiny_model(network)
+    server = Server.sg2_serve(network, tmp, "--max-batch", "8", "--batch-wait-ms", "150",
+                              "--max-images", str(MAX_IMAGES))
+    codes = server.ping_codes_until_ready()
+    yield server, network, codes
+    assert server.stop() == 0, server.log()
+
+
+def post(server, body, accept=None, headers=None):
+    headers = dict(headers or {}, **({"Accept": accept} if accept else {}))
+    content = json.dumps(body) if isinstance(body, (dict, list)) else body
+    return httpx.post(server.url + "/invocations", content=content, headers=headers, timeout=60)
+
+
+def png_array(data: bytes) -> np.ndarray:
+    with PIL.Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image)
+
+
+def test_ping_is_503_while_the_model_loads_then_200(served):
+    server, _, codes = served
+    assert codes[0] == 503 and codes[-1] == 200, codes
+    answer = httpx.get(server.url + "/ping").json()
+    assert answer["status"] == "ready"
+
+
+def test_png_for_a_seed_equals_sg2_generate(served, tmp_path):
+    server, network, _ = served
+    answer = post(server, {"seed": 7, "truncation_psi": 0.7}, accept="image/png")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "image/png"
+    result = CliRunner().invoke(cli, ["generate", "--network", str(network), "--seeds", "7",
+                                      "--trunc", "0.7", "--outdir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    with PIL.Image.open(tmp_path / "seed0007.png") as image:
+        expected = np.asarray(image)
+    served_image = png_array(answer.content)
+    assert served_image.shape == expected.shape == (16, 16, 3)
+    assert np.abs(served_image.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_json_npy_and_default_accept_agree(served):
+    server, _, _ = served
+    body = {"seeds": [3, 1, 2]}
+    as_json = post(server, body, accept="application/json").json()
+    assert [item["seed"] for item in as_json["images"]] == [3, 1, 2]
+    assert (as_json["width"], as_json["height"], as_json["channels"]) == (16, 16, 3)
+    pngs = np.stack([png_array(base64.b64decode(item["png"])) for item in as_json["images"]])
+    answer = post(server, body, accept="application/x-npy")
+    assert answer.headers["content-type"] == "application/x-npy"
+    arrays = np.load(io.BytesIO(answer.content), allow_pickle=False)
+    assert arrays.dtype == np.uint8 and arrays.shape == (3, 16, 16, 3)
+    np.testing.assert_array_equal(arrays, pngs)
+    for accept in (None, "*/*", "text/html;q=0.9, */*;q=0.1"):
+        assert post(server, body, accept=accept).json() == as_json
+    # Unknown extra headers are ignored.
+    assert post(server, body, headers={"X-Amzn-Trace-Id": "abc", "X-Whatever": "1"}).status_code == 200
+
+
+def test_a_request_alone_and_inside_a_batch_gives_the_same_bytes(served):
+    server, _, _ = served
+    request = {"seeds": [11, 12]}
+    alone = post(server, request, accept="application/x-npy").content
+    others = [{"seeds": [s]} for s in range(20, 26)] + [{"mix": {"row_seeds": [1], "col_seeds": [2]}}]
+    before = httpx.get(server.url + "/ping").json()["batches"]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(post, server, body, "application/x-npy") for body in
+                   others[:4] + [request] + others[4:]]
+        answers = [f.result() for f in futures]
+    batches = httpx.get(server.url + "/ping").json()["batches"] - before
+    assert all(a.status_code == 200 for a in answers)
+    assert batches < len(answers), "the concurrent requests were not batched"
+    assert answers[4].content == alone
+
+
+def test_style_mix_and_projected_w(served):
+    server, _, _ = served
+    mix = post(server, {"mix": {"row_seeds": [1, 2], "col_seeds": "3-4", "styles": "0-2"}}).json()
+    assert [(i["row_seed"], i["col_seed"]) for i in mix["images"]] == [(1, 3), (1, 4), (2, 3), (2, 4)]
+    w = np.random.RandomState(0).randn(6, 16).tolist()  # the tiny net has 6 ws of 16
+    one = post(server, {"w": w}, accept="application/x-npy")
+    also = post(server, {"w": [w]}, accept="application/x-npy")
+    assert one.status_code == 200, one.text
+    assert one.content == also.content
+
+
+@pytest.mark.parametrize("body,accept,status,field", [
+    (b"not json", None, 400, None),
+    ([1, 2], None, 400, None),
+    ({"seed": "7"}, None, 400, "seed"),
+    ({"seed": -1}, None, 400, "seed"),
+    ({"seed": True}, None, 400, "seed"),
+    ({"seeds": [1, -2]}, None, 400, "seeds"),
+    ({"seeds": list(range(MAX_IMAGES + 1))}, None, 400, "seeds"),
+    ({"seeds": "0-4294967295"}, None, 400, "seeds"),
+    ({"seeds": []}, None, 400, "seeds"),
+    ({"seed": 1, "seeds": [2]}, None, 400, "seeds"),
+    ({}, None, 400, None),
+    ({"seed": 1, "truncation_psi": "high"}, None, 400, "truncation_psi"),
+    ({"seed": 1, "truncation_psi": 1e9}, None, 400, "truncation_psi"),
+    ({"seed": 1, "noise_mode": "loud"}, None, 400, "noise_mode"),
+    ({"seed": 1, "class": 2}, None, 400, "class"),
+    ({"seed": 1, "sede": 2}, None, 400, "sede"),
+    ({"w": [[1.0] * 16] * 5}, None, 400, "w"),
+    ({"w": [["a"] * 16] * 6}, None, 400, "w"),
+    ({"w": [[1.0] * 16] * 6, "truncation_psi": 0.5}, None, 400, "truncation_psi"),
+    ({"mix": {"row_seeds": [1], "col_seeds": [2], "styles": [99]}}, None, 400, "mix.styles"),
+    ({"mix": {"row_seeds": list(range(5)), "col_seeds": list(range(5))}}, None, 400,
+     "mix"),
+    ({"seeds": [1, 2]}, "image/png", 406, None),
+    ({"seed": 1}, "text/html", 406, None),
+])
+def test_bad_requests_get_a_json_4xx_and_the_server_keeps_serving(served, body, accept, status,
+                                                                   field):
+    server, _, _ = served
+    answer = post(server, body, accept=accept)
+    assert answer.status_code == status, answer.text
+    error = answer.json()
+    assert error["field"] == field and error["error"]
+    if field:
+        assert field in error["error"]
+    assert post(server, {"seed": 1}).status_code == 200
+
+
+def test_a_body_over_6_mib_is_refused_before_it_is_read(served):
+    server, _, _ = served
+    size = 7 * 1024 * 1024
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: %d\r\n\r\n" % size + b" " * 65536)
+        reply = sock.recv(65536).decode()  # answered after 64 KiB of the 7 MiB
+    assert reply.startswith("HTTP/1.1 413"), reply
+    assert "6 MiB" in reply
+    # Without a Content-Length (chunked), counted while streaming.
+    chunks = (b" " * (1024 * 1024) for _ in range(7))
+    try:
+        answer = post(server, chunks)
+        assert answer.status_code == 413
+    except httpx.WriteError:
+        pass  # the server answered and closed while the client was still sending
+    assert post(server, {"seed": 1}).status_code == 200
+
+
+def test_unknown_routes_and_methods(served):
+    server, _, _ = served
+    assert httpx.get(server.url + "/invocations").status_code == 405
+    assert httpx.get(server.url + "/nothing").status_code == 404
