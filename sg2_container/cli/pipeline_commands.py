@@ -1,5 +1,6 @@
 """`sg2 pipeline`: the article's SageMaker Pipeline (prepare -> train -> infer -> notify) as
 commands. Everything is validated before anything reaches AWS."""
+import contextlib
 import json
 
 import click
@@ -89,6 +90,17 @@ def definition_command(params, role_arn, bucket, output, **settings):
         click.echo(text, nl=False)
 
 
+@contextlib.contextmanager
+def _aws_errors(doing: str):
+    """An AWS refusal (no credentials, no such pipeline, access denied) as one line."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as error:
+        raise click.ClickException(f"{doing}: {error}") from error
+
+
 def _client(service: str, region: str):
     import boto3
 
@@ -111,7 +123,9 @@ def upsert_command(role_arn, image_uri, bucket, params, **settings):
         values, built = _build_inputs(params, image_uri=image_uri, role_arn=role_arn,
                                       bucket=bucket, **settings)
         body = _definition(values, built)
-        arn = service.upsert(_client("sagemaker", built.region), built.name, body, built.role_arn)
+        with _aws_errors(f"upserting pipeline {built.name}"):
+            arn = service.upsert(_client("sagemaker", built.region), built.name, body,
+                                 built.role_arn)
     click.echo(arn)
 
 
@@ -128,7 +142,8 @@ def start_command(params, name, region, display_name):
     with user_errors_as_click():
         overrides = parse_param_args(params)
         PipelineSettings(name=name, region=region)
-        arn = service.start(_client("sagemaker", region), name, overrides, display_name)
+        with _aws_errors(f"starting pipeline {name}"):
+            arn = service.start(_client("sagemaker", region), name, overrides, display_name)
     click.echo(arn)
 
 
@@ -141,7 +156,8 @@ def status_command(execution_arn, as_json):
 
     with user_errors_as_click():
         region = execution_arn.split(":")[3] if execution_arn.count(":") >= 5 else ""
-        report = service.status(_client("sagemaker", region or "us-east-1"), execution_arn)
+        with _aws_errors(f"reading {execution_arn}"):
+            report = service.status(_client("sagemaker", region or "us-east-1"), execution_arn)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -184,6 +200,7 @@ def notify_rule_command(topic_arn, name, region, account, rule_name, create):
         if not create:
             click.echo(json.dumps(rule, indent=2))
             return
-        arn = rules.create_failure_rule(rule, events_client=_client("events", region),
-                                        sns_client=_client("sns", region))
+        with _aws_errors(f"creating rule {rule_name}"):
+            arn = rules.create_failure_rule(rule, events_client=_client("events", region),
+                                            sns_client=_client("sns", region))
     click.echo(arn)

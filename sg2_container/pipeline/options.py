@@ -163,7 +163,7 @@ def parse_param_args(items: Iterable[str]) -> dict[str, str]:
             raise UserError(f"--param {item!r}: use NAME=VALUE, e.g. Kimg=1 "
                             f"(names: {', '.join(parameter_fields())})")
         parsed[name.strip()] = value
-    field_values(parsed)  # unknown names and bad values fail here, before anything else
+    PipelineParameters(**field_values(parsed))  # unknown names, bad values fail here, first
     return parsed
 
 
