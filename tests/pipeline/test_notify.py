@@ -116,4 +116,5 @@ def test_created_rule_targets_the_topic_and_lets_eventbridge_publish():
     policy = json.loads(sns.get_topic_attributes(TopicArn=topic)["Attributes"]["Policy"])
     assert [s.get("Sid") for s in policy["Statement"]].count("sg2-pipeline-failure-rule") == 1
 
-    assert json.loads(events.describe_rule(Name="sg2-stylegan2-failed")["EventPattern"]) == rules.event_pattern(pipeline)
+    described = events.describe_rule(Name="sg2-stylegan2-failed")
+    assert json.loads(described["EventPattern"]) == rules.event_pattern(pipeline)
