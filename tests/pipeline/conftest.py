@@ -1,6 +1,6 @@
 """Pipeline tests run offline: placeholder AWS keys and region, no credentials files, and any
-connection to anything but 127.0.0.1 is refused and fails the test (even when the code that
-tried swallowed the error, as SDK telemetry would)."""
+connection to anything but 127.0.0.1 is refused and fails the test, even when the code that
+tried swallowed the error."""
 import socket
 
 import pytest
