@@ -9,6 +9,7 @@ from sg2_container.cli import (
     inference_commands,
     local_commands,
     model_commands,
+    pipeline_commands,
     serve_commands,
     system_commands,
     train_commands,
@@ -31,6 +32,7 @@ inference_commands.register(cli)
 train_commands.register(cli)
 local_commands.register(cli)
 data_commands.register(cli)
+pipeline_commands.register(cli)
 serve_commands.register(cli)
 
 if __name__ == "__main__":

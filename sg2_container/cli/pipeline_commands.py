@@ -1,0 +1,206 @@
+"""`sg2 pipeline`: the article's SageMaker Pipeline (prepare -> train -> infer -> notify) as
+commands. Everything is validated before anything reaches AWS."""
+import contextlib
+import json
+
+import click
+
+from sg2_container.cli.errors import user_errors_as_click
+from sg2_container.options.schema import click_options
+
+SETTINGS_HELP = "Build settings as in `sg2 pipeline definition --help`."
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(pipeline)
+
+
+def _settings_options():
+    from sg2_container.pipeline.options import PipelineSettings
+
+    return click_options(PipelineSettings, exclude=("role_arn", "bucket"))
+
+
+def _param_option(command):
+    return click.option(
+        "--param", "params", multiple=True, metavar="NAME=VALUE",
+        help="A pipeline parameter's value (repeatable), e.g. --param Kimg=1 --param "
+             "TrainInstanceType=ml.g5.2xlarge; `sg2 pipeline parameters` lists them.")(command)
+
+
+@click.group()
+def pipeline() -> None:
+    """The article's SageMaker Pipeline on the sg2-container image: stylegan2Process ->
+    stylegan2train -> stylegan2Inference -> stylegan2Notification (SNS), with an EventBridge
+    rule that notifies failures too. Needs the extra: pip install 'sg2-container[pipeline]'."""
+
+
+def _build_inputs(params, image_uri=None, **settings_values):
+    from sg2_container.pipeline.options import (
+        PipelineParameters,
+        PipelineSettings,
+        field_values,
+        parse_param_args,
+    )
+
+    overrides = field_values(parse_param_args(params))
+    if image_uri is not None:
+        overrides.setdefault("image_uri", image_uri)
+    return PipelineParameters(**overrides), PipelineSettings(**settings_values)
+
+
+def _definition(values, settings) -> dict:
+    from sg2_container.pipeline.builder import definition
+
+    return definition(values, settings)
+
+
+@pipeline.command("parameters")
+def parameters_command():
+    """List the pipeline's parameters, their defaults and what they mean."""
+    from sg2_container.options.schema import fields
+    from sg2_container.pipeline.options import PipelineParameters, parameter_name
+
+    for name, field in fields(PipelineParameters).items():
+        default = field.spec.default_text if field.default is None else field.default
+        click.echo(f"{parameter_name(name):<24} {str(default)!s:<24} {field.spec.help}")
+
+
+@pipeline.command("definition")
+@_param_option
+@click.option("--role-arn", default=None, metavar="ARN",
+              help="IAM role of the jobs [default: an example role, for reading only].")
+@click.option("--bucket", default="sg2-example-bucket", show_default=True,
+              help="S3 bucket for the default data locations.")
+@_settings_options()
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write the JSON here instead of printing it.")
+def definition_command(params, role_arn, bucket, output, **settings):
+    """Print the pipeline definition JSON, built offline (no credentials, no network)."""
+    with user_errors_as_click():
+        if role_arn is not None:
+            settings["role_arn"] = role_arn
+        values, built = _build_inputs(params, bucket=bucket, **settings)
+        text = json.dumps(_definition(values, built), indent=2) + "\n"
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@contextlib.contextmanager
+def _aws_errors(doing: str):
+    """An AWS refusal (no credentials, no such pipeline, access denied) as one line."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as error:
+        raise click.ClickException(f"{doing}: {error}") from error
+
+
+def _client(service: str, region: str):
+    import boto3
+
+    return boto3.Session(region_name=region).client(service)
+
+
+@pipeline.command("upsert")
+@click.option("--role-arn", required=True, metavar="ARN",
+              help="IAM role of the pipeline and its jobs (SageMaker execution role).")
+@click.option("--image-uri", required=True, metavar="URI",
+              help="The sg2-container image in ECR (default of the ImageUri parameter).")
+@click.option("--bucket", required=True, help="S3 bucket for the default data locations.")
+@_param_option
+@_settings_options()
+def upsert_command(role_arn, image_uri, bucket, params, **settings):
+    """Create or update the pipeline on SageMaker (parameters given become its defaults)."""
+    from sg2_container.pipeline import service
+
+    with user_errors_as_click():
+        values, built = _build_inputs(params, image_uri=image_uri, role_arn=role_arn,
+                                      bucket=bucket, **settings)
+        body = _definition(values, built)
+        with _aws_errors(f"upserting pipeline {built.name}"):
+            arn = service.upsert(_client("sagemaker", built.region), built.name, body,
+                                 built.role_arn)
+    click.echo(arn)
+
+
+@pipeline.command("start")
+@_param_option
+@click.option("--name", default="sg2-stylegan2", show_default=True, help="Pipeline name.")
+@click.option("--region", default="us-east-1", show_default=True, help="AWS region.")
+@click.option("--display-name", default=None, help="Name shown for this execution.")
+def start_command(params, name, region, display_name):
+    """Start an execution; parameters not given keep the pipeline's defaults. Prints its ARN."""
+    from sg2_container.pipeline import service
+    from sg2_container.pipeline.options import PipelineSettings, parse_param_args
+
+    with user_errors_as_click():
+        overrides = parse_param_args(params)
+        PipelineSettings(name=name, region=region)
+        with _aws_errors(f"starting pipeline {name}"):
+            arn = service.start(_client("sagemaker", region), name, overrides, display_name)
+    click.echo(arn)
+
+
+@pipeline.command("status")
+@click.argument("execution_arn")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def status_command(execution_arn, as_json):
+    """The execution's status and each step's state (and failure reason)."""
+    from sg2_container.pipeline import service
+
+    with user_errors_as_click():
+        region = execution_arn.split(":")[3] if execution_arn.count(":") >= 5 else ""
+        with _aws_errors(f"reading {execution_arn}"):
+            report = service.status(_client("sagemaker", region or "us-east-1"), execution_arn)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"execution {execution_arn}: {report['status']}"
+               + (f" ({report['failure_reason']})" if report["failure_reason"] else ""))
+    for step in report["steps"]:
+        reason = f"  {step['reason']}" if step["reason"] else ""
+        click.echo(f"  {step['name']:<24} {step['status']:<12}{reason}")
+
+
+@pipeline.command("notify-rule")
+@click.option("--topic-arn", required=True, metavar="ARN", help="The SNS topic to notify.")
+@click.option("--name", default="sg2-stylegan2", show_default=True, help="Pipeline name.")
+@click.option("--region", default="us-east-1", show_default=True, help="AWS region.")
+@click.option("--account", default=None, metavar="ID",
+              help="AWS account of the pipeline [default: the topic's account].")
+@click.option("--rule-name", default="sg2-stylegan2-failed", show_default=True,
+              help="EventBridge rule name.")
+@click.option("--create", is_flag=True,
+              help="Create the rule, its target and the topic-policy statement with boto3 "
+                   "(otherwise print them as JSON).")
+def notify_rule_command(topic_arn, name, region, account, rule_name, create):
+    """The failure notification: an EventBridge rule on executions that end Failed or Stopped,
+    publishing to the same SNS topic as the notification step."""
+    from sg2_container.errors import UserError
+    from sg2_container.options.schema import fail
+    from sg2_container.pipeline import rules
+    from sg2_container.pipeline.options import TOPIC_ARN, PipelineSettings
+
+    with user_errors_as_click():
+        if not TOPIC_ARN.fullmatch(topic_arn):
+            raise fail("topic-arn", topic_arn, "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        PipelineSettings(name=name, region=region)
+        account = account or topic_arn.split(":")[4]
+        if not (account.isdigit() and len(account) == 12):
+            raise UserError(f"account={account!r} is not allowed: a 12-digit AWS account id")
+        partition = topic_arn.split(":")[1]
+        rule = rules.failure_rule(rules.pipeline_arn(region, account, name, partition),
+                                  topic_arn, rule_name)
+        if not create:
+            click.echo(json.dumps(rule, indent=2))
+            return
+        with _aws_errors(f"creating rule {rule_name}"):
+            arn = rules.create_failure_rule(rule, events_client=_client("events", region),
+                                            sns_client=_client("sns", region))
+    click.echo(arn)

@@ -1,0 +1,229 @@
+"""What a pipeline is built from, declared once with the option schema.
+
+`PipelineParameters`: every field is a SageMaker Pipeline parameter (named in CamelCase, e.g.
+`train_instance_type` -> `TrainInstanceType`), so a re-run with other values is one
+`start --param K=V`. `PipelineSettings`: what is fixed when the pipeline is built or upserted
+(name, role, bucket, spot). Both validate S3 URIs, instance types and ARNs before anything
+reaches AWS.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sg2_container.errors import UserError
+from sg2_container.options.schema import closest, coerce, fail, fields, option, validate
+from sg2_container.options.training import AUGPIPE_NAMES, CFG_NAMES
+
+S3_URI = re.compile(r"s3://(?=[a-z0-9])[a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?")
+INSTANCE_TYPE = re.compile(r"ml\.[a-z][a-z0-9-]*\.[a-z0-9]+")
+ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
+LAMBDA_ARN = re.compile(r"arn:aws(-[a-z]+)*:lambda:[a-z0-9-]+:\d{12}:function:[\w-]{1,64}(:[\w$-]+)?")
+TOPIC_ARN = re.compile(r"arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}")
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+BUCKET = re.compile(r"(?=[a-z0-9])[a-z0-9.-]{1,61}[a-z0-9]")
+PIPELINE_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}")
+EXAMPLE_ACCOUNT = "111122223333"  # AWS's documentation account: offline definitions only
+
+ALLOWED_S3 = "an S3 URI s3://BUCKET[/KEY] (lowercase bucket name)"
+ALLOWED_TYPE = "a SageMaker instance type such as ml.m5.xlarge, ml.p3.2xlarge or ml.g5.2xlarge"
+ALLOWED_ROLE = "an IAM role ARN such as arn:aws:iam::123456789012:role/SageMakerExecution"
+
+
+def parameter_name(field_name: str) -> str:
+    """`train_instance_type` -> `TrainInstanceType` (the name SageMaker shows and takes)."""
+    return "".join(part.capitalize() for part in field_name.split("_"))
+
+
+def check_s3_uri(name: str, value: str) -> None:
+    if not S3_URI.fullmatch(value):
+        raise fail(name, value, ALLOWED_S3)
+
+
+def check_instance_type(name: str, value: str) -> None:
+    if not INSTANCE_TYPE.fullmatch(value):
+        raise fail(name, value, ALLOWED_TYPE)
+
+
+def check_role_arn(name: str, value: str) -> None:
+    if not ROLE_ARN.fullmatch(value):
+        raise fail(name, value, ALLOWED_ROLE)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PipelineParameters:
+    """The pipeline's parameters and their defaults (the article's, unless said otherwise).
+
+    S3 locations left as None are placed under the settings' bucket (`with_bucket`).
+    """
+
+    input_data_uri: str | None = option(None, metavar="S3_URI", default_text="s3://BUCKET/sg2/uploads",
+                                        help="The designer's uploaded images (prepare's input).")
+    inference_input_uri: str | None = option(
+        None, metavar="S3_URI", default_text="s3://BUCKET/sg2/inference-input",
+        help="Images to project and/or requests.jsonl for the inference step.")
+    output_uri: str | None = option(None, metavar="S3_URI", default_text="s3://BUCKET/sg2/output",
+                                    help="Prefix for the training zip, the model and the results; "
+                                    "each execution writes below its own execution id.")
+    checkpoint_uri: str | None = option(
+        None, metavar="S3_URI", default_text="s3://BUCKET/sg2/checkpoints",
+        help="Prefix for training checkpoints (synced with /opt/ml/checkpoints); each execution "
+        "uses its own folder below it, so spot restarts and step retries resume.")
+    image_uri: str = option("sg2-container:latest", metavar="URI",
+                            help="The sg2-container image (ECR URI) every step runs.")
+    notification_topic_arn: str = option("", metavar="ARN", default_text="the Lambda's SNS_TOPIC_ARN",
+                                         help="SNS topic the notification step publishes to.")
+    process_instance_type: str = option("ml.m5.xlarge", help="Instance type of the prepare step.")
+    process_instance_count: int = option(1, min=1, help="Instances of the prepare step.")
+    train_instance_type: str = option("ml.p3.2xlarge", help="Instance type of the training step.")
+    train_instance_count: int = option(1, min=1, help="Instances of the training step.")
+    inference_instance_type: str = option("ml.g4dn.2xlarge",
+                                          help="Instance type of the inference step.")
+    inference_instance_count: int = option(1, min=1, help="Instances of the inference step.")
+    resolution: int = option(256, min=4, max=1024, power_of_two=True,
+                             help="Square size of the prepared training images.")
+    cfg: str = option("paper256", choices=CFG_NAMES, help="Training preset (hyperparameter cfg).")
+    kimg: float = option(2000.0, min=0, min_exclusive=True,
+                         help="Training length in thousands of images (hyperparameter kimg).")
+    gamma: float = option(10.0, min=0, help="R1 regularisation weight (hyperparameter gamma).")
+    augpipe: str = option("bg", choices=AUGPIPE_NAMES, help="ADA pipeline (hyperparameter augpipe).")
+    mirror: bool = option(True, help="Add x-flipped images (hyperparameter mirror).")
+    snap: int = option(10, min=1, help="Checkpoint every N ticks (hyperparameter snap).")
+    gpus: int = option(1, min=1, power_of_two=True, help="GPUs per training instance.")
+    batch: str = option("", metavar="INT", default_text="preset value",
+                        help="Total batch size (hyperparameter batch); empty: the preset's.")
+    cbase: str = option("", metavar="INT", default_text="preset value",
+                        help="Channel base (hyperparameter cbase); empty: the preset's. Small "
+                        "values make rehearsals fast.")
+    inference_steps: int = option(1000, min=1, max=100000,
+                                  help="Optimisation steps of each projection (infer --num-steps).")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        for name in ("input_data_uri", "inference_input_uri", "output_uri", "checkpoint_uri"):
+            value = getattr(self, name)
+            if value is not None:
+                check_s3_uri(parameter_name(name), value)
+        for name in ("process_instance_type", "train_instance_type", "inference_instance_type"):
+            check_instance_type(parameter_name(name), getattr(self, name))
+        if not self.image_uri or any(c.isspace() for c in self.image_uri):
+            raise fail("ImageUri", self.image_uri, "an image URI such as "
+                       "123456789012.dkr.ecr.us-east-1.amazonaws.com/sg2-container:latest")
+        if self.notification_topic_arn and not TOPIC_ARN.fullmatch(self.notification_topic_arn):
+            raise fail("NotificationTopicArn", self.notification_topic_arn,
+                       "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME) or empty")
+        for name in ("batch", "cbase"):
+            value = getattr(self, name)
+            if value and not (value.isdigit() and int(value) >= 1):
+                raise fail(parameter_name(name), value, "a positive integer, or empty for the "
+                           "preset's value")
+
+    def with_bucket(self, bucket: str, prefix: str = "sg2") -> "PipelineParameters":
+        """S3 locations not given are placed under s3://BUCKET/PREFIX/."""
+        defaults = {"input_data_uri": "uploads", "inference_input_uri": "inference-input",
+                    "output_uri": "output", "checkpoint_uri": "checkpoints"}
+        filled = {k: f"s3://{bucket}/{prefix}/{leaf}" for k, leaf in defaults.items()
+                  if getattr(self, k) is None}
+        return dataclasses.replace(self, **filled)
+
+    def with_params(self, overrides: Mapping[str, str]) -> "PipelineParameters":
+        """`{"Kimg": "1", ...}` (names as SageMaker shows them) applied to these values."""
+        return dataclasses.replace(self, **field_values(overrides))
+
+
+def parameter_fields() -> dict[str, Any]:
+    """Parameter name -> schema field of PipelineParameters, in declaration order."""
+    return {parameter_name(n): f for n, f in fields(PipelineParameters).items()}
+
+
+def field_values(overrides: Mapping[str, str]) -> dict[str, Any]:
+    """Parameter names and text values -> typed PipelineParameters field values."""
+    known = parameter_fields()
+    values = {}
+    for name, text in overrides.items():
+        if name not in known:
+            raise UserError(f"unknown pipeline parameter {name!r}{closest(name, known)}; "
+                            f"valid: {', '.join(known)}")
+        field = known[name]
+        try:
+            values[field.name] = coerce(field, text)
+        except UserError as error:
+            raise UserError(f"{name}: {error}") from None
+    return values
+
+
+def parse_param_args(items: Iterable[str]) -> dict[str, str]:
+    """['Kimg=1', 'Cfg=auto'] -> {'Kimg': '1', 'Cfg': 'auto'}; a malformed item is named."""
+    parsed: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--param {item!r}: use NAME=VALUE, e.g. Kimg=1 "
+                            f"(names: {', '.join(parameter_fields())})")
+        parsed[name.strip()] = value
+    PipelineParameters(**field_values(parsed))  # unknown names, bad values fail here, first
+    return parsed
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PipelineSettings:
+    """Fixed when the pipeline is built: where it lives and how its jobs run."""
+
+    name: str = option("sg2-stylegan2", help="Pipeline name.")
+    region: str = option("us-east-1", help="AWS region of the pipeline.")
+    bucket: str = option("sg2-example-bucket", help="S3 bucket for the default data locations.")
+    role_arn: str = option(f"arn:aws:iam::{EXAMPLE_ACCOUNT}:role/sg2-pipeline", metavar="ARN",
+                           help="IAM role the pipeline's jobs run as.")
+    notify_lambda_arn: str | None = option(None, metavar="ARN", default_text=(
+        "function sg2-pipeline-notify in the role's account and the region"),
+        help="Lambda function running sg2_container.pipeline.notify.handler.")
+    spot: bool = option(False, is_flag=True, help="Train on managed spot instances.")
+    max_run_hours: float = option(72.0, min=0, min_exclusive=True, max=28 * 24,
+                                  help="Training time limit (the article trains ~72 h).")
+    max_wait_hours: float | None = option(None, min=0, min_exclusive=True, max=28 * 24,
+                                          default_text="2 x max-run-hours",
+                                          help="With --spot: limit including waiting for "
+                                          "spot capacity.")
+    volume_gb: int = option(30, min=1, help="Storage per instance, in GB.")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if not PIPELINE_NAME.fullmatch(self.name):
+            raise fail("name", self.name, "letters, digits and hyphens (up to 256)")
+        if not REGION.fullmatch(self.region):
+            raise fail("region", self.region, "an AWS region such as us-east-1")
+        if not BUCKET.fullmatch(self.bucket):
+            raise fail("bucket", self.bucket, "an S3 bucket name (lowercase, 3-63 characters), "
+                       "without s3://")
+        check_role_arn("role_arn", self.role_arn)
+        if self.notify_lambda_arn is not None and not LAMBDA_ARN.fullmatch(self.notify_lambda_arn):
+            raise fail("notify_lambda_arn", self.notify_lambda_arn,
+                       "a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME)")
+        if self.max_wait_hours is not None and not self.spot:
+            raise fail("max_wait_hours", self.max_wait_hours, "only with --spot")
+        if self.max_wait_hours is not None and self.max_wait_hours < self.max_run_hours:
+            raise fail("max_wait_hours", self.max_wait_hours,
+                       f">= max_run_hours ({self.max_run_hours:g})")
+
+    @property
+    def account(self) -> str:
+        return self.role_arn.split(":")[4]
+
+    @property
+    def lambda_arn(self) -> str:
+        partition = self.role_arn.split(":")[1]
+        return self.notify_lambda_arn or (
+            f"arn:{partition}:lambda:{self.region}:{self.account}:function:sg2-pipeline-notify")
+
+    @property
+    def max_run_seconds(self) -> int:
+        return int(self.max_run_hours * 3600)
+
+    @property
+    def max_wait_seconds(self) -> int | None:
+        if not self.spot:
+            return None
+        hours = self.max_wait_hours if self.max_wait_hours is not None else 2 * self.max_run_hours
+        return int(min(hours, 28 * 24) * 3600)

@@ -1,0 +1,58 @@
+"""The pipeline on SageMaker through boto3: upsert a definition, start an execution with
+parameter overrides, report an execution's steps. No SDK needed once the JSON exists.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from sg2_container.errors import UserError
+
+
+def upsert(client, name: str, definition: dict, role_arn: str,
+           description: str = "sg2-container: StyleGAN2-ADA prepare -> train -> infer -> notify") -> str:
+    """Creates the pipeline or updates it in place; returns its ARN."""
+    body = json.dumps(definition)
+    try:
+        response = client.create_pipeline(PipelineName=name, PipelineDefinition=body,
+                                          PipelineDescription=description, RoleArn=role_arn)
+    except client.exceptions.ResourceInUse:
+        response = client.update_pipeline(PipelineName=name, PipelineDefinition=body,
+                                          PipelineDescription=description, RoleArn=role_arn)
+    except client.exceptions.ClientError as error:
+        if "already exists" not in str(error):
+            raise
+        response = client.update_pipeline(PipelineName=name, PipelineDefinition=body,
+                                          PipelineDescription=description, RoleArn=role_arn)
+    return response["PipelineArn"]
+
+
+def start(client, name: str, parameters: Mapping[str, str], display_name: str | None = None) -> str:
+    """Starts an execution; parameters not given keep the pipeline's defaults."""
+    kwargs = dict(PipelineName=name,
+                  PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in parameters.items()])
+    if display_name:
+        kwargs["PipelineExecutionDisplayName"] = display_name
+    return client.start_pipeline_execution(**kwargs)["PipelineExecutionArn"]
+
+
+def status(client, execution_arn: str) -> dict:
+    """{"status", "failure_reason", "steps": [{"name", "status", "start", "end", "reason"}]}."""
+    if not execution_arn.startswith("arn:") or ":pipeline/" not in execution_arn:
+        raise UserError(f"EXECUTION_ARN={execution_arn!r} is not allowed: a pipeline execution "
+                        "ARN (arn:aws:sagemaker:REGION:ACCOUNT:pipeline/NAME/execution/ID), as "
+                        "printed by `sg2 pipeline start`")
+    described = client.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
+    steps = []
+    paginator_kwargs = dict(PipelineExecutionArn=execution_arn, SortOrder="Ascending")
+    while True:
+        page = client.list_pipeline_execution_steps(**paginator_kwargs)
+        for step in page.get("PipelineExecutionSteps", []):
+            steps.append({"name": step.get("StepName"), "status": step.get("StepStatus"),
+                          "start": str(step.get("StartTime", "")), "end": str(step.get("EndTime", "")),
+                          "reason": step.get("FailureReason", "")})
+        if not page.get("NextToken"):
+            break
+        paginator_kwargs["NextToken"] = page["NextToken"]
+    return {"status": described.get("PipelineExecutionStatus"),
+            "failure_reason": described.get("FailureReason", ""), "steps": steps}
