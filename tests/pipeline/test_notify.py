@@ -3,7 +3,6 @@ import json
 import logging
 
 import boto3
-import pytest
 from moto import mock_aws
 
 from sg2_container.pipeline import notify, rules
