@@ -125,56 +125,121 @@ def upfirdn2d(
 
 
 def _upfirdn2d_reference(x, f, up, down, pads, flip_filter, gain):
-    """Zero insertion, pad, depthwise conv, strided slice: differentiable to any order."""
+    """Plain PyTorch, differentiable to any order, without materialising the zero-inserted or
+    the full-rate intermediate: upsampling is a transposed depthwise conv with stride `up`,
+    downsampling a depthwise conv with stride `down`, and padding that a conv can do itself
+    is not done as a separate copy."""
     upx, upy = up
     downx, downy = down
     px0, px1, py0, py1 = pads
-    batch, channels, height, width = x.shape
     if f is None:
-        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+        # Identity filter: only padding (negative: cropping), gain and subsampling remain.
+        if upx > 1 or upy > 1:
+            x = _zero_insert(x, upx, upy)
+        if any(pads):
+            x = F.pad(x, [px0, px1, py0, py1])
+        if gain != 1:
+            x = x * gain
+        return x[:, :, ::downy, ::downx] if downx > 1 or downy > 1 else x
 
-    if upx > 1 or upy > 1:
-        x = x.reshape(batch, channels, height, 1, width, 1)
-        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-        x = x.reshape(batch, channels, height * upy, width * upx)
-
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
-
-    # Scale in float32 before the cast, as the filters are defined in float32.
+    # Scale in float32 before the cast, as the filters are defined in float32. A true
+    # convolution with f is a correlation with f flipped; flip_filter asks for the correlation.
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
-    if not flip_filter:
-        f = f.flip(list(range(f.ndim)))  # conv2d correlates; flipping makes it a convolution
-    if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].expand(channels, 1, *f.shape), groups=channels)
-    else:
-        x = F.conv2d(x, f[None, None, None, :].expand(channels, 1, 1, -1), groups=channels)
-        x = F.conv2d(x, f[None, None, :, None].expand(channels, 1, -1, 1), groups=channels)
+    if f.ndim == 1:
+        # Separable: a horizontal pass, then a vertical one; padding, up and down split by axis.
+        x = _fir_pass(x, f[None, :], (upx, 1), (downx, 1), (px0, px1, 0, 0), flip_filter)
+        return _fir_pass(x, f[:, None], (1, upy), (1, downy), (0, 0, py0, py1), flip_filter)
+    return _fir_pass(x, f, up, down, pads, flip_filter)
 
-    if downx > 1 or downy > 1:
-        x = x[:, :, ::downy, ::downx]
-    return x
+
+def _zero_insert(x, upx, upy):
+    """Each sample followed by up - 1 zeros along each axis."""
+    batch, channels, height, width = x.shape
+    x = x.reshape(batch, channels, height, 1, width, 1)
+    x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
+    return x.reshape(batch, channels, height * upy, width * upx)
+
+
+def _fir_pass(x, f, up, down, pads, flip_filter):
+    """One depthwise FIR pass with a 2-D kernel f [kh, kw] (a 1-D pass has kh or kw 1)."""
+    upx, upy = up
+    downx, downy = down
+    px0, px1, py0, py1 = pads
+    channels = x.shape[1]
+    kh, kw = f.shape
+    if upx > 1 or upy > 1:
+        # Zero insertion, padding and a true convolution with f are one transposed conv with
+        # stride `up` and kernel f (it scatters each sample through the whole kernel), whose
+        # full output then starts k - 1 - pad_before samples early and ends
+        # up + pad_after - k samples short: crop (or pad) that difference.
+        kernel = f.flip([0, 1]) if flip_filter else f
+        pads = [px0 - kw + 1, upx + px1 - kw, py0 - kh + 1, upy + py1 - kh]
+        crop_x = max(0, min(-pads[0], -pads[1]))
+        crop_y = max(0, min(-pads[2], -pads[3]))
+        x = F.conv_transpose2d(x, kernel[None, None].expand(channels, 1, kh, kw),
+                               stride=(upy, upx), padding=(crop_y, crop_x), groups=channels)
+        px0, px1, py0, py1 = pads[0] + crop_x, pads[1] + crop_x, pads[2] + crop_y, pads[3] + crop_y
+        if any((px0, px1, py0, py1)):
+            x = F.pad(x, [px0, px1, py0, py1])
+        if downx > 1 or downy > 1:
+            x = x[:, :, ::downy, ::downx]
+        return x
+    # conv2d pads symmetrically by itself; anything else (or cropping) is a separate pad.
+    conv_pad = (0, 0)
+    if px0 == px1 >= 0 and py0 == py1 >= 0:
+        conv_pad = (py0, px0)
+    elif any(pads):
+        x = F.pad(x, [px0, px1, py0, py1])
+    kernel = f if flip_filter else f.flip([0, 1])  # conv2d correlates
+    return F.conv2d(x, kernel[None, None].expand(channels, 1, kh, kw), stride=(downy, downx),
+                    padding=conv_pad, groups=channels)
+
+
+def resample_padding(f: torch.Tensor | None, up: Scaling = 1, down: Scaling = 1,
+                     padding: Padding = 0) -> list[int]:
+    """`padding` plus what the filter f needs to stay centred when resampling by `up` (before
+    filtering) and by `down` (after): [x0, x1, y0, y1]. A factor of 1 adds nothing."""
+    fw, fh = filter_size(f)
+    upx, upy = parse_scaling(up)
+    downx, downy = parse_scaling(down)
+    pads = list(parse_padding(padding))
+    for axis, taps, up_factor, down_factor in ((0, fw, upx, downx), (1, fh, upy, downy)):
+        for factor, upsampling in ((up_factor, True), (down_factor, False)):
+            if factor > 1:
+                before, after = centring_padding(taps, factor, upsampling)
+                pads[2 * axis] += before
+                pads[2 * axis + 1] += after
+    return pads
+
+
+def centring_padding(taps: int, factor: int, upsampling: bool) -> tuple[int, int]:
+    """(before, after) padding for a `taps`-long filter applied around a change of rate by
+    `factor`, so that the output grid stays centred on the input's.
+
+    The filter consumes taps - 1 samples and the rate change factor - 1 of them, leaving
+    `taps - factor` to pad, split with the larger half before. When upsampling, the zeros that
+    follow each sample put the signal's centre (factor - 1) / 2 samples early, so the first
+    sample gets factor - 1 more before it. factor=1 gives the same-size padding of filter2d.
+    """
+    excess = taps - factor
+    after = excess // 2
+    before = excess - after + (factor - 1 if upsampling else 0)
+    return before, after
 
 
 def filter2d(x, f, padding: Padding = 0, flip_filter=False, gain=1, impl=None):
     """Filters without changing the size (plus `padding` on each side)."""
-    px0, px1, py0, py1 = parse_padding(padding)
     fw, fh = filter_size(f)
-    pads = [px0 + fw // 2, px1 + (fw - 1) // 2, py0 + fh // 2, py1 + (fh - 1) // 2]
+    px0, px1, py0, py1 = parse_padding(padding)
+    (bx, ax), (by, ay) = centring_padding(fw, 1, False), centring_padding(fh, 1, False)
+    pads = [px0 + bx, px1 + ax, py0 + by, py1 + ay]
     return upfirdn2d(x, f, padding=pads, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
 def upsample2d(x, f, up: Scaling = 2, padding: Padding = 0, flip_filter=False, gain=1, impl=None):
     """Upsamples by `up` keeping the signal's energy (gain multiplied by up_x * up_y)."""
     upx, upy = parse_scaling(up)
-    px0, px1, py0, py1 = parse_padding(padding)
-    fw, fh = filter_size(f)
-    pads = [
-        px0 + (fw + upx - 1) // 2,
-        px1 + (fw - upx) // 2,
-        py0 + (fh + upy - 1) // 2,
-        py1 + (fh - upy) // 2,
-    ]
+    pads = resample_padding(f, up=(upx, upy), padding=padding)
     return upfirdn2d(
         x, f, up=(upx, upy), padding=pads, flip_filter=flip_filter, gain=gain * upx * upy, impl=impl
     )
@@ -182,18 +247,8 @@ def upsample2d(x, f, up: Scaling = 2, padding: Padding = 0, flip_filter=False, g
 
 def downsample2d(x, f, down: Scaling = 2, padding: Padding = 0, flip_filter=False, gain=1, impl=None):
     """Low-pass filters, then keeps every `down`-th sample."""
-    downx, downy = parse_scaling(down)
-    px0, px1, py0, py1 = parse_padding(padding)
-    fw, fh = filter_size(f)
-    pads = [
-        px0 + (fw - downx + 1) // 2,
-        px1 + (fw - downx) // 2,
-        py0 + (fh - downy + 1) // 2,
-        py1 + (fh - downy) // 2,
-    ]
-    return upfirdn2d(
-        x, f, down=(downx, downy), padding=pads, flip_filter=flip_filter, gain=gain, impl=impl
-    )
+    pads = resample_padding(f, down=down, padding=padding)
+    return upfirdn2d(x, f, down=down, padding=pads, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
 class UpFirDn2d(torch.nn.Module):

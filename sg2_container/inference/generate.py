@@ -56,7 +56,7 @@ def class_labels(G, class_idx: int | None, count: int, device) -> torch.Tensor:
     return labels
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all: generation never needs gradients
 def generate(G, options: GenerateOptions, device) -> Iterator[tuple[int, np.ndarray]]:
     """Yields (seed, uint8 [H, W, C]) in seed order, rendering `batch_size` seeds at a time."""
     seeds = list(options.seeds)
