@@ -159,8 +159,9 @@ def main() -> None:
     if baseline == ours_root:
         parser.error(f"--baseline {args.baseline} is this tree itself")
     print(f"# machine: {machine_description(torch.device('cpu'))}")
-    print(f"# baseline: {baseline}; ours: {ours_root}; medians of {args.repeat} interleaved calls",
-          flush=True)
+    print(f"# baseline: {baseline}; ours: {ours_root}; medians of {args.repeat} interleaved calls; "
+          f"{args.threads or torch.get_num_threads()} math thread(s) per side; load average "
+          f"{os.getloadavg()[0]:.1f} at start", flush=True)
     base = Side("base", baseline, inference_mode=False, threads=args.threads)
     ours = Side("ours", ours_root, inference_mode=True, threads=args.threads)
     try:
