@@ -53,7 +53,11 @@ refuse() {
     exit 3
 }
 command -v nvidia-smi >/dev/null 2>&1 || refuse "nvidia-smi is not on PATH (no NVIDIA driver)"
-nvidia-smi -L 2>/dev/null | grep -q '^GPU ' || refuse "nvidia-smi lists no GPU"
+gpus="$(nvidia-smi -L 2>/dev/null || true)"
+case "$gpus" in
+    GPU\ *) ;;
+    *) refuse "nvidia-smi lists no GPU" ;;
+esac
 arch="$("$python" -c 'import torch; assert torch.cuda.is_available(); print("%d.%d" % torch.cuda.get_device_capability())' 2>/dev/null)" \
     || refuse "torch (via $python) cannot use CUDA"
 

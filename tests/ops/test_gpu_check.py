@@ -47,18 +47,22 @@ def test_refuses_clearly_without_a_gpu(tmp_path):
     assert not outdir.exists()  # refused before building, testing or writing anything
 
 
-def test_refuses_when_torch_has_no_cuda_even_with_a_driver(tmp_path):
-    # A stand-in nvidia-smi that lists a GPU: the script must still ask torch, and refuse.
+@pytest.mark.parametrize("listing,message", [
+    ("GPU 0: Stand-in (UUID: GPU-0)", "cannot use CUDA"),  # a driver, but torch sees no device
+    ("No devices were found", "nvidia-smi lists no GPU"),
+])
+def test_refuses_with_a_driver_but_no_usable_gpu(tmp_path, listing, message):
     fake = tmp_path / "bin"
     fake.mkdir()
-    (fake / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: Stand-in (UUID: GPU-0)'\n")
+    (fake / "nvidia-smi").write_text(f"#!/bin/sh\necho '{listing}'\n")
     (fake / "nvidia-smi").chmod(0o755)
     result = subprocess.run(
         ["bash", str(SCRIPT), str(tmp_path / "out"), "--python", sys.executable],
         capture_output=True, text=True, timeout=60,
         env=dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}"))
     assert result.returncode == 3
-    assert "cannot use CUDA" in result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_summary_parser_reads_the_bench_output(capsys):
