@@ -94,6 +94,8 @@ setup(
         "ninja",
         "imageio",  # MP4/GIF of projections and interpolation walks
         "imageio-ffmpeg",  # ships the ffmpeg binary: no system package, no download
+        "lpips==0.1.4",  # ships the LPIPS VGG16 heads the projector reads (its networks unused)
+        "tqdm",  # the projector's progress bar
     ],
     extras_require={
         # The image installs sagemaker-training too; tests use it to run jobs the toolkit's way.

@@ -49,10 +49,10 @@ def project_command(network_path: str, targets: tuple[Path, ...], more_targets: 
         from sg2_container.runtime import resolve_device
         from sg2_container.sagemaker.jobs import EXIT_STOPPED
 
+        options = ProjectOptions(**kwargs)  # type: ignore[arg-type]
         all_targets = list(targets) + list(more_targets)
         if not all_targets:
             raise UserError("no target image: give --target IMG (repeat it for several)")
-        options = ProjectOptions(**kwargs)  # type: ignore[arg-type]
         torch_device = resolve_device(device)
         bundle = load_model(network_path, device=torch_device)
         try:

@@ -140,7 +140,7 @@ def w_statistics(G, samples: int, class_idx: int | None, device) -> tuple[torch.
 
 def _as_tensor_image(image: np.ndarray, device) -> torch.Tensor:
     """uint8 [H, W, C] -> float [1, C, H, W] in [0, 255]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(
+    return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)[None].to(
         device=device, dtype=torch.float32)
 
 
@@ -228,7 +228,7 @@ def load_target(path: Path, resolution: int, channels: int) -> np.ndarray:
     left, top = (width - side) // 2, (height - side) // 2
     image = image.crop((left, top, left + side, top + side))
     image = image.resize((resolution, resolution), PIL.Image.LANCZOS)
-    array = np.asarray(image, dtype=np.uint8)
+    array = np.array(image, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
 
 
