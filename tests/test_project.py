@@ -14,21 +14,28 @@ from sg2_container.cli.main import cli
 from sg2_container.errors import Stopped, UserError
 from sg2_container.inference.latents import ws_for_seeds
 from sg2_container.inference.lpips_vgg import load_distance_network
-from sg2_container.inference.project import (ProjectOptions, folder_names, learning_rate,
-                                             load_target, noise_regularisation, project,
-                                             project_images, w_noise_scale)
+from sg2_container.inference.project import (
+    ProjectOptions,
+    folder_names,
+    learning_rate,
+    load_target,
+    noise_regularisation,
+    project,
+    project_images,
+    w_noise_scale,
+)
 from sg2_container.models.files import save_model
 from sg2_container.models.networks import Generator
 
-FAST = dict(w_avg_samples=500)
+FAST = {"w_avg_samples": 500}
 
 
 def tiny_generator(c_dim: int = 0) -> Generator:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return Generator(z_dim=32, c_dim=c_dim, w_dim=32, img_resolution=32, img_channels=3,
-                         mapping_kwargs=dict(num_layers=2),
-                         synthesis_kwargs=dict(channel_base=256, channel_max=32)).eval()
+                         mapping_kwargs={"num_layers": 2},
+                         synthesis_kwargs={"channel_base": 256, "channel_max": 32}).eval()
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ import dataclasses
 import importlib.util
 import logging
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -103,7 +104,7 @@ def _read_backbone_state(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"VGG16 weights file {path} {what}; {missing_weights_message()}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a torch.load failure of any kind: not a usable weights file
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
         raise UserError(f"VGG16 weights {path} cannot be read as a PyTorch state dict "
                         f"(weights_only): {error}") from None
     if not isinstance(state, dict):

@@ -46,7 +46,7 @@ from sg2_container.inference.project_options import VIDEO_NAME, ProjectOptions
 from sg2_container.inference.video import write_video
 from sg2_container.options.schema import fail
 
-__all__ = ["ProjectOptions", "Projection", "project", "project_images", "load_target"]
+__all__ = ["ProjectOptions", "Projection", "load_target", "project", "project_images"]
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def w_statistics(G, samples: int, class_idx: int | None, device) -> tuple[torch.
     ws = []
     for start in range(0, samples, W_STATS_BATCH):
         chunk = torch.from_numpy(z[start:start + W_STATS_BATCH]).to(device=device, dtype=torch.float32)
-        c = _labels(G, class_idx, chunk.shape[0], device)
+        c = _labels(G, class_idx, chunk.shape[0], device) if G.c_dim else None
         ws.append(G.mapping(chunk, c, skip_w_avg_update=True)[:, 0].double().cpu())
     w = torch.cat(ws)
     w_avg = w.mean(dim=0)
@@ -145,7 +145,7 @@ def _as_tensor_image(image: np.ndarray, device) -> torch.Tensor:
 
 
 def project(G, target: np.ndarray, distance: LpipsVgg16, *,
-            options: ProjectOptions = ProjectOptions(), device: torch.device | str = "cpu",
+            options: ProjectOptions | None = None, device: torch.device | str = "cpu",
             stop: threading.Event | None = None,
             on_step: Callable[[int, float], None] | None = None) -> Projection:
     """Optimises w (and G's noise maps, on a private copy) so that G renders `target`.
@@ -153,6 +153,7 @@ def project(G, target: np.ndarray, distance: LpipsVgg16, *,
     target: uint8 [R, R, C] at G's resolution and channel count. `on_step(step, distance)` is
     called after each step (1-based). Raises Stopped before a step when `stop` is set.
     """
+    options = options if options is not None else ProjectOptions()
     device = torch.device(device)
     size = (G.img_resolution, G.img_resolution, G.img_channels)
     if tuple(target.shape) != size or target.dtype != np.uint8:

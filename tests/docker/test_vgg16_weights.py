@@ -1,7 +1,13 @@
 """The image's VGG16 weights step: pinned checksum (the one the code documents), the file the
 runtime points SG2_VGG16_WEIGHTS at, and a build argument that skips it."""
 from sg2_container.inference.project_options import VGG16_FILE_NAME, VGG16_SHA256, VGG16_URL
-from tests.docker.test_image_files import DOCKERFILE, arg_defaults, env_values, parse_dockerfile, stages
+from tests.docker.test_image_files import (
+    DOCKERFILE,
+    arg_defaults,
+    env_values,
+    parse_dockerfile,
+    stages,
+)
 
 
 def test_the_weights_are_checked_against_the_pinned_sha256_and_used_by_default():
