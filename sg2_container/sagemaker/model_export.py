@@ -34,7 +34,7 @@ def export_model(result, model_dir: Path) -> list[Path]:
     G = bundle.G_ema
     options = GenerateOptions(seeds=SAMPLE_SEEDS, truncation_psi=1.0, noise_mode="const",
                               class_idx=0 if G.c_dim > 0 else None)
-    images = [image for _, image in generate(G, options, torch.device("cpu"))]
+    images = [image for _, image, _ in generate(G, options, torch.device("cpu"))]
     grid_path = model_dir / "samples.png"
     save_image(image_grid(np.stack(images), 4), grid_path)
     written.append(grid_path)
