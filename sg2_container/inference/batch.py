@@ -289,8 +289,8 @@ def run_requests(*, model: Path, data: Path | None, outdir: Path, device: str = 
     for position, request in enumerate(valid, 1):
         if stop.is_set():
             break
-        log.info("request %d/%d (%s, %s): %s", position, len(valid), request.kind,
-                 request.source, json.dumps(request.fields))
+        log.info("request %d (%d of %d; %s, %s): %s", request.index, position, len(valid),
+                 request.kind, request.source, json.dumps(request.fields))
         start = time.perf_counter()
         try:
             files = _run_one(loaded.G, request, outdir, torch_device, stop, progress)
