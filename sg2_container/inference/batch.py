@@ -145,6 +145,10 @@ def parse_request(index: int, source: str, obj: Any, *, data: Path | None, outdi
                 decoded[name] = str(resolve_input(value, name, data, outdir))
             elif isinstance(value, tuple):
                 decoded[name] = tuple(str(resolve_input(v, name, data, outdir)) for v in value)
+        missing = [n for n, f in known.items() if f.required and n not in decoded]
+        if missing:
+            raise UserError(f"{kind}: missing field(s) {', '.join(missing)} "
+                            f"({'; '.join(f'{n}: {known[n].spec.help}' for n in missing)})")
         request.options = cls(**decoded)
     except UserError as error:
         request.status, request.message = "failed", str(error)
