@@ -39,7 +39,10 @@ def main() -> None:
           f"{args.images} images per run")
     for batch in args.batches:
         options = GenerateOptions(seeds=(f"0-{args.images - 1}",), batch_size=batch)
-        run = lambda: sum(1 for _ in generate(G, options, device))  # noqa: E731
+
+        def run(options=options):
+            return sum(1 for _ in generate(G, options, device))
+
         seconds = time_call(run, device, warmup=1, repeat=args.repeat)
         memory = (f"peak GPU mem {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
                   if device.type == "cuda" else f"peak RSS {peak_rss_gib():.2f} GiB so far")

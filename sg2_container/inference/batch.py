@@ -218,7 +218,7 @@ def _relative(path: Path, outdir: Path) -> str:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _run_one(G, request: Request, outdir: Path, device, stop: threading.Event,

@@ -16,8 +16,6 @@ import PIL.Image
 import pytest
 from click.testing import CliRunner
 
-from tests.inference.conftest import tiny_generator
-
 
 def _job_tree(tmp_path, model_path: Path, requests: list | None = None, images=()) -> Path:
     """<base>/processing/model/model.tar.gz (as a training job leaves it) and data/."""
@@ -43,7 +41,7 @@ def _env(base: Path) -> dict:
 def _run(base: Path, *args: str, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "sg2_container.sagemaker.entrypoint", "infer",
                            "--device", "cpu", *args], env=_env(base), capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
 
 
 def _manifest(base: Path, name="test") -> dict:
@@ -219,7 +217,7 @@ def test_projection_without_vgg16_weights_names_what_to_supply(tmp_path, tiny_mo
         np.zeros([16, 16, 3], np.uint8)))])
     env = {k: v for k, v in _env(base).items() if k != "SG2_VGG16_WEIGHTS"}
     result = subprocess.run([sys.executable, "-m", "sg2_container.sagemaker.entrypoint", "infer",
-                             "--device", "cpu", "--num-steps", "1"], env=env,
+                             "--device", "cpu", "--num-steps", "1"], env=env, check=False,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     message = (base / "output" / "message").read_text()
