@@ -284,8 +284,15 @@ def run_requests(*, model: Path, data: Path | None, outdir: Path, device: str = 
         raise UserError(f"nothing to do: {found} in the data folder {data}; put images to "
                         f"project and/or a {REQUESTS_FILE} there (see docs/inference.md)")
 
-    torch_device = resolve_device(device)
-    loaded = load_generator(model, device=torch_device)
+    try:
+        torch_device = resolve_device(device)
+        loaded = load_generator(model, device=torch_device)
+    except UserError as error:
+        for request in valid:
+            request.status, request.message = "failed", f"not run: {error}"
+        job.update(finished=_now(), error=str(error))
+        manifest.write("failed")
+        raise
     job.update(model_file=str(loaded.path), device=str(torch_device))
     manifest.write("running")
     log.info("batch inference: %d request(s) (%d bad) -> %s", len(valid),

@@ -115,6 +115,9 @@ def test_bad_job_arguments_and_a_missing_model_are_user_errors(tmp_path, tiny_mo
     result = _run(base, "--model", str(tmp_path / "nowhere"))
     assert result.returncode == 1
     assert "no such file or folder" in (base / "output" / "message").read_text()
+    manifest = _manifest(base)
+    assert manifest["status"] == "failed" and "no such file or folder" in manifest["job"]["error"]
+    assert manifest["requests"][0]["status"] == "failed"
 
 
 def test_sigterm_midway_stops_between_requests_with_the_manifest_written(tmp_path, tiny_model):
