@@ -25,7 +25,8 @@ def main() -> None:
     parser.add_argument("--cfg", default="paper256")
     parser.add_argument("--res", type=int, default=256)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--images", type=int, default=32, help="Images per timed run.")
+    parser.add_argument("--images", type=int, default=32,
+                        help="Images per timed run (at least one full batch).")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -36,9 +37,10 @@ def main() -> None:
     G = Generator(**G_kwargs).eval().requires_grad_(False).to(device)
     print(f"# device: {machine_description(device)}")
     print(f"## G_ema images/s, cfg {args.cfg} @ {args.res}px, const noise, "
-          f"{args.images} images per run")
+          f"{args.images} images per run (or one batch, if larger)")
     for batch in args.batches:
-        options = GenerateOptions(seeds=(f"0-{args.images - 1}",), batch_size=batch)
+        images = max(args.images, batch)
+        options = GenerateOptions(seeds=(f"0-{images - 1}",), batch_size=batch)
 
         def run(options=options):
             return sum(1 for _ in generate(G, options, device))
@@ -46,8 +48,8 @@ def main() -> None:
         seconds = time_call(run, device, warmup=1, repeat=args.repeat)
         memory = (f"peak GPU mem {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
                   if device.type == "cuda" else f"peak RSS {peak_rss_gib():.2f} GiB so far")
-        print(f"batch {batch:3d}: {args.images / seconds:8.2f} img/s  "
-              f"({seconds / args.images * 1e3:.1f} ms/img)  {memory}", flush=True)
+        print(f"batch {batch:3d}: {images / seconds:8.2f} img/s  "
+              f"({seconds / images * 1e3:.1f} ms/img)  {memory}", flush=True)
 
 
 if __name__ == "__main__":
