@@ -6,6 +6,10 @@
 #   3. train:   `sg2 local train` runs the container's training job against a local /opt/ml
 #               tree with the article's hyperparameters, sized for a CPU (kimg, channels)
 #   4. infer:   `sg2 generate` renders images from the trained model
+#   5. project: `sg2 local process ... -- infer` runs the container's batch-inference job (the
+#               article's last step): one prepared image projected into the trained model (CPU,
+#               20 steps) plus a style-mixing grid. Without VGG16 weights ($SG2_VGG16_WEIGHTS)
+#               the projection is a rehearsal with a random distance network, and says so.
 # Everything lands in ./demo. Re-running continues/reuses what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,4 +39,27 @@ JSON
     --channel train="$demo/animeface.zip" --base-dir "$demo/opt_ml"
 
 "$sg2" generate --network "$demo/opt_ml/model/model.pt" --seeds 0-7 --outdir "$demo/generated"
-echo "main job done: model in $demo/opt_ml/model, images in $demo/generated"
+
+# Batch inference as the article's processing step: the model folder as the job's model input,
+# one prepared image (the first of the training zip) and a requests.jsonl as its data input.
+rm -rf "$demo/infer-data" && mkdir -p "$demo/infer-data"
+.venv/bin/python - "$demo/animeface.zip" "$demo/infer-data/target.png" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as archive:
+    name = sorted(n for n in archive.namelist() if n.endswith(".png"))[0]
+    open(sys.argv[2], "wb").write(archive.read(name))
+PY
+echo '{"style_mix": {"rows": [1, 2, 3], "cols": [4, 5], "styles": "0-3", "truncation_psi": 0.7}}' \
+    > "$demo/infer-data/requests.jsonl"
+rehearsal=()
+if [ -z "${SG2_VGG16_WEIGHTS:-}" ]; then
+    echo "no SG2_VGG16_WEIGHTS set: the projection is a rehearsal (random distance network)"
+    rehearsal=(--allow-random-vgg16)
+fi
+"$sg2" local process --base-dir "$demo/opt_ml_infer" \
+    --input model="$demo/opt_ml/model" --input data="$demo/infer-data" \
+    --output output="$demo/inference" -- \
+    infer --device cpu --num-steps 20 "${rehearsal[@]}"
+echo "main job done: model in $demo/opt_ml/model, images in $demo/generated,"
+echo "  projection in $demo/inference/test/001-project/target/ (proj.png, projected_w.npz),"
+echo "  style mix in $demo/inference/test/000-style_mix/grid.png, list in $demo/inference/test/manifest.json"
