@@ -8,6 +8,7 @@ from sg2_container.cli import (
     data_commands,
     inference_commands,
     local_commands,
+    metrics_commands,
     model_commands,
     system_commands,
     train_commands,
@@ -30,6 +31,7 @@ inference_commands.register(cli)
 train_commands.register(cli)
 local_commands.register(cli)
 data_commands.register(cli)
+metrics_commands.register(cli)
 
 if __name__ == "__main__":
     cli()

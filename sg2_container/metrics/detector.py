@@ -152,10 +152,13 @@ def load_detector(path: Path, device="cpu", *, torchscript: bool = False) -> Det
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        objects = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line]
+        if not objects:  # random bytes, a truncated file: not a pickle of anything
+            raise DetectorWrongArchitecture(f"detector {where}: not a PyTorch weights file "
+                                            f"({str(e).splitlines()[0][:120]})") from None
         raise DetectorUnsafe(
-            f"detector {where}: refused, it is not plain weights (it holds objects or code that "
-            f"only an unrestricted unpickler would build: {str(e).splitlines()[0][:200]}); "
-            f"{HOW_TO_GET}") from None
+            f"detector {where}: refused, it is not plain weights: it refers to code that only "
+            f"an unrestricted unpickler would run ({objects[0][:160]}); {HOW_TO_GET}") from None
     except Exception as e:  # noqa: BLE001 - truncated zips, random bytes, ...
         raise DetectorWrongArchitecture(f"detector {where}: not a PyTorch weights file "
                                         f"({type(e).__name__}: {str(e)[:200]})") from None

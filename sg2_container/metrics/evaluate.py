@@ -36,7 +36,7 @@ def check_names(names, flag: str = "metrics") -> tuple[MetricSpec, ...]:
     specs = []
     for name in names:
         if name in NOT_IN_THIS_BUILD:
-            raise UserError(f"{flag}: {name!r} is not available: {NOT_IN_THIS_BUILD[name]}; "
+            raise UserError(f"{flag}: {name!r} is {NOT_IN_THIS_BUILD[name]}; "
                             f"available: {', '.join(SPECS)}")
         if name not in SPECS:
             raise UserError(f"{flag}: unknown metric {name!r}; valid names: {', '.join(SPECS)}")
@@ -55,7 +55,8 @@ class EvaluationSettings:
     data: str
     subset: int | None = None
     mirror: bool = False
-    seed: int = 0
+    seed: int = 0  # the dataset subset's seed (training's --seed)
+    latent_seed: int = GENERATOR_SEED
     num_images: int | None = None  # generated (and legacy real) images instead of 50k
     allow_small: bool = False
     allow_small_flag: str = "--allow-small"
@@ -171,7 +172,7 @@ class MetricEvaluator:
             if count not in generated:
                 generated[count] = extract_generated(
                     G, self.detector, count=count, batch=self.settings.batch,
-                    seed=GENERATOR_SEED, labels=labels, logits=want_logits, workers=self.workers,
+                    seed=self.settings.latent_seed, labels=labels, logits=want_logits, workers=self.workers,
                     progress=self.settings.progress)
             real_set = self.real_sets.get(spec.name)
             if real_set is not None and real_set not in reals:

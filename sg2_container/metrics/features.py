@@ -18,6 +18,7 @@ from sg2_container.metrics.detector import Detector
 from sg2_container.models.files import write_atomically
 
 log = logging.getLogger(__name__)
+CACHE_FOLDER = "metric-cache"  # next to the run (or the network file): reused on resume
 
 
 def _single(value):

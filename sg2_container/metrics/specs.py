@@ -48,7 +48,7 @@ SPECS: dict[str, MetricSpec] = {s.name: s for s in (
 )}
 METRIC_NAMES = tuple(SPECS)
 NOT_IN_THIS_BUILD = {
-    name: "perceptual path length needs the LPIPS VGG16 distance, which is not in this build"
+    name: "not in this build (perceptual path length needs the LPIPS VGG16 distance)"
     for name in ("ppl2_wend", "ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend")
 }
 KID_SUBSETS = 100
@@ -64,3 +64,10 @@ def result_keys(spec: MetricSpec) -> tuple[str, ...]:
     if spec.kind == "is":
         return (f"{spec.name}_mean", f"{spec.name}_std")
     return (spec.name,)
+
+
+def result_line(results: dict[str, float], **extra: str) -> str:
+    """`metric fid50k_full=12.34 ...`: the line `sg2 metrics` prints and training logs; the
+    CloudWatch regexes in docs/sagemaker.md read it."""
+    fields = [f"{key}={value:.6g}" for key, value in results.items()]
+    return " ".join(["metric", *fields, *(f"{k}={v}" for k, v in extra.items())])
