@@ -94,6 +94,10 @@ setup(
         "ninja",
         "imageio",  # MP4/GIF of projections and interpolation walks
         "imageio-ffmpeg",  # ships the ffmpeg binary: no system package, no download
+        # The metrics' Inception-v3: pinned, since its module layout is what the detector
+        # weights file must match (a runtime need: training computes metrics at snapshots).
+        "torch-fidelity==0.4.0",
+        "tqdm",  # progress bars with ETA (sg2 metrics); torch-fidelity needs it too
     ],
     extras_require={
         # The image installs sagemaker-training too; tests use it to run jobs the toolkit's way.

@@ -18,12 +18,19 @@ def mean_and_covariance(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance(mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray,
                      sigma_b: np.ndarray) -> float:
-    """Fréchet distance between two Gaussians: squared mean gap plus the covariance term
-    Tr(Sa + Sb - 2 (Sa Sb)^(1/2)); the matrix root's tiny imaginary part is dropped."""
-    root = scipy.linalg.sqrtm(sigma_a @ sigma_b)
+    """Fréchet distance between two Gaussians: squared mean gap plus Tr(Sa + Sb - 2 (Sa Sb)^1/2).
+
+    Sa Sb is similar to the symmetric PSD matrix Sa^1/2 Sb Sa^1/2, so the trace of its root is
+    the sum of the square roots of that matrix's eigenvalues: two symmetric eigen-solves, far
+    faster than a general matrix root at 2048 dimensions, and stable for the rank-deficient
+    covariances of small sets (tiny negative eigenvalues from rounding count as 0).
+    """
+    values, vectors = scipy.linalg.eigh(sigma_a)
+    root_a = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+    inner = root_a @ sigma_b @ root_a
+    trace_root = np.sqrt(np.clip(scipy.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
     gap = mu_a - mu_b
-    value = gap @ gap + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(np.real(root))
-    return float(np.real(value))
+    return float(gap @ gap + np.trace(sigma_a) + np.trace(sigma_b) - 2 * trace_root)
 
 
 def fid(gen: np.ndarray, real: np.ndarray) -> float:
