@@ -34,7 +34,20 @@ def frechet_distance(mu_a: np.ndarray, sigma_a: np.ndarray, mu_b: np.ndarray,
 
 
 def fid(gen: np.ndarray, real: np.ndarray) -> float:
-    return frechet_distance(*mean_and_covariance(gen), *mean_and_covariance(real))
+    """FID of two feature sets. With fewer images than dimensions the covariance term is
+    computed in image space: with centred rows A, B, Sa Sb = A^T A B^T B / (na nb) has the same
+    non-zero eigenvalues as M M^T for M = A B^T / sqrt(na nb), so Tr (Sa Sb)^1/2 is the sum of
+    M's singular values (exact, and small: na x nb instead of d x d)."""
+    a = np.asarray(gen, dtype=np.float64)
+    b = np.asarray(real, dtype=np.float64)
+    if min(len(a), len(b)) >= a.shape[1]:
+        return frechet_distance(*mean_and_covariance(a), *mean_and_covariance(b))
+    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
+    a, b = a - mu_a, b - mu_b
+    cross = a @ b.T / np.sqrt(len(a) * len(b))
+    trace_root = scipy.linalg.svdvals(cross).sum()
+    gap = mu_a - mu_b
+    return float(gap @ gap + (a * a).sum() / len(a) + (b * b).sum() / len(b) - 2 * trace_root)
 
 
 def kid(gen: np.ndarray, real: np.ndarray, *, subsets: int = KID_SUBSETS,

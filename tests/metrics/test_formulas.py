@@ -47,6 +47,17 @@ def test_fid_matches_an_eigenvalue_computation_for_full_covariances():
     assert formulas.fid(a, b) == pytest.approx(expected, rel=1e-7)
 
 
+def test_fid_with_fewer_images_than_dimensions_equals_the_covariance_form():
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal([7, 40])
+    b = rng.standard_normal([9, 40]) * 0.5 + 0.2
+    expected = formulas.frechet_distance(*formulas.mean_and_covariance(a),
+                                         *formulas.mean_and_covariance(b))
+    # rel 1e-6: the covariance form takes square roots of rounding-level eigenvalues
+    assert formulas.fid(a, b) == pytest.approx(expected, rel=1e-6)
+    assert abs(formulas.fid(a, a)) < 1e-9
+
+
 def unbiased_mmd2_by_pairs(x, y):
     d = x.shape[1]
 
