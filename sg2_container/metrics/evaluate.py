@@ -94,8 +94,8 @@ class MetricEvaluator:
             self._datasets[xflip] = ImageFolderDataset(
                 settings.data, max_size=settings.subset, xflip=xflip, random_seed=settings.seed)
         self._fingerprint = content_fingerprint(settings.data) if self._datasets else ""
-        if settings.subset is not None:
-            self._fingerprint += f"-subset{settings.subset}-seed{settings.seed}"
+        self._subset_tag = ("" if settings.subset is None else
+                            f"-subset{settings.subset}-seed{settings.seed}")
         self.real_sets = {s.name: self._real_set(s) for s in self.specs if s.uses_reals}
         for spec in self.specs:
             if self.num_gen(spec) < minimum_images(spec):
@@ -137,7 +137,7 @@ class MetricEvaluator:
         if self.settings.cache_dir is not None:
             cache = Path(self.settings.cache_dir) / cache_name(
                 dataset_fingerprint=self._fingerprint, detector_identity=self.detector.identity,
-                selection=real.selection)
+                selection=real.selection + self._subset_tag)
         features = load_cached(cache) if self.workers.rank == 0 else None
         if self.workers.gather(features is not None)[0]:
             return features

@@ -89,7 +89,8 @@ def store_cached(cache_file: Path, features: np.ndarray) -> None:
 
 def cache_name(*, dataset_fingerprint: str, detector_identity: str, selection: str) -> str:
     """File name of one set of dataset features: which data, which detector, which images."""
-    return f"reals-{dataset_fingerprint[:16]}-{detector_identity[:16]}-{selection}.npy"
+    data = dataset_fingerprint.split(":", 1)[-1]  # content_fingerprint says "sha256:<hex>"
+    return f"reals-{data[:16]}-{detector_identity[:16]}-{selection}.npy"
 
 
 def generated_latents(G, count: int, seed: int, labels: Callable[[np.random.RandomState, int], np.ndarray] | None):

@@ -78,7 +78,8 @@ def _kth_neighbour_radii(points, k: int, block: int):
     import torch
 
     radii = []
-    for chunk in points.split(block):
+    rows = max(1, block * block // len(points))  # about block^2 distances in memory at once
+    for chunk in points.split(rows):
         dist = torch.cdist(chunk, points)
         # The point itself is at distance 0 and comes first: the k-th other one is at k+1.
         radii.append(dist.kthvalue(k + 1, dim=1).values)

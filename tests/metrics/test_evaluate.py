@@ -87,3 +87,15 @@ def test_sg2_metrics_prints_values_and_refuses_bad_input(detector_file, metric_d
     assert result.exit_code == 1 and "--detector" in result.output and "SG2_DETECTOR" in result.output
     result = CliRunner().invoke(cli, base + ["--metrics", "pr50k3", "--detector", str(detector_file)])
     assert result.exit_code == 1 and "has 6" in result.output and "--allow-small" in result.output
+
+
+def test_cache_files_tell_datasets_subsets_and_detectors_apart():
+    from sg2_container.metrics.features import cache_name
+
+    base = dict(dataset_fingerprint="sha256:" + "a" * 64, detector_identity="b" * 64,
+                selection="n6")
+    name = cache_name(**base)
+    assert name == "reals-" + "a" * 16 + "-" + "b" * 16 + "-n6.npy"
+    assert cache_name(**{**base, "dataset_fingerprint": "sha256:" + "c" * 64}) != name
+    assert cache_name(**{**base, "detector_identity": "d" * 64}) != name
+    assert cache_name(**{**base, "selection": "n6-xflip-subset3-seed0"}) != name

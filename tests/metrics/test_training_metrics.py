@@ -3,6 +3,7 @@ features computed once and reused by the resumed run, a missing detector refused
 import json
 import logging
 
+import numpy as np
 import pytest
 
 from sg2_container.data.synthetic import write_synthetic_dataset
@@ -59,3 +60,25 @@ def test_unknown_metric_names_are_refused_with_the_list():
         TrainingOptions(data="d", outdir="o", metrics=("fid50",))
     with pytest.raises(UserError, match="ppl2_wend.*not in this build"):
         TrainingOptions(data="d", outdir="o", metrics=("ppl2_wend",))
+
+
+def test_two_processes_share_the_extraction_and_agree_with_one(detector_file, tmp_path,
+                                                               monkeypatch):
+    from sg2_container.training.launch import run_training
+
+    monkeypatch.setenv("SG2_DETECTOR", str(detector_file))  # spawned ranks inherit it
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=4, resolution=16)
+    common = dict(kimg=0.004, batch=2, metrics_images=3, metrics=("fid50k_full", "kid50k_full"))
+    assert run_training(_options(data, tmp_path / "one", **common)).finished
+    assert run_training(_options(data, tmp_path / "two", gpus=2, **common)).finished
+
+    def records(run):
+        return {name: json.loads((run / f"metric-{name}.jsonl").read_text().splitlines()[-1])
+                for name in common["metrics"]}
+
+    one, two = records(tmp_path / "one"), records(tmp_path / "two")
+    assert two["fid50k_full"]["num_gpus"] == 2 and two["fid50k_full"]["num_real"] == 4
+    # Same images, same features: FID does not depend on how the work was split.
+    assert two["fid50k_full"]["results"]["fid50k_full"] == pytest.approx(
+        one["fid50k_full"]["results"]["fid50k_full"], rel=1e-4)
+    assert np.isfinite(two["kid50k_full"]["results"]["kid50k_full"])
