@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from sg2_container.errors import UserError
 from sg2_container.metrics.options import MetricsOptions
 
 log = logging.getLogger(__name__)
@@ -18,10 +19,13 @@ def run_metrics(options: MetricsOptions) -> dict[str, dict]:
     from sg2_container.models.files import load_model
     from sg2_container.runtime import resolve_device
 
+    network = Path(options.network)
+    if not network.is_file():
+        raise UserError(f"network={options.network!r}: no such file (a model file from `sg2 "
+                        "train`, or a reference network pickle)")
     device = resolve_device(options.device)
     detector = load_detector(locate_detector(options.detector), device,
                              torchscript=options.detector_torchscript)
-    network = Path(options.network)
     cache_dir = Path(options.cache_dir) if options.cache_dir else network.parent / CACHE_FOLDER
     batch = options.batch or (64 if device.type == "cuda" else 8)
     settings = EvaluationSettings(

@@ -444,7 +444,7 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
             save_model(run_dir / f"network-snapshot-{kimg:06d}.pt", G_ema=run.G_ema,
                        metadata=_snapshot_metadata(run))
             reporter.save_grid(_render_fakes(run, grid_z, grid_c), columns, f"fakes{kimg:06d}.png")
-        if snapshot and metrics is not None:  # every rank: each extracts a share of the images
+        if snapshot and metrics is not None and not stopped:  # every rank extracts a share
             metrics.run(run.G_ema, f"network-snapshot-{counters.cur_nimg // 1000:06d}.pt",
                         counters.cur_nimg / 1000, reporter)
         if finished or stopped:
