@@ -121,8 +121,8 @@ class MetricEvaluator:
                 if not self.settings.allow_small:
                     raise UserError(f"{message}: give {self.settings.allow_small_flag} to "
                                     f"compute it on the {available} there are (not comparable "
-                                    f"with published values), or use {spec.name}_full-style "
-                                    "metrics, which use the whole dataset whatever its size")
+                                    f"with published values), or use {spec.name}_full, which "
+                                    "uses the whole dataset whatever its size")
                 log.warning("%s: computing on %d real images (allowed small dataset)", message,
                             available)
         if count < minimum_images(spec):
