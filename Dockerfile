@@ -110,6 +110,26 @@ RUN export SG2_BUILD_CUDA MAX_JOBS \
     && pip check \
     && if [ "$SG2_BUILD_CUDA" = 1 ]; then python3 -c 'import torch, stylegan2_ops._C'; fi
 
+# The metrics' detector (torch-fidelity's Inception-v3 weights, ~95 MB), downloaded here so that
+# jobs never download it. SG2_DETECTOR_DOWNLOAD=0 skips it (then pass --detector or a
+# 'detector' channel). The full sha256 of the file is not recorded upstream; by default the
+# build checks the sha256 prefix in the file's name (torch hub's convention); set
+# DETECTOR_SHA256 to pin all 64 digits.
+ARG SG2_DETECTOR_DOWNLOAD=1
+ARG DETECTOR_URL=https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth
+ARG DETECTOR_SHA256=""
+RUN if [ "$SG2_DETECTOR_DOWNLOAD" = 1 ]; then \
+        mkdir -p /opt/venv/share/sg2 \
+        && file=/opt/venv/share/sg2/weights-inception-2015-12-05-6726825d.pth \
+        && python3 -c "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])" \
+               "$DETECTOR_URL" "$file" \
+        && sum="$(sha256sum "$file" | cut -d' ' -f1)" \
+        && want="${DETECTOR_SHA256:-6726825d}" \
+        && if [ "${sum#"$want"}" = "$sum" ]; then \
+               echo "detector checksum mismatch: got $sum, expected $want" >&2; exit 1; \
+           fi; \
+    fi
+
 # ---- Runtime stage: CUDA user-space base (no compilers, no nvcc) + the venv. ----
 # hadolint ignore=DL3006
 FROM runtime-${CUDA_VARIANT} AS runtime
@@ -127,7 +147,8 @@ ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    SG2_VGG16_WEIGHTS=${VGG16_FILE}
+    SG2_VGG16_WEIGHTS=${VGG16_FILE} \
+    SG2_DETECTOR=/opt/venv/share/sg2/weights-inception-2015-12-05-6726825d.pth
 
 ARG CUDA_VARIANT
 ARG IMAGE_VERSION=0.1.0

@@ -100,6 +100,9 @@ setup(
         "tensorboard==2.21.0",
         "lpips==0.1.4",  # ships the LPIPS VGG16 heads the projector reads (its networks unused)
         "tqdm",  # the projector's progress bar
+        # The metrics' Inception-v3: pinned, since its module layout is what the detector
+        # weights file must match (a runtime need: training computes metrics at snapshots).
+        "torch-fidelity==0.4.0",
     ],
     extras_require={
         # The image installs sagemaker-training too; tests use it to run jobs the toolkit's way.

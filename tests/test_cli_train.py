@@ -55,8 +55,9 @@ def test_bad_values_name_what_is_allowed(tmp_path):
     assert result.exit_code == 1 and "gamma=-1.0 is not allowed: a number >= 0" in result.output
     result = CliRunner().invoke(cli, base + ["--aug", "noaug", "--augpipe", "bg"])
     assert result.exit_code == 1 and "no augpipe with aug='noaug'" in result.output
-    result = CliRunner().invoke(cli, base + ["--metrics", "fid50k_full"])
-    assert result.exit_code == 1 and "metrics='fid50k_full'" in result.output
+    result = CliRunner().invoke(cli, base + ["--metrics", "fid50k_fll"])
+    assert result.exit_code == 1 and "metrics='fid50k_fll'" in result.output
+    assert "fid50k_full, kid50k_full" in result.output
 
 
 def test_ctrl_c_saves_and_the_same_command_continues(tmp_path):

@@ -8,6 +8,7 @@ from sg2_container.cli import (
     data_commands,
     inference_commands,
     local_commands,
+    metrics_commands,
     model_commands,
     pipeline_commands,
     serve_commands,
@@ -36,6 +37,7 @@ local_commands.register(cli)
 data_commands.register(cli)
 pipeline_commands.register(cli)
 serve_commands.register(cli)
+metrics_commands.register(cli)
 
 if __name__ == "__main__":
     cli()

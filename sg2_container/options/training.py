@@ -9,6 +9,8 @@ import dataclasses
 
 from sg2_container.errors import UserError
 from sg2_container.options.choices import AUGPIPE_NAMES, FILTER_AUGPIPES
+from sg2_container.options.metric_specs import METRIC_NAMES as SPEC_NAMES
+from sg2_container.options.metric_specs import NOT_IN_THIS_BUILD
 from sg2_container.options.schema import closest, fail, option, validate
 
 
@@ -105,7 +107,7 @@ def network_kwargs(preset: Preset, resolution: int, img_channels: int = 3, c_dim
 
 AUG_MODES = ("ada", "noaug", "fixed")
 NO_RESUME = ("", "none", "null", "noresume")
-METRIC_NAMES = ("none",)
+METRIC_NAMES = ("none", *SPEC_NAMES)
 PUBLISHED_RESUME = {
     "ffhq256": "ffhq-res256-mirror-paper256-noaug.pkl",
     "ffhq512": "ffhq-res512-mirror-stylegan2-noaug.pkl",
@@ -129,7 +131,20 @@ class TrainingOptions:
                        help="Processes (one per GPU; gloo processes on CPU).")
     snap: int = option(50, min=1, help="Checkpoint, snapshot and image grid every N ticks.")
     metrics: tuple[str, ...] = option((), choices=METRIC_NAMES, default_text="none",
-                                      help="Metrics per snapshot, comma-separated.")
+                                      help="Metrics per snapshot, comma-separated "
+                                      "(docs/metrics.md); need a detector file.")
+    detector: str | None = option(None, metavar="FILE", default_text="$SG2_DETECTOR",
+                                  help="Inception-v3 weights for the metrics (torch-fidelity's "
+                                  "weights-inception-2015-12-05-6726825d.pth); never downloaded.")
+    detector_torchscript: bool = option(False, help="The detector is a TorchScript file (e.g. "
+                                        "NVIDIA's inception-2015-12-05.pt): runs its code, so "
+                                        "only for a file you trust.")
+    metrics_images: int | None = option(None, min=2, default_text="50000, the metric's own",
+                                        help="Generated images per metric (and reals for the "
+                                        "legacy 50k-real metrics): fewer is faster, but values "
+                                        "are then not comparable with published ones.")
+    metrics_allow_small: bool = option(False, help="Compute legacy 50k-real metrics on a "
+                                       "smaller dataset (with a warning) instead of refusing.")
     seed: int = option(0, min=0, help="Random seed (weights, data order, latents).")
     cond: bool = option(False, help="Class-conditional training on dataset.json labels.")
     subset: int | None = option(None, min=1, default_text="all images",
@@ -180,6 +195,10 @@ class TrainingOptions:
         if isinstance(self.resume, str) and self.resume.strip().lower() in NO_RESUME:
             object.__setattr__(self, "resume", None)  # the reference's default, str(None), ...
         metrics = self.metrics
+        for name in metrics if isinstance(metrics, (tuple, list)) else ():
+            if name in NOT_IN_THIS_BUILD:
+                raise fail("metrics", name, f"{NOT_IN_THIS_BUILD[name]}; one of "
+                           + ", ".join(SPEC_NAMES))
         if isinstance(metrics, (tuple, list)):  # 'none' means no metrics, as in the reference
             object.__setattr__(self, "metrics", tuple(m for m in metrics if m != "none"))
         validate(self)

@@ -42,6 +42,20 @@ def find_dataset(channels: dict[str, Path]) -> Path:
                     f"set the 'data' hyperparameter; channels present: {sorted(channels) or 'none'}")
 
 
+def find_detector(channels: dict[str, Path]) -> Path | None:
+    """The metrics' detector file from the 'detector' channel, if the job has one."""
+    from sg2_container.metrics.detector import CHANNEL
+
+    if CHANNEL not in channels:
+        return None
+    folder = channels[CHANNEL]
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".pth", ".pt"))
+    if len(files) != 1:
+        raise UserError(f"channel {CHANNEL!r} must hold exactly one detector file (.pth or .pt), "
+                        f"found {len(files)}: {', '.join(p.name for p in files[:5]) or 'none'}")
+    return files[0]
+
+
 def resolve_options(values: dict[str, object]):
     """Hyperparameters -> TrainingOptions with the job's paths filled in."""
     from sg2_container.options import TrainingOptions
@@ -71,8 +85,13 @@ def resolve_options(values: dict[str, object]):
         log.warning("outdir %s is not under %s: checkpoints will not be synced to S3, so a spot "
                     "restart cannot resume", outdir, checkpoints)
     values["outdir"] = str(outdir)
-    if isinstance(values.get("resume"), str) and values["resume"].startswith(paths.DEFAULT_BASE_DIR):
-        values["resume"] = str(paths.translate(values["resume"]))
+    for key in ("resume", "detector"):
+        if isinstance(values.get(key), str) and values[key].startswith(paths.DEFAULT_BASE_DIR):
+            values[key] = str(paths.translate(values[key]))
+    if not values.get("detector"):
+        detector = find_detector(channel_dirs())
+        if detector is not None:
+            values["detector"] = str(detector)
     values.setdefault("gpus", detect_gpus())
     return TrainingOptions(**values)
 

@@ -25,6 +25,7 @@ from sg2_container.options import TrainingOptions, TrainingPlan, make_plan
 from sg2_container.training import checkpoint as ckpt
 from sg2_container.training import distributed as dist_utils
 from sg2_container.training.loss import PHASES, LossSettings, StyleGAN2Loss
+from sg2_container.training.metrics_hook import snapshot_metrics
 from sg2_container.training.report import Reporter, TickStats, grid_shape, status_line
 from sg2_container.training.resume import load_resume_weights, resolve_resume_path
 from sg2_container.training.rng import capture_rng, chunk_seed, restore_rng
@@ -373,6 +374,7 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
         final = _export_final(run, run_dir) if group.is_main else None
         return TrainingResult(run_dir, counters.cur_nimg, True, False, final, last_checkpoint)
 
+    metrics = snapshot_metrics(options, run_dir, device, group)  # None without --metrics
     reporter = Reporter(run_dir, enabled=group.is_main)  # after the checks: no event file before
     columns, rows = grid_shape(run.dataset.resolution)
     grid_z, grid_c = _grid_latents(run, columns * rows)
@@ -444,6 +446,9 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
             save_model(run_dir / f"network-snapshot-{kimg:06d}.pt", G_ema=run.G_ema,
                        metadata=_snapshot_metadata(run))
             reporter.save_grid(_render_fakes(run, grid_z, grid_c), columns, f"fakes{kimg:06d}.png")
+        if snapshot and metrics is not None and not stopped:  # every rank extracts a share
+            metrics.run(run.G_ema, f"network-snapshot-{counters.cur_nimg // 1000:06d}.pt",
+                        counters.cur_nimg / 1000, reporter)
         if finished or stopped:
             break
         tick_start_time = time.time()

@@ -140,6 +140,25 @@ class Reporter:
                     self.tensorboard.add_scalar(name, value["mean"], global_step=step)
             self.tensorboard.flush()
 
+    def metric(self, name: str, record: dict) -> None:
+        """One evaluation: appended to metric-<name>.jsonl, TensorBoard `Metrics/<key>` at the
+        snapshot's kimg, and a `metric key=value` log line."""
+        if not self.enabled:
+            return
+        from sg2_container.options.metric_specs import result_line
+
+        record = dict(record, timestamp=time.time(),
+                      total_time_str=format_duration(record.get("total_time", 0)))
+        with open(self.run_dir / f"metric-{name}.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+        if self.tensorboard is not None:
+            step = int(round(record.get("kimg", 0) * 1000))
+            for key, value in record["results"].items():
+                self.tensorboard.add_scalar(f"Metrics/{key}", value, global_step=step)
+            self.tensorboard.flush()
+        log.info(result_line(record["results"], snapshot=record.get("snapshot_pkl", "")))
+
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()

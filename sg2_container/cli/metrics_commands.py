@@ -1,0 +1,31 @@
+"""`sg2 metrics`: FID, KID, precision/recall, Inception score of a network file."""
+import json
+
+import click
+
+from sg2_container.cli.errors import user_errors_as_click
+from sg2_container.metrics.options import MetricsOptions
+from sg2_container.options.schema import click_options
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(metrics)
+
+
+@click.command()
+@click_options(MetricsOptions)
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON (the lines "
+              "training appends to metric-<name>.jsonl) instead of `metric name=value` lines.")
+def metrics(as_json: bool, **values) -> None:
+    """Compute quality metrics of a generator against its dataset (docs/metrics.md).
+
+    The detector weights are read from --detector or $SG2_DETECTOR and never downloaded.
+    Dataset features are cached, so a second run on the same data only generates images.
+    """
+    with user_errors_as_click():
+        from sg2_container.metrics.ondemand import run_metrics
+        from sg2_container.options.metric_specs import result_line
+
+        records = run_metrics(MetricsOptions(**values))
+        for record in records.values():
+            click.echo(json.dumps(record) if as_json else result_line(record["results"]))

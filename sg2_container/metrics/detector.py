@@ -1,0 +1,172 @@
+"""The feature network (detector) behind the metrics: found, checked and loaded without
+network access and without running code from the file.
+
+The detector is torch-fidelity's Inception-v3, a port of TensorFlow's inception-2015-12-05
+graph whose FIDs match the usual TensorFlow numbers; its weights are a plain state dict, read
+with `torch.load(weights_only=True)`. NVIDIA's TorchScript detector is a program, not data: it
+is loaded only when the user says so (`--detector-torchscript`).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from sg2_container.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "SG2_DETECTOR"
+CHANNEL = "detector"
+WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
+WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+               + WEIGHTS_NAME)
+HOW_TO_GET = (f"download {WEIGHTS_URL} once (torch-fidelity's Inception-v3 weights, ~95 MB) and "
+              f"pass it with --detector FILE (hyperparameter 'detector'), set {ENV_VAR}=FILE, or "
+              f"give a SageMaker training job an input channel named '{CHANNEL}' holding it; the "
+              "Docker image carries a copy unless it was built with SG2_DETECTOR_DOWNLOAD=0")
+POOL, LOGITS = "2048", "logits_unbiased"  # torch-fidelity's names for pool features / IS logits
+
+
+class DetectorMissing(UserError):
+    """Metrics were asked for but no detector file is available."""
+
+
+class DetectorUnsafe(UserError):
+    """The file holds code or objects, not just tensors: not loaded."""
+
+
+class DetectorWrongArchitecture(UserError):
+    """The file is a state dict, but not of the Inception-v3 the metrics expect."""
+
+
+def locate_detector(path: str | None) -> Path:
+    """The detector file: the option if given, else the environment variable, else an error
+    that says where to get one and how to pass it."""
+    source = "detector"
+    if not path:
+        path, source = os.environ.get(ENV_VAR) or None, ENV_VAR
+    if not path:
+        raise DetectorMissing(f"metrics need a detector file and none was given: {HOW_TO_GET}")
+    file = Path(path)
+    if not file.is_file():
+        raise DetectorMissing(f"{source}={str(path)!r}: no such file; {HOW_TO_GET}")
+    return file
+
+
+def file_identity(path: Path) -> str:
+    """sha256 of the file: names cached dataset features, so another detector never reuses them."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_torchscript(path: Path) -> bool:
+    """A TorchScript archive is a zip with a code/ folder (a state dict zip has none)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in f"/{name}" for name in archive.namelist())
+
+
+class Detector:
+    """Uint8 NCHW images (any size; 1 or 3 channels) -> pool features and logits, on a device."""
+
+    def __init__(self, module, *, path: Path, identity: str, device, torchscript: bool):
+        self.module, self.path, self.identity = module, path, identity
+        self.device, self.torchscript = device, torchscript
+
+    @property
+    def has_logits(self) -> bool:
+        return not self.torchscript
+
+    def __call__(self, images, *, logits: bool = False) -> dict[str, np.ndarray]:
+        import torch
+
+        x = images.to(self.device)
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        with torch.no_grad():
+            if self.torchscript:
+                return {"pool": self.module(x, return_features=True).float().cpu().numpy()}
+            outputs = self.module(x)
+        result = {"pool": outputs[0].cpu().numpy()}
+        if logits:
+            result["logits"] = outputs[1].cpu().numpy()
+        return result
+
+
+def _inception_from_state(state: dict, where: str):
+    """torch-fidelity's Inception-v3 with these weights. Its constructor reads weights with
+    torch.load(weights_only=False) from a path; it gets an in-memory copy of the tensors we
+    already read safely, so no object from the user's file is ever unpickled by it."""
+    import torch
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    buffer = io.BytesIO()
+    torch.save({k: v for k, v in state.items()}, buffer)
+    buffer.seek(0)
+    try:
+        return FeatureExtractorInceptionV3("inception-v3-compat", [POOL, LOGITS],
+                                           feature_extractor_weights_path=buffer)
+    except RuntimeError as e:  # load_state_dict: missing / unexpected keys, shape mismatches
+        problems = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
+        raise DetectorWrongArchitecture(
+            f"detector {where}: not the Inception-v3 weights the metrics expect "
+            f"({'; '.join(problems)[:400]}); {HOW_TO_GET}") from None
+
+
+def load_detector(path: Path, device="cpu", *, torchscript: bool = False) -> Detector:
+    """Checks and loads a detector file; every failure is a named UserError."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    where = str(path)
+    identity = file_identity(path)
+    if is_torchscript(path):
+        if not torchscript:
+            raise DetectorUnsafe(
+                f"detector {where} is a TorchScript program (such as NVIDIA's "
+                "inception-2015-12-05.pt): loading it runs code from the file. Use the "
+                f"torch-fidelity weights instead ({WEIGHTS_URL}), or, if you trust the file, pass "
+                "--detector-torchscript (hyperparameter 'detector_torchscript')")
+        try:
+            module = torch.jit.load(str(path), map_location=device).eval()
+        except Exception as e:  # noqa: BLE001 - any failure here means "not a usable program"
+            raise DetectorWrongArchitecture(f"detector {where}: not a loadable TorchScript "
+                                            f"detector ({type(e).__name__}: {e})") from None
+        log.info("detector: TorchScript %s (sha256 %s...)", path.name, identity[:12])
+        return Detector(module, path=path, identity=identity, device=device, torchscript=True)
+    if torchscript:
+        raise DetectorWrongArchitecture(f"detector {where}: --detector-torchscript was given but "
+                                        "the file is not a TorchScript archive")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        objects = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line]
+        if not objects:  # random bytes, a truncated file: not a pickle of anything
+            raise DetectorWrongArchitecture(f"detector {where}: not a PyTorch weights file "
+                                            f"({str(e).splitlines()[0][:120]})") from None
+        raise DetectorUnsafe(
+            f"detector {where}: refused, it is not plain weights: it refers to code that only "
+            f"an unrestricted unpickler would run ({objects[0][:160]}); {HOW_TO_GET}") from None
+    except Exception as e:  # noqa: BLE001 - truncated zips, random bytes, ...
+        raise DetectorWrongArchitecture(f"detector {where}: not a PyTorch weights file "
+                                        f"({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise DetectorWrongArchitecture(
+            f"detector {where}: holds a {type(state).__name__}, not a flat state dict of "
+            f"tensors; {HOW_TO_GET}")
+    module = _inception_from_state(state, where).to(device)
+    log.info("detector: Inception-v3 %s (sha256 %s...)", path.name, identity[:12])
+    return Detector(module, path=path, identity=identity, device=device, torchscript=False)

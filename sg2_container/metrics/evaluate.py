@@ -1,0 +1,201 @@
+"""Runs the requested metrics on a generator: checks the sizes up front, shares the generated
+features between metrics, takes dataset features from the cache, applies the formulas."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sg2_container.errors import UserError
+from sg2_container.metrics import formulas
+from sg2_container.metrics.detector import Detector
+from sg2_container.metrics.features import (
+    Workers,
+    cache_name,
+    extract_dataset,
+    extract_generated,
+    load_cached,
+    store_cached,
+)
+from sg2_container.options.metric_specs import (
+    NOT_IN_THIS_BUILD,
+    PR_NEIGHBOURS,
+    SPECS,
+    MetricSpec,
+)
+
+log = logging.getLogger(__name__)
+GENERATOR_SEED = 0  # the same latents at every snapshot: values differ only by the network
+
+
+def check_names(names, flag: str = "metrics") -> tuple[MetricSpec, ...]:
+    """Specs for the names; an unknown one is a UserError listing the valid names."""
+    specs = []
+    for name in names:
+        if name in NOT_IN_THIS_BUILD:
+            raise UserError(f"{flag}: {name!r} is {NOT_IN_THIS_BUILD[name]}; "
+                            f"available: {', '.join(SPECS)}")
+        if name not in SPECS:
+            raise UserError(f"{flag}: unknown metric {name!r}; valid names: {', '.join(SPECS)}")
+        specs.append(SPECS[name])
+    return tuple(dict.fromkeys(specs))
+
+
+def minimum_images(spec: MetricSpec) -> int:
+    return PR_NEIGHBOURS + 1 if spec.kind == "pr" else 2
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvaluationSettings:
+    """Which reals and how many images: the dataset as training reads it (subset/mirror/seed)."""
+
+    data: str
+    subset: int | None = None
+    mirror: bool = False
+    seed: int = 0  # the dataset subset's seed (training's --seed)
+    latent_seed: int = GENERATOR_SEED
+    num_images: int | None = None  # generated (and legacy real) images instead of 50k
+    allow_small: bool = False
+    allow_small_flag: str = "--allow-small"
+    batch: int = 32
+    cache_dir: Path | None = None
+    progress: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class _RealSet:
+    xflip: bool
+    count: int
+
+    @property
+    def selection(self) -> str:
+        return f"n{self.count}" + ("-xflip" if self.xflip else "")
+
+
+class MetricEvaluator:
+    """Metrics for one dataset and detector; `evaluate(G)` once per network. Construction
+    checks everything that can fail before any image is generated."""
+
+    def __init__(self, names, detector: Detector, settings: EvaluationSettings,
+                 workers: Workers = Workers()):
+        from sg2_container.data.dataset import ImageFolderDataset, content_fingerprint
+
+        self.specs = check_names(names)
+        self.detector, self.settings, self.workers = detector, settings, workers
+        if any(s.kind == "is" for s in self.specs) and not detector.has_logits:
+            raise UserError("is50k needs the detector's class logits, which the TorchScript "
+                            "detector path does not provide in this build; use the "
+                            "torch-fidelity Inception weights")
+        self._datasets: dict[bool, ImageFolderDataset] = {}
+        for xflip in sorted({self._xflip(s) for s in self.specs if s.uses_reals}):
+            self._datasets[xflip] = ImageFolderDataset(
+                settings.data, max_size=settings.subset, xflip=xflip, random_seed=settings.seed)
+        self._fingerprint = content_fingerprint(settings.data) if self._datasets else ""
+        self._subset_tag = ("" if settings.subset is None else
+                            f"-subset{settings.subset}-seed{settings.seed}")
+        self.real_sets = {s.name: self._real_set(s) for s in self.specs if s.uses_reals}
+        for spec in self.specs:
+            if self.num_gen(spec) < minimum_images(spec):
+                raise UserError(f"{spec.name} needs at least {minimum_images(spec)} generated "
+                                f"images, got {self.num_gen(spec)}")
+
+    def _xflip(self, spec: MetricSpec) -> bool:
+        return False if spec.full else self.settings.mirror
+
+    def num_gen(self, spec: MetricSpec) -> int:
+        return self.settings.num_images or spec.num_gen
+
+    def _real_set(self, spec: MetricSpec) -> _RealSet:
+        available = len(self._datasets[self._xflip(spec)])
+        if spec.full:
+            count = min(available, spec.real_max or available)
+        else:
+            need = self.settings.num_images or spec.real_count
+            count = min(available, need)
+            if available < need:
+                message = (f"{spec.name} compares against {need} real images but the dataset "
+                           f"{self.settings.data!r} has {available}")
+                if not self.settings.allow_small:
+                    raise UserError(f"{message}: give {self.settings.allow_small_flag} to "
+                                    f"compute it on the {available} there are (not comparable "
+                                    f"with published values), or use {spec.name}_full, which "
+                                    "uses the whole dataset whatever its size")
+                log.warning("%s: computing on %d real images (allowed small dataset)", message,
+                            available)
+        if count < minimum_images(spec):
+            raise UserError(f"{spec.name} needs at least {minimum_images(spec)} real images; "
+                            f"the dataset {self.settings.data!r} has {count}")
+        return _RealSet(xflip=self._xflip(spec), count=count)
+
+    def _real_features(self, real: _RealSet) -> np.ndarray | None:
+        """Rank 0 decides whether the cache has them; if not, every process extracts its share.
+        Only rank 0 gets the features (only it applies the formulas)."""
+        cache = None
+        if self.settings.cache_dir is not None:
+            cache = Path(self.settings.cache_dir) / cache_name(
+                dataset_fingerprint=self._fingerprint, detector_identity=self.detector.identity,
+                selection=real.selection + self._subset_tag)
+        features = load_cached(cache) if self.workers.rank == 0 else None
+        if self.workers.gather(features is not None)[0]:
+            return features
+        features = extract_dataset(self._datasets[real.xflip], range(real.count), self.detector,
+                                   batch=self.settings.batch, workers=self.workers,
+                                   progress=self.settings.progress)
+        if cache is not None and self.workers.rank == 0:
+            store_cached(cache, features)
+        return features
+
+    def _labels(self, G):
+        """Random dataset labels for a conditional generator (as training draws them)."""
+        if not G.c_dim:
+            return None
+        from sg2_container.data.dataset import ImageFolderDataset
+
+        labelled = ImageFolderDataset(self.settings.data, use_labels=True,
+                                      max_size=self.settings.subset, random_seed=self.settings.seed)
+        return lambda rnd, n: np.stack([labelled.get_label(int(i))
+                                        for i in rnd.randint(len(labelled), size=n)])
+
+    def evaluate(self, G) -> dict[str, dict] | None:
+        """{metric name: {"results": {...}, "total_time": s, ...}} on rank 0, None elsewhere."""
+        reals: dict[_RealSet, np.ndarray] = {}
+        generated: dict[int, dict[str, np.ndarray]] = {}
+        want_logits = any(s.kind == "is" for s in self.specs)
+        labels = self._labels(G)
+        records = {}
+        for spec in self.specs:
+            start = time.time()
+            count = self.num_gen(spec)
+            if count not in generated:
+                generated[count] = extract_generated(
+                    G, self.detector, count=count, batch=self.settings.batch,
+                    seed=self.settings.latent_seed, labels=labels, logits=want_logits, workers=self.workers,
+                    progress=self.settings.progress)
+            real_set = self.real_sets.get(spec.name)
+            if real_set is not None and real_set not in reals:
+                reals[real_set] = self._real_features(real_set)
+            if self.workers.rank != 0:
+                continue
+            results = self._formula(spec, generated[count], reals.get(real_set))
+            records[spec.name] = {
+                "results": results, "metric": spec.name, "total_time": time.time() - start,
+                "num_gen": count, "num_real": real_set.count if real_set else 0,
+                "detector_sha256": self.detector.identity,
+            }
+        return records if self.workers.rank == 0 else None
+
+    def _formula(self, spec: MetricSpec, gen: dict[str, np.ndarray], real) -> dict[str, float]:
+        name = spec.name
+        if spec.kind == "fid":
+            return {name: formulas.fid(gen["pool"], real)}
+        if spec.kind == "kid":
+            return {name: formulas.kid(gen["pool"], real)}
+        if spec.kind == "pr":
+            precision, recall = formulas.precision_recall(gen["pool"], real,
+                                                          device=self.detector.device)
+            return {f"{name}_precision": precision, f"{name}_recall": recall}
+        mean, std = formulas.inception_score(gen["logits"])
+        return {f"{name}_mean": mean, f"{name}_std": std}

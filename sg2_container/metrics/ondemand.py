@@ -1,0 +1,39 @@
+"""`sg2 metrics`: a network file evaluated on a dataset, outside training."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sg2_container.errors import UserError
+from sg2_container.metrics.options import MetricsOptions
+
+log = logging.getLogger(__name__)
+
+
+def run_metrics(options: MetricsOptions) -> dict[str, dict]:
+    """Loads the detector first (the cheapest thing to get wrong), then the network; returns
+    {metric: record} as training writes them to metric-<name>.jsonl."""
+    from sg2_container.metrics.detector import load_detector, locate_detector
+    from sg2_container.metrics.evaluate import EvaluationSettings, MetricEvaluator
+    from sg2_container.metrics.features import CACHE_FOLDER
+    from sg2_container.models.files import load_model
+    from sg2_container.runtime import resolve_device
+
+    network = Path(options.network)
+    if not network.is_file():
+        raise UserError(f"network={options.network!r}: no such file (a model file from `sg2 "
+                        "train`, or a reference network pickle)")
+    device = resolve_device(options.device)
+    detector = load_detector(locate_detector(options.detector), device,
+                             torchscript=options.detector_torchscript)
+    cache_dir = Path(options.cache_dir) if options.cache_dir else network.parent / CACHE_FOLDER
+    batch = options.batch or (64 if device.type == "cuda" else 8)
+    settings = EvaluationSettings(
+        data=options.data, mirror=options.mirror, latent_seed=options.seed, num_images=options.num_images,
+        allow_small=options.allow_small, batch=batch, cache_dir=cache_dir, progress=True)
+    evaluator = MetricEvaluator(options.metrics, detector, settings)
+    G = load_model(network, device=device).G_ema
+    records = evaluator.evaluate(G)
+    for record in records.values():
+        record["network"] = network.name
+    return records

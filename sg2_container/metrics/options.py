@@ -1,0 +1,48 @@
+"""Options of `sg2 metrics` (on-demand evaluation of a network file), validated once."""
+from __future__ import annotations
+
+import dataclasses
+
+from sg2_container.options.metric_specs import METRIC_NAMES, NOT_IN_THIS_BUILD
+from sg2_container.options.schema import fail, option, validate
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MetricsOptions:
+    """Which network, which data, which metrics, from which detector; how to run them."""
+
+    network: str = option(metavar="FILE", help="Model file: ours (.pt) or a reference network "
+                          "pickle (.pkl, read safely). G_ema is evaluated.")
+    data: str = option(metavar="PATH", help="The dataset the network was trained on: the zip or "
+                       "folder from `sg2 prepare`.")
+    metrics: tuple[str, ...] = option(("fid50k_full",), choices=METRIC_NAMES,
+                                      help="Metrics to compute, comma-separated.")
+    detector: str | None = option(None, metavar="FILE", default_text="$SG2_DETECTOR",
+                                  help="Inception-v3 weights (torch-fidelity's "
+                                  "weights-inception-2015-12-05-6726825d.pth); never downloaded.")
+    detector_torchscript: bool = option(False, is_flag=True, help="The detector is a TorchScript "
+                                        "file (e.g. NVIDIA's inception-2015-12-05.pt): runs its "
+                                        "code, so only for a file you trust.")
+    num_images: int | None = option(None, min=2, default_text="50000, the metric's own",
+                                    help="Generated images per metric (and reals for the legacy "
+                                    "50k-real metrics): fewer is faster, values not comparable.")
+    allow_small: bool = option(False, is_flag=True, help="Compute legacy 50k-real metrics on a "
+                               "smaller dataset (with a warning) instead of refusing.")
+    mirror: bool = option(False, is_flag=True, help="Legacy metrics: x-flipped reals too (as "
+                          "training with --mirror 1 saw them).")
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N.")
+    batch: int | None = option(None, min=1, default_text="64 on a GPU, 8 on a CPU",
+                               help="Images per forward pass.")
+    cache_dir: str | None = option(None, metavar="DIR", default_text="metric-cache next to "
+                                   "the network", help="Where dataset features are cached "
+                                   "(reused by later runs on the same data and detector).")
+    seed: int = option(0, min=0, help="Seed of the generated latents.")
+
+    def __post_init__(self):
+        for name in self.metrics if isinstance(self.metrics, (tuple, list)) else ():
+            if name in NOT_IN_THIS_BUILD:
+                raise fail("metrics", name, f"{NOT_IN_THIS_BUILD[name]}; one of "
+                           + ", ".join(METRIC_NAMES))
+        validate(self)
+        if not self.metrics:
+            raise fail("metrics", "", "one or more of " + ", ".join(METRIC_NAMES))

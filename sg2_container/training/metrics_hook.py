@@ -1,0 +1,54 @@
+"""Metrics at every snapshot: the loop's one call into sg2_container.metrics.
+
+Created before the first step, so a missing detector or a too-small dataset stops the run
+before any training time is spent. Every process extracts a share of the images; rank 0
+applies the formulas and writes metric-<name>.jsonl, TensorBoard scalars and a log line.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from sg2_container.options import TrainingOptions
+from sg2_container.training import distributed as dist_utils
+from sg2_container.training.report import Reporter
+
+log = logging.getLogger("sg2_container.training")
+
+
+class SnapshotMetrics:
+    def __init__(self, evaluator, world_size: int):
+        self.evaluator, self.world_size = evaluator, world_size
+
+    def run(self, G_ema, snapshot: str, kimg: float, reporter: Reporter) -> None:
+        start = time.time()
+        records = self.evaluator.evaluate(G_ema)
+        if records is None:  # not rank 0
+            return
+        for name, record in records.items():
+            record.update(snapshot_pkl=snapshot, kimg=kimg, num_gpus=self.world_size)
+            reporter.metric(name, record)
+        log.info("metrics for %s took %.1fs", snapshot, time.time() - start)
+
+
+def snapshot_metrics(options: TrainingOptions, run_dir: Path, device,
+                     group: dist_utils.ProcessGroupInfo) -> SnapshotMetrics | None:
+    """None without --metrics; otherwise the detector is loaded and the sizes are checked."""
+    if not options.metrics:
+        return None
+    from sg2_container.metrics.detector import load_detector, locate_detector
+    from sg2_container.metrics.evaluate import EvaluationSettings, MetricEvaluator
+    from sg2_container.metrics.features import CACHE_FOLDER, Workers
+
+    detector = load_detector(locate_detector(options.detector), device,
+                             torchscript=options.detector_torchscript)
+    settings = EvaluationSettings(
+        data=options.data, subset=options.subset, mirror=options.mirror, seed=options.seed,
+        num_images=options.metrics_images, allow_small=options.metrics_allow_small,
+        allow_small_flag="--metrics-allow-small 1", batch=64 if device.type == "cuda" else 8,
+        cache_dir=run_dir / CACHE_FOLDER, progress=False)
+    workers = Workers(rank=group.rank, world_size=group.world_size,
+                      gather=dist_utils.all_gather_objects)
+    return SnapshotMetrics(MetricEvaluator(options.metrics, detector, settings, workers),
+                           group.world_size)

@@ -1,0 +1,100 @@
+"""The whole path with a random Inception-v3 on tiny images: sizes checked up front, dataset
+features cached and reused, `sg2 metrics` prints the values."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from sg2_container.cli.main import cli
+from sg2_container.errors import UserError
+from sg2_container.metrics import formulas
+from sg2_container.metrics.detector import load_detector
+from sg2_container.metrics.evaluate import EvaluationSettings, MetricEvaluator
+from sg2_container.metrics.features import extract_dataset
+from sg2_container.models.files import load_model
+from sg2_container.data.dataset import ImageFolderDataset
+
+
+@pytest.fixture(scope="module")
+def detector(detector_file):
+    return load_detector(detector_file)
+
+
+def test_fid_of_the_dataset_against_itself_through_the_detector(detector, metric_data):
+    dataset = ImageFolderDataset(metric_data)
+    features = extract_dataset(dataset, range(4), detector, batch=2)
+    assert features.shape == (4, 2048)
+    assert abs(formulas.fid(features, features)) < 1e-6
+
+
+def test_sizes_are_checked_before_any_image_is_made(detector, metric_data):
+    with pytest.raises(UserError, match=r"fid50k compares against 50000 real images but the "
+                                        r"dataset .* has 6: give --allow-small"):
+        MetricEvaluator(["fid50k"], detector, EvaluationSettings(data=str(metric_data)))
+    with pytest.raises(UserError, match="unknown metric 'fid5k'; valid names: fid50k_full, "):
+        MetricEvaluator(["fid5k"], detector, EvaluationSettings(data=str(metric_data)))
+    with pytest.raises(UserError, match="ppl2_wend' is not in this build"):
+        MetricEvaluator(["ppl2_wend"], detector, EvaluationSettings(data=str(metric_data)))
+    # Allowed: computed on the 6 images there are (12 with x-flips).
+    evaluator = MetricEvaluator(["fid50k"], detector, EvaluationSettings(
+        data=str(metric_data), allow_small=True, mirror=True, num_images=2))
+    assert evaluator.real_sets["fid50k"].count == 2
+    evaluator = MetricEvaluator(["fid50k"], detector, EvaluationSettings(
+        data=str(metric_data), allow_small=True, mirror=True))
+    assert evaluator.real_sets["fid50k"].count == 12
+
+
+def test_dataset_features_are_cached_and_reused(detector, metric_data, network_file, tmp_path):
+    G = load_model(network_file).G_ema
+    settings = EvaluationSettings(data=str(metric_data), num_images=2, batch=4,
+                                  cache_dir=tmp_path / "cache")
+    first = MetricEvaluator(["fid50k_full"], detector, settings).evaluate(G)
+    value = first["fid50k_full"]["results"]["fid50k_full"]
+    assert np.isfinite(value) and value > 0 and first["fid50k_full"]["num_real"] == 6
+    (cache,) = (tmp_path / "cache").glob("reals-*-n6.npy")
+    assert detector.identity[:16] in cache.name
+    # Plant other features in the cache: a second evaluation must use them, not the dataset.
+    generated = MetricEvaluator(["fid50k_full"], detector, settings)
+    planted = np.load(cache) + 5.0
+    np.save(cache, planted)
+    second = generated.evaluate(G)["fid50k_full"]["results"]["fid50k_full"]
+    assert second > value + 2048 * 20  # the mean gap alone adds 2048 * 5^2
+    # Same generated images both times (fixed latents): the difference is the planted shift.
+
+
+def test_sg2_metrics_prints_values_and_refuses_bad_input(detector_file, metric_data, network_file,
+                                                         tmp_path, monkeypatch):
+    monkeypatch.delenv("SG2_DETECTOR", raising=False)
+    base = ["metrics", "--network", str(network_file), "--data", str(metric_data),
+            "--device", "cpu", "--cache-dir", str(tmp_path / "c")]
+    result = CliRunner().invoke(cli, base + ["--metrics", "fid50k_full,kid50k_full",
+                                             "--detector", str(detector_file),
+                                             "--num-images", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["metric"] for r in records] == ["fid50k_full", "kid50k_full"]
+    assert all(np.isfinite(list(r["results"].values())).all() for r in records)
+
+    result = CliRunner().invoke(cli, base + ["--metrics", "fid50k_full", "--num-images", "2",
+                                             "--detector", str(detector_file)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("metric fid50k_full=")
+    result = CliRunner().invoke(cli, base + ["--metrics", "fid50"])
+    assert result.exit_code != 0 and "fid50k_full, kid50k_full, pr50k3_full" in result.output
+    result = CliRunner().invoke(cli, base)
+    assert result.exit_code == 1 and "--detector" in result.output and "SG2_DETECTOR" in result.output
+    result = CliRunner().invoke(cli, base + ["--metrics", "pr50k3", "--detector", str(detector_file)])
+    assert result.exit_code == 1 and "has 6" in result.output and "--allow-small" in result.output
+
+
+def test_cache_files_tell_datasets_subsets_and_detectors_apart():
+    from sg2_container.metrics.features import cache_name
+
+    base = dict(dataset_fingerprint="sha256:" + "a" * 64, detector_identity="b" * 64,
+                selection="n6")
+    name = cache_name(**base)
+    assert name == "reals-" + "a" * 16 + "-" + "b" * 16 + "-n6.npy"
+    assert cache_name(**{**base, "dataset_fingerprint": "sha256:" + "c" * 64}) != name
+    assert cache_name(**{**base, "detector_identity": "d" * 64}) != name
+    assert cache_name(**{**base, "selection": "n6-xflip-subset3-seed0"}) != name

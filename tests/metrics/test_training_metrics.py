@@ -1,0 +1,84 @@
+"""Metrics inside a (tiny) training run: metric-<name>.jsonl at every snapshot, the dataset
+features computed once and reused by the resumed run, a missing detector refused up front."""
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from sg2_container.data.synthetic import write_synthetic_dataset
+from sg2_container.errors import UserError
+from sg2_container.options import TrainingOptions
+from sg2_container.training.loop import train
+
+
+def _options(data, outdir, **overrides):
+    values = dict(data=str(data), outdir=str(outdir), cfg="paper256", kimg=0.008, batch=4,
+                  cbase=128, cmax=16, map=2, workers=0, snap=1, kimg_per_tick=0.004, aug="noaug",
+                  gamma=1.0, seed=3, device="cpu", metrics=("fid50k_full",), metrics_images=2)
+    values.update(overrides)
+    return TrainingOptions(**values)
+
+
+def test_training_writes_metrics_and_a_resumed_run_reuses_the_dataset_features(
+        detector_file, tmp_path, caplog, monkeypatch):
+    monkeypatch.delenv("SG2_DETECTOR", raising=False)
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=4, resolution=16)
+    run = tmp_path / "run"
+    with caplog.at_level(logging.INFO):
+        assert train(_options(data, run, detector=str(detector_file))).finished
+    lines = [json.loads(x) for x in (run / "metric-fid50k_full.jsonl").read_text().splitlines()]
+    assert [r["snapshot_pkl"] for r in lines] == ["network-snapshot-000000.pt"] * 2
+    assert [r["kimg"] for r in lines] == [0.004, 0.008]
+    for record in lines:
+        assert record["metric"] == "fid50k_full" and record["num_real"] == 4
+        assert record["results"]["fid50k_full"] > 0 and record["num_gpus"] == 1
+    assert "metric fid50k_full=" in caplog.text
+    (cache,) = (run / "metric-cache").glob("reals-*.npy")
+    written = cache.stat().st_mtime_ns
+    assert list(run.glob("events.out.tfevents.*"))
+
+    caplog.clear()
+    monkeypatch.setenv("SG2_DETECTOR", str(detector_file))  # the detector from the environment
+    with caplog.at_level(logging.INFO):
+        assert train(_options(data, run, kimg=0.012)).finished  # resumes, one more snapshot
+    assert len((run / "metric-fid50k_full.jsonl").read_text().splitlines()) == 3
+    assert "dataset features from cache" in caplog.text
+    assert cache.stat().st_mtime_ns == written
+
+
+def test_metrics_without_a_detector_stop_before_training(tmp_path, monkeypatch):
+    monkeypatch.delenv("SG2_DETECTOR", raising=False)
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=4, resolution=16)
+    with pytest.raises(UserError, match="--detector FILE.*SG2_DETECTOR.*'detector'"):
+        train(_options(data, tmp_path / "run"))
+    assert not list((tmp_path / "run").glob("checkpoint-*"))
+
+
+def test_unknown_metric_names_are_refused_with_the_list():
+    with pytest.raises(UserError, match="one of none, fid50k_full, kid50k_full, pr50k3_full"):
+        TrainingOptions(data="d", outdir="o", metrics=("fid50",))
+    with pytest.raises(UserError, match="ppl2_wend.*not in this build"):
+        TrainingOptions(data="d", outdir="o", metrics=("ppl2_wend",))
+
+
+def test_two_processes_share_the_extraction_and_agree_with_one(detector_file, tmp_path,
+                                                               monkeypatch):
+    from sg2_container.training.launch import run_training
+
+    monkeypatch.setenv("SG2_DETECTOR", str(detector_file))  # spawned ranks inherit it
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=4, resolution=16)
+    common = dict(kimg=0.004, batch=2, metrics_images=3, metrics=("fid50k_full", "kid50k_full"))
+    assert run_training(_options(data, tmp_path / "one", **common)).finished
+    assert run_training(_options(data, tmp_path / "two", gpus=2, **common)).finished
+
+    def records(run):
+        return {name: json.loads((run / f"metric-{name}.jsonl").read_text().splitlines()[-1])
+                for name in common["metrics"]}
+
+    one, two = records(tmp_path / "one"), records(tmp_path / "two")
+    assert two["fid50k_full"]["num_gpus"] == 2 and two["fid50k_full"]["num_real"] == 4
+    # Same images, same features: FID does not depend on how the work was split.
+    assert two["fid50k_full"]["results"]["fid50k_full"] == pytest.approx(
+        one["fid50k_full"]["results"]["fid50k_full"], rel=1e-4)
+    assert np.isfinite(two["kid50k_full"]["results"]["kid50k_full"])
