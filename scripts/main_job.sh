@@ -1,38 +1,48 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine (CPU is fine), as the SageMaker pipeline runs it:
-#   1. uploads: a procedural set of "designer uploads" (JPEGs of mixed sizes, no downloads)
-#   2. prepare: the container's processing job (`sg2 local process`, the article's arguments)
-#               turns them into the training zip
-#   3. train:   `sg2 local train` runs the container's training job against a local /opt/ml
-#               tree with the article's hyperparameters, sized for a CPU (kimg, channels)
-#   4. infer:   `sg2 generate` renders images from the trained model
-# Everything lands in ./demo. Re-running continues/reuses what is there.
+# The main job: the article's SageMaker Pipeline, rehearsed on this machine (CPU is fine).
+# `sg2 pipeline run --local` builds the same pipeline definition that `sg2 pipeline upsert`
+# sends to SageMaker and runs ITS four steps, each as the container's entrypoint in a
+# subprocess, with folders under demo/s3/ standing in for the S3 locations:
+#   stylegan2Process      prepare: the designer's uploads -> the training zip
+#   stylegan2train        train: the article's hyperparameters, cut down for a CPU through
+#                         pipeline parameters only (Resolution, Kimg, Batch, Cbase, Cfg)
+#   stylegan2Inference    infer: the test image projected into the trained model
+#   stylegan2Notification notify: the message the designer would get, printed and written to
+#                         demo/notifications/
+# The uploads and the test image are procedural (no downloads). Projection uses real VGG16
+# weights when $SG2_VGG16_WEIGHTS names them, otherwise a labelled rehearsal (random distance
+# network). Running the script again retries the same execution: training resumes from its
+# checkpoints in demo/s3/.../checkpoints/<execution> (`rm -rf demo` to start over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup_env.sh
+scripts/setup_env.sh pipeline
 sg2=.venv/bin/sg2
 demo=demo
+bucket=sg2-demo
+s3="$demo/s3/$bucket/sg2"
 mkdir -p "$demo"
 
-if [ ! -d "$demo/uploads" ]; then
-    "$sg2" dataset synthetic "$demo/uploads" --count 256 --resolution 32
+# The designer's uploads (InputDataUri) and the image to project (InferenceInputUri).
+if [ ! -d "$s3/uploads" ]; then
+    "$sg2" dataset synthetic "$s3/uploads" --count 64 --resolution 32 --format uploads
 fi
-"$sg2" local process --base-dir "$demo/opt_ml_processing" \
-    --input input="$demo/uploads" --output train="$demo/data" -- \
-    --source /opt/ml/processing/input/ --dest /opt/ml/processing/train/animeface.zip \
-    --width 32 --height 32
-cp "$demo/data/animeface.zip" "$demo/animeface.zip"
-"$sg2" dataset info "$demo/animeface.zip" --grid "$demo/dataset-grid.png"
+if [ ! -d "$s3/inference-input" ]; then
+    mkdir -p "$s3/inference-input"
+    .venv/bin/python - "$s3/inference-input/design.png" <<'PY'
+import sys
+from sg2_container.data.synthetic import synthetic_image
+synthetic_image(7, 32, seed=1)[0].save(sys.argv[1])
+PY
+fi
 
-# The article's hyperparameters; batch, channel sizes and kimg are cut down for a CPU.
-cat > "$demo/hyperparameters.json" <<'JSON'
-{"data": "/opt/ml/input/data/train/animeface.zip", "gpus": 1, "augpipe": "bg", "gamma": 10,
- "cfg": "paper256", "mirror": 1, "snap": 10, "kimg": 0.2, "metrics": "none",
- "outdir": "/opt/ml/checkpoints",
- "batch": 8, "cbase": 2048, "cmax": 64, "map": 2, "kimg_per_tick": 0.04, "workers": 1}
-JSON
-"$sg2" local train --hyperparameters "$demo/hyperparameters.json" \
-    --channel train="$demo/animeface.zip" --base-dir "$demo/opt_ml"
+rehearsal=()
+if [ -z "${SG2_VGG16_WEIGHTS:-}" ]; then
+    echo "note: no SG2_VGG16_WEIGHTS: the projection is a labelled rehearsal (random VGG16)"
+    rehearsal=(--inference-rehearsal)
+fi
 
-"$sg2" generate --network "$demo/opt_ml/model/model.pt" --seeds 0-7 --outdir "$demo/generated"
-echo "main job done: model in $demo/opt_ml/model, images in $demo/generated"
+"$sg2" pipeline run --local --workdir "$demo" --bucket "$bucket" "${rehearsal[@]}" \
+    --param Resolution=32 --param Cfg=cifar --param Kimg=0.064 --param Batch=8 \
+    --param Cbase=256 --param Snap=1 --param InferenceSteps=20
+echo "main job done: the folders under $demo/s3/$bucket/ are the S3 locations; results in"
+echo "  $s3/output/<execution>/inference/test (manifest.json), model in .../model/, messages in $demo/notifications/"
