@@ -95,7 +95,8 @@ class LocalSns:
     def __init__(self, folder: Path):
         self.folder = folder
 
-    def publish(self, TopicArn: str, Message: str, Subject: str | None = None) -> dict:  # noqa: N803 (boto3's names)
+    def publish(self, TopicArn: str, Message: str, Subject: str | None = None) -> dict:
+        """boto3's SNS `publish`, its argument names included."""
         self.folder.mkdir(parents=True, exist_ok=True)
         number = 1 + max((int(p.stem) for p in self.folder.glob("*.json") if p.stem.isdigit()),
                          default=0)
