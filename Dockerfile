@@ -16,6 +16,11 @@ ARG CU130_DEVEL_IMAGE=nvidia/cuda:13.0.2-devel-ubuntu24.04
 ARG CU130_RUNTIME_IMAGE=nvidia/cuda:13.0.2-base-ubuntu24.04
 ARG CU126_DEVEL_IMAGE=nvidia/cuda:12.6.3-devel-ubuntu24.04
 ARG CU126_RUNTIME_IMAGE=nvidia/cuda:12.6.3-base-ubuntu24.04
+# torchvision's ImageNet VGG16 weights for the projector's LPIPS distance, fetched at build time
+# (never at run time) and checked against a pinned SHA-256. An empty VGG16_FILE skips them (an
+# offline build); projection then needs --vgg16 FILE at run time. Keep it under /opt/venv: that
+# is what the runtime stage copies.
+ARG VGG16_FILE=/opt/venv/share/sg2-container/vgg16-397923af.pth
 
 # ---- Per-variant settings: only the stages of the chosen variant are built (BuildKit). ----
 FROM ${CU130_DEVEL_IMAGE} AS devel-cu130
@@ -61,6 +66,24 @@ RUN pip install --index-url "${TORCH_INDEX_URL:-$SG2_TORCH_INDEX_URL}" \
 # hadolint ignore=DL3059
 RUN pip install setuptools==84.2.1 wheel==0.46.3 sagemaker-training==5.1.4
 
+# The VGG16 weights (528 MB): a layer of their own, above the sources, so code changes keep it
+# cached. VGG16_URL may name a mirror; the checksum is not an argument: the file must be this one.
+ARG VGG16_FILE
+ARG VGG16_URL=https://download.pytorch.org/models/vgg16-397923af.pth
+RUN if [ -z "$VGG16_FILE" ]; then \
+        echo "VGG16_FILE is empty: no VGG16 weights in this image (sg2 project needs --vgg16)"; \
+    else \
+        case "$VGG16_FILE" in /opt/venv/*) ;; \
+            *) echo "VGG16_FILE must be under /opt/venv (copied to the runtime stage)" >&2; exit 1 ;; \
+        esac \
+        && mkdir -p "$(dirname "$VGG16_FILE")" \
+        && python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
+            "$VGG16_URL" "$VGG16_FILE.partial" \
+        && echo "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0  $VGG16_FILE.partial" \
+            | sha256sum --check --strict - \
+        && mv "$VGG16_FILE.partial" "$VGG16_FILE"; \
+    fi
+
 WORKDIR /src
 COPY setup.py pyproject.toml README.md ./
 COPY stylegan2_ops/ stylegan2_ops/
@@ -98,10 +121,13 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates python3 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/venv /opt/venv
+# The projector's default VGG16 weights (empty when the build skipped them).
+ARG VGG16_FILE
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    SG2_VGG16_WEIGHTS=${VGG16_FILE}
 
 ARG CUDA_VARIANT
 ARG IMAGE_VERSION=0.1.0

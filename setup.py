@@ -98,6 +98,8 @@ setup(
         "imageio-ffmpeg",  # ships the ffmpeg binary: no system package, no download
         # Every training run writes TensorBoard event files (SageMaker can upload them).
         "tensorboard==2.21.0",
+        "lpips==0.1.4",  # ships the LPIPS VGG16 heads the projector reads (its networks unused)
+        "tqdm",  # the projector's progress bar
     ],
     extras_require={
         # The image installs sagemaker-training too; tests use it to run jobs the toolkit's way.

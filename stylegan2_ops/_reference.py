@@ -85,32 +85,71 @@ def _bias_act_inplace(x, b, dim, spec, alpha, gain, clamp):
 
 
 def upfirdn2d_reference(x, f, up, down, pads, flip_filter, gain):
-    """Zero insertion, pad, depthwise conv, strided slice: differentiable to any order."""
+    """Plain PyTorch, differentiable to any order, without materialising the zero-inserted or
+    the full-rate intermediate: upsampling is a transposed depthwise conv with stride `up`,
+    downsampling a depthwise conv with stride `down`, and padding that a conv can do itself
+    is not done as a separate copy."""
     upx, upy = up
     downx, downy = down
     px0, px1, py0, py1 = pads
-    batch, channels, height, width = x.shape
     if f is None:
-        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+        # Identity filter: only padding (negative: cropping), gain and subsampling remain.
+        if upx > 1 or upy > 1:
+            x = _zero_insert(x, upx, upy)
+        if any(pads):
+            x = F.pad(x, [px0, px1, py0, py1])
+        if gain != 1:
+            x = x * gain
+        return x[:, :, ::downy, ::downx] if downx > 1 or downy > 1 else x
 
-    if upx > 1 or upy > 1:
-        x = x.reshape(batch, channels, height, 1, width, 1)
-        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-        x = x.reshape(batch, channels, height * upy, width * upx)
-
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
-
-    # Scale in float32 before the cast, as the filters are defined in float32.
+    # Scale in float32 before the cast, as the filters are defined in float32. A true
+    # convolution with f is a correlation with f flipped; flip_filter asks for the correlation.
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
-    if not flip_filter:
-        f = f.flip(list(range(f.ndim)))  # conv2d correlates; flipping makes it a convolution
-    if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].expand(channels, 1, *f.shape), groups=channels)
-    else:
-        x = F.conv2d(x, f[None, None, None, :].expand(channels, 1, 1, -1), groups=channels)
-        x = F.conv2d(x, f[None, None, :, None].expand(channels, 1, -1, 1), groups=channels)
+    if f.ndim == 1:
+        # Separable: a horizontal pass, then a vertical one; padding, up and down split by axis.
+        x = _fir_pass(x, f[None, :], (upx, 1), (downx, 1), (px0, px1, 0, 0), flip_filter)
+        return _fir_pass(x, f[:, None], (1, upy), (1, downy), (0, 0, py0, py1), flip_filter)
+    return _fir_pass(x, f, up, down, pads, flip_filter)
 
-    if downx > 1 or downy > 1:
-        x = x[:, :, ::downy, ::downx]
-    return x
+
+def _zero_insert(x, upx, upy):
+    """Each sample followed by up - 1 zeros along each axis."""
+    batch, channels, height, width = x.shape
+    x = x.reshape(batch, channels, height, 1, width, 1)
+    x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
+    return x.reshape(batch, channels, height * upy, width * upx)
+
+
+def _fir_pass(x, f, up, down, pads, flip_filter):
+    """One depthwise FIR pass with a 2-D kernel f [kh, kw] (a 1-D pass has kh or kw 1)."""
+    upx, upy = up
+    downx, downy = down
+    px0, px1, py0, py1 = pads
+    channels = x.shape[1]
+    kh, kw = f.shape
+    if upx > 1 or upy > 1:
+        # Zero insertion, padding and a true convolution with f are one transposed conv with
+        # stride `up` and kernel f (it scatters each sample through the whole kernel), whose
+        # full output then starts k - 1 - pad_before samples early and ends
+        # up + pad_after - k samples short: crop (or pad) that difference.
+        kernel = f.flip([0, 1]) if flip_filter else f
+        pads = [px0 - kw + 1, upx + px1 - kw, py0 - kh + 1, upy + py1 - kh]
+        crop_x = max(0, min(-pads[0], -pads[1]))
+        crop_y = max(0, min(-pads[2], -pads[3]))
+        x = F.conv_transpose2d(x, kernel[None, None].expand(channels, 1, kh, kw),
+                               stride=(upy, upx), padding=(crop_y, crop_x), groups=channels)
+        px0, px1, py0, py1 = pads[0] + crop_x, pads[1] + crop_x, pads[2] + crop_y, pads[3] + crop_y
+        if any((px0, px1, py0, py1)):
+            x = F.pad(x, [px0, px1, py0, py1])
+        if downx > 1 or downy > 1:
+            x = x[:, :, ::downy, ::downx]
+        return x
+    # conv2d pads symmetrically by itself; anything else (or cropping) is a separate pad.
+    conv_pad = (0, 0)
+    if px0 == px1 >= 0 and py0 == py1 >= 0:
+        conv_pad = (py0, px0)
+    elif any(pads):
+        x = F.pad(x, [px0, px1, py0, py1])
+    kernel = f if flip_filter else f.flip([0, 1])  # conv2d correlates
+    return F.conv2d(x, kernel[None, None].expand(channels, 1, kh, kw), stride=(downy, downx),
+                    padding=conv_pad, groups=channels)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stylegan2_ops.upfirdn2d import Padding, filter_size, parse_padding, upfirdn2d
+from stylegan2_ops.upfirdn2d import Padding, resample_padding, upfirdn2d
 
 
 def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True):
@@ -58,21 +58,9 @@ def conv2d_resample(
     if not (isinstance(up, int) and isinstance(down, int) and up >= 1 and down >= 1):
         raise ValueError(f"up and down must be ints >= 1, got up={up!r} down={down!r}")
     kh, kw = int(w.shape[2]), int(w.shape[3])
-    fw, fh = filter_size(f)
-    px0, px1, py0, py1 = parse_padding(padding)
-
     # The resampling filters need their own padding on top of the user's.
-    if up > 1:
-        px0 += (fw + up - 1) // 2
-        px1 += (fw - up) // 2
-        py0 += (fh + up - 1) // 2
-        py1 += (fh - up) // 2
-    if down > 1:
-        px0 += (fw - down + 1) // 2
-        px1 += (fw - down) // 2
-        py0 += (fh - down + 1) // 2
-        py1 += (fh - down) // 2
-    pads = [px0, px1, py0, py1]
+    pads = resample_padding(f, up=up, down=down, padding=padding)
+    px0, px1, py0, py1 = pads
 
     # 1x1 conv is a per-pixel channel mix, so it commutes with the resampling.
     if kw == 1 and kh == 1 and down > 1 and up == 1:
@@ -116,14 +104,7 @@ def conv2d_resample_by_definition(x, w, f=None, up=1, down=1, padding=0, groups=
                                   flip_weight=True, flip_filter=False):
     """The op's literal definition, without the fast orderings: the oracle the tests hold
     conv2d_resample to, and the "straightforward implementation" baseline of the benchmarks."""
-    fw, fh = filter_size(f)
-    px0, px1, py0, py1 = parse_padding(padding)
-    if up > 1:
-        px0, px1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2
-        py0, py1 = py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
-    if down > 1:
-        px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
-        py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
+    px0, px1, py0, py1 = resample_padding(f, up=up, down=down, padding=padding)
     x = upfirdn2d(x, f if up > 1 else None, up=up, padding=[px0, px1, py0, py1], gain=up**2,
                   flip_filter=flip_filter)
     x = F.conv2d(x, w if flip_weight else w.flip([2, 3]), groups=groups)

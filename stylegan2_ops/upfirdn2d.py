@@ -124,25 +124,51 @@ def upfirdn2d(
     return upfirdn2d_reference(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
 
 
+def resample_padding(f: torch.Tensor | None, up: Scaling = 1, down: Scaling = 1,
+                     padding: Padding = 0) -> list[int]:
+    """`padding` plus what the filter f needs to stay centred when resampling by `up` (before
+    filtering) and by `down` (after): [x0, x1, y0, y1]. A factor of 1 adds nothing."""
+    fw, fh = filter_size(f)
+    upx, upy = parse_scaling(up)
+    downx, downy = parse_scaling(down)
+    pads = list(parse_padding(padding))
+    for axis, taps, up_factor, down_factor in ((0, fw, upx, downx), (1, fh, upy, downy)):
+        for factor, upsampling in ((up_factor, True), (down_factor, False)):
+            if factor > 1:
+                before, after = centring_padding(taps, factor, upsampling)
+                pads[2 * axis] += before
+                pads[2 * axis + 1] += after
+    return pads
+
+
+def centring_padding(taps: int, factor: int, upsampling: bool) -> tuple[int, int]:
+    """(before, after) padding for a `taps`-long filter applied around a change of rate by
+    `factor`, so that the output grid stays centred on the input's.
+
+    The filter consumes taps - 1 samples and the rate change factor - 1 of them, leaving
+    `taps - factor` to pad, split with the larger half before. When upsampling, the zeros that
+    follow each sample put the signal's centre (factor - 1) / 2 samples early, so the first
+    sample gets factor - 1 more before it. factor=1 gives the same-size padding of filter2d.
+    """
+    excess = taps - factor
+    after = excess // 2
+    before = excess - after + (factor - 1 if upsampling else 0)
+    return before, after
+
+
 def filter2d(x, f, padding: Padding = 0, flip_filter=False, gain=1, impl=None):
     """Filters without changing the size (plus `padding` on each side)."""
-    px0, px1, py0, py1 = parse_padding(padding)
     fw, fh = filter_size(f)
-    pads = [px0 + fw // 2, px1 + (fw - 1) // 2, py0 + fh // 2, py1 + (fh - 1) // 2]
+    px0, px1, py0, py1 = parse_padding(padding)
+    (bx, ax), (by, ay) = centring_padding(fw, 1, False), centring_padding(fh, 1, False)
+    pads = [px0 + bx, px1 + ax, py0 + by, py1 + ay]
     return upfirdn2d(x, f, padding=pads, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
 def upsample2d(x, f, up: Scaling = 2, padding: Padding = 0, flip_filter=False, gain=1, impl=None):
     """Upsamples by `up` keeping the signal's energy (gain multiplied by up_x * up_y)."""
     upx, upy = parse_scaling(up)
-    px0, px1, py0, py1 = parse_padding(padding)
-    fw, fh = filter_size(f)
-    pads = [
-        px0 + (fw + upx - 1) // 2,
-        px1 + (fw - upx) // 2,
-        py0 + (fh + upy - 1) // 2,
-        py1 + (fh - upy) // 2,
-    ]
+    pads = resample_padding(f, up=(upx, upy), padding=padding)
     return upfirdn2d(
         x, f, up=(upx, upy), padding=pads, flip_filter=flip_filter, gain=gain * upx * upy, impl=impl
     )
@@ -150,18 +176,8 @@ def upsample2d(x, f, up: Scaling = 2, padding: Padding = 0, flip_filter=False, g
 
 def downsample2d(x, f, down: Scaling = 2, padding: Padding = 0, flip_filter=False, gain=1, impl=None):
     """Low-pass filters, then keeps every `down`-th sample."""
-    downx, downy = parse_scaling(down)
-    px0, px1, py0, py1 = parse_padding(padding)
-    fw, fh = filter_size(f)
-    pads = [
-        px0 + (fw - downx + 1) // 2,
-        px1 + (fw - downx) // 2,
-        py0 + (fh - downy + 1) // 2,
-        py1 + (fh - downy) // 2,
-    ]
-    return upfirdn2d(
-        x, f, down=(downx, downy), padding=pads, flip_filter=flip_filter, gain=gain, impl=impl
-    )
+    pads = resample_padding(f, down=down, padding=padding)
+    return upfirdn2d(x, f, down=down, padding=pads, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
 class UpFirDn2d(torch.nn.Module):

@@ -95,3 +95,22 @@ def pytest_terminal_summary(terminalreporter, config):
         where = ("a GPU is visible here" if torch.cuda.is_available()
                  else "no GPU here; run them on a GPU machine")
         terminalreporter.write_line(f"GPU tests deselected: {count} ({where} with -m gpu)")
+
+
+@pytest.fixture(scope="session")
+def random_vgg16_file(tmp_path_factory):
+    """A randomly initialised VGG16 in torchvision's file layout (features.* and, to show that
+    the loader ignores it, a small stand-in classifier part): about 59 MB, written once."""
+    import torch
+
+    from sg2_container.inference.lpips_vgg import _vgg16_feature_layers
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        layers = _vgg16_feature_layers()
+    state = {f"features.{k}": v for k, v in layers.state_dict().items()}
+    state["classifier.6.weight"] = torch.zeros([10, 4096])
+    state["classifier.6.bias"] = torch.zeros([10])
+    path = tmp_path_factory.mktemp("vgg16") / "vgg16-random.pth"
+    torch.save(state, path)
+    return path

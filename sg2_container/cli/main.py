@@ -11,6 +11,7 @@ from sg2_container.cli import (
     model_commands,
     pipeline_commands,
     serve_commands,
+    project_commands,
     system_commands,
     train_commands,
 )
@@ -29,6 +30,7 @@ def cli(verbose: int, quiet: bool) -> None:
 system_commands.register(cli)
 model_commands.register(cli)
 inference_commands.register(cli)
+project_commands.register(cli)
 train_commands.register(cli)
 local_commands.register(cli)
 data_commands.register(cli)

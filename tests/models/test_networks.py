@@ -271,3 +271,60 @@ def test_bad_resolution_is_named(res):
 def test_minibatch_std_group_must_divide_batch():
     with pytest.raises(ValueError, match=r"batch \(6\) divisible by the group size \(4\)"):
         MinibatchStdLayer(4)(torch.zeros([6, 2, 4, 4]))
+
+
+# ---- speed paths, each held to the reference path ------------------------------------------
+def test_default_modconv_form_on_cpu():
+    from sg2_container.models.networks.synthesis import default_fused_modconv
+
+    one, eight = torch.zeros([1, 3, 4]), torch.zeros([8, 3, 4])
+    assert default_fused_modconv(False, torch.float32, one) is True
+    assert default_fused_modconv(False, torch.float32, eight) is False  # shared weight faster
+    assert default_fused_modconv(True, torch.float32, one) is False  # training: never fused
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_generator_default_form_matches_golden_images(golden_tiny, batch):
+    # Whichever form the default picks for this batch, the images are the reference's.
+    G, _ = _load_tiny(golden_tiny)
+    ws = golden_tiny["outputs"]["ws_psi1"]
+    ws = ws[[i % ws.shape[0] for i in range(batch)]]
+    expected = golden_tiny["outputs"]["img_ws_const"][[i % ws.shape[0] for i in range(batch)]]
+    with torch.inference_mode():
+        img = G.synthesis(ws, noise_mode="const")
+    torch.testing.assert_close(img, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("up,demodulate,with_noise", [(1, True, True), (2, True, False),
+                                                      (1, False, False)])
+def test_modulated_conv_forms_agree_with_gradients(up, demodulate, with_noise):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn([3, 8, 6, 6], dtype=torch.float64, generator=gen, requires_grad=True)
+    weight = torch.randn([5, 8, 3, 3], dtype=torch.float64, generator=gen, requires_grad=True)
+    styles = torch.randn([3, 8], dtype=torch.float64, generator=gen, requires_grad=True)
+    noise = torch.randn([3, 1, 6 * up, 6 * up], dtype=torch.float64, generator=gen) if with_noise else None
+    f = torch.tensor([[1.0, 3, 3, 1]]).T @ torch.tensor([[1.0, 3, 3, 1]]) / 64
+    outs = [modulated_conv2d(x, weight, styles, noise=noise, up=up, padding=1, resample_filter=f,
+                             demodulate=demodulate, flip_weight=up == 1, fused_modconv=fused)
+            for fused in (True, False)]
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-10, atol=1e-10)
+    grads = [torch.autograd.grad(out.square().sum(), [x, weight, styles]) for out in outs]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_bfloat16_generation_is_opt_in_and_close(golden_tiny):
+    from sg2_container.errors import UserError
+    from sg2_container.inference.generate import GenerateOptions, generate
+
+    G, _ = _load_tiny(golden_tiny)
+    images = {p: dict(generate(G, GenerateOptions(seeds=(1, 2), precision=p), "cpu"))
+              for p in ("float32", "bfloat16")}
+    for seed in (1, 2):
+        a, b = (images[p][seed].astype(int) for p in ("float32", "bfloat16"))
+        assert a.shape == b.shape
+        assert abs(a - b).mean() < 8  # uint8 levels; bf16 keeps 8 bits of mantissa
+    # ...and the option really changed the arithmetic.
+    assert any((images["float32"][s] != images["bfloat16"][s]).any() for s in (1, 2))
+    with pytest.raises(UserError, match="precision 'fp8' is not one of float32, bfloat16"):
+        GenerateOptions(seeds=(1,), precision="fp8")

@@ -89,14 +89,18 @@ def test_portable_networks_compute_what_ours_compute(name):
     z = torch.randn([4, G.z_dim])
     c = torch.eye(3)[[0, 1, 2, 0], :c_dim]
     img = torch.randn([4, 3, 16, 16])
+    # Ours take faster equivalent orderings on the CPU (docs/benchmarks.md); the portable
+    # copies keep the reference's plain ones: equal up to float rounding (the fp16/clamp
+    # configuration rounds through half precision, hence its wider bound).
+    tol = 5e-3 if CONFIGS[name]["G"]["synthesis_kwargs"].get("num_fp16_res") else 1e-5
     with torch.no_grad():
         for fused in (None, False):
-            assert torch.equal(
+            torch.testing.assert_close(
                 pG(z, c, truncation_psi=0.6, truncation_cutoff=3, noise_mode="const",
                    fused_modconv=fused),
                 G(z, c, truncation_psi=0.6, truncation_cutoff=3, noise_mode="const",
-                  fused_modconv=fused))
-        assert torch.equal(pD(img, c), D(img, c))
+                  fused_modconv=fused), rtol=0, atol=tol)
+        torch.testing.assert_close(pD(img, c), D(img, c), rtol=0, atol=tol)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -126,7 +130,8 @@ def test_export_renders_the_same_images_in_the_reference_standin(name, tmp_path)
         assert expected.abs().max() > 0.05  # a real image, not a blank one
         for folder in (theirs, rebuilt):
             got = torch.from_numpy(np.load(folder / f"seed{seed:04d}.npy"))
-            torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+            tol = 5e-3 if config["G"]["synthesis_kwargs"].get("num_fp16_res") else 1e-5
+            torch.testing.assert_close(got, expected, rtol=0, atol=tol)
         png_ours = np.asarray(PIL.Image.open(ours / f"seed{seed:04d}.png"))
         png_theirs = np.asarray(PIL.Image.open(theirs / f"seed{seed:04d}.png"))
         assert png_ours.shape == png_theirs.shape == (16, 16, 3)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from stylegan2_ops import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
+from stylegan2_ops.upfirdn2d import parse_padding, resample_padding
 from tests.conftest import DATA_DIR
 
 CASES = torch.load(DATA_DIR / "reference_ops.pt", weights_only=True)
@@ -85,3 +86,70 @@ def test_channels_last_input_gives_same_result():
     ref = upsample2d(x, f)
     out = upsample2d(x.to(memory_format=torch.channels_last), f)
     torch.testing.assert_close(out, ref)
+
+
+def _by_definition(x, f, up, down, pads, flip_filter, gain):
+    """upfirdn2d spelled out step by step (zeros inserted, padded, filtered at the full rate,
+    then subsampled): the oracle for the strided and transposed-conv forms the op uses."""
+    (upx, upy), (downx, downy) = up, down
+    n, c, h, w = x.shape
+    z = x.new_zeros([n, c, h * upy, w * upx])
+    z[:, :, ::upy, ::upx] = x
+    z = torch.nn.functional.pad(z, list(pads))
+    if f is None:
+        f = torch.ones([1, 1])
+    f = f if f.ndim == 2 else torch.outer(f, f)
+    f = (f * gain ** (1 if f.ndim == 2 else 0)).to(x.dtype)
+    kernel = f if flip_filter else f.flip([0, 1])
+    y = torch.nn.functional.conv2d(z.reshape(n * c, 1, *z.shape[2:]), kernel[None, None])
+    return y.reshape(n, c, *y.shape[2:])[:, :, ::downy, ::downx]
+
+
+FAST_PATH_CASES = [
+    # (up, down, padding, filter taps, separable, flip)
+    ((2, 2), (1, 1), (2, 1, 2, 1), 4, False, False),  # upsample2d
+    ((2, 2), (1, 1), (1, 1, 1, 1), 4, False, True),
+    ((2, 2), (1, 1), (-1, 0, 3, -2), 4, False, False),  # cropping and padding while upsampling
+    ((3, 1), (1, 1), (0, 2, 1, 1), 3, True, False),
+    ((1, 1), (2, 2), (1, 1, 1, 1), 4, False, False),  # downsample2d
+    ((1, 1), (2, 2), (2, 2, 2, 2), 4, False, True),  # conv pre-filter, strided
+    ((1, 1), (2, 3), (0, 3, -1, 1), 4, True, False),
+    ((1, 1), (1, 1), (2, 1, 2, 1), 4, False, False),  # filter2d, asymmetric
+    ((2, 2), (2, 2), (1, 2, 1, 2), 4, False, False),  # up and down at once
+    ((2, 1), (1, 1), (1, 0, 0, 0), None, False, False),  # identity filter
+    ((1, 1), (2, 2), (-1, -1, 0, 1), None, False, False),
+]
+
+
+@pytest.mark.parametrize("up,down,pads,taps,separable,flip", FAST_PATH_CASES)
+def test_fast_forms_equal_the_definition_to_second_order(up, down, pads, taps, separable, flip):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn([2, 3, 7, 6], dtype=torch.float64, generator=gen, requires_grad=True)
+    # Small integer taps and gain 4 (gain 2 per separable pass) are exact in float32, so the
+    # forms can be held to float64 rounding.
+    shape = [taps] if separable else [taps, taps]
+    f = None if taps is None else torch.randint(1, 6, shape, generator=gen).float()
+    expected = _by_definition(x, f, up, down, pads, flip, 4.0)
+    out = upfirdn2d(x, f, up, down, list(pads), flip, 4.0)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    dy = torch.randn(out.shape, dtype=torch.float64, generator=gen)
+    (dx,) = torch.autograd.grad(out, x, dy, create_graph=True)
+    (dx_expected,) = torch.autograd.grad(expected, x, dy, create_graph=True)
+    torch.testing.assert_close(dx, dx_expected, rtol=1e-12, atol=1e-12)
+    if f is not None:
+        fn = lambda t: upfirdn2d(t, f, up, down, list(pads), flip, 4.0)  # noqa: E731
+        assert torch.autograd.gradgradcheck(fn, (x[:1, :1].detach().requires_grad_(True),))
+
+
+@pytest.mark.parametrize("f,up,down,padding", [
+    ([1, 3, 3, 1], 2, 1, 1), ([1, 3, 3, 1], 1, 2, 1), ([1, 2, 1], 1, 3, 0), (None, 2, 1, 0),
+    ([1, 3, 3, 1, 1, 3, 3, 1], 4, 1, [0, 1, 2, 3])])
+def test_resample_padding_sizes_the_output_by_the_rates_alone(f, up, down, padding):
+    # Whatever the filter, the resampled image is (size * up + user padding) // down: the
+    # filter's own padding exactly makes up for the samples it consumes.
+    f = setup_filter(f) if f is not None else None
+    pads = resample_padding(f, up=up, down=down, padding=padding)
+    out = upfirdn2d(torch.ones([1, 1, 16, 16]), f, up=up, down=down, padding=pads)
+    px0, px1, py0, py1 = parse_padding(padding)
+    assert out.shape[-1] == (16 * up + px0 + px1) // down
+    assert out.shape[-2] == (16 * up + py0 + py1) // down

@@ -128,14 +128,12 @@ def modulated_conv2d(
         )
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
-    w = None
+    # Demodulation: the norm of each output filter after modulation. sum_{i,k} (w[o,i,k] s[i])^2
+    # equals sum_i s[i]^2 sum_k w[o,i,k]^2, a [N, in] x [in, out] product: no [N, out, in, k, k]
+    # tensor to square and reduce, for the same value.
     dcoefs = None
-    if demodulate or fused_modconv:
-        w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # [N, out, in, kh, kw]
     if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, out]
-    if demodulate and fused_modconv:
-        w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
+        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, out]
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
@@ -149,7 +147,12 @@ def modulated_conv2d(
             return x + noise.to(x.dtype)
         return x
 
-    # Fused: fold the batch into the channels and run one grouped convolution.
+    # Fused: fold the batch into the channels and run one grouped convolution with per-sample
+    # weights, modulated and demodulated by one product.
+    scale = styles.reshape(batch_size, 1, -1)  # [N, 1, in]
+    if demodulate:
+        scale = scale * dcoefs.reshape(batch_size, -1, 1)  # [N, out, in]
+    w = weight.unsqueeze(0) * scale.unsqueeze(-1).unsqueeze(-1)  # [N, out, in, kh, kw]
     x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_channels, kh, kw)
     x = conv2d_resample(x, w.to(x.dtype), resample_filter, up=up, down=down, padding=padding,

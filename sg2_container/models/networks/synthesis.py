@@ -38,6 +38,21 @@ def fp16_min_resolution(img_resolution: int, num_fp16_res: int) -> int:
     return max(2 ** (check_resolution(img_resolution) + 1 - num_fp16_res), 8)
 
 
+def default_fused_modconv(training: bool, dtype: torch.dtype, ws: torch.Tensor) -> bool:
+    """Whether modulated convs run fused (per-sample weights, one grouped conv) by default.
+
+    Training: never (the unfused form shares one weight, so its gradient is cheaper). On a GPU
+    at inference: in float32, or for a single sample. On a CPU at inference: only for a single
+    sample; from batch 2 the shared-weight conv over the whole batch is faster there (batch 8,
+    paper256 at 256 px: 1.2x, bench/speed.py), and both give the same images to float rounding.
+    """
+    if training:
+        return False
+    if ws.device.type == "cpu":
+        return ws.shape[0] == 1
+    return dtype == torch.float32 or ws.shape[0] == 1
+
+
 class SynthesisLayer(torch.nn.Module):
     """Modulated 3x3 conv + per-pixel noise + bias + lrelu; optionally upsamples 2x first."""
 
@@ -140,7 +155,7 @@ class SynthesisBlock(torch.nn.Module):
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
         memory_format = memory_format_for(self.channels_last and not force_fp32)
         if fused_modconv is None:
-            fused_modconv = (not self.training) and (dtype == torch.float32 or ws.shape[0] == 1)
+            fused_modconv = default_fused_modconv(self.training, dtype, ws)
 
         if self.in_channels == 0:
             x = self.const.to(dtype=dtype, memory_format=memory_format)

@@ -1,0 +1,145 @@
+"""The measuring half of scripts/gpu_check.sh (which builds the kernels and runs the GPU tests
+first): runs the bench scripts on the GPU, each in a subprocess under a time limit, and prints
+one summary, also written as JSON (results.json) with every step's log to --outdir.
+
+Usage: python -m bench.gpu_check --outdir DIR [--tests-rc N] [--budget SECONDS]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# The reference implementation's published paper256 figures on one GPU (its README).
+ANCHORS = {"V100 (reference, published)": "21.6-24.2 s/kimg", "A100 (reference, published)": "12.5 s/kimg"}
+TRAIN = ["-m", "bench.train", "--cfg", "paper256", "--res", "256", "--batch", "64",
+         "--kimg", "0.384", "--ticks", "2"]
+# (name, argv after the interpreter, extra environment, seconds allowed)
+STEPS = [
+    ("ops", ["-m", "bench.ops", "--device", "cuda"], {}, 60),
+    ("train_kernels_mixed", TRAIN, {}, 80),
+    ("train_reference_mixed", TRAIN, {"SG2_OPS": "reference"}, 80),
+    ("train_kernels_fp32", TRAIN + ["--fp32"], {}, 80),
+    ("train_reference_fp32", TRAIN + ["--fp32"], {"SG2_OPS": "reference"}, 80),
+    ("job", ["-m", "bench.job", "--cfg", "paper256", "--res", "256", "--batch", "64",
+             "--cbase", "16384", "--cmax", "512"], {}, 90),
+    ("generation", ["-m", "bench.models", "--device", "cuda", "--skip-train", "--repeat", "5"],
+     {}, 60),
+]
+OPS_LINE = re.compile(r"^(?P<name>(?:upfirdn2d|bias_act) .+?)\s+(?P<shape>\[[\d, ]+\])\s+"
+                      r"(?P<impl>reference|cuda)\s+(?P<ms>[\d.]+) ms", re.M)
+SEC_PER_KIMG = re.compile(r"([\d.]+) s/kimg over")
+JOB = {"start_to_training_s": re.compile(r"start -> training begins:\s+([\d.]+) s"),
+       "start_to_first_step_s": re.compile(r"start -> first step finished:\s+([\d.]+) s"),
+       "sigterm_to_exit_s": re.compile(r"SIGTERM -> exit:\s+([\d.]+) s")}
+JOB_EXIT = re.compile(r"exit code (-?\d+), checkpoints (\[.*\])")
+GENERATION = re.compile(r"^ours\s+batch (\d+):\s+([\d.]+) ms/batch\s+([\d.]+) img/s", re.M)
+
+
+def parse_ops(text: str) -> dict:
+    """{case: {reference_ms, cuda_ms, kernel_speedup}} from bench.ops output."""
+    cases: dict[str, dict] = {}
+    for m in OPS_LINE.finditer(text):
+        cases.setdefault(m["name"], {"shape": m["shape"]})[f"{m['impl']}_ms"] = float(m["ms"])
+    for case in cases.values():
+        if "reference_ms" in case and "cuda_ms" in case:
+            case["kernel_speedup"] = round(case["reference_ms"] / case["cuda_ms"], 2)
+    return cases
+
+
+def parse(name: str, text: str) -> dict:
+    if name == "ops":
+        return {"cases": parse_ops(text)}
+    if name.startswith("train"):
+        m = SEC_PER_KIMG.search(text)
+        return {"sec_per_kimg": float(m[1])} if m else {}
+    if name == "job":
+        found = {key: float(m[1]) for key, rx in JOB.items() if (m := rx.search(text))}
+        if m := JOB_EXIT.search(text):
+            found.update(exit_code=int(m[1]), checkpoints=m[2])
+        return found
+    if name == "generation":
+        return {f"batch_{m[1]}": {"ms_per_batch": float(m[2]), "images_per_s": float(m[3])}
+                for m in GENERATION.finditer(text)}
+    raise ValueError(name)
+
+
+def run_step(name, argv, env, limit, outdir: Path) -> dict:
+    start = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, *argv], env=dict(os.environ, **env), timeout=limit,
+                              capture_output=True, text=True)
+        text, status = proc.stdout + proc.stderr, "ok" if proc.returncode == 0 else "failed"
+    except subprocess.TimeoutExpired as error:
+        out = error.stdout or b""
+        text = out.decode(errors="replace") if isinstance(out, bytes) else out
+        status = f"timeout after {limit} s"
+    (outdir / f"{name}.log").write_text(text)
+    return {"status": status, "seconds": round(time.monotonic() - start, 1), **parse(name, text)}
+
+
+def summary(results: dict) -> str:
+    lines = [f"# gpu_check: {results['device']}", f"GPU tests (pytest -m gpu): "
+             f"{'passed' if results['gpu_tests_rc'] == 0 else 'FAILED, exit ' + str(results['gpu_tests_rc'])}"]
+    steps = results["steps"]
+    lines.append("kernel vs PyTorch path, forward, 256 px training shapes (batch 8):")
+    for case, r in steps["ops"].get("cases", {}).items():
+        lines.append(f"  {case:<56} {r.get('reference_ms', '?')} ms -> {r.get('cuda_ms', '?')} ms"
+                     f"  {r.get('kernel_speedup', '?')}x")
+    lines.append("paper256 training at batch 64, s/kimg (lower is better):")
+    for key, label in (("train_kernels_mixed", "kernels on,  mixed precision on "),
+                       ("train_reference_mixed", "kernels off, mixed precision on "),
+                       ("train_kernels_fp32", "kernels on,  mixed precision off"),
+                       ("train_reference_fp32", "kernels off, mixed precision off")):
+        lines.append(f"  {label}: {steps[key].get('sec_per_kimg', steps[key]['status'])}")
+    for anchor, value in ANCHORS.items():
+        lines.append(f"  anchor {anchor}: {value}")
+    job = steps["job"]
+    lines.append(f"paper256 job: start -> first step {job.get('start_to_first_step_s', '?')} s, "
+                 f"SIGTERM -> exit {job.get('sigterm_to_exit_s', '?')} s (exit code "
+                 f"{job.get('exit_code', '?')}, checkpoints {job.get('checkpoints', '?')})")
+    gen = {k: v for k, v in steps["generation"].items() if k.startswith("batch_")}
+    lines.append("generation, paper256 G_ema: " + (", ".join(
+        f"{k.replace('_', ' ')}: {v['images_per_s']} img/s" for k, v in gen.items())
+        or steps["generation"]["status"]))
+    lines.append(f"total {results['seconds']} s (budget {results['budget_s']} s)")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--outdir", type=Path, required=True)
+    parser.add_argument("--tests-rc", type=int, default=None, help="Exit code of pytest -m gpu.")
+    parser.add_argument("--budget", type=int, default=480, help="Seconds for all measurements.")
+    args = parser.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        sys.exit("error: no usable CUDA device; bench.gpu_check measures GPU figures only")
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    results = {"device": f"{torch.cuda.get_device_name()}, torch {torch.__version__}",
+               "gpu_tests_rc": args.tests_rc, "budget_s": args.budget, "anchors": ANCHORS,
+               "steps": {}}
+    for name, argv, env, limit in STEPS:
+        left = int(args.budget - (time.monotonic() - start))
+        if left < 10:
+            results["steps"][name] = {"status": "skipped: out of time"}
+            continue
+        print(f"== {name}", flush=True)
+        results["steps"][name] = run_step(name, argv, env, min(limit, left), args.outdir)
+    results["seconds"] = round(time.monotonic() - start, 1)
+    (args.outdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = summary(results)
+    (args.outdir / "summary.txt").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""This tree against a baseline checkout of the project, side by side in one run.
+
+The baseline (e.g. a git worktree of the commit to compare with) is the folder given by
+--baseline. Both sides run the same networks on the same weights, their calls alternating;
+the figures are medians and the ratios baseline time / our time (above 1: we are faster).
+Measured:
+
+- G_ema generation: paper256 at 256 px, float32, const noise, batch 1 and 8 (baseline under
+  torch.no_grad as it was run, ours under torch.inference_mode as sg2 generate runs it), and
+  the largest difference between the two trees' images.
+- One G+D training step at 64 px, batch 8, float32: G forward, D on fakes and on reals, R1
+  (gradient of D w.r.t. the reals, then its own backward), path length (gradient w.r.t. ws,
+  then its backward); and the largest difference between the two trees' R1 gradients.
+
+Each side runs in its own worker process (bench/speed_worker.py) with PYTHONPATH set to its
+tree, so both import the same package names; the calls alternate between the two.
+Usage: python -m bench.speed --baseline PATH [--repeat 5] [--skip-train]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from bench.timing import machine_description
+
+WORKER = Path(__file__).with_name("speed_worker.py")
+
+
+class Side:
+    """A worker process importing the project from `root`."""
+
+    def __init__(self, name: str, root: Path, inference_mode: bool, threads: int | None):
+        self.name = name
+        env = dict(os.environ, PYTHONPATH=str(root))
+        argv = [sys.executable, str(WORKER)] + (["--inference-mode"] if inference_mode else [])
+        argv += ["--threads", str(threads)] if threads else []
+        self.process = subprocess.Popen(argv, env=env, cwd=root, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        self.ask_raw()
+
+    def ask_raw(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.name} worker exited (code {self.process.wait()})")
+        return json.loads(line)
+
+    def ask(self, cmd: str, **kwargs) -> dict:
+        self.process.stdin.write(json.dumps(dict(cmd=cmd, **kwargs)) + "\n")
+        self.process.stdin.flush()
+        return self.ask_raw()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def interleaved(sides: list[Side], cmd: str, repeat: int, **kwargs) -> dict[str, dict]:
+    """Median wall-clock and CPU seconds per call on each side, calls alternating after one
+    warm-up each. CPU time (all threads of the worker) is what the call cost; on a machine
+    shared with other work it varies far less than wall-clock time."""
+    for side in sides:
+        side.ask(cmd, **kwargs)
+    samples: dict[str, list[dict]] = {side.name: [] for side in sides}
+    for _ in range(repeat):
+        for side in sides:
+            samples[side.name].append(side.ask(cmd, **kwargs))
+    return {name: {clock: statistics.median(r[clock] for r in runs)
+                   for clock in ("seconds", "cpu_seconds")}
+            for name, runs in samples.items()}
+
+
+def timing_cells(times: dict[str, dict]) -> str:
+    """'base wall | ours wall | speed-up wall | base CPU | ours CPU | speed-up CPU' cells."""
+    cells = []
+    for clock in ("seconds", "cpu_seconds"):
+        base, ours = times["base"][clock], times["ours"][clock]
+        cells += [f"{base * 1e3:.0f}", f"{ours * 1e3:.0f}", f"**{base / ours:.2f}x**"]
+    return " | ".join(cells)
+
+
+TIMING_HEADER = ("baseline ms | ours ms | speed-up | baseline CPU ms | ours CPU ms | "
+                 "speed-up (CPU time)")
+
+
+def max_diff(a_path: Path, b_path: Path) -> dict[str, float]:
+    a = torch.load(a_path, weights_only=True)
+    b = torch.load(b_path, weights_only=True)
+    if isinstance(a, torch.Tensor):
+        return {"out": (a - b).abs().max().item()}
+    return {key: (a[key] - b[key]).abs().max().item() for key in a}
+
+
+def bench_generation(base: Side, ours: Side, tmp: Path, args) -> None:
+    weights = str(tmp / "G.pt")
+    setup = dict(kind="generate", weights=weights, res=256, cfg="paper256", cbase=None, cmax=512)
+    base.ask("setup", load=False, **setup)
+    ours.ask("setup", load=True, **setup)
+    print("## G_ema generation, paper256 @ 256 px, float32, const noise", flush=True)
+    print(f"| batch | {TIMING_HEADER} | ours img/s | max abs diff |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for batch in args.batches:
+        for side in (base, ours):
+            side.ask("generate", batch=batch, seed=batch, out=str(tmp / f"{side.name}.pt"))
+        diff = max_diff(tmp / "base.pt", tmp / "ours.pt")["out"]
+        times = interleaved([base, ours], "generate", args.repeat, batch=batch, seed=batch)
+        print(f"| {batch} | {timing_cells(times)} | {batch / times['ours']['seconds']:.2f} | "
+              f"{diff:.1e} |", flush=True)
+
+
+def bench_train(base: Side, ours: Side, tmp: Path, args) -> None:
+    res, batch = 64, 8
+    weights = str(tmp / "GD.pt")
+    setup = dict(kind="train", weights=weights, res=res, cfg=args.train_cfg,
+                 cbase=args.train_cbase, cmax=args.train_cmax)
+    base.ask("setup", load=False, **setup)
+    ours.ask("setup", load=True, **setup)
+    for side in (base, ours):
+        side.ask("train", batch=batch, res=res, seed=1, out=str(tmp / f"{side.name}.pt"))
+    diffs = max_diff(tmp / "base.pt", tmp / "ours.pt")
+    r1_diff = diffs.pop("r1_grads")
+    worst = max(diffs, key=diffs.get)
+    times = interleaved([base, ours], "train", args.repeat, batch=batch, res=res, seed=2)
+    print(f"## G+D training step, cfg {args.train_cfg} @ {res} px (channel base "
+          f"{args.train_cbase or 'of the preset'}, max {args.train_cmax}), batch {batch}, float32",
+          flush=True)
+    print(f"| {TIMING_HEADER} | max abs diff R1 grads | largest param-grad diff |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {timing_cells(times)} | {r1_diff:.1e} | {diffs[worst]:.1e} ({worst}) |",
+          flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", type=Path, required=True,
+                        help="Root of the baseline checkout (the folder holding sg2_container/).")
+    parser.add_argument("--repeat", type=int, default=5, help="Timed calls per side.")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--skip-generation", action="store_true")
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--train-cfg", default="paper256")
+    parser.add_argument("--train-cbase", type=int, default=None)
+    parser.add_argument("--train-cmax", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="Math threads per side (default: torch's, one per core).")
+    args = parser.parse_args()
+    baseline = args.baseline.resolve()
+    ours_root = Path(__file__).resolve().parents[1]
+    if not (baseline / "sg2_container" / "__init__.py").is_file():
+        parser.error(f"--baseline {args.baseline} holds no sg2_container package")
+    if baseline == ours_root:
+        parser.error(f"--baseline {args.baseline} is this tree itself")
+    print(f"# machine: {machine_description(torch.device('cpu'))}")
+    print(f"# baseline: {baseline}; ours: {ours_root}; medians of {args.repeat} interleaved calls; "
+          f"{args.threads or torch.get_num_threads()} math thread(s) per side; load average "
+          f"{os.getloadavg()[0]:.1f} at start", flush=True)
+    base = Side("base", baseline, inference_mode=False, threads=args.threads)
+    ours = Side("ours", ours_root, inference_mode=True, threads=args.threads)
+    try:
+        with tempfile.TemporaryDirectory(prefix="sg2-bench-speed-") as tmp:
+            if not args.skip_generation:
+                bench_generation(base, ours, Path(tmp), args)
+            if not args.skip_train:
+                bench_train(base, ours, Path(tmp), args)
+    finally:
+        base.close()
+        ours.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""One side of bench/speed.py: runs in its own process with PYTHONPATH set to one tree.
+
+Run by path (not as bench.*), so that the tree it measures provides every project module. It
+reads one JSON command per line on stdin and answers one JSON line on stdout; tensors to
+compare travel through files.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from sg2_container.models.networks import Discriminator, Generator
+from sg2_container.options import network_kwargs, resolve_preset
+
+
+class Worker:
+    def __init__(self, inference_mode: bool):
+        self.no_grad = torch.inference_mode if inference_mode else torch.no_grad
+        self.G = self.D = None
+        self.gamma = 0.0
+
+    def setup(self, kind, weights, load, res, cfg, cbase, cmax):
+        """Builds the networks; the first worker saves its weights, the second loads them."""
+        preset = resolve_preset(cfg, res)
+        G_kwargs, D_kwargs = network_kwargs(preset, res, fp32=True, channel_base=cbase,
+                                            channel_max=cmax)
+        torch.manual_seed(0)
+        self.G = Generator(**G_kwargs)
+        self.D = Discriminator(**D_kwargs) if kind == "train" else None
+        self.gamma = preset.gamma
+        nets = {"G": self.G} if self.D is None else {"G": self.G, "D": self.D}
+        if load:
+            for name, state in torch.load(weights, weights_only=True).items():
+                nets[name].load_state_dict(state)
+        else:
+            torch.save({name: net.state_dict() for name, net in nets.items()}, weights)
+        if kind == "generate":
+            self.G.eval().requires_grad_(False)
+        else:
+            self.G.train()
+            self.D.train()
+        return {}
+
+    def generate(self, batch, seed, out=None):
+        z = torch.randn([batch, self.G.z_dim], generator=torch.Generator().manual_seed(seed))
+        c = torch.zeros([batch, 0])
+        start, cpu_start = time.perf_counter(), time.process_time()
+        with self.no_grad():
+            img = self.G(z, c, noise_mode="const")
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        if out:
+            torch.save(img.clone(), out)
+        return {"seconds": seconds, "cpu_seconds": cpu_seconds}
+
+    def train(self, batch, res, seed, out=None):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        r1_grads = self.train_step(batch, res, seed)
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        if out:
+            grads = {f"D.{n}": p.grad for n, p in self.D.named_parameters() if p.grad is not None}
+            grads.update({f"G.{n}": p.grad for n, p in self.G.named_parameters()
+                          if p.grad is not None})
+            torch.save({"r1_grads": r1_grads, **grads}, out)
+        return {"seconds": seconds, "cpu_seconds": cpu_seconds}
+
+    def train_step(self, batch, res, seed):
+        """G forward, D on fakes and reals, R1 and path length with their second backward."""
+        G, D = self.G, self.D
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn([batch, G.z_dim], generator=gen)
+        c = torch.zeros([batch, 0])
+        reals = torch.randn([batch, G.img_channels, res, res], generator=gen)
+        pl_noise = torch.randn([batch // 2, G.img_channels, res, res], generator=gen) / res
+        for net in (G, D):
+            net.zero_grad(set_to_none=True)
+        fakes = G(z, c, noise_mode="const")
+        F.softplus(-D(fakes, c)).mean().backward()
+        ws = G.mapping(z[: batch // 2], c[: batch // 2])
+        img = G.synthesis(ws, noise_mode="const")
+        (pl_grads,) = torch.autograd.grad((img * pl_noise).sum(), ws, create_graph=True)
+        pl_lengths = pl_grads.square().sum(dim=2).mean(dim=1).sqrt()
+        (pl_lengths - pl_lengths.mean().detach()).square().mean().mul(2.0).backward()
+        fake_logits = D(fakes.detach(), c)
+        real = reals.requires_grad_(True)
+        real_logits = D(real, c)
+        (r1_grads,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+        r1 = r1_grads.square().sum(dim=[1, 2, 3]).mean() * (self.gamma / 2)
+        (F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean() + r1).backward()
+        return r1_grads.detach()
+
+
+def main() -> None:
+    """argv: [--inference-mode] [--threads N]."""
+    if "--threads" in sys.argv:
+        torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]))
+    worker = Worker(inference_mode="--inference-mode" in sys.argv)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        command = request.pop("cmd")
+        print(json.dumps(getattr(worker, command)(**request)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# One-call check of a machine with an NVIDIA GPU (no network needed): builds the kernels ahead
+# of time for the GPU found, runs the GPU tests, then measures and summarises (bench/gpu_check.py).
+set -euo pipefail
+
+usage() {
+    cat <<'USAGE'
+Usage: scripts/gpu_check.sh OUTDIR [--python PYTHON] [--skip-build]
+
+On a machine with an NVIDIA GPU, within about 9 minutes:
+  1. builds stylegan2_ops._C in place for the GPU's architecture only (SG2_BUILD_CUDA=1);
+  2. runs the GPU tests (pytest -m gpu: kernels against the reference path, gradients);
+  3. measures upfirdn2d/bias_act kernel vs PyTorch-path ratios at 256 px training shapes,
+     paper256 training s/kimg at batch 64 (kernels on/off, mixed precision on/off), start-up
+     to first step and SIGTERM to exit with a paper256 checkpoint, and generation images/s;
+  4. prints one summary next to the reference's published paper256 figures and writes it,
+     with every step's log, as JSON to OUTDIR (created if missing).
+
+Refuses (exit 3) on a machine without a usable NVIDIA GPU.
+  --python PYTHON   interpreter with torch and this project's dependencies (default: python3)
+  --skip-build      use the kernels already built or installed
+USAGE
+}
+
+# shellcheck source=scripts/_common.sh
+source "$(dirname "$0")/_common.sh"
+
+outdir=""
+python="python3"
+build=1
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --python) need_value "$@"; python="$2"; shift 2 ;;
+        --skip-build) build=0; shift ;;
+        -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+        *)
+            if [ -n "$outdir" ]; then
+                echo "error: one OUTDIR expected, got '$outdir' and '$1' (see --help)" >&2
+                exit 2
+            fi
+            outdir="$1"; shift ;;
+    esac
+done
+if [ -z "$outdir" ]; then
+    echo "error: OUTDIR is required: the folder for the JSON results (see --help)" >&2
+    exit 2
+fi
+
+refuse() {
+    echo "error: no usable NVIDIA GPU: $1. gpu_check.sh measures GPU kernels and training;" \
+        "on a CPU use python -m bench.speed / bench.models / bench.train instead." >&2
+    exit 3
+}
+command -v nvidia-smi >/dev/null 2>&1 || refuse "nvidia-smi is not on PATH (no NVIDIA driver)"
+gpus="$(nvidia-smi -L 2>/dev/null || true)"
+case "$gpus" in
+    GPU\ *) ;;
+    *) refuse "nvidia-smi lists no GPU" ;;
+esac
+arch="$("$python" -c 'import torch; assert torch.cuda.is_available(); print("%d.%d" % torch.cuda.get_device_capability())' 2>/dev/null)" \
+    || refuse "torch (via $python) cannot use CUDA"
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+mkdir -p "$outdir"
+outdir="$(cd "$outdir" && pwd)"
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+started="$(date +%s)"
+
+if [ "$build" = 1 ]; then
+    echo "== building stylegan2_ops._C for sm_${arch/./} (log: $outdir/build.log)"
+    if ! SG2_BUILD_CUDA=1 TORCH_CUDA_ARCH_LIST="$arch" MAX_JOBS="$(nproc)" \
+        timeout 240 "$python" setup.py build_ext --inplace >"$outdir/build.log" 2>&1; then
+        echo "warning: the kernel build failed (tail of build.log below); measuring the PyTorch path only" >&2
+        tail -n 20 "$outdir/build.log" >&2
+    fi
+fi
+
+echo "== GPU tests (log: $outdir/pytest-gpu.log)"
+tests_rc=0
+timeout 150 "$python" -m pytest tests -m gpu -q -p no:cacheprovider \
+    --junitxml="$outdir/pytest-gpu.xml" >"$outdir/pytest-gpu.log" 2>&1 || tests_rc=$?
+tail -n 3 "$outdir/pytest-gpu.log"
+
+budget=$((540 - ($(date +%s) - started)))
+exec "$python" -m bench.gpu_check --outdir "$outdir" --tests-rc "$tests_rc" --budget "$budget"

@@ -1,0 +1,75 @@
+"""scripts/gpu_check.sh on a machine without a GPU: argument handling, the clear refusal, and
+that its summary parser reads what the bench scripts print."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import gpu_check, ops
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "gpu_check.sh"
+
+
+def run(*args):
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_help_explains_usage_and_outputs():
+    result = run("--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("Usage: scripts/gpu_check.sh OUTDIR")
+    assert "JSON" in result.stdout and "9 minutes" in result.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    ((), "OUTDIR is required"),
+    (("out", "--frobnicate"), "unknown option --frobnicate"),
+    (("a", "b"), "one OUTDIR expected"),
+    (("out", "--python"), "--python needs a value"),
+])
+def test_bad_arguments_are_usage_errors(args, message):
+    result = run(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_refuses_clearly_without_a_gpu(tmp_path):
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has an NVIDIA driver")
+    outdir = tmp_path / "results"
+    result = run(str(outdir))
+    assert result.returncode == 3
+    assert "no usable NVIDIA GPU" in result.stderr and "nvidia-smi" in result.stderr
+    assert not outdir.exists()  # refused before building, testing or writing anything
+
+
+@pytest.mark.parametrize("listing,message", [
+    ("GPU 0: Stand-in (UUID: GPU-0)", "cannot use CUDA"),  # a driver, but torch sees no device
+    ("No devices were found", "nvidia-smi lists no GPU"),
+])
+def test_refuses_with_a_driver_but_no_usable_gpu(tmp_path, listing, message):
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "nvidia-smi").write_text(f"#!/bin/sh\necho '{listing}'\n")
+    (fake / "nvidia-smi").chmod(0o755)
+    result = subprocess.run(
+        ["bash", str(SCRIPT), str(tmp_path / "out"), "--python", sys.executable],
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, PATH=f"{fake}:{os.environ['PATH']}"))
+    assert result.returncode == 3
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_summary_parser_reads_the_bench_output(capsys):
+    ops.report("upfirdn2d D conv1 pre-filter, 256px", [8, 64, 256, 256], "reference", 0.0120, 10**9, None)
+    ops.report("upfirdn2d D conv1 pre-filter, 256px", [8, 64, 256, 256], "cuda", 0.0015, 10**9, 2039)
+    cases = gpu_check.parse_ops(capsys.readouterr().out)
+    case = cases["upfirdn2d D conv1 pre-filter, 256px"]
+    assert case["reference_ms"] == 12.0 and case["cuda_ms"] == 1.5 and case["kernel_speedup"] == 8.0
+    assert gpu_check.parse("train_kernels_mixed", "cfg paper256 @ 256px, batch 64, cbase None, "
+                           "cmax None: 12.3 s/kimg over 0.256 kimg")["sec_per_kimg"] == 12.3
