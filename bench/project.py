@@ -15,7 +15,7 @@ import time
 import torch
 
 from bench.timing import machine_description, peak_rss_gib, synchronize
-from sg2_container.inference.images import to_uint8
+from sg2_container.io.images import to_uint8
 from sg2_container.inference.latents import ws_for_seeds
 from sg2_container.inference.lpips_vgg import load_distance_network
 from sg2_container.inference.project import ProjectOptions, project, w_statistics

@@ -1,51 +1,103 @@
-"""Inference commands: `sg2 generate` (more arrive with the inference work)."""
+"""Inference commands: `sg2 generate`, `sg2 style-mix`, `sg2 interpolate`.
+
+The rendering options come from the schema in inference/options.py (the batch job's requests
+use the same fields); torch loads only inside the commands.
+"""
 from pathlib import Path
 
 import click
 
 from sg2_container.cli.errors import user_errors_as_click
-from sg2_container.inference.seeds import DEFAULT_MAX_SEEDS
+from sg2_container.inference.options import GenerateOptions, InterpolateOptions, StyleMixOptions
+from sg2_container.options.schema import click_options
 
 
 def register(cli: click.Group) -> None:
     cli.add_command(generate)
+    cli.add_command(style_mix)
+    cli.add_command(interpolate)
+
+
+def _common(command):
+    """--network, --device and --outdir, shared by the rendering commands."""
+    command = click.option("--outdir", required=True,
+                           type=click.Path(file_okay=False, path_type=Path),
+                           help="Folder for the output files (created if missing).")(command)
+    command = click.option("--device", default="auto", show_default=True,
+                           help="auto (the first GPU if there is one), cpu, cuda or cuda:N.")(command)
+    command = click.option("--network", "network_path", required=True, type=click.Path(exists=True),
+                           help="The model: our model file (.pt), a reference network pickle "
+                                "(.pkl, read safely), a training job's model.tar.gz, or a "
+                                "folder holding one of them.")(command)
+    return command
+
+
+def _load(network_path, device):
+    from sg2_container.inference.model_source import load_generator
+    from sg2_container.runtime import resolve_device
+
+    torch_device = resolve_device(device)
+    return load_generator(network_path, device=torch_device).G, torch_device
 
 
 @click.command()
-@click.option("--network", "network_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Model file: ours (.pt) or a reference network pickle (.pkl, read safely).")
-@click.option("--seeds", default="0-7", show_default=True,
-              help="Seeds to render: numbers and inclusive ranges, e.g. '0-7' or '1,5,10-12'.")
-@click.option("--max-seeds", type=click.IntRange(min=1), default=DEFAULT_MAX_SEEDS,
-              show_default=True, help="Refuse --seeds that ask for more images than this.")
-@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True,
-              help="Truncation psi: 1 = no truncation; lower trades variety for typicality.")
-@click.option("--class", "class_idx", type=int, default=None,
-              help="Class index, required for a conditional network.")
-@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
-              show_default=True, help="Per-pixel noise: the model's stored maps, fresh, or none.")
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=None,
-              help="Images rendered per forward pass [default: 8 on a GPU, 1 on a CPU, where "
-                   "one at a time is fastest: the activations then stay in cache].")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for seedNNNN.png files (created if missing).")
-def generate(network_path, seeds, max_seeds, truncation_psi, class_idx, noise_mode, batch_size, device, outdir):
-    """Render one PNG per seed from a generator (G_ema).
+@_common
+@click_options(GenerateOptions)
+def generate(network_path, device, outdir, **values):
+    """Render one PNG per seed (or per W vector of --projected-w) from G_ema.
 
-    The same seed gives the same image as the reference's generate tool for the same weights.
+    The same seed gives the same image as the reference's generate tool for the same weights,
+    whatever --batch is.
     """
     with user_errors_as_click():
-        from sg2_container.inference.generate import GenerateOptions, generate_to_folder
-        from sg2_container.inference.seeds import parse_seeds
-        from sg2_container.models.files import load_model
-        from sg2_container.runtime import resolve_device
+        from sg2_container.inference.generate import generate_to_folder
 
-        torch_device = resolve_device(device)
-        if batch_size is None:
-            batch_size = 8 if torch_device.type == "cuda" else 1
-        options = GenerateOptions(seeds=tuple(parse_seeds(seeds, max_seeds)), truncation_psi=truncation_psi,
-                                  noise_mode=noise_mode, class_idx=class_idx, batch_size=batch_size)
-        bundle = load_model(network_path, device=torch_device)
-        written = generate_to_folder(bundle.G_ema, options, outdir, torch_device)
-        click.echo(f"wrote {len(written)} image(s) to {outdir}")
+        options = GenerateOptions(**values)
+        G, torch_device = _load(network_path, device)
+        written = generate_to_folder(G, options, outdir, torch_device)
+        images = [p for p in written if p.suffix == ".png" and p.name != "grid.png"]
+        click.echo(f"wrote {len(images)} image(s) to {outdir}")
+
+
+@click.command("style-mix")
+@_common
+@click_options(StyleMixOptions)
+def style_mix(network_path, device, outdir, **values):
+    """Style-mixing grid: each row seed with the column seed's styles at --styles.
+
+    Writes ROW-COL.png for every pair, SEED-SEED.png for every seed alone, and grid.png (top
+    row: the column seeds, left column: the row seeds, black corner), as the reference does.
+    """
+    with user_errors_as_click():
+        from sg2_container.inference.style_mix import style_mix_to_folder
+
+        options = StyleMixOptions(**values)
+        G, torch_device = _load(network_path, device)
+        written = style_mix_to_folder(G, options, outdir, torch_device)
+        click.echo(f"wrote {len(written) - 1} image(s) and {outdir / 'grid.png'}")
+
+
+def _join_files(ctx, param, values):
+    """--projected-w may repeat and/or hold comma-separated names."""
+    return tuple(name.strip() for value in values for name in value.split(",") if name.strip())
+
+
+@click.command()
+@_common
+@click_options(InterpolateOptions, exclude=("projected_w",))
+@click.option("--projected-w", "projected_w", multiple=True, callback=_join_files, metavar="FILE",
+              help="A W file to walk through after the seeds (a projection's projected_w.npz or "
+                   "a `generate --save-w` file; each W vector in it is a key point); repeatable.")
+def interpolate(network_path, device, outdir, **values):
+    """A walk through W between seeds and/or projected W vectors, as a video and a contact sheet.
+
+    Key points: the --seeds in order, then the W vectors of each --projected-w file. Writes
+    walk.mp4 (and/or walk.gif) and walk-sheet.png.
+    """
+    with user_errors_as_click():
+        from sg2_container.inference.interpolate import interpolate_to_folder
+
+        options = InterpolateOptions(**values)
+        G, torch_device = _load(network_path, device)
+        written = interpolate_to_folder(G, options, outdir, torch_device)
+        click.echo("wrote " + ", ".join(str(p) for p in written))

@@ -1,51 +1,28 @@
-"""Images from a generator for a list of seeds (the reference's generate tool, batched)."""
+"""Images from a generator for a list of seeds or W vectors (the reference's generate tool,
+batched). Each image depends only on its own seed or W, never on the batch it was rendered in.
+"""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
-from sg2_container.errors import UserError
-from sg2_container.io.images import to_uint8, write_png
-from sg2_container.inference.latents import z_for_seeds
+from sg2_container.errors import Stopped, UserError
+from sg2_container.io.images import tile, write_png, to_uint8
+from sg2_container.inference.latents import load_ws_file, save_ws_file, ws_for_seeds
+from sg2_container.inference.options import NOISE_MODES, GenerateOptions  # noqa: F401 (re-export)
 
 log = logging.getLogger(__name__)
 
-NOISE_MODES = ("const", "random", "none")
-# float32: the reference's numbers. bfloat16 (opt-in): convs and matmuls under bf16 autocast,
-# about 1.8x the images/s on a CPU with AVX512-BF16 (paper256, batch 1), at a measured cost of
-# 0.04 mean / 0.2 max absolute difference on images of range +-5 (docs/benchmarks.md).
-PRECISIONS = ("float32", "bfloat16")
 
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class GenerateOptions:
-    """What to generate; validated here, once."""
-
-    seeds: tuple[int, ...]
-    truncation_psi: float = 1.0
-    noise_mode: str = "const"
-    class_idx: int | None = None
-    batch_size: int = 8
-    precision: str = "float32"
-
-    def __post_init__(self):
-        if not self.seeds:
-            raise UserError("seeds: at least one seed is needed")
-        psi = self.truncation_psi
-        if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not math.isfinite(psi):
-            raise UserError(f"truncation_psi (--trunc) must be a finite number, got {psi!r}")
-        if self.noise_mode not in NOISE_MODES:
-            raise UserError(f"noise_mode {self.noise_mode!r} is not one of {', '.join(NOISE_MODES)}")
-        if self.batch_size < 1:
-            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+def default_batch_size(device: torch.device) -> int:
+    """Measured fastest (docs/benchmarks.md): 1 on a CPU, 8 on a GPU."""
+    return 8 if torch.device(device).type == "cuda" else 1
 
 
 def class_labels(G, class_idx: int | None, count: int, device) -> torch.Tensor:
@@ -63,28 +40,87 @@ def class_labels(G, class_idx: int | None, count: int, device) -> torch.Tensor:
     return labels
 
 
-@torch.inference_mode()  # no autograd bookkeeping at all: generation never needs gradients
-def generate(G, options: GenerateOptions, device) -> Iterator[tuple[int, np.ndarray]]:
-    """Yields (seed, uint8 [H, W, C]) in seed order, rendering `batch_size` seeds at a time."""
-    seeds = list(options.seeds)
-    for start in range(0, len(seeds), options.batch_size):
-        batch_seeds = seeds[start:start + options.batch_size]
-        z = z_for_seeds(batch_seeds, G.z_dim)
-        z = torch.from_numpy(z).to(device=device, dtype=torch.float32)
-        c = class_labels(G, options.class_idx, len(batch_seeds), device)
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
-                            enabled=options.precision == "bfloat16"):
-            images = G(z, c, truncation_psi=options.truncation_psi, noise_mode=options.noise_mode)
-        yield from zip(batch_seeds, to_uint8(images.float()))
+def check_stop(stop: threading.Event | None, done: str) -> None:
+    if stop is not None and stop.is_set():
+        raise Stopped(done)
 
 
-def generate_to_folder(G, options: GenerateOptions, outdir: Path, device) -> list[Path]:
-    """Writes seed{seed:04d}.png files (the reference's names); returns their paths."""
+def seed_ws(G, seeds: Sequence[int], *, truncation_psi: float, class_idx: int | None,
+            device) -> torch.Tensor:
+    """ws [N, num_ws, w_dim] for the seeds (labels for a conditional G)."""
+    c = class_labels(G, class_idx, len(seeds), device)
+    return ws_for_seeds(G, seeds, truncation_psi=truncation_psi, c=c, device=device)
+
+
+@torch.inference_mode()  # no autograd bookkeeping at all: rendering never needs gradients
+def synthesize(G, ws: torch.Tensor, *, noise_mode: str, batch_size: int,
+               stop: threading.Event | None = None, precision: str = "float32",
+               ) -> Iterator[np.ndarray]:
+    """uint8 [H, W, C] images for ws [N, num_ws, w_dim], `batch_size` at a time; a set stop
+    event ends it between batches (errors.Stopped). precision: see options.PRECISIONS."""
+    device = next(G.parameters()).device
+    for start in range(0, len(ws), batch_size):
+        check_stop(stop, f"after {start} of {len(ws)} images")
+        batch = ws[start:start + batch_size].to(device=device, dtype=torch.float32)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            images = G.synthesis(batch, noise_mode=noise_mode)
+        yield from to_uint8(images.float())
+
+
+@torch.no_grad()
+def generate(G, options: GenerateOptions, device, stop: threading.Event | None = None,
+             ) -> Iterator[tuple[int, np.ndarray, torch.Tensor]]:
+    """Yields (seed, uint8 [H, W, C], ws [num_ws, w_dim]) in seed order."""
+    seeds = options.seed_values
+    batch_size = options.batch_size or default_batch_size(device)
+    for start in range(0, len(seeds), batch_size):
+        check_stop(stop, f"after {start} of {len(seeds)} seeds")
+        batch_seeds = seeds[start:start + batch_size]
+        ws = seed_ws(G, batch_seeds, truncation_psi=options.truncation_psi,
+                     class_idx=options.class_idx, device=device)
+        images = synthesize(G, ws, noise_mode=options.noise_mode, batch_size=len(batch_seeds),
+                            precision=options.precision)
+        yield from zip(batch_seeds, images, ws)
+
+
+def grid_columns(count: int) -> int:
+    """A near-square layout: ceil(sqrt(count)) columns."""
+    return max(1, math.ceil(math.sqrt(count)))
+
+
+def generate_to_folder(G, options: GenerateOptions, outdir: Path, device, *,
+                       stop: threading.Event | None = None) -> list[Path]:
+    """Writes seed{seed:04d}.png (or proj{idx:02d}.png for --projected-w, the reference's
+    names), plus seed{seed:04d}.npz with --save-w and grid.png with --grid; returns the paths."""
     outdir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for seed, image in generate(G, options, device):
-        path = outdir / f"seed{seed:04d}.png"
-        write_png(image, path)
+    written: list[Path] = []
+    images: list[np.ndarray] = []
+    if options.projected_w is not None:
+        ws = torch.from_numpy(load_ws_file(options.projected_w, G.num_ws, G.w_dim))
+        if options.class_idx is not None:
+            log.warning("--class ignored with --projected-w: the W vectors already carry it")
+        log.info("rendering the %d W vector(s) of %s (seeds ignored)", len(ws), options.projected_w)
+        batch_size = options.batch_size or default_batch_size(device)
+        for idx, image in enumerate(synthesize(G, ws, noise_mode=options.noise_mode,
+                                               batch_size=batch_size, stop=stop,
+                                               precision=options.precision)):
+            path = outdir / f"proj{idx:02d}.png"
+            write_png(image, path)
+            written.append(path)
+            images.append(image)
+    else:
+        for seed, image, ws in generate(G, options, device, stop=stop):
+            path = outdir / f"seed{seed:04d}.png"
+            write_png(image, path)
+            written.append(path)
+            images.append(image)
+            if options.save_w:
+                w_path = outdir / f"seed{seed:04d}.npz"
+                save_ws_file(w_path, ws[None], seed=np.int64(seed))
+                written.append(w_path)
+    log.info("wrote %d image(s) to %s", len(images), outdir)
+    if options.grid:
+        path = outdir / "grid.png"
+        write_png(tile(np.stack(images), grid_columns(len(images))), path)
         written.append(path)
-        log.info("wrote %s", path)
     return written

@@ -38,3 +38,37 @@ def mix_styles(row_ws: torch.Tensor, col_ws: torch.Tensor, styles: Sequence[int]
     index = list(dict.fromkeys(int(s) for s in styles))
     mixed[:, :, index] = col_ws[None, :, index]
     return mixed
+
+
+def load_ws_file(path, num_ws: int, w_dim: int) -> np.ndarray:
+    """W vectors [n, num_ws, w_dim] float32 from an .npz with key 'w' (a projection's
+    projected_w.npz, `generate --save-w`); read without pickle, checked against the network."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "w" not in data.files:
+                raise UserError(f"{path.name}: no array 'w' in it (it has {', '.join(data.files) or 'none'}); "
+                                "expected a projected_w.npz")
+            ws = np.asarray(data["w"])
+    except (OSError, ValueError, EOFError) as error:
+        raise UserError(f"{path}: not a readable .npz of W vectors ({error})") from None
+    if ws.ndim == 2:
+        ws = ws[None]
+    if ws.ndim != 3 or ws.shape[1:] != (num_ws, w_dim) or ws.shape[0] == 0:
+        raise UserError(f"{path.name}: 'w' has shape {list(ws.shape)}; this network needs "
+                        f"[n, {num_ws}, {w_dim}] (was it made with another model?)")
+    if ws.dtype.kind != "f" or not np.isfinite(ws).all():
+        raise UserError(f"{path.name}: 'w' must hold finite floating-point numbers")
+    return ws.astype(np.float32)
+
+
+def save_ws_file(path, ws: torch.Tensor | np.ndarray, **extra) -> None:
+    """Writes W vectors [n, num_ws, w_dim] as an .npz with key 'w' (the projection's format)."""
+    from pathlib import Path
+
+    from sg2_container.models.files import write_atomically
+
+    array = ws.detach().cpu().numpy() if isinstance(ws, torch.Tensor) else np.asarray(ws)
+    write_atomically(Path(path), lambda f: np.savez(f, w=array.astype(np.float32), **extra))

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from sg2_container.errors import Stopped, UserError
-from sg2_container.inference.images import save_image, to_uint8
+from sg2_container.io.images import write_png, to_uint8
 from sg2_container.inference.lpips_vgg import REHEARSAL_WARNING, LpipsVgg16, load_distance_network
 from sg2_container.inference.project_options import VIDEO_NAME, ProjectOptions
 from sg2_container.inference.video import write_video
@@ -329,8 +329,8 @@ def project_images(G, targets: list[Path], outdir: Path, options: ProjectOptions
             bar.close()
             final = _render(G, projection.ws(), device)
             start = _render(G, projection.w_avg.reshape(1, 1, -1).repeat(1, G.num_ws, 1), device)
-            save_image(image, partial / "target.png")
-            save_image(final, partial / "proj.png")
+            write_png(image, partial / "target.png")
+            write_png(final, partial / "proj.png")
             np.savez(partial / "projected_w.npz", w=projection.ws().numpy().astype(np.float32))
             names = ["target.png", "proj.png", "projected_w.npz"]
             if options.save_video:

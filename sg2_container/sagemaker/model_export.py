@@ -35,7 +35,7 @@ def export_model(result, model_dir: Path) -> list[Path]:
     G = bundle.G_ema
     options = GenerateOptions(seeds=SAMPLE_SEEDS, truncation_psi=1.0, noise_mode="const",
                               class_idx=0 if G.c_dim > 0 else None)
-    images = [image for _, image in generate(G, options, torch.device("cpu"))]
+    images = [image for _, image, _ in generate(G, options, torch.device("cpu"))]
     grid_path = model_dir / "samples.png"
     write_grid(np.stack(images), grid_path, columns=4)
     written.append(grid_path)

@@ -1,6 +1,6 @@
 """Processing-job mode: the image run with a job's ContainerArguments.
 
-The first argument names the processing command (`prepare`; arguments that start with an
+The first argument names the processing command (`prepare`, `infer`; arguments that start with an
 option go to `prepare`, as pipelines pass the dataset tool's own argument list). Each command's
 arguments are parsed from its options' schema. The job runner (jobs.py) writes the failure text
 to <base>/output/message and picks the exit code.
@@ -38,10 +38,18 @@ def _prepare(args: list[str], stop: threading.Event) -> None:
     log.info("prepare: %s", report.summary())
 
 
+def _infer(args: list[str], stop: threading.Event) -> None:
+    from sg2_container.sagemaker.infer import run_infer
+
+    run_infer(args, stop)
+
+
 # Processing commands by first argument; add new ones here.
 COMMANDS: dict[str, ProcessingCommand] = {
     "prepare": ProcessingCommand(
         "images (folder, zip or tar) -> a training zip; the options of `sg2 prepare`", _prepare),
+    "infer": ProcessingCommand(
+        "batch inference: model + images/requests.jsonl -> results and manifest.json", _infer),
 }
 # Arguments that start with an option go to this command.
 DEFAULT_COMMAND = "prepare"
@@ -75,4 +83,4 @@ def run_processing(args: list[str]) -> int:
         log.info("processing command: %s %s", name, " ".join(rest))
         COMMANDS[name].run(rest, stop)
 
-    return run_job(command, body, paths.message_path(), doing_on_stop="finishing the current item")
+    return run_job(command, body, paths.message_path(), doing_on_stop="finishing the current item or request")

@@ -2,7 +2,7 @@
 from click.testing import CliRunner
 
 from sg2_container.cli.main import cli
-from sg2_container.inference.generate import GenerateOptions
+from sg2_container.inference.options import GenerateOptions
 from sg2_container.inference.seeds import parse_seeds
 from tests.hostile_inputs.table import Row, user_error
 
@@ -26,9 +26,9 @@ ROWS = [
     Row("seeds-list-over-cap", "`parse_seeds` of 4 listed seeds with `max_seeds=3`",
         "ask for 4 images or more", lambda tmp: user_error(parse_seeds, "1,2,3,4", max_seeds=3)),
     Row("trunc-nan", "`sg2 generate --trunc nan`",
-        "truncation_psi (--trunc) must be a finite number, got nan",
+        "truncation_psi=nan is not allowed: a number (finite)",
         lambda tmp: _cli(tmp, "--trunc", "nan")),
     Row("trunc-inf", "`GenerateOptions(truncation_psi=inf)`",
-        "truncation_psi (--trunc) must be a finite number, got inf",
+        "truncation_psi=inf is not allowed: a number (finite)",
         lambda tmp: user_error(GenerateOptions, seeds=(0,), truncation_psi=float("inf"))),
 ]

@@ -318,7 +318,8 @@ def test_bfloat16_generation_is_opt_in_and_close(golden_tiny):
     from sg2_container.inference.generate import GenerateOptions, generate
 
     G, _ = _load_tiny(golden_tiny)
-    images = {p: dict(generate(G, GenerateOptions(seeds=(1, 2), precision=p), "cpu"))
+    images = {p: {seed: image for seed, image, _ in
+                  generate(G, GenerateOptions(seeds=(1, 2), precision=p), "cpu")}
               for p in ("float32", "bfloat16")}
     for seed in (1, 2):
         a, b = (images[p][seed].astype(int) for p in ("float32", "bfloat16"))
@@ -326,5 +327,5 @@ def test_bfloat16_generation_is_opt_in_and_close(golden_tiny):
         assert abs(a - b).mean() < 8  # uint8 levels; bf16 keeps 8 bits of mantissa
     # ...and the option really changed the arithmetic.
     assert any((images["float32"][s] != images["bfloat16"][s]).any() for s in (1, 2))
-    with pytest.raises(UserError, match="precision 'fp8' is not one of float32, bfloat16"):
+    with pytest.raises(UserError, match="precision='fp8' is not allowed: one of float32, bfloat16"):
         GenerateOptions(seeds=(1,), precision="fp8")

@@ -1,0 +1,56 @@
+"""`sg2 generate` throughput: G_ema images/s through the inference code path (seeds -> ws ->
+synthesis -> uint8), without PNG writing, at batch 1, 8 and 32; the default batch size of
+`sg2 generate` is the fastest measured here. Random weights of the preset's size (no download).
+
+Usage: python -m bench.generate [--device cpu|cuda] [--cfg paper256 --res 256]
+       [--batches 1 8 32] [--images 32] [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from bench.timing import machine_description, peak_rss_gib, time_call
+from sg2_container.inference.generate import generate
+from sg2_container.inference.options import GenerateOptions
+from sg2_container.models.networks import Generator
+from sg2_container.options import network_kwargs, resolve_preset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--cfg", default="paper256")
+    parser.add_argument("--res", type=int, default=256)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--images", type=int, default=32,
+                        help="Images per timed run (at least one full batch).")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    preset = resolve_preset(args.cfg, args.res)
+    # The networks a training run of this preset saves: fp16 top blocks on a GPU only.
+    G_kwargs, _ = network_kwargs(preset, args.res, fp32=device.type != "cuda")
+    G = Generator(**G_kwargs).eval().requires_grad_(False).to(device)
+    print(f"# device: {machine_description(device)}")
+    print(f"## G_ema images/s, cfg {args.cfg} @ {args.res}px, const noise, "
+          f"{args.images} images per run (or one batch, if larger)")
+    for batch in args.batches:
+        images = max(args.images, batch)
+        options = GenerateOptions(seeds=(f"0-{images - 1}",), batch_size=batch)
+
+        def run(options=options):
+            return sum(1 for _ in generate(G, options, device))
+
+        seconds = time_call(run, device, warmup=1, repeat=args.repeat)
+        memory = (f"peak GPU mem {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+                  if device.type == "cuda" else f"peak RSS {peak_rss_gib():.2f} GiB so far")
+        print(f"batch {batch:3d}: {images / seconds:8.2f} img/s  "
+              f"({seconds / images * 1e3:.1f} ms/img)  {memory}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Options of the rendering commands (generate, style-mix, interpolate), declared once with the
+option schema: the `sg2` flags, the batch job's request fields and their checks all come from
+these fields. Torch-free, so the CLI can build its options without loading torch.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from sg2_container.errors import UserError
+from sg2_container.inference.seeds import DEFAULT_MAX_SEEDS
+from sg2_container.options.choices import NOISE_MODES
+from sg2_container.options.schema import fail, option, validate
+
+# float32: the reference's numbers. bfloat16 (opt-in): convs and matmuls under bf16 autocast,
+# about 1.8x the images/s on a CPU with AVX512-BF16 (paper256, batch 1), at a measured cost of
+# 0.04 mean / 0.2 max absolute difference on images of range +-5 (docs/benchmarks.md).
+PRECISIONS = ("float32", "bfloat16")
+INTERPOLATION_KINDS = ("lerp", "slerp")
+VIDEO_FORMATS = ("mp4", "gif")
+
+_SEEDS_HELP = "numbers and inclusive ranges, e.g. '0-7' or '1,5,10-12'"
+_TRUNC_HELP = "Truncation psi: 1 = no truncation; lower trades variety for typicality."
+_NOISE_HELP = "Per-pixel noise: the model's stored maps (const), fresh (random), or none."
+_CLASS_HELP = "Class index, required for a conditional network (ignored with a warning otherwise)."
+_BATCH_HELP = ("Images rendered per forward pass; the images do not depend on it. Default: 8 on "
+               "a GPU, 1 on a CPU (measured fastest there: the activations stay in cache).")
+
+
+def seed_list(field: str, items: tuple, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
+    """A seed field (text items such as '0-7', or numbers) -> the seeds, checked."""
+    from sg2_container.inference.seeds import parse_seeds
+
+    if not items:
+        raise fail(field, items, "at least one seed: " + _SEEDS_HELP)
+    try:
+        return parse_seeds(",".join(str(item) for item in items), max_seeds)
+    except UserError as error:
+        raise UserError(f"{field}: {error}") from None
+
+
+def layer_list(field: str, items: tuple) -> list[int]:
+    """Layer indices such as '0-6' or '0,2,4' (same syntax as seeds)."""
+    from sg2_container.inference.seeds import parse_seeds
+
+    try:
+        return parse_seeds(",".join(str(item) for item in items))
+    except UserError:
+        raise fail(field, ",".join(map(str, items)),
+                   "layer indices and ranges, e.g. '0-6' or '0,2,4'") from None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GenerateOptions:
+    """What `sg2 generate` (and a batch job's `generate` request) renders."""
+
+    seeds: tuple[str, ...] = option(("0-7",), metavar="SEEDS",
+                                    help="Seeds to render: " + _SEEDS_HELP + ".")
+    truncation_psi: float = option(1.0, flag="--trunc", help=_TRUNC_HELP)
+    class_idx: int | None = option(None, flag="--class", min=0, metavar="INT", help=_CLASS_HELP)
+    noise_mode: str = option("const", choices=NOISE_MODES, help=_NOISE_HELP)
+    projected_w: str | None = option(None, metavar="FILE", help=(
+        "Render the W vectors of a projection's projected_w.npz (key 'w', [n, num_ws, w_dim]) "
+        "as projNN.png instead of seeds; --seeds is then ignored."))
+    grid: bool = option(False, is_flag=True, help="Also write grid.png with all the images.")
+    save_w: bool = option(False, is_flag=True, help=(
+        "Also write seedNNNN.npz per seed: its W vectors (key 'w', [1, num_ws, w_dim]), usable "
+        "with --projected-w and `sg2 interpolate`."))
+    batch_size: int | None = option(None, flag="--batch", min=1, default_text="8 on a GPU, 1 on a CPU",
+                                    help=_BATCH_HELP)
+    max_seeds: int = option(DEFAULT_MAX_SEEDS, min=1, help=(
+        "Refuse --seeds that ask for more images than this (a typo such as 0-99999999 would "
+        "otherwise run for days)."))
+    precision: str = option("float32", choices=PRECISIONS, help=(
+        "float32: the reference's numbers. bfloat16: faster on CPUs with bf16 units, images "
+        "differ slightly (see docs/benchmarks.md)."))
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.projected_w is None:
+            seed_list("seeds", self.seeds, self.max_seeds)
+
+    @property
+    def seed_values(self) -> list[int]:
+        return seed_list("seeds", self.seeds, self.max_seeds)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StyleMixOptions:
+    """What `sg2 style-mix` renders: every row seed with the column seeds' styles."""
+
+    rows: tuple[str, ...] = option(metavar="SEEDS", help=(
+        "Row seeds (" + _SEEDS_HELP + "): each row keeps its own styles outside --styles."))
+    cols: tuple[str, ...] = option(metavar="SEEDS", help=(
+        "Column seeds: their styles replace the row's at the --styles layers."))
+    styles: tuple[str, ...] = option(("0-6",), metavar="LAYERS", help=(
+        "Layer indices (of the ws) taken from the column seed, e.g. '0-6' (coarse: pose, shape) "
+        "or '8-13' (fine: colours)."))
+    truncation_psi: float = option(1.0, flag="--trunc", help=_TRUNC_HELP)
+    class_idx: int | None = option(None, flag="--class", min=0, metavar="INT", help=_CLASS_HELP)
+    noise_mode: str = option("const", choices=NOISE_MODES, help=_NOISE_HELP)
+    batch_size: int | None = option(None, flag="--batch", min=1, default_text="8 on a GPU, 1 on a CPU",
+                                    help=_BATCH_HELP)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        seed_list("rows", self.rows)
+        seed_list("cols", self.cols)
+        if not self.styles:
+            raise fail("styles", self.styles, "at least one layer index, e.g. '0-6'")
+        layer_list("styles", self.styles)
+
+    @property
+    def row_seeds(self) -> list[int]:
+        return seed_list("rows", self.rows)
+
+    @property
+    def col_seeds(self) -> list[int]:
+        return seed_list("cols", self.cols)
+
+    @property
+    def style_layers(self) -> list[int]:
+        return layer_list("styles", self.styles)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InterpolateOptions:
+    """A walk through W between key points: seeds first, then projected W files, in order."""
+
+    seeds: tuple[str, ...] = option((), metavar="SEEDS", help=(
+        "Seeds to walk through, in order (" + _SEEDS_HELP + ")."))
+    projected_w: tuple[str, ...] = option((), metavar="FILE", help=(
+        "W files to walk through after the seeds (a projection's projected_w.npz or a "
+        "`generate --save-w` file; every W vector in the file is a key point); repeatable."))
+    kind: str = option("lerp", choices=INTERPOLATION_KINDS, help=(
+        "lerp: straight lines in W; slerp: along the great circle (per layer), keeping norms."))
+    frames: int = option(30, min=1, max=10000, help="Frames per segment between two key points.")
+    loop: bool = option(False, is_flag=True, help="Walk back from the last key point to the first.")
+    fps: float = option(30.0, min=1, max=120, help="Frames per second of the video.")
+    formats: tuple[str, ...] = option(("mp4",), flag="--format", choices=VIDEO_FORMATS,
+                                      help="Video formats to write, comma-separated.")
+    sheet_frames: int = option(16, min=1, max=1024, help=(
+        "Frames shown on the contact sheet (sheet.png), evenly spread over the walk."))
+    truncation_psi: float = option(1.0, flag="--trunc", help=_TRUNC_HELP + " (seeds only)")
+    class_idx: int | None = option(None, flag="--class", min=0, metavar="INT", help=_CLASS_HELP)
+    noise_mode: str = option("const", choices=NOISE_MODES, help=_NOISE_HELP)
+    batch_size: int | None = option(None, flag="--batch", min=1, default_text="8 on a GPU, 1 on a CPU",
+                                    help=_BATCH_HELP)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.seeds:
+            seed_list("seeds", self.seeds)
+        if not self.formats:
+            raise fail("formats", self.formats, "one or more of " + ", ".join(VIDEO_FORMATS))
+        if not self.seeds and not self.projected_w:
+            raise UserError("interpolate: no key points; give --seeds (e.g. '1,5,9') and/or "
+                            "--projected-w FILE")
+
+    @property
+    def seed_values(self) -> list[int]:
+        return seed_list("seeds", self.seeds) if self.seeds else []

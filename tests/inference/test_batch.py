@@ -1,0 +1,54 @@
+"""Request parsing of the batch job, in process (the job itself: test_infer_job.py)."""
+import pytest
+
+from sg2_container.errors import UserError
+from sg2_container.inference.batch import check_image, parse_request, resolve_input
+
+
+def _parse(obj, tmp_path):
+    return parse_request(0, "test", obj, data=tmp_path / "data", outdir=tmp_path / "out",
+                         project_defaults={})
+
+
+def test_requests_decode_through_the_option_schema(tmp_path):
+    request = _parse({"style_mix": {"rows": "1-3", "cols": [4], "styles": [0, 1],
+                                    "truncation-psi": "0.5"}}, tmp_path)
+    assert request.status == "pending", request.message
+    assert request.options.row_seeds == [1, 2, 3] and request.options.truncation_psi == 0.5
+
+
+@pytest.mark.parametrize("obj,words", [
+    ([1, 2], "one key naming its kind"),
+    ({"generate": {}, "style_mix": {}}, "one key naming its kind"),
+    ({"generate": [1]}, "must be a JSON object"),
+    ({"stylemix": {}}, "did you mean 'style_mix'"),
+    ({"generate": {"class_idx": -2}}, "class_idx=-2 is not allowed"),
+    ({"generate": {"noise_mode": "loud"}}, "noise_mode='loud' is not allowed"),
+    ({"style_mix": {"rows": [1]}}, "cols"),
+    ({"interpolate": {"seeds": [1, 2], "frames": 0}}, "frames=0 is not allowed"),
+    ({"generate": {"projected_w": "../secret.npz"}}, "without '..'"),
+    ({"generate": {"projected_w": "missing.npz"}}, "no such file"),
+])
+def test_bad_requests_are_failed_with_a_named_reason(tmp_path, obj, words):
+    request = _parse(obj, tmp_path)
+    assert request.status == "failed"
+    assert words in request.message
+
+
+def test_inputs_resolve_in_data_then_output(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "out" / "000-project" / "f").mkdir(parents=True)
+    (tmp_path / "data" / "a.npz").write_bytes(b"x")
+    (tmp_path / "out" / "000-project" / "f" / "projected_w.npz").write_bytes(b"x")
+    assert resolve_input("a.npz", "w", tmp_path / "data", tmp_path / "out") == tmp_path / "data" / "a.npz"
+    found = resolve_input("000-project/f/projected_w.npz", "w", tmp_path / "data", tmp_path / "out")
+    assert found == tmp_path / "out" / "000-project" / "f" / "projected_w.npz"
+    with pytest.raises(UserError, match="relative"):
+        resolve_input(str(tmp_path / "data" / "a.npz"), "w", tmp_path / "data", tmp_path / "out")
+
+
+def test_a_target_that_is_not_an_image_is_named(tmp_path):
+    bad = tmp_path / "face.png"
+    bad.write_text("hello")
+    with pytest.raises(UserError, match="target face.png: not an image"):
+        check_image(bad)
