@@ -2,6 +2,7 @@
 commands. Everything is validated before anything reaches AWS."""
 import contextlib
 import json
+import re
 from pathlib import Path
 
 import click
@@ -166,6 +167,8 @@ def run_command(local, workdir, params, bucket, sns_topic_arn, until, new_execut
     for subject, message in report.messages:
         click.echo(f"--- notification{': ' + subject if subject else ''}")
         click.echo(message.rstrip())
+        for uri in sorted(set(re.findall(r"s3://[^\s,;]+", message))):
+            click.echo(f"(locally, {uri} is {s3_folder(workdir, uri.rstrip('.'))})")
     for path in report.notifications:
         click.echo(f"(written to {path})", err=True)
     if report.status != "Succeeded":

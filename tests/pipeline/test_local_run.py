@@ -90,7 +90,7 @@ def test_the_whole_pipeline_runs_locally_and_a_second_run_resumes_training(tmp_p
     uri = f"s3://{BUCKET}/sg2/output/{execution}/inference/{layout.INFER_RESULTS_NAME}"
     assert note["subject"] == "StyleGAN2 Inference: Succeeded"
     assert uri in note["message"] and execution in note["message"]
-    assert uri in result.output
+    assert uri in result.output and f"{uri} is {results}" in result.output
     for step in layout.STEP_ORDER:
         assert f"[{step}] Succeeded after" in result.output
 
