@@ -1,65 +1,48 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine (CPU is fine), as the SageMaker pipeline runs it:
-#   1. uploads: a procedural set of "designer uploads" (JPEGs of mixed sizes, no downloads)
-#   2. prepare: the container's processing job (`sg2 local process`, the article's arguments)
-#               turns them into the training zip
-#   3. train:   `sg2 local train` runs the container's training job against a local /opt/ml
-#               tree with the article's hyperparameters, sized for a CPU (kimg, channels)
-#   4. infer:   `sg2 generate` renders images from the trained model
-#   5. project: `sg2 local process ... -- infer` runs the container's batch-inference job (the
-#               article's last step): one prepared image projected into the trained model (CPU,
-#               20 steps) plus a style-mixing grid. Without VGG16 weights ($SG2_VGG16_WEIGHTS)
-#               the projection is a rehearsal with a random distance network, and says so.
-# Everything lands in ./demo. Re-running continues/reuses what is there.
+# The main job: the article's SageMaker Pipeline, rehearsed on this machine (CPU is fine).
+# `sg2 pipeline run --local` builds the same pipeline definition that `sg2 pipeline upsert`
+# sends to SageMaker and runs ITS four steps, each as the container's entrypoint in a
+# subprocess, with folders under demo/s3/ standing in for the S3 locations:
+#   stylegan2Process      prepare: the designer's uploads -> the training zip
+#   stylegan2train        train: the article's hyperparameters, cut down for a CPU through
+#                         pipeline parameters only (Resolution, Kimg, Batch, Cbase, Cfg)
+#   stylegan2Inference    infer: the test image projected into the trained model
+#   stylegan2Notification notify: the message the designer would get, printed and written to
+#                         demo/notifications/
+# The uploads and the test image are procedural (no downloads). Projection uses real VGG16
+# weights when $SG2_VGG16_WEIGHTS names them, otherwise a labelled rehearsal (random distance
+# network). Running the script again retries the same execution: training resumes from its
+# checkpoints in demo/s3/.../checkpoints/<execution> (`rm -rf demo` to start over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup_env.sh
+scripts/setup_env.sh pipeline
 sg2=.venv/bin/sg2
 demo=demo
+bucket=sg2-demo
+s3="$demo/s3/$bucket/sg2"
 mkdir -p "$demo"
 
-if [ ! -d "$demo/uploads" ]; then
-    "$sg2" dataset synthetic "$demo/uploads" --count 256 --resolution 32
+# The designer's uploads (InputDataUri) and the image to project (InferenceInputUri).
+if [ ! -d "$s3/uploads" ]; then
+    "$sg2" dataset synthetic "$s3/uploads" --count 64 --resolution 32 --format uploads
 fi
-"$sg2" local process --base-dir "$demo/opt_ml_processing" \
-    --input input="$demo/uploads" --output train="$demo/data" -- \
-    --source /opt/ml/processing/input/ --dest /opt/ml/processing/train/animeface.zip \
-    --width 32 --height 32
-cp "$demo/data/animeface.zip" "$demo/animeface.zip"
-"$sg2" dataset info "$demo/animeface.zip" --grid "$demo/dataset-grid.png"
-
-# The article's hyperparameters; batch, channel sizes and kimg are cut down for a CPU.
-cat > "$demo/hyperparameters.json" <<'JSON'
-{"data": "/opt/ml/input/data/train/animeface.zip", "gpus": 1, "augpipe": "bg", "gamma": 10,
- "cfg": "paper256", "mirror": 1, "snap": 10, "kimg": 0.2, "metrics": "none",
- "outdir": "/opt/ml/checkpoints",
- "batch": 8, "cbase": 2048, "cmax": 64, "map": 2, "kimg_per_tick": 0.04, "workers": 1}
-JSON
-"$sg2" local train --hyperparameters "$demo/hyperparameters.json" \
-    --channel train="$demo/animeface.zip" --base-dir "$demo/opt_ml"
-
-"$sg2" generate --network "$demo/opt_ml/model/model.pt" --seeds 0-7 --outdir "$demo/generated"
-
-# Batch inference as the article's processing step: the model folder as the job's model input,
-# one prepared image (the first of the training zip) and a requests.jsonl as its data input.
-rm -rf "$demo/infer-data" && mkdir -p "$demo/infer-data"
-.venv/bin/python - "$demo/animeface.zip" "$demo/infer-data/target.png" <<'PY'
-import sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as archive:
-    name = sorted(n for n in archive.namelist() if n.endswith(".png"))[0]
-    open(sys.argv[2], "wb").write(archive.read(name))
+if [ ! -d "$s3/inference-input" ]; then
+    mkdir -p "$s3/inference-input"
+    .venv/bin/python - "$s3/inference-input/design.png" <<'PY'
+import sys
+from sg2_container.data.synthetic import synthetic_image
+synthetic_image(7, 32, seed=1)[0].save(sys.argv[1])
 PY
-echo '{"style_mix": {"rows": [1, 2, 3], "cols": [4, 5], "styles": "0-3", "truncation_psi": 0.7}}' \
-    > "$demo/infer-data/requests.jsonl"
+fi
+
 rehearsal=()
 if [ -z "${SG2_VGG16_WEIGHTS:-}" ]; then
-    echo "no SG2_VGG16_WEIGHTS set: the projection is a rehearsal (random distance network)"
-    rehearsal=(--allow-random-vgg16)
+    echo "note: no SG2_VGG16_WEIGHTS: the projection is a labelled rehearsal (random VGG16)"
+    rehearsal=(--inference-rehearsal)
 fi
-"$sg2" local process --base-dir "$demo/opt_ml_infer" \
-    --input model="$demo/opt_ml/model" --input data="$demo/infer-data" \
-    --output output="$demo/inference" -- \
-    infer --device cpu --num-steps 20 "${rehearsal[@]}"
-echo "main job done: model in $demo/opt_ml/model, images in $demo/generated,"
-echo "  projection in $demo/inference/test/001-project/target/ (proj.png, projected_w.npz),"
-echo "  style mix in $demo/inference/test/000-style_mix/grid.png, list in $demo/inference/test/manifest.json"
+
+"$sg2" pipeline run --local --workdir "$demo" --bucket "$bucket" "${rehearsal[@]}" \
+    --param Resolution=32 --param Cfg=cifar --param Kimg=0.064 --param Batch=8 \
+    --param Cbase=256 --param Snap=1 --param InferenceSteps=20
+echo "main job done: the folders under $demo/s3/$bucket/ are the S3 locations; results in"
+echo "  $s3/output/<execution>/inference/test (manifest.json), model in .../model/, messages in $demo/notifications/"

@@ -2,6 +2,8 @@
 commands. Everything is validated before anything reaches AWS."""
 import contextlib
 import json
+import re
+from pathlib import Path
 
 import click
 
@@ -88,6 +90,91 @@ def definition_command(params, role_arn, bucket, output, **settings):
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)
+
+
+@pipeline.command("run")
+@click.option("--local", "local", is_flag=True,
+              help="Run on this machine (required: executions on SageMaker use `start`).")
+@click.option("--workdir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the local run: s3/<bucket>/<key> stands in for each S3 URI "
+                   "(put the designer's uploads at the InputDataUri's folder), jobs/ holds each "
+                   "step's /opt/ml tree, notifications/ the messages.")
+@_param_option
+@click.option("--bucket", default="sg2-example-bucket", show_default=True,
+              help="S3 bucket of the default data locations (a folder under WORKDIR/s3).")
+@_settings_options()
+@click.option("--sns-topic-arn", default=None, metavar="ARN",
+              help="Publish the notifications to this real SNS topic (boto3's default "
+                   "credentials) instead of writing them to WORKDIR/notifications.")
+@click.option("--until", default=None, metavar="STEP",
+              help="Stop after this step (e.g. stylegan2Process to rehearse the data only).")
+@click.option("--new-execution", is_flag=True,
+              help="Start a new execution (new id, so training starts over) instead of "
+                   "retrying the one recorded in WORKDIR.")
+def run_command(local, workdir, params, bucket, sns_topic_arn, until, new_execution, **settings):
+    """Run the pipeline's definition step by step on this machine, before spending money.
+
+    Builds the same definition as `sg2 pipeline definition` and executes its steps in
+    dependency order with the local stand-ins: every step runs the image's entrypoint
+    (sg2-sagemaker) with the arguments, hyperparameters, channels, inputs and outputs the
+    definition gives it. Instance types are ignored (steps use this machine's GPU if it has
+    one). Running the same command again retries the same execution: the training step
+    resumes from its checkpoints. A failed step stops the run and sends the failure
+    notification, as the EventBridge rule would.
+    """
+    from sg2_container.pipeline import rules
+    from sg2_container.pipeline.options import TOPIC_ARN
+    from sg2_container.sagemaker.local_pipeline import LocalPipelineRun, s3_folder
+
+    with user_errors_as_click():
+        if not local:
+            raise click.UsageError("only --local runs are supported here; start an execution "
+                                   "on SageMaker with `sg2 pipeline start`")
+        if sns_topic_arn is not None and not TOPIC_ARN.fullmatch(sns_topic_arn):
+            from sg2_container.options.schema import fail
+
+            raise fail("sns-topic-arn", sns_topic_arn, "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        values, built = _build_inputs(params, bucket=bucket, **settings)
+        body = _definition(values, built)
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "definition.json").write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+        sns_client = None
+        if sns_topic_arn is not None:
+            sns_client = _client("sns", sns_topic_arn.split(":")[3])
+        started = {}
+
+        def show(event):
+            if event.state == "Executing":
+                started[event.step] = True
+                click.echo(f"[{event.step}] Executing", err=True)
+            else:
+                line = f"[{event.step}] {event.state} after {event.seconds:.1f} s"
+                click.echo(line + (f": {event.reason}" if event.reason else ""), err=True)
+
+        runner = LocalPipelineRun(
+            body, workdir, pipeline_arn=rules.pipeline_arn(built.region, built.account, built.name),
+            sns_client=sns_client, topic_arn=sns_topic_arn, new_execution=new_execution,
+            on_event=show)
+        types = ", ".join(f"{name}={getattr(values, name)}" for name in (
+            "process_instance_type", "train_instance_type", "inference_instance_type"))
+        click.echo(f"note: instance types and counts are ignored locally ({types}); each step "
+                   "runs once on this machine, on its GPU if it has one", err=True)
+        located = values.with_bucket(built.bucket)
+        click.echo(f"execution {runner.execution_id} in {workdir} (uploads: "
+                   f"{s3_folder(workdir, located.input_data_uri)}, inference input: "
+                   f"{s3_folder(workdir, located.inference_input_uri)})", err=True)
+        report = runner.run(until=until)
+    for subject, message in report.messages:
+        click.echo(f"--- notification{': ' + subject if subject else ''}")
+        click.echo(message.rstrip())
+        for uri in sorted(set(re.findall(r"s3://[^\s,;]+", message))):
+            click.echo(f"(locally, {uri} is {s3_folder(workdir, uri.rstrip('.'))})")
+    for path in report.notifications:
+        click.echo(f"(written to {path})", err=True)
+    if report.status != "Succeeded":
+        click.echo(f"pipeline {report.status}: {report.failure_reason}", err=True)
+        raise SystemExit(130 if report.status == "Stopped" else 1)
+    click.echo(f"pipeline Succeeded: execution {report.execution_id}", err=True)
 
 
 @contextlib.contextmanager

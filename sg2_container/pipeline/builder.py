@@ -148,7 +148,8 @@ def _build(sdk, values: PipelineParameters, settings: PipelineSettings, session)
         outputs=[ProcessingOutput(output_name=infer_output[0], source=infer_output[1],
                                   destination=join(on="/", values=[*run_prefix, "inference"]))],
         arguments=["--name", layout.INFER_RESULTS_NAME,
-                   "--num-steps", p["inference_steps"].to_string()]))
+                   "--num-steps", p["inference_steps"].to_string(),
+                   *([layout.INFER_REHEARSAL_FLAG] if settings.inference_rehearsal else [])]))
 
     results = infer.properties.ProcessingOutputConfig.Outputs[infer_output[0]].S3Output.S3Uri
     LambdaOutput = sdk["lambda_step"].LambdaOutput

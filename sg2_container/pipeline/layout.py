@@ -21,6 +21,8 @@ INFER_MODEL_INPUT = ("model", f"{PROCESSING}/model")
 INFER_DATA_INPUT = ("data", f"{PROCESSING}/data")
 INFER_OUTPUT = ("results", f"{PROCESSING}/output")
 INFER_RESULTS_NAME = "test"  # the article's folder under the inference output
+# Passed to infer with PipelineSettings.inference_rehearsal: projection without VGG16 weights.
+INFER_REHEARSAL_FLAG = "--allow-random-vgg16"
 NOTIFY_SUBJECT = "StyleGAN2 Inference"
 
 # The article's fixed hyperparameters, json.dumps'ed per value when the job is defined.

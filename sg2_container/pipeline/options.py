@@ -187,6 +187,10 @@ class PipelineSettings:
                                           help="With --spot: limit including waiting for "
                                           "spot capacity.")
     volume_gb: int = option(30, min=1, help="Storage per instance, in GB.")
+    inference_rehearsal: bool = option(
+        False, is_flag=True, help="The inference step projects without VGG16 weights (infer "
+        "--allow-random-vgg16): a labelled rehearsal of the mechanics, not a meaningful "
+        "projection; for local runs where the weights are not at hand.")
 
     def __post_init__(self) -> None:
         validate(self)

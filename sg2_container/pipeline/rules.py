@@ -38,6 +38,19 @@ def input_transformer() -> dict:
     }
 
 
+def transformed_message(event: dict, transformer: dict | None = None) -> str:
+    """The text EventBridge's input transformer makes of `event` (the local runner's failure
+    notification uses it, so both paths send the same words). Paths are `$.a.b` lookups."""
+    transformer = transformer or input_transformer()
+    text = json.loads(transformer["InputTemplate"])
+    for name, path in transformer["InputPathsMap"].items():
+        value = event
+        for key in path.removeprefix("$.").split("."):
+            value = value.get(key, "") if isinstance(value, dict) else ""
+        text = text.replace(f"<{name}>", str(value))
+    return text
+
+
 def failure_rule(pipeline: str, topic_arn: str, rule_name: str) -> dict:
     """PutRule + PutTargets arguments for the failure notification."""
     return {

@@ -27,19 +27,23 @@ class LocalJob:
     checkpoints: Path | None = None
     hosts: tuple[str, ...] = ("algo-1",)
     current_host: str = "algo-1"
+    copy_inputs: bool = False  # copy channels in, as SageMaker's File mode does (default: link)
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def _link_or_copy(source: Path, target: Path, copy: bool = False) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() or target.is_symlink():
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
         else:
             target.unlink()
-    try:
-        target.symlink_to(source.resolve())
-    except OSError:
-        (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
+    if not copy:
+        try:
+            target.symlink_to(source.resolve())
+            return
+        except OSError:
+            pass
+    (shutil.copytree if source.is_dir() else shutil.copy2)(source, target)
 
 
 def _link_checkpoints(source: Path, target: Path) -> None:
@@ -82,10 +86,10 @@ def lay_out(job: LocalJob) -> Path:
         if channel_dir.exists() and not channel_dir.is_symlink():
             shutil.rmtree(channel_dir)
         if source.is_dir():
-            _link_or_copy(source, channel_dir)
+            _link_or_copy(source, channel_dir, job.copy_inputs)
         else:
             channel_dir.mkdir(parents=True, exist_ok=True)
-            _link_or_copy(source, channel_dir / source.name)
+            _link_or_copy(source, channel_dir / source.name, job.copy_inputs)
     if job.checkpoints is not None:
         _link_checkpoints(job.checkpoints, base / "checkpoints")
     for folder in ("checkpoints", "model", "output/data", "output/tensorboard"):
@@ -95,15 +99,18 @@ def lay_out(job: LocalJob) -> Path:
     return base
 
 
-def run_local(job: LocalJob, mode: str = "train", extra_env: dict | None = None) -> int:
-    """Runs `sg2-sagemaker <mode>` against the tree, as docker runs the image as PID 1."""
+def run_local(job: LocalJob, mode: str = "train", extra_env: dict | None = None,
+              arguments: list[str] | None = None) -> int:
+    """Runs `sg2-sagemaker <mode>` (or the job's own entrypoint `arguments`) against the tree,
+    as docker runs the image as PID 1."""
     lay_out(job)
     log.info("running %s with SAGEMAKER_BASE_DIR=%s", mode, job.base_dir)
-    return _run_entrypoint(job.base_dir, [mode], extra_env=extra_env)
+    return run_entrypoint(job.base_dir, [mode] if arguments is None else arguments,
+                          extra_env=extra_env)
 
 
-def _run_entrypoint(base_dir: Path, arguments: list[str], forward_as: int | None = None,
-                    extra_env: dict | None = None) -> int:
+def run_entrypoint(base_dir: Path, arguments: list[str], forward_as: int | None = None,
+                   extra_env: dict | None = None) -> int:
     """The entrypoint in a subprocess of its own process group; SIGINT/SIGTERM received here
     are forwarded to it (as `forward_as` when given), as the platform signals the container."""
     env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base_dir), **(extra_env or {}))
@@ -127,34 +134,45 @@ def failure_reason(base_dir: Path) -> str | None:
     return path.read_text(encoding="utf-8") if path.exists() else None
 
 
-def lay_out_processing(base_dir: Path, inputs: dict[str, Path], outputs: dict[str, Path]) -> Path:
-    """<base>/processing/<name> for each input (linked) and output (linked to a local folder,
-    created), plus config/processingjobconfig.json as a processing job has."""
+def under_base(base_dir: Path, container_path: str) -> Path:
+    """Where a container path (/opt/ml/...) lies in a local tree; other paths are refused."""
+    path = Path(container_path)
+    if path.is_absolute() and path.parts[:3] == ("/", "opt", "ml") and ".." not in path.parts:
+        return base_dir.joinpath(*path.parts[3:])
+    raise UserError(f"container path {container_path!r} is not allowed: a path under /opt/ml")
+
+
+def lay_out_processing(base_dir: Path, inputs: dict[str, Path], outputs: dict[str, Path], *,
+                       local_paths: dict[str, str] | None = None, copy: bool = False) -> Path:
+    """Each input (linked, or copied with `copy`) and output (linked to a local folder,
+    created) at its container path, /opt/ml/processing/<name> unless `local_paths` names
+    another, plus config/processingjobconfig.json as a processing job has."""
+    where = {n: (local_paths or {}).get(n, f"/opt/ml/processing/{n}") for n in (*inputs, *outputs)}
     config = base_dir / "config"
     config.mkdir(parents=True, exist_ok=True)
     (config / "processingjobconfig.json").write_text(json.dumps({
-        "ProcessingInputs": [{"InputName": n, "S3Input": {"LocalPath": f"/opt/ml/processing/{n}"}}
-                             for n in inputs],
+        "ProcessingInputs": [{"InputName": n, "S3Input": {"LocalPath": where[n]}} for n in inputs],
         "ProcessingOutputConfig": {"Outputs": [
-            {"OutputName": n, "S3Output": {"LocalPath": f"/opt/ml/processing/{n}"}} for n in outputs]},
+            {"OutputName": n, "S3Output": {"LocalPath": where[n]}} for n in outputs]},
     }), encoding="utf-8")
     for name, source in inputs.items():
         if not source.exists():
             raise UserError(f"input {name}: {source} does not exist")
-        _link_or_copy(source, base_dir / "processing" / name)
+        _link_or_copy(source, under_base(base_dir, where[name]), copy)
     for name, target in outputs.items():
         target.mkdir(parents=True, exist_ok=True)
-        _link_or_copy(target, base_dir / "processing" / name)
+        _link_or_copy(target, under_base(base_dir, where[name]))
     (base_dir / "output" / "message").unlink(missing_ok=True)
     return base_dir
 
 
 def run_local_processing(base_dir: Path, inputs: dict[str, Path], outputs: dict[str, Path],
-                         arguments: list[str]) -> int:
+                         arguments: list[str], *, local_paths: dict[str, str] | None = None,
+                         copy: bool = False, extra_env: dict | None = None) -> int:
     """Runs the image's entrypoint with the job's ContainerArguments, as a processing job."""
-    lay_out_processing(base_dir, inputs, outputs)
+    lay_out_processing(base_dir, inputs, outputs, local_paths=local_paths, copy=copy)
     # SageMaker stops a processing job with SIGINT.
-    return _run_entrypoint(base_dir, arguments, forward_as=signal.SIGINT)
+    return run_entrypoint(base_dir, arguments, forward_as=signal.SIGINT, extra_env=extra_env)
 
 
 def processing_message(base_dir: Path) -> str | None:
