@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from sg2_container.data.options import PrepareOptions
 from sg2_container.cli.errors import user_errors_as_click
+from sg2_container.data.options import PrepareOptions
 from sg2_container.errors import UserError
 from sg2_container.options.schema import click_options
 

@@ -11,8 +11,8 @@ from sg2_container.cli import (
     metrics_commands,
     model_commands,
     pipeline_commands,
-    serve_commands,
     project_commands,
+    serve_commands,
     system_commands,
     train_commands,
 )

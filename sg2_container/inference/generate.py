@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from sg2_container.errors import Stopped, UserError
-from sg2_container.io.images import tile, write_png, to_uint8
 from sg2_container.inference.latents import load_ws_file, save_ws_file, ws_for_seeds
 from sg2_container.inference.options import NOISE_MODES, GenerateOptions  # noqa: F401 (re-export)
+from sg2_container.io.images import tile, to_uint8, write_png
 
 log = logging.getLogger(__name__)
 

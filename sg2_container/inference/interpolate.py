@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from sg2_container.inference.generate import default_batch_size, grid_columns, seed_ws, synthesize
-from sg2_container.io.images import tile, write_png
 from sg2_container.inference.latents import load_ws_file
 from sg2_container.inference.options import InterpolateOptions
 from sg2_container.inference.video import write_video
+from sg2_container.io.images import tile, write_png
 
 log = logging.getLogger(__name__)
 

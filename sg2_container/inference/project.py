@@ -40,10 +40,10 @@ import torch
 import torch.nn.functional as F
 
 from sg2_container.errors import Stopped, UserError
-from sg2_container.io.images import write_png, to_uint8
 from sg2_container.inference.lpips_vgg import REHEARSAL_WARNING, LpipsVgg16, load_distance_network
 from sg2_container.inference.project_options import VIDEO_NAME, ProjectOptions
 from sg2_container.inference.video import write_video
+from sg2_container.io.images import to_uint8, write_png
 from sg2_container.options.schema import fail
 
 __all__ = ["ProjectOptions", "Projection", "load_target", "project", "project_images"]

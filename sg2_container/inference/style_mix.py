@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from sg2_container.inference.generate import default_batch_size, seed_ws, synthesize
-from sg2_container.io.images import write_png
 from sg2_container.inference.latents import mix_styles
 from sg2_container.inference.options import StyleMixOptions
+from sg2_container.io.images import write_png
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from sg2_container.options.metric_specs import IS_SPLITS, KID_SUBSET_SIZE, KID_SUBSETS, PR_NEIGHBOURS
+from sg2_container.options.metric_specs import (
+    IS_SPLITS,
+    KID_SUBSET_SIZE,
+    KID_SUBSETS,
+    PR_NEIGHBOURS,
+)
 
 
 def mean_and_covariance(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

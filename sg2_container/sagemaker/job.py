@@ -15,9 +15,14 @@ from pathlib import Path
 
 from sg2_container.errors import Stopped, UserError
 from sg2_container.sagemaker import paths
-from sg2_container.sagemaker.jobs import EXIT_OK, run_job
 from sg2_container.sagemaker.hyperparameters import read_hyperparameters
-from sg2_container.sagemaker.resources import channel_dirs, master_port, read_host_config, wait_for_hosts
+from sg2_container.sagemaker.jobs import EXIT_OK, run_job
+from sg2_container.sagemaker.resources import (
+    channel_dirs,
+    master_port,
+    read_host_config,
+    wait_for_hosts,
+)
 
 log = logging.getLogger(__name__)
 

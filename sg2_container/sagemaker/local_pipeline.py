@@ -34,6 +34,7 @@ from typing import Any
 
 from sg2_container.errors import UserError
 from sg2_container.io.atomic import write_text_atomically
+from sg2_container.io.signals import stop_on_signals
 from sg2_container.pipeline import definition as pipeline_definition
 from sg2_container.pipeline import layout, notify, rules
 from sg2_container.sagemaker.jobs import EXIT_OK, EXIT_STOPPED
@@ -218,24 +219,8 @@ class LocalPipelineRun:
         self._save_state("Executing", [])
         events: list[StepEvent] = []
         status, reason = "Succeeded", ""
-        for name in self.order:
-            step = self.steps[name]
-            self.on_event(StepEvent(name, "Executing"))
-            started = time.monotonic()
-            try:
-                self._run_step(name, step)
-            except StepFailed as failed:
-                event = StepEvent(name, failed.state, time.monotonic() - started, str(failed))
-                events.append(event)
-                self.on_event(event)
-                status = "Stopped" if failed.state == "Stopped" else "Failed"
-                reason = f"Step {name} {failed.state.lower()}: {failed}"
-                break
-            event = StepEvent(name, "Succeeded", time.monotonic() - started)
-            events.append(event)
-            self.on_event(event)
-            if name == until:
-                break
+        with stop_on_signals(doing="no further step starts") as stop:
+            status, reason = self._run_steps(until, events, stop)
         if status != "Succeeded":
             message = rules.transformed_message({"detail": {
                 "currentPipelineExecutionStatus": status,
@@ -246,6 +231,30 @@ class LocalPipelineRun:
         self._save_state(status, events)
         return RunReport(self.execution_id, self.execution_arn, status, events, reason,
                          list(self.messages), list(self.notifications))
+
+    def _run_steps(self, until: str | None, events: list[StepEvent], stop) -> tuple[str, str]:
+        """Runs the steps in order until one fails, `until` is done, or a stop signal came
+        (a step in progress gets the signal itself and stops as its job would)."""
+        for name in self.order:
+            if stop.is_set():
+                return "Stopped", f"stopped by a signal before step {name}"
+            step = self.steps[name]
+            self.on_event(StepEvent(name, "Executing"))
+            started = time.monotonic()
+            try:
+                self._run_step(name, step)
+            except StepFailed as failed:
+                event = StepEvent(name, failed.state, time.monotonic() - started, str(failed))
+                events.append(event)
+                self.on_event(event)
+                status = "Stopped" if failed.state == "Stopped" else "Failed"
+                return status, f"Step {name} {failed.state.lower()}: {failed}"
+            event = StepEvent(name, "Succeeded", time.monotonic() - started)
+            events.append(event)
+            self.on_event(event)
+            if name == until:
+                break
+        return "Succeeded", ""
 
     def _run_step(self, name: str, step: dict) -> None:
         kinds = {"Processing": self._processing, "Training": self._training, "Lambda": self._lambda}

@@ -24,8 +24,14 @@ from starlette.routing import Route
 from sg2_container.errors import UserError
 from sg2_container.serving.batcher import Batcher, Busy
 from sg2_container.serving.options import SAGEMAKER_PAYLOAD_LIMIT, ServeOptions
-from sg2_container.serving.request import (JSON, NPY, PNG, RequestError, choose_media_type,
-                                           parse_request)
+from sg2_container.serving.request import (
+    JSON,
+    NPY,
+    PNG,
+    RequestError,
+    choose_media_type,
+    parse_request,
+)
 
 log = logging.getLogger(__name__)
 

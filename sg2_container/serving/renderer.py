@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from sg2_container.inference.generate import class_labels
-from sg2_container.io.images import to_uint8
 from sg2_container.inference.latents import mix_styles, ws_for_seeds
+from sg2_container.io.images import to_uint8
 from sg2_container.models.networks.layers import FullyConnectedLayer
 from sg2_container.serving.request import NetworkInfo, RenderRequest
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from sg2_container.errors import UserError
-from sg2_container.options.choices import NOISE_MODES
 from sg2_container.inference.seeds import MAX_SEED, parse_seeds
+from sg2_container.options.choices import NOISE_MODES
 from sg2_container.options.schema import closest
 
 FIELDS = ("seed", "seeds", "truncation_psi", "class", "noise_mode", "w", "mix")

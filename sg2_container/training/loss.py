@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")  # the order they run in within a step
 
 

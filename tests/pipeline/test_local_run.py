@@ -188,3 +188,34 @@ def test_run_without_local_or_with_a_bad_topic_is_refused(tmp_path):
                                      "--sns-topic-arn", "designer-mail"])
     assert topic.exit_code != 0 and "sns-topic-arn" in topic.output
     assert not (tmp_path / "execution.json").exists()
+
+
+def test_a_stop_signal_during_training_stops_the_run_and_notifies(tmp_path):
+    """Ctrl-C reaches the running step as SageMaker's stop would; no later step starts; the
+    failure rule's message (Stopped) is written; exit 130 as every job of the image."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    workdir = tmp_path / "run"
+    _uploads(workdir)
+    command = [sys.executable, "-m", "sg2_container.cli.main", "pipeline", "run", "--local",
+               "--workdir", str(workdir), "--inference-rehearsal"]
+    for name, value in {**TINY, "Kimg": "2"}.items():
+        command += ["--param", f"{name}={value}"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "tick=0" in line:  # training is under way
+            break
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=120)
+    out = "".join(seen) + rest
+    assert process.returncode == 130, out
+    assert f"[{layout.TRAIN_STEP}] Stopped" in out
+    assert f"[{layout.INFER_STEP}] Executing" not in out
+    messages = [json.loads(p.read_text()) for p in sorted((workdir / "notifications").glob("*.json"))]
+    assert messages and "Stopped" in json.dumps(messages[-1])
