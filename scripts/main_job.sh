@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 scripts/setup_env.sh pipeline
 sg2=.venv/bin/sg2
 demo=demo
-bucket=sg2-demo
+bucket="sg2-demo"
 s3="$demo/s3/$bucket/sg2"
 mkdir -p "$demo"
 
