@@ -21,7 +21,7 @@ from sg2_container.inference.interpolate import slerp_rows
 from sg2_container.metrics.features import Workers, progress_bar
 from sg2_container.options.metric_specs import PPL_NAMES, PathLength
 
-PURPOSE = f"the perceptual path length metrics ({', '.join(PPL_NAMES)})"
+PURPOSE = f"perceptual path length ({', '.join(PPL_NAMES)})"
 CHANNEL = "vgg16"  # a training job's input channel holding the VGG16 weights file
 DISTANCE_SIDE = 256  # images are box-downsampled by resolution // 256 before the distance
 MIN_COMPARED_SIDE = 16  # VGG16's four poolings leave 1 px for its last stage
