@@ -22,8 +22,8 @@ def run_metrics(options: MetricsOptions) -> dict[str, dict]:
         needs_detector,
         needs_distance,
     )
-    from sg2_container.metrics.ppl import load_distance
     from sg2_container.metrics.features import CACHE_FOLDER
+    from sg2_container.metrics.ppl import load_distance
     from sg2_container.models.files import load_model
     from sg2_container.runtime import resolve_device
 

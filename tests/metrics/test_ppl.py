@@ -66,7 +66,7 @@ def _numpy_parts(G):
 
 def _numpy_image(G, w):
     """The linear generator's image, float64, from one w shared by all layers."""
-    M, A, bias = _numpy_parts(G)
+    _, A, bias = _numpy_parts(G)
     flat = bias + sum(w @ A[layer] for layer in range(G.num_ws))
     return flat.reshape(3, G.img_resolution, G.img_resolution)
 
@@ -121,7 +121,7 @@ def test_z_path_length_follows_the_great_circle():
         v /= np.linalg.norm(v)
         angle = np.arccos(np.clip(u @ b / np.linalg.norm(b), -1, 1))
 
-        def image(s):
+        def image(s, angle=angle, u=u, v=v):
             return _numpy_image(G, _numpy_w(G, np.cos(s * angle) * u + np.sin(s * angle) * v))
 
         step = 127.5 * (image(position + 1e-4) - image(position))
@@ -202,10 +202,10 @@ def test_training_with_ppl2_wend_writes_its_jsonl(random_vgg16_file, tmp_path, c
     monkeypatch.delenv("SG2_DETECTOR", raising=False)
     monkeypatch.delenv("SG2_VGG16_WEIGHTS", raising=False)
     data = write_synthetic_dataset(tmp_path / "d.zip", count=4, resolution=16)
-    values = dict(data=str(data), outdir=str(tmp_path / "run"), cfg="paper256", kimg=0.004,
-                  batch=4, cbase=128, cmax=16, map=2, workers=0, snap=1, kimg_per_tick=0.004,
-                  aug="noaug", gamma=1.0, seed=3, device="cpu", metrics=("ppl2_wend",),
-                  metrics_images=2)
+    values = {"data": str(data), "outdir": str(tmp_path / "run"), "cfg": "paper256",
+              "kimg": 0.004, "batch": 4, "cbase": 128, "cmax": 16, "map": 2, "workers": 0,
+              "snap": 1, "kimg_per_tick": 0.004, "aug": "noaug", "gamma": 1.0, "seed": 3,
+              "device": "cpu", "metrics": ("ppl2_wend",), "metrics_images": 2}
     with pytest.raises(UserError, match="--vgg16 FILE.*SG2_VGG16_WEIGHTS"):
         train(TrainingOptions(**values))
     assert not list((tmp_path / "run").glob("checkpoint-*"))
