@@ -1,9 +1,12 @@
-"""Benchmark the metrics' feature extraction (Inception-v3 at 299 px) and the FID formula.
+"""Benchmark the metrics' feature extraction (Inception-v3 at 299 px), the FID formula and
+the perceptual path length (PPL) samples.
 
-The detector is the real architecture with random weights (speed does not depend on the weight
-values), so no download is needed. Prints images/s per device and batch size, and the time of
-one FID at 2048 dimensions.
+The detector and the LPIPS VGG16 are the real architectures with random weights (speed does not
+depend on the weight values), so no download is needed. Prints images/s per device and batch
+size, the time of one FID at 2048 dimensions, and PPL samples/s (two images rendered by a
+--cfg generator at --resolution and compared per sample).
 Usage: python -m bench.metrics [--batch 1 8 32] [--images 32] [--device cpu cuda]
+       [--ppl-samples 8] [--cfg paper256]
 """
 from __future__ import annotations
 
@@ -48,12 +51,34 @@ def images_per_second(detector, device, batch: int, images: int, resolution: int
     return done / (time.perf_counter() - start)
 
 
+def ppl_samples_per_second(device, cfg: str, resolution: int, batch: int, samples: int) -> float:
+    from sg2_container.metrics.ppl import load_distance, path_lengths
+    from sg2_container.models.networks import Generator
+    from sg2_container.options import network_kwargs, resolve_preset
+    from sg2_container.options.metric_specs import SPECS
+
+    torch.manual_seed(0)
+    G_kwargs, _ = network_kwargs(resolve_preset(cfg, resolution), resolution,
+                                 fp32=device.type != "cuda")
+    G = Generator(**G_kwargs).eval().requires_grad_(False).to(device)
+    distance, _ = load_distance(None, device, allow_random=True)
+    path = SPECS["ppl2_wend"].path
+    path_lengths(G, distance, path, count=max(1, batch // 2), batch=batch, seed=0)  # warm-up
+    synchronize(device)
+    start = time.perf_counter()
+    path_lengths(G, distance, path, count=samples, batch=batch, seed=1)
+    synchronize(device)
+    return samples / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--device", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    parser.add_argument("--ppl-samples", type=int, default=8, help="PPL samples timed (0: skip)")
+    parser.add_argument("--cfg", default="paper256", help="generator preset for the PPL timing")
     args = parser.parse_args()
     results = {"extract": []}
     for name in args.device:
@@ -65,6 +90,15 @@ def main() -> None:
                                      args.resolution)
             results["extract"].append({"device": name, "batch": batch, "images_per_s": round(rate, 2)})
             print(f"{name} batch {batch}: {rate:.2f} images/s", flush=True)
+        if args.ppl_samples:
+            ppl_batch = max(args.batch)
+            rate = ppl_samples_per_second(device, args.cfg, args.resolution,
+                                          max(2, ppl_batch), args.ppl_samples)
+            results.setdefault("ppl", []).append(
+                {"device": name, "batch": max(2, ppl_batch), "cfg": args.cfg,
+                 "resolution": args.resolution, "samples_per_s": round(rate, 2)})
+            print(f"{name} PPL ({args.cfg} @ {args.resolution}px, {max(2, ppl_batch)} images per "
+                  f"pass): {rate:.2f} samples/s", flush=True)
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal([4096, 2048]), rng.standard_normal([4096, 2048]) + 0.1
     start = time.perf_counter()

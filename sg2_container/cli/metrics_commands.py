@@ -1,4 +1,4 @@
-"""`sg2 metrics`: FID, KID, precision/recall, Inception score of a network file."""
+"""`sg2 metrics`: FID, KID, precision/recall, Inception score, PPL of a network file."""
 import json
 
 import click
@@ -19,7 +19,8 @@ def register(cli: click.Group) -> None:
 def metrics(as_json: bool, **values) -> None:
     """Compute quality metrics of a generator against its dataset (docs/metrics.md).
 
-    The detector weights are read from --detector or $SG2_DETECTOR and never downloaded.
+    The detector weights are read from --detector or $SG2_DETECTOR, the VGG16 weights of the
+    ppl* metrics from --vgg16 or $SG2_VGG16_WEIGHTS; nothing is downloaded.
     Dataset features are cached, so a second run on the same data only generates images.
     """
     with user_errors_as_click():

@@ -24,7 +24,12 @@ _SLERP_MIN_ANGLE = 1e-4
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation along the last axis: the angle between a and b is covered at a
     constant rate and the norm goes linearly from |a| to |b|. t: [T] -> [T, *a.shape]."""
-    t = t.reshape(-1, *([1] * a.ndim))
+    return slerp_rows(a, b, t.reshape(-1, *([1] * a.ndim)))
+
+
+def slerp_rows(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """slerp with t broadcast against a and b as given (e.g. a, b [N, D] and t [N, 1]: one
+    position per row)."""
     norm_a, norm_b = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
     unit_a, unit_b = a / norm_a.clamp_min(1e-12), b / norm_b.clamp_min(1e-12)
     cos = (unit_a * unit_b).sum(-1, keepdim=True).clamp(-1, 1)

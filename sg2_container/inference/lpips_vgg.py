@@ -29,8 +29,15 @@ from sg2_container.inference.project_options import VGG16_ENV, VGG16_FILE_NAME, 
 
 log = logging.getLogger(__name__)
 
-REHEARSAL_WARNING = ("rehearsal: the distance network is randomly initialised; the projection "
-                     "is not meaningful (supply the VGG16 ImageNet weights for a real one)")
+PROJECTION = "the projection"
+
+
+def rehearsal_warning(purpose: str = PROJECTION) -> str:
+    return (f"rehearsal: the distance network is randomly initialised; {purpose} is not "
+            f"meaningful (supply the VGG16 ImageNet weights for a real one)")
+
+
+REHEARSAL_WARNING = rehearsal_warning()
 
 # torchvision's VGG16 ("configuration D") feature layers; LPIPS taps the ReLU after the last conv
 # of each of the five stages (relu1_2, relu2_2, relu3_3, relu4_3, relu5_3).
@@ -81,12 +88,16 @@ def _load_heads() -> list[torch.Tensor]:
     return heads
 
 
-def missing_weights_message() -> str:
-    """What to supply when no VGG16 file is configured (one text for every entry point)."""
-    return (f"the projection needs torchvision's VGG16 ImageNet weights ({VGG16_FILE_NAME}, "
+def missing_weights_message(purpose: str = PROJECTION,
+                            rehearsal_flag: str | None = "--allow-random-vgg16") -> str:
+    """What to supply when no VGG16 file is configured (one text for every entry point);
+    `rehearsal_flag`: the entry point's switch to a random network, if it has one."""
+    text = (f"{purpose} needs torchvision's VGG16 ImageNet weights ({VGG16_FILE_NAME}, "
             f"528 MB) and nothing is downloaded at run time: download {VGG16_URL} once and pass "
-            f"it with --vgg16 FILE (or set {VGG16_ENV}=FILE); the container image ships it. "
-            f"--allow-random-vgg16 runs a rehearsal with a random distance network instead")
+            f"it with --vgg16 FILE (or set {VGG16_ENV}=FILE); the container image ships it")
+    if rehearsal_flag:
+        text += f". {rehearsal_flag} runs a rehearsal with a random distance network instead"
+    return text
 
 
 def resolve_weights_path(vgg16: str | os.PathLike | None) -> Path | None:
@@ -97,11 +108,11 @@ def resolve_weights_path(vgg16: str | os.PathLike | None) -> Path | None:
     return Path(env) if env else None
 
 
-def _read_backbone_state(path: Path) -> dict[str, torch.Tensor]:
+def _read_backbone_state(path: Path, missing: str) -> dict[str, torch.Tensor]:
     """Conv weights from torchvision's VGG16 file (full model or features-only state dict)."""
     if not path.is_file():
         what = "does not exist" if not path.exists() else "is not a file"
-        raise UserError(f"VGG16 weights file {path} {what}; {missing_weights_message()}")
+        raise UserError(f"VGG16 weights file {path} {what}; {missing}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
@@ -189,21 +200,25 @@ def _random_init(net: LpipsVgg16, seed: int = 0) -> None:
 
 
 def load_distance_network(vgg16: str | os.PathLike | None = None, *, allow_random: bool = False,
-                          device: torch.device | str = "cpu") -> tuple[LpipsVgg16, DistanceSource]:
+                          device: torch.device | str = "cpu", purpose: str = PROJECTION,
+                          rehearsal_flag: str | None = "--allow-random-vgg16",
+                          ) -> tuple[LpipsVgg16, DistanceSource]:
     """The LPIPS VGG16 network on `device`, and where its backbone came from.
 
-    Weights: `vgg16`, else $SG2_VGG16_WEIGHTS; with neither, a UserError naming what to supply,
-    unless `allow_random` (a rehearsal with a random backbone, logged as such).
+    Weights: `vgg16`, else $SG2_VGG16_WEIGHTS; with neither, a UserError naming what to supply
+    (for `purpose`, and `rehearsal_flag` where the caller has one), unless `allow_random` (a
+    rehearsal with a random backbone, logged as such).
     """
     path = resolve_weights_path(vgg16)
+    missing = missing_weights_message(purpose, rehearsal_flag)
     if path is None and not allow_random:
-        raise UserError(missing_weights_message())
+        raise UserError(missing)
     net = LpipsVgg16(_load_heads())
     if path is None:
         _random_init(net)
-        log.warning(REHEARSAL_WARNING)
+        log.warning(rehearsal_warning(purpose))
     else:
-        state = _read_backbone_state(path)
+        state = _read_backbone_state(path, missing)
         expected = net.layers.state_dict()
         problems = [f"missing '{k}'" for k in expected if k not in state]
         problems += [f"'{k}' has shape {list(state[k].shape)}, VGG16 has {list(v.shape)}"

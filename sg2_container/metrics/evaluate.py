@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sg2_container.errors import UserError
-from sg2_container.metrics import formulas
+from sg2_container.metrics import formulas, ppl
 from sg2_container.metrics.detector import Detector
 from sg2_container.metrics.features import (
     Workers,
@@ -42,6 +42,14 @@ def check_names(names, flag: str = "metrics") -> tuple[MetricSpec, ...]:
             raise UserError(f"{flag}: unknown metric {name!r}; valid names: {', '.join(SPECS)}")
         specs.append(SPECS[name])
     return tuple(dict.fromkeys(specs))
+
+
+def needs_detector(specs) -> bool:
+    return any(s.uses_detector for s in specs)
+
+
+def needs_distance(specs) -> bool:
+    return any(s.kind == "ppl" for s in specs)
 
 
 def minimum_images(spec: MetricSpec) -> int:
@@ -76,15 +84,23 @@ class _RealSet:
 
 
 class MetricEvaluator:
-    """Metrics for one dataset and detector; `evaluate(G)` once per network. Construction
-    checks everything that can fail before any image is generated."""
+    """Metrics for one dataset and detector (and, for PPL, the LPIPS VGG16 distance);
+    `evaluate(G)` once per network. Construction checks everything that can fail before any
+    image is generated; `check_resolution` what depends on the network's size."""
 
-    def __init__(self, names, detector: Detector, settings: EvaluationSettings,
-                 workers: Workers = Workers()):
+    def __init__(self, names, detector: Detector | None, settings: EvaluationSettings,
+                 workers: Workers = Workers(), distance=None, distance_source: str = ""):
         from sg2_container.data.dataset import ImageFolderDataset, content_fingerprint
 
         self.specs = check_names(names)
         self.detector, self.settings, self.workers = detector, settings, workers
+        self.distance, self.distance_source = distance, distance_source
+        if needs_detector(self.specs) and detector is None:
+            raise UserError(f"{', '.join(s.name for s in self.specs if s.uses_detector)} need "
+                            "the detector (--detector)")
+        if needs_distance(self.specs) and distance is None:
+            raise UserError(f"{', '.join(s.name for s in self.specs if s.kind == 'ppl')} need "
+                            "the LPIPS VGG16 distance (--vgg16)")
         if any(s.kind == "is" for s in self.specs) and not detector.has_logits:
             raise UserError("is50k needs the detector's class logits, which the TorchScript "
                             "detector path does not provide in this build; use the "
@@ -101,6 +117,12 @@ class MetricEvaluator:
             if self.num_gen(spec) < minimum_images(spec):
                 raise UserError(f"{spec.name} needs at least {minimum_images(spec)} generated "
                                 f"images, got {self.num_gen(spec)}")
+
+    def check_resolution(self, resolution: int) -> None:
+        """UserError if a metric cannot measure a network of this size (PPL's centre crop)."""
+        for spec in self.specs:
+            if spec.kind == "ppl":
+                ppl.check_resolution(spec.name, spec.path, resolution)
 
     def _xflip(self, spec: MetricSpec) -> bool:
         return False if spec.full else self.settings.mirror
@@ -161,6 +183,7 @@ class MetricEvaluator:
 
     def evaluate(self, G) -> dict[str, dict] | None:
         """{metric name: {"results": {...}, "total_time": s, ...}} on rank 0, None elsewhere."""
+        self.check_resolution(G.img_resolution)
         reals: dict[_RealSet, np.ndarray] = {}
         generated: dict[int, dict[str, np.ndarray]] = {}
         want_logits = any(s.kind == "is" for s in self.specs)
@@ -169,6 +192,17 @@ class MetricEvaluator:
         for spec in self.specs:
             start = time.time()
             count = self.num_gen(spec)
+            if spec.kind == "ppl":
+                lengths = ppl.path_lengths(
+                    G, self.distance, spec.path, count=count, batch=self.settings.batch,
+                    seed=self.settings.latent_seed, labels=labels, workers=self.workers,
+                    progress=self.settings.progress)
+                if self.workers.rank == 0:
+                    records[spec.name] = {
+                        "results": {spec.name: formulas.path_length(lengths)},
+                        "metric": spec.name, "total_time": time.time() - start,
+                        "num_gen": count, "num_real": 0, "vgg16": self.distance_source}
+                continue
             if count not in generated:
                 generated[count] = extract_generated(
                     G, self.detector, count=count, batch=self.settings.batch,

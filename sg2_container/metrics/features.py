@@ -41,10 +41,11 @@ class Workers:
         return {k: np.concatenate([p[k] for p in parts]) for k in mine}
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool, unit: str = "img"):
+    """The metrics' one progress bar (stderr, with rate and ETA)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=not enabled,
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not enabled,
                 dynamic_ncols=True, smoothing=0.1)
 
 
@@ -55,7 +56,7 @@ def extract_dataset(dataset, indices: Sequence[int], detector: Detector, *, batc
 
     mine = np.asarray(indices)[workers.share(len(indices))]
     chunks = []
-    with _progress(len(mine), "dataset features", progress) as bar:
+    with progress_bar(len(mine), "dataset features", progress) as bar:
         for start in range(0, len(mine), batch):
             images = np.stack([dataset[int(i)][0] for i in mine[start:start + batch]])
             chunks.append(detector(torch.from_numpy(images))["pool"])
@@ -120,7 +121,7 @@ def extract_generated(G, detector: Detector, *, count: int, batch: int, seed: in
     parts: dict[str, list] = {"pool": [], "logits": []}
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.manual_seed(seed + 1 + workers.rank)
-        with _progress(len(mine), "generated features", progress) as bar:
+        with progress_bar(len(mine), "generated features", progress) as bar:
             for start in range(0, len(mine), batch):
                 idx = torch.from_numpy(mine[start:start + batch])
                 images = G(z[idx].to(device), c[idx].to(device), noise_mode="random")

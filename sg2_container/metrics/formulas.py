@@ -135,3 +135,13 @@ def inception_score(logits: np.ndarray, *, splits: int = IS_SPLITS) -> tuple[flo
         kl = (part * (np.log(part + 1e-30) - np.log(marginal + 1e-30))).sum(axis=1)
         scores.append(np.exp(kl.mean()))
     return float(np.mean(scores)), float(np.std(scores))
+
+
+def path_length(distances: np.ndarray) -> float:
+    """Perceptual path length from per-sample distances / eps^2: the mean of the values that lie
+    between the 1st percentile (rounded down to a sample) and the 99th (rounded up), which
+    drops the rare huge steps across a sharp change of image."""
+    values = np.asarray(distances, dtype=np.float64)
+    low = np.percentile(values, 1, method="lower")
+    high = np.percentile(values, 99, method="higher")
+    return float(values[(values >= low) & (values <= high)].mean())

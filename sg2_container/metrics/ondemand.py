@@ -11,11 +11,19 @@ log = logging.getLogger(__name__)
 
 
 def run_metrics(options: MetricsOptions) -> dict[str, dict]:
-    """Loads the detector first (the cheapest thing to get wrong), then the network; returns
-    {metric: record} as training writes them to metric-<name>.jsonl."""
+    """Loads the detector and the PPL distance first (the cheapest things to get wrong), each
+    only if a requested metric needs it, then the network; returns {metric: record} as
+    training writes them to metric-<name>.jsonl."""
     from sg2_container.metrics.detector import load_detector, locate_detector
-    from sg2_container.metrics.evaluate import EvaluationSettings, MetricEvaluator
+    from sg2_container.metrics.evaluate import (
+        EvaluationSettings,
+        MetricEvaluator,
+        check_names,
+        needs_detector,
+        needs_distance,
+    )
     from sg2_container.metrics.features import CACHE_FOLDER
+    from sg2_container.metrics.ppl import load_distance
     from sg2_container.models.files import load_model
     from sg2_container.runtime import resolve_device
 
@@ -24,14 +32,23 @@ def run_metrics(options: MetricsOptions) -> dict[str, dict]:
         raise UserError(f"network={options.network!r}: no such file (a model file from `sg2 "
                         "train`, or a reference network pickle)")
     device = resolve_device(options.device)
-    detector = load_detector(locate_detector(options.detector), device,
-                             torchscript=options.detector_torchscript)
+    specs = check_names(options.metrics)
+    detector = distance = None
+    source = ""
+    if needs_detector(specs):
+        detector = load_detector(locate_detector(options.detector), device,
+                                 torchscript=options.detector_torchscript)
+    if needs_distance(specs):
+        distance, source = load_distance(options.vgg16, device,
+                                         allow_random=options.allow_random_vgg16,
+                                         rehearsal_flag="--allow-random-vgg16")
     cache_dir = Path(options.cache_dir) if options.cache_dir else network.parent / CACHE_FOLDER
     batch = options.batch or (64 if device.type == "cuda" else 8)
     settings = EvaluationSettings(
         data=options.data, mirror=options.mirror, latent_seed=options.seed, num_images=options.num_images,
         allow_small=options.allow_small, batch=batch, cache_dir=cache_dir, progress=True)
-    evaluator = MetricEvaluator(options.metrics, detector, settings)
+    evaluator = MetricEvaluator(options.metrics, detector, settings, distance=distance,
+                                distance_source=source)
     G = load_model(network, device=device).G_ema
     records = evaluator.evaluate(G)
     for record in records.values():

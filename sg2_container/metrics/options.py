@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from sg2_container.inference.project_options import VGG16_ENV, VGG16_FILE_NAME
 from sg2_container.options.metric_specs import METRIC_NAMES, NOT_IN_THIS_BUILD
 from sg2_container.options.schema import fail, option, validate
 
@@ -23,6 +24,12 @@ class MetricsOptions:
     detector_torchscript: bool = option(False, is_flag=True, help="The detector is a TorchScript "
                                         "file (e.g. NVIDIA's inception-2015-12-05.pt): runs its "
                                         "code, so only for a file you trust.")
+    vgg16: str | None = option(None, metavar="FILE", default_text=f"${VGG16_ENV}", help=(
+        f"torchvision's ImageNet VGG16 weights ({VGG16_FILE_NAME}) for the LPIPS distance of "
+        "the ppl* metrics; never downloaded."))
+    allow_random_vgg16: bool = option(False, is_flag=True, help=(
+        "ppl* metrics without VGG16 weights: a randomly initialised distance network, a "
+        "rehearsal of the mechanics whose values mean nothing."))
     num_images: int | None = option(None, min=2, default_text="50000, the metric's own",
                                     help="Generated images per metric (and reals for the legacy "
                                     "50k-real metrics): fewer is faster, values not comparable.")
@@ -46,3 +53,5 @@ class MetricsOptions:
         validate(self)
         if not self.metrics:
             raise fail("metrics", "", "one or more of " + ", ".join(METRIC_NAMES))
+        if self.vgg16 is not None and not self.vgg16.strip():
+            raise fail("vgg16", self.vgg16, "a file name (or leave it unset)")

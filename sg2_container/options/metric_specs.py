@@ -5,6 +5,19 @@ from __future__ import annotations
 import dataclasses
 
 FULL_DATASET = None  # real_count: every image of the dataset (up to real_max)
+PPL_EPSILON = 1e-4
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PathLength:
+    """Which perceptual path length: interpolation space (z: great circle, w: straight line),
+    where on the path (full: uniform t in [0, 1); end: t = 0) and whether only the centre crop
+    is compared (the legacy metrics)."""
+
+    space: str  # z | w
+    sampling: str  # full | end
+    crop: bool
+    epsilon: float = PPL_EPSILON
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -16,15 +29,21 @@ class MetricSpec:
     """
 
     name: str
-    kind: str  # fid | kid | pr | is
+    kind: str  # fid | kid | pr | is | ppl
     num_gen: int = 50_000
     real_count: int | None = FULL_DATASET
     real_max: int | None = None
     summary: str = ""
+    path: PathLength | None = None  # kind "ppl" only
 
     @property
     def uses_reals(self) -> bool:
-        return self.kind != "is"
+        return self.kind not in ("is", "ppl")
+
+    @property
+    def uses_detector(self) -> bool:
+        """False for PPL, which needs the LPIPS VGG16 distance instead of the detector."""
+        return self.kind != "ppl"
 
     @property
     def full(self) -> bool:
@@ -45,12 +64,21 @@ SPECS: dict[str, MetricSpec] = {s.name: s for s in (
     MetricSpec(name="pr50k3", kind="pr", real_count=50_000,
                summary="legacy precision/recall (k=3): 50k generated vs 50k reals"),
     MetricSpec(name="is50k", kind="is", summary="Inception score, 50k generated, 10 splits"),
+    MetricSpec(name="ppl2_wend", kind="ppl", path=PathLength(space="w", sampling="end", crop=False),
+               summary="perceptual path length in W, at path ends, full image (LPIPS VGG16)"),
+    MetricSpec(name="ppl_zfull", kind="ppl", path=PathLength(space="z", sampling="full", crop=True),
+               summary="legacy PPL in Z, whole path, centre crop"),
+    MetricSpec(name="ppl_wfull", kind="ppl", path=PathLength(space="w", sampling="full", crop=True),
+               summary="legacy PPL in W, whole path, centre crop"),
+    MetricSpec(name="ppl_zend", kind="ppl", path=PathLength(space="z", sampling="end", crop=True),
+               summary="legacy PPL in Z, path ends, centre crop"),
+    MetricSpec(name="ppl_wend", kind="ppl", path=PathLength(space="w", sampling="end", crop=True),
+               summary="legacy PPL in W, path ends, centre crop"),
 )}
 METRIC_NAMES = tuple(SPECS)
-NOT_IN_THIS_BUILD = {
-    name: "not in this build (perceptual path length needs the LPIPS VGG16 distance)"
-    for name in ("ppl2_wend", "ppl_zfull", "ppl_wfull", "ppl_zend", "ppl_wend")
-}
+PPL_NAMES = tuple(name for name, spec in SPECS.items() if spec.kind == "ppl")
+# Names of the reference this build does not compute, with the reason (none at present).
+NOT_IN_THIS_BUILD: dict[str, str] = {}
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 PR_NEIGHBOURS = 3

@@ -132,13 +132,17 @@ class TrainingOptions:
     snap: int = option(50, min=1, help="Checkpoint, snapshot and image grid every N ticks.")
     metrics: tuple[str, ...] = option((), choices=METRIC_NAMES, default_text="none",
                                       help="Metrics per snapshot, comma-separated "
-                                      "(docs/metrics.md); need a detector file.")
+                                      "(docs/metrics.md); need a detector file (ppl*: "
+                                      "VGG16 weights instead).")
     detector: str | None = option(None, metavar="FILE", default_text="$SG2_DETECTOR",
                                   help="Inception-v3 weights for the metrics (torch-fidelity's "
                                   "weights-inception-2015-12-05-6726825d.pth); never downloaded.")
     detector_torchscript: bool = option(False, help="The detector is a TorchScript file (e.g. "
                                         "NVIDIA's inception-2015-12-05.pt): runs its code, so "
                                         "only for a file you trust.")
+    vgg16: str | None = option(None, metavar="FILE", default_text="$SG2_VGG16_WEIGHTS",
+                               help="torchvision's ImageNet VGG16 weights (vgg16-397923af.pth) "
+                               "for the ppl* metrics' LPIPS distance; never downloaded.")
     metrics_images: int | None = option(None, min=2, default_text="50000, the metric's own",
                                         help="Generated images per metric (and reals for the "
                                         "legacy 50k-real metrics): fewer is faster, but values "

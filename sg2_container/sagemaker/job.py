@@ -47,18 +47,30 @@ def find_dataset(channels: dict[str, Path]) -> Path:
                     f"set the 'data' hyperparameter; channels present: {sorted(channels) or 'none'}")
 
 
+def _channel_file(channels: dict[str, Path], channel: str, what: str) -> Path | None:
+    """The one weights file (.pth or .pt) of an input channel, if the job has that channel."""
+    if channel not in channels:
+        return None
+    folder = channels[channel]
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".pth", ".pt"))
+    if len(files) != 1:
+        raise UserError(f"channel {channel!r} must hold exactly one {what} file (.pth or .pt), "
+                        f"found {len(files)}: {', '.join(p.name for p in files[:5]) or 'none'}")
+    return files[0]
+
+
 def find_detector(channels: dict[str, Path]) -> Path | None:
     """The metrics' detector file from the 'detector' channel, if the job has one."""
     from sg2_container.metrics.detector import CHANNEL
 
-    if CHANNEL not in channels:
-        return None
-    folder = channels[CHANNEL]
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".pth", ".pt"))
-    if len(files) != 1:
-        raise UserError(f"channel {CHANNEL!r} must hold exactly one detector file (.pth or .pt), "
-                        f"found {len(files)}: {', '.join(p.name for p in files[:5]) or 'none'}")
-    return files[0]
+    return _channel_file(channels, CHANNEL, "detector")
+
+
+def find_vgg16(channels: dict[str, Path]) -> Path | None:
+    """The PPL metrics' VGG16 weights from the 'vgg16' channel, if the job has one."""
+    from sg2_container.metrics.ppl import CHANNEL
+
+    return _channel_file(channels, CHANNEL, "VGG16 weights")
 
 
 def resolve_options(values: dict[str, object]):
@@ -90,13 +102,14 @@ def resolve_options(values: dict[str, object]):
         log.warning("outdir %s is not under %s: checkpoints will not be synced to S3, so a spot "
                     "restart cannot resume", outdir, checkpoints)
     values["outdir"] = str(outdir)
-    for key in ("resume", "detector"):
+    for key in ("resume", "detector", "vgg16"):
         if isinstance(values.get(key), str) and values[key].startswith(paths.DEFAULT_BASE_DIR):
             values[key] = str(paths.translate(values[key]))
-    if not values.get("detector"):
-        detector = find_detector(channel_dirs())
-        if detector is not None:
-            values["detector"] = str(detector)
+    for key, find in (("detector", find_detector), ("vgg16", find_vgg16)):
+        if not values.get(key):
+            found = find(channel_dirs())
+            if found is not None:
+                values[key] = str(found)
     values.setdefault("gpus", detect_gpus())
     return TrainingOptions(**values)
 

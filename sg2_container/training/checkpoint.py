@@ -59,7 +59,7 @@ KEYS = ("format", "format_version", "created_by", *NETWORKS, "G_kwargs", "D_kwar
 FREE_TO_CHANGE = frozenset({
     "kimg", "snap", "keep", "workers", "metrics", "kimg_per_tick", "device", "outdir", "resume",
     "data", "nobench", "allow_tf32", "gpus", "batch_gpu", "nhwc", "allow_changed_options",
-    "detector", "detector_torchscript", "metrics_images", "metrics_allow_small",
+    "detector", "detector_torchscript", "metrics_images", "metrics_allow_small", "vgg16",
 })
 # Network kwargs that set only a memory layout (nhwc); ignored when comparing networks.
 _LAYOUT_KWARGS = ("fp16_channels_last",)

@@ -374,7 +374,8 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
         final = _export_final(run, run_dir) if group.is_main else None
         return TrainingResult(run_dir, counters.cur_nimg, True, False, final, last_checkpoint)
 
-    metrics = snapshot_metrics(options, run_dir, device, group)  # None without --metrics
+    metrics = snapshot_metrics(options, run_dir, device, group,  # None without --metrics
+                               run.G_ema.img_resolution)
     reporter = Reporter(run_dir, enabled=group.is_main)  # after the checks: no event file before
     columns, rows = grid_shape(run.dataset.resolution)
     grid_z, grid_c = _grid_latents(run, columns * rows)

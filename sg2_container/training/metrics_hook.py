@@ -33,16 +33,30 @@ class SnapshotMetrics:
 
 
 def snapshot_metrics(options: TrainingOptions, run_dir: Path, device,
-                     group: dist_utils.ProcessGroupInfo) -> SnapshotMetrics | None:
-    """None without --metrics; otherwise the detector is loaded and the sizes are checked."""
+                     group: dist_utils.ProcessGroupInfo, resolution: int) -> SnapshotMetrics | None:
+    """None without --metrics; otherwise the detector (and, for PPL, the VGG16 distance) is
+    loaded and the sizes are checked against the data and the network's `resolution`."""
     if not options.metrics:
         return None
     from sg2_container.metrics.detector import load_detector, locate_detector
-    from sg2_container.metrics.evaluate import EvaluationSettings, MetricEvaluator
+    from sg2_container.metrics.evaluate import (
+        EvaluationSettings,
+        MetricEvaluator,
+        check_names,
+        needs_detector,
+        needs_distance,
+    )
     from sg2_container.metrics.features import CACHE_FOLDER, Workers
+    from sg2_container.metrics.ppl import load_distance
 
-    detector = load_detector(locate_detector(options.detector), device,
-                             torchscript=options.detector_torchscript)
+    specs = check_names(options.metrics)
+    detector = distance = None
+    source = ""
+    if needs_detector(specs):
+        detector = load_detector(locate_detector(options.detector), device,
+                                 torchscript=options.detector_torchscript)
+    if needs_distance(specs):
+        distance, source = load_distance(options.vgg16, device)
     settings = EvaluationSettings(
         data=options.data, subset=options.subset, mirror=options.mirror, seed=options.seed,
         num_images=options.metrics_images, allow_small=options.metrics_allow_small,
@@ -50,5 +64,7 @@ def snapshot_metrics(options: TrainingOptions, run_dir: Path, device,
         cache_dir=run_dir / CACHE_FOLDER, progress=False)
     workers = Workers(rank=group.rank, world_size=group.world_size,
                       gather=dist_utils.all_gather_objects)
-    return SnapshotMetrics(MetricEvaluator(options.metrics, detector, settings, workers),
-                           group.world_size)
+    evaluator = MetricEvaluator(options.metrics, detector, settings, workers, distance=distance,
+                                distance_source=source)
+    evaluator.check_resolution(resolution)
+    return SnapshotMetrics(evaluator, group.world_size)

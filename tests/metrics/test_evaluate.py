@@ -34,7 +34,7 @@ def test_sizes_are_checked_before_any_image_is_made(detector, metric_data):
         MetricEvaluator(["fid50k"], detector, EvaluationSettings(data=str(metric_data)))
     with pytest.raises(UserError, match="unknown metric 'fid5k'; valid names: fid50k_full, "):
         MetricEvaluator(["fid5k"], detector, EvaluationSettings(data=str(metric_data)))
-    with pytest.raises(UserError, match="ppl2_wend' is not in this build"):
+    with pytest.raises(UserError, match="ppl2_wend need the LPIPS VGG16 distance"):
         MetricEvaluator(["ppl2_wend"], detector, EvaluationSettings(data=str(metric_data)))
     # Allowed: computed on the 6 images there are (12 with x-flips).
     evaluator = MetricEvaluator(["fid50k"], detector, EvaluationSettings(

@@ -25,3 +25,23 @@ def test_a_detector_channel_with_several_files_is_refused(tmp_path):
     empty.mkdir()
     with pytest.raises(UserError, match="found 0: none"):
         find_detector({"detector": empty})
+
+
+def test_weight_channels_fill_the_detector_and_vgg16_options(tmp_path, monkeypatch):
+    """A training job with 'detector' and 'vgg16' channels gets both files as options; a value
+    given as a hyperparameter wins over the channel."""
+    from sg2_container.sagemaker.job import find_vgg16, resolve_options
+
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    data = tmp_path / "input" / "data"
+    for channel, name in (("train", "images.zip"), ("detector", "inception.pth"),
+                          ("vgg16", "vgg16-397923af.pth")):
+        (data / channel).mkdir(parents=True)
+        (data / channel / name).write_bytes(b"x")
+    options = resolve_options({"gpus": 1})
+    assert options.detector == str(data / "detector" / "inception.pth")
+    assert options.vgg16 == str(data / "vgg16" / "vgg16-397923af.pth")
+    assert resolve_options({"gpus": 1, "vgg16": "/elsewhere/v.pth"}).vgg16 == "/elsewhere/v.pth"
+    (data / "vgg16" / "second.pt").write_bytes(b"x")
+    with pytest.raises(UserError, match="exactly one VGG16 weights file .* found 2"):
+        find_vgg16({"vgg16": data / "vgg16"})
