@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 NETWORK = dict(z_dim=64, w_dim=64, img_resolution=64, img_channels=3, c_dim=0,
                mapping_kwargs=dict(num_layers=2),
                synthesis_kwargs=dict(channel_base=512, channel_max=16))
-SETTINGS = {"batching on": ["--max-batch", "32", "--batch-wait-ms", "5"],
+SETTINGS = {"batching on": ["--max-batch", "32", "--batch-wait-ms", "2"],
             "batching off": ["--max-batch", "1", "--batch-wait-ms", "0"]}
 CONCURRENCY = (1, 8, 32)
 
