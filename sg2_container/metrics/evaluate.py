@@ -233,3 +233,22 @@ class MetricEvaluator:
             return {f"{name}_precision": precision, f"{name}_recall": recall}
         mean, std = formulas.inception_score(gen["logits"])
         return {f"{name}_mean": mean, f"{name}_std": std}
+
+
+def load_measuring_networks(specs, device, *, detector: str | None, detector_torchscript: bool,
+                            vgg16: str | None, allow_random_vgg16: bool = False,
+                            rehearsal_flag: str | None = None):
+    """(detector, PPL distance, distance's source) for the metrics `specs`, each loaded only if
+    a metric needs it: the cheapest things to get wrong, so they fail before any work."""
+    from sg2_container.metrics.detector import load_detector, locate_detector
+    from sg2_container.metrics.ppl import load_distance
+
+    detector_net = distance = None
+    source = ""
+    if needs_detector(specs):
+        detector_net = load_detector(locate_detector(detector), device,
+                                     torchscript=detector_torchscript)
+    if needs_distance(specs):
+        distance, source = load_distance(vgg16, device, allow_random=allow_random_vgg16,
+                                         rehearsal_flag=rehearsal_flag)
+    return detector_net, distance, source

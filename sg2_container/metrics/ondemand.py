@@ -14,16 +14,13 @@ def run_metrics(options: MetricsOptions) -> dict[str, dict]:
     """Loads the detector and the PPL distance first (the cheapest things to get wrong), each
     only if a requested metric needs it, then the network; returns {metric: record} as
     training writes them to metric-<name>.jsonl."""
-    from sg2_container.metrics.detector import load_detector, locate_detector
     from sg2_container.metrics.evaluate import (
         EvaluationSettings,
         MetricEvaluator,
         check_names,
-        needs_detector,
-        needs_distance,
+        load_measuring_networks,
     )
     from sg2_container.metrics.features import CACHE_FOLDER
-    from sg2_container.metrics.ppl import load_distance
     from sg2_container.models.files import load_model
     from sg2_container.runtime import resolve_device
 
@@ -33,15 +30,10 @@ def run_metrics(options: MetricsOptions) -> dict[str, dict]:
                         "train`, or a reference network pickle)")
     device = resolve_device(options.device)
     specs = check_names(options.metrics)
-    detector = distance = None
-    source = ""
-    if needs_detector(specs):
-        detector = load_detector(locate_detector(options.detector), device,
-                                 torchscript=options.detector_torchscript)
-    if needs_distance(specs):
-        distance, source = load_distance(options.vgg16, device,
-                                         allow_random=options.allow_random_vgg16,
-                                         rehearsal_flag="--allow-random-vgg16")
+    detector, distance, source = load_measuring_networks(
+        specs, device, detector=options.detector,
+        detector_torchscript=options.detector_torchscript, vgg16=options.vgg16,
+        allow_random_vgg16=options.allow_random_vgg16, rehearsal_flag="--allow-random-vgg16")
     cache_dir = Path(options.cache_dir) if options.cache_dir else network.parent / CACHE_FOLDER
     batch = options.batch or (64 if device.type == "cuda" else 8)
     settings = EvaluationSettings(

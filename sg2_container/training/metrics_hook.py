@@ -38,25 +38,18 @@ def snapshot_metrics(options: TrainingOptions, run_dir: Path, device,
     loaded and the sizes are checked against the data and the network's `resolution`."""
     if not options.metrics:
         return None
-    from sg2_container.metrics.detector import load_detector, locate_detector
     from sg2_container.metrics.evaluate import (
         EvaluationSettings,
         MetricEvaluator,
         check_names,
-        needs_detector,
-        needs_distance,
+        load_measuring_networks,
     )
     from sg2_container.metrics.features import CACHE_FOLDER, Workers
-    from sg2_container.metrics.ppl import load_distance
 
     specs = check_names(options.metrics)
-    detector = distance = None
-    source = ""
-    if needs_detector(specs):
-        detector = load_detector(locate_detector(options.detector), device,
-                                 torchscript=options.detector_torchscript)
-    if needs_distance(specs):
-        distance, source = load_distance(options.vgg16, device)
+    detector, distance, source = load_measuring_networks(
+        specs, device, detector=options.detector,
+        detector_torchscript=options.detector_torchscript, vgg16=options.vgg16)
     settings = EvaluationSettings(
         data=options.data, subset=options.subset, mirror=options.mirror, seed=options.seed,
         num_images=options.metrics_images, allow_small=options.metrics_allow_small,
