@@ -58,7 +58,8 @@ def _sdk(region: str):
     except ImportError as error:
         from sg2_container.errors import UserError
 
-        raise UserError("the SageMaker Python SDK is not installed: pip install "
+        raise UserError("the SageMaker Python SDK V3 (sagemaker 3.x, the [pipeline] extra pins "
+                        "3.27.0) is not installed, or an older V2 is: pip install "
                         f"'sg2-container[pipeline]' ({error})") from error
     return dict(lambda_helper=lambda_helper, processing=processing, shapes=shapes,
                 ev=execution_variables, functions=functions, parameters=parameters,
