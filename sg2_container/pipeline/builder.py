@@ -1,14 +1,17 @@
-"""The one module that imports the SageMaker Python SDK (V2, `sagemaker==2.257.7`; why:
-docs/pipeline.md): PipelineParameters + PipelineSettings -> a `sagemaker.workflow` Pipeline.
+"""The one module that imports the SageMaker Python SDK (V3, `sagemaker==3.27.0`; why:
+docs/pipeline.md): PipelineParameters + PipelineSettings -> a `sagemaker.mlops.workflow`
+Pipeline.
 
 Building needs no credentials and no network: the session is a boto3 session with the
-region and placeholder keys, every S3 location is explicit, the Lambda is named by ARN, and
-the SDK's telemetry is switched off through the session's own config.
+region and placeholder keys, every S3 location is explicit, the Lambda is named by ARN, the
+SDK's telemetry is switched off through the session's own config, and the region variable and
+role-validation switch V3 reads are defaulted before it is imported.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from typing import Any
 
@@ -27,33 +30,41 @@ SDK_CONFIG = {"SchemaVersion": "1.0",
               "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 
 
-def _sdk():
-    """Imports the SDK modules we use, quietly; a missing SDK is the user's to install."""
+def _sdk(region: str):
+    """Imports the SDK modules we use, quietly; a missing SDK is the user's to install.
+
+    V3 reads the region when its modules load and validates roles against IAM unless told
+    not to; building offline needs neither, so both are defaulted (never overridden) first."""
+    os.environ.setdefault("AWS_DEFAULT_REGION", region)
+    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            logging.getLogger("sagemaker").setLevel(logging.ERROR)
-            logging.getLogger("sagemaker.config").setLevel(logging.ERROR)
-            import sagemaker.estimator as estimator
-            import sagemaker.inputs as inputs
-            import sagemaker.lambda_helper as lambda_helper
-            import sagemaker.processing as processing
-            import sagemaker.workflow.execution_variables as execution_variables
-            import sagemaker.workflow.functions as functions
-            import sagemaker.workflow.lambda_step as lambda_step
-            import sagemaker.workflow.parameters as parameters
-            import sagemaker.workflow.pipeline as pipeline
-            import sagemaker.workflow.pipeline_context as pipeline_context
-            import sagemaker.workflow.steps as steps
+            for name in ("sagemaker", "sagemaker.config", "sagemaker.core", "sagemaker.train",
+                         "sagemaker.mlops"):
+                logging.getLogger(name).setLevel(logging.ERROR)
+            import sagemaker.core.lambda_helper as lambda_helper
+            import sagemaker.core.processing as processing
+            import sagemaker.core.shapes as shapes
+            import sagemaker.core.workflow.execution_variables as execution_variables
+            import sagemaker.core.workflow.functions as functions
+            import sagemaker.core.workflow.parameters as parameters
+            import sagemaker.core.workflow.pipeline_context as pipeline_context
+            import sagemaker.mlops.workflow.lambda_step as lambda_step
+            import sagemaker.mlops.workflow.pipeline as pipeline
+            import sagemaker.mlops.workflow.steps as steps
+            import sagemaker.core.training.configs as configs
+            import sagemaker.train.model_trainer as model_trainer
     except ImportError as error:
         from sg2_container.errors import UserError
 
-        raise UserError("the SageMaker Python SDK is not installed: pip install "
+        raise UserError("the SageMaker Python SDK V3 (sagemaker 3.x, the [pipeline] extra pins "
+                        "3.27.0) is not installed, or an older V2 is: pip install "
                         f"'sg2-container[pipeline]' ({error})") from error
-    return dict(estimator=estimator, inputs=inputs, lambda_helper=lambda_helper,
-                processing=processing, ev=execution_variables, functions=functions,
-                lambda_step=lambda_step, parameters=parameters, pipeline=pipeline,
-                pipeline_context=pipeline_context, steps=steps)
+    return dict(lambda_helper=lambda_helper, processing=processing, shapes=shapes,
+                ev=execution_variables, functions=functions, parameters=parameters,
+                pipeline_context=pipeline_context, lambda_step=lambda_step, pipeline=pipeline,
+                steps=steps, configs=configs, model_trainer=model_trainer)
 
 
 def _session(sdk, settings: PipelineSettings, boto_session=None):
@@ -82,18 +93,19 @@ def _parameters(sdk, values: PipelineParameters) -> dict[str, Any]:
 
 def hyperparameters(sdk, p: dict[str, Any]) -> dict[str, Any]:
     """The article's `{k: json.dumps(v)}`: fixed values dumped now; a string parameter is
-    quoted at run time (Join), numbers are their own JSON. batch/cbase stay raw text, where
+    quoted at run time (Join), numbers are their own JSON (as text: hyperparameters are
+    strings). batch/cbase stay raw text, where
     empty means the preset's value."""
     join = sdk["functions"].Join
     quoted = {name: join(on="", values=['"', p[name], '"']) for name in ("cfg", "augpipe")}
     fixed = {k: json.dumps(v) for k, v in layout.FIXED_HYPERPARAMETERS.items()}
-    return {**fixed, **quoted, "gpus": p["gpus"], "kimg": p["kimg"], "gamma": p["gamma"],
-            "mirror": p["mirror"], "snap": p["snap"], "batch": p["batch"], "cbase": p["cbase"]}
+    numbers = {name: p[name].to_string() for name in ("gpus", "kimg", "gamma", "mirror", "snap")}
+    return {**fixed, **quoted, **numbers, "batch": p["batch"], "cbase": p["cbase"]}
 
 
 def build_pipeline(values: PipelineParameters, settings: PipelineSettings, *, boto_session=None):
     """The article's four steps on our image, wired by data dependencies only."""
-    sdk = _sdk()
+    sdk = _sdk(settings.region)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _build(sdk, values.with_bucket(settings.bucket), settings,
@@ -102,8 +114,7 @@ def build_pipeline(values: PipelineParameters, settings: PipelineSettings, *, bo
 
 def _build(sdk, values: PipelineParameters, settings: PipelineSettings, session):
     p = _parameters(sdk, values)
-    join, ev = sdk["functions"].Join, sdk["ev"].ExecutionVariables
-    ProcessingInput, ProcessingOutput = sdk["processing"].ProcessingInput, sdk["processing"].ProcessingOutput
+    join, ev, shapes = sdk["functions"].Join, sdk["ev"].ExecutionVariables, sdk["shapes"]
     run_prefix = [p["output_uri"], ev.PIPELINE_EXECUTION_ID]
 
     def processor(command: str, kind: str):
@@ -112,41 +123,56 @@ def _build(sdk, values: PipelineParameters, settings: PipelineSettings, session)
             instance_count=p[f"{kind}_instance_count"], instance_type=p[f"{kind}_instance_type"],
             volume_size_in_gb=settings.volume_gb, sagemaker_session=session)
 
+    def processing_input(name_and_path, source):
+        name, path = name_and_path
+        return shapes.ProcessingInput(input_name=name, s3_input=shapes.ProcessingS3Input(
+            s3_uri=source, local_path=path, s3_data_type="S3Prefix", s3_input_mode="File",
+            s3_data_distribution_type="FullyReplicated"))
+
+    def processing_output(name_and_path, destination):
+        name, path = name_and_path
+        return shapes.ProcessingOutput(output_name=name, s3_output=shapes.ProcessingS3Output(
+            s3_uri=destination, local_path=path, s3_upload_mode="EndOfJob"))
+
     prepare_input, prepare_output = layout.PREPARE_INPUT, layout.PREPARE_OUTPUT
     prepare = sdk["steps"].ProcessingStep(layout.PREPARE_STEP, step_args=processor("prepare", "process").run(
-        inputs=[ProcessingInput(source=p["input_data_uri"], destination=prepare_input[1],
-                                input_name=prepare_input[0])],
-        outputs=[ProcessingOutput(output_name=prepare_output[0], source=prepare_output[1],
-                                  destination=join(on="/", values=[*run_prefix, "data"]))],
+        inputs=[processing_input(prepare_input, p["input_data_uri"])],
+        outputs=[processing_output(prepare_output, join(on="/", values=[*run_prefix, "data"]))],
         arguments=["--source", prepare_input[1],
                    "--dest", f"{prepare_output[1]}/{layout.DATASET_NAME}",
                    "--width", p["resolution"].to_string(), "--height", p["resolution"].to_string()]))
 
-    estimator = sdk["estimator"].Estimator(
-        image_uri=p["image_uri"], role=settings.role_arn,
-        instance_count=p["train_instance_count"], instance_type=p["train_instance_type"],
-        volume_size=settings.volume_gb,
-        output_path=join(on="/", values=[*run_prefix, "model"]),
-        checkpoint_s3_uri=join(on="/", values=[p["checkpoint_uri"], ev.PIPELINE_EXECUTION_ID]),
-        checkpoint_local_path=layout.CHECKPOINT_LOCAL_PATH,
-        use_spot_instances=settings.spot, max_run=settings.max_run_seconds,
-        max_wait=settings.max_wait_seconds, disable_profiler=True,
-        metric_definitions=[dict(m) for m in layout.METRIC_DEFINITIONS],
-        hyperparameters=hyperparameters(sdk, p), sagemaker_session=session)
+    configs = sdk["configs"]
+    trainer = sdk["model_trainer"].ModelTrainer(
+        training_image=p["image_uri"], role=settings.role_arn, sagemaker_session=session,
+        base_job_name=layout.TRAIN_STEP,  # V3 would derive it from the image, a parameter here
+        compute=configs.Compute(
+            instance_count=p["train_instance_count"], instance_type=p["train_instance_type"],
+            volume_size_in_gb=settings.volume_gb, enable_managed_spot_training=settings.spot or None),
+        stopping_condition=configs.StoppingCondition(
+            max_runtime_in_seconds=settings.max_run_seconds,
+            max_wait_time_in_seconds=settings.max_wait_seconds),
+        output_data_config=configs.OutputDataConfig(
+            s3_output_path=join(on="/", values=[*run_prefix, "model"])),
+        checkpoint_config=configs.CheckpointConfig(
+            s3_uri=join(on="/", values=[p["checkpoint_uri"], ev.PIPELINE_EXECUTION_ID]),
+            local_path=layout.CHECKPOINT_LOCAL_PATH),
+        hyperparameters=hyperparameters(sdk, p),
+    ).with_metric_definitions([configs.MetricDefinition(name=m["Name"], regex=m["Regex"])
+                               for m in layout.METRIC_DEFINITIONS])
     dataset = prepare.properties.ProcessingOutputConfig.Outputs[prepare_output[0]].S3Output.S3Uri
-    train = sdk["steps"].TrainingStep(layout.TRAIN_STEP, step_args=estimator.fit({
-        layout.TRAIN_CHANNEL: sdk["inputs"].TrainingInput(s3_data=dataset,
-                                                          content_type="application/x-image")}))
+    train = sdk["steps"].TrainingStep(layout.TRAIN_STEP, step_args=trainer.train(input_data_config=[
+        configs.Channel(channel_name=layout.TRAIN_CHANNEL, content_type="application/x-image",
+                        data_source=configs.DataSource(s3_data_source=configs.S3DataSource(
+                            s3_uri=dataset, s3_data_type="S3Prefix",
+                            s3_data_distribution_type="FullyReplicated")))]))
 
     model_input, data_input, infer_output = (layout.INFER_MODEL_INPUT, layout.INFER_DATA_INPUT,
                                              layout.INFER_OUTPUT)
     infer = sdk["steps"].ProcessingStep(layout.INFER_STEP, step_args=processor("infer", "inference").run(
-        inputs=[ProcessingInput(source=train.properties.ModelArtifacts.S3ModelArtifacts,
-                                destination=model_input[1], input_name=model_input[0]),
-                ProcessingInput(source=p["inference_input_uri"], destination=data_input[1],
-                                input_name=data_input[0])],
-        outputs=[ProcessingOutput(output_name=infer_output[0], source=infer_output[1],
-                                  destination=join(on="/", values=[*run_prefix, "inference"]))],
+        inputs=[processing_input(model_input, train.properties.ModelArtifacts.S3ModelArtifacts),
+                processing_input(data_input, p["inference_input_uri"])],
+        outputs=[processing_output(infer_output, join(on="/", values=[*run_prefix, "inference"]))],
         arguments=["--name", layout.INFER_RESULTS_NAME,
                    "--num-steps", p["inference_steps"].to_string(),
                    *([layout.INFER_REHEARSAL_FLAG] if settings.inference_rehearsal else [])]))
