@@ -12,6 +12,11 @@ fi
 if ! .venv/bin/python -c 'import torch, torchvision' >/dev/null 2>&1; then
     .venv/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1
 fi
+# An in-place upgrade from the SageMaker SDK V2 to V3 deletes files V3's sub-packages share
+# with V2 (half an SDK): uninstall an old V2 first.
+if .venv/bin/python -c 'import importlib.metadata as m, sys; sys.exit(m.version("sagemaker")[:2] != "2.")' 2>/dev/null; then
+    .venv/bin/pip uninstall --quiet --yes sagemaker
+fi
 spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 # No build isolation: setup.py must see the venv's torch to decide on the CUDA build.
