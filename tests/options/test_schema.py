@@ -132,3 +132,15 @@ def test_every_options_field_has_help_and_round_trips_through_hyperparameters():
         {k: v for k, v in options.to_dict().items() if k != "device"})
     assert json.loads(json.dumps(encoded)) == encoded
     assert TrainingOptions(**schema.decode_hyperparameters(TrainingOptions, encoded)) == options
+
+
+def test_docs_sagemaker_md_names_every_hyperparameter():
+    """docs/sagemaker.md lists the hyperparameters by hand: a new TrainingOptions field must be
+    named there too."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "sagemaker.md").read_text(encoding="utf-8")
+    section = text[text.index("## Hyperparameters"):text.index("## Rehearse locally")]
+    missing = [name for name, field in schema.fields(TrainingOptions).items()
+               if field.spec.hyperparameter and f"`{name}`" not in section]
+    assert missing == [], f"add to docs/sagemaker.md's Hyperparameters section: {missing}"
