@@ -8,6 +8,7 @@ is loaded only when the user says so (`--detector-torchscript`).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -103,19 +104,36 @@ class Detector:
         return result
 
 
+@contextlib.contextmanager
+def _loads_forced_weights_only():
+    """torch reads TORCH_FORCE_WEIGHTS_ONLY_LOAD at every torch.load and then loads with
+    weights_only=True whatever the caller passed: the rule holds inside a library we call."""
+    saved = {name: os.environ.pop(name, None)
+             for name in ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+
+
 def _inception_from_state(state: dict, where: str):
-    """torch-fidelity's Inception-v3 with these weights. Its constructor reads weights with
-    torch.load(weights_only=False) from a path; it gets an in-memory copy of the tensors we
-    already read safely, so no object from the user's file is ever unpickled by it."""
+    """torch-fidelity's Inception-v3 with these weights. Its constructor calls torch.load on
+    the path it is given, without weights_only; it gets an in-memory copy of the tensors we
+    already read with weights_only=True, and that load is forced to weights_only too."""
     import torch
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     buffer = io.BytesIO()
-    torch.save({k: v for k, v in state.items()}, buffer)
+    torch.save(dict(state), buffer)
     buffer.seek(0)
     try:
-        return FeatureExtractorInceptionV3("inception-v3-compat", [POOL, LOGITS],
-                                           feature_extractor_weights_path=buffer)
+        with _loads_forced_weights_only():
+            return FeatureExtractorInceptionV3("inception-v3-compat", [POOL, LOGITS],
+                                               feature_extractor_weights_path=buffer)
     except RuntimeError as e:  # load_state_dict: missing / unexpected keys, shape mismatches
         problems = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
         raise DetectorWrongArchitecture(

@@ -46,6 +46,7 @@ def _sdk(region: str):
             import sagemaker.core.lambda_helper as lambda_helper
             import sagemaker.core.processing as processing
             import sagemaker.core.shapes as shapes
+            import sagemaker.core.training.configs as configs
             import sagemaker.core.workflow.execution_variables as execution_variables
             import sagemaker.core.workflow.functions as functions
             import sagemaker.core.workflow.parameters as parameters
@@ -53,7 +54,6 @@ def _sdk(region: str):
             import sagemaker.mlops.workflow.lambda_step as lambda_step
             import sagemaker.mlops.workflow.pipeline as pipeline
             import sagemaker.mlops.workflow.steps as steps
-            import sagemaker.core.training.configs as configs
             import sagemaker.train.model_trainer as model_trainer
     except ImportError as error:
         from sg2_container.errors import UserError

@@ -80,11 +80,12 @@ def run_training(options: TrainingOptions, stop_event: threading.Event | None = 
     while not results.empty():
         kind, payload = results.get()
         if kind == "error" and outcome is None:
-            outcome = payload
+            error_class, message = payload  # its own class (e.g. TrainingDiverged), by name
+            outcome = (error_class if issubclass(error_class, UserError) else UserError)(message)
         elif kind == "result":
             outcome = outcome if isinstance(outcome, UserError) else payload
     if isinstance(outcome, UserError):
-        raise outcome  # its own class (e.g. TrainingDiverged), from the worker
+        raise outcome
     if failed:
         raise RuntimeError("training worker(s) failed: "
                            + ", ".join(f"local rank {i} exit {c}" for i, c in failed)
@@ -128,16 +129,6 @@ class _EitherEvent:
         return self.first.is_set() or self.second.is_set()
 
 
-def _picklable(error: Exception) -> bool:
-    import pickle
-
-    try:
-        pickle.loads(pickle.dumps(error))
-    except Exception:
-        return False
-    return True
-
-
 def _worker(options, local_rank, rank, world_size, master_addr, port, use_cuda, stop, results):
     """Entry point of one spawned training process."""
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
@@ -165,7 +156,9 @@ def _work(options, local_rank, rank, world_size, master_addr, port, use_cuda, st
         # checkpoint has aborted in gloo's teardown ("terminate called ...").
         torch.distributed.barrier()
     except UserError as error:
-        results.put(("error", error if _picklable(error) else UserError(str(error))))
+        # The class travels as a reference and the message as text: every UserError is built
+        # from its message alone, so the parent raises the same error whatever it holds.
+        results.put(("error", (type(error), str(error))))
         raise SystemExit(1)
     finally:
         if torch.distributed.is_initialized():
