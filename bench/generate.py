@@ -11,11 +11,9 @@ import argparse
 
 import torch
 
-from bench.timing import machine_description, peak_rss_gib, time_call
+from bench.timing import machine_description, peak_rss_gib, preset_generator, time_call
 from sg2_container.inference.generate import generate
 from sg2_container.inference.options import GenerateOptions
-from sg2_container.models.networks import Generator
-from sg2_container.options import network_kwargs, resolve_preset
 
 
 def main() -> None:
@@ -31,10 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    preset = resolve_preset(args.cfg, args.res)
-    # The networks a training run of this preset saves: fp16 top blocks on a GPU only.
-    G_kwargs, _ = network_kwargs(preset, args.res, fp32=device.type != "cuda")
-    G = Generator(**G_kwargs).eval().requires_grad_(False).to(device)
+    G = preset_generator(args.cfg, args.res, device)
     print(f"# device: {machine_description(device)}")
     print(f"## G_ema images/s, cfg {args.cfg} @ {args.res}px, const noise, "
           f"{args.images} images per run (or one batch, if larger)")

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from bench.timing import machine_description, synchronize
+from bench.timing import machine_description, preset_generator, synchronize
 from sg2_container.metrics import formulas
 
 
@@ -53,14 +53,10 @@ def images_per_second(detector, device, batch: int, images: int, resolution: int
 
 def ppl_samples_per_second(device, cfg: str, resolution: int, batch: int, samples: int) -> float:
     from sg2_container.metrics.ppl import load_distance, path_lengths
-    from sg2_container.models.networks import Generator
-    from sg2_container.options import network_kwargs, resolve_preset
     from sg2_container.options.metric_specs import SPECS
 
     torch.manual_seed(0)
-    G_kwargs, _ = network_kwargs(resolve_preset(cfg, resolution), resolution,
-                                 fp32=device.type != "cuda")
-    G = Generator(**G_kwargs).eval().requires_grad_(False).to(device)
+    G = preset_generator(cfg, resolution, device)
     distance, _ = load_distance(None, device, allow_random=True)
     path = SPECS["ppl2_wend"].path
     path_lengths(G, distance, path, count=max(1, batch // 2), batch=batch, seed=0)  # warm-up

@@ -16,7 +16,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from bench.timing import machine_description, peak_rss_gib, time_call
+from bench.timing import machine_description, peak_rss_gib, preset_generator, time_call
 from sg2_container.models.networks import Discriminator, Generator
 from sg2_container.models.networks import layers as network_layers
 from sg2_container.options import network_kwargs, resolve_preset
@@ -45,9 +45,7 @@ def peak_memory(device) -> str:
 
 
 def bench_generation(args, device):
-    preset = resolve_preset(args.cfg, args.res)
-    G_kwargs, _ = network_kwargs(preset, args.res, fp32=device.type != "cuda")
-    G = Generator(**G_kwargs).eval().requires_grad_(False).to(device)
+    G = preset_generator(args.cfg, args.res, device)
     print(f"## G_ema generation, cfg {args.cfg} @ {args.res}px, "
           f"{'fp16 top blocks' if device.type == 'cuda' else 'fp32'}")
     for batch in (1, 8):

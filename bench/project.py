@@ -14,13 +14,11 @@ import time
 
 import torch
 
-from bench.timing import machine_description, peak_rss_gib, synchronize
+from bench.timing import machine_description, peak_rss_gib, preset_generator, synchronize
 from sg2_container.io.images import to_uint8
 from sg2_container.inference.latents import ws_for_seeds
 from sg2_container.inference.lpips_vgg import load_distance_network
 from sg2_container.inference.project import ProjectOptions, project, w_statistics
-from sg2_container.models.networks import Generator
-from sg2_container.options import network_kwargs, resolve_preset
 
 
 def main() -> None:
@@ -33,9 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    preset = resolve_preset(args.cfg, args.res)
-    G_kwargs, _ = network_kwargs(preset, args.res, fp32=device.type != "cuda")
-    G = Generator(**G_kwargs).eval().requires_grad_(False).to(device)
+    G = preset_generator(args.cfg, args.res, device)
     distance, _ = load_distance_network(allow_random=True, device=device)
     with torch.no_grad():
         target = to_uint8(G.synthesis(ws_for_seeds(G, [1], device=device), noise_mode="const"))[0]

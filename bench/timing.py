@@ -49,3 +49,14 @@ def machine_description(device: torch.device) -> str:
     except OSError:
         pass
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def preset_generator(cfg: str, resolution: int, device: torch.device):
+    """A random-weight G_ema as a training run of `cfg` saves it (fp16 top blocks on a GPU
+    only), in eval mode without gradients: what the inference benchmarks render with."""
+    from sg2_container.models.networks import Generator
+    from sg2_container.options import network_kwargs, resolve_preset
+
+    G_kwargs, _ = network_kwargs(resolve_preset(cfg, resolution), resolution,
+                                 fp32=device.type != "cuda")
+    return Generator(**G_kwargs).eval().requires_grad_(False).to(device)
