@@ -26,6 +26,23 @@ _BATCH_HELP = ("Images rendered per forward pass; the images do not depend on it
                "a GPU, 1 on a CPU (measured fastest there: the activations stay in cache).")
 
 
+def _trunc(note: str = ""):
+    return option(1.0, flag="--trunc", help=_TRUNC_HELP + note)
+
+
+def _class():
+    return option(None, flag="--class", min=0, metavar="INT", help=_CLASS_HELP)
+
+
+def _noise():
+    return option("const", choices=NOISE_MODES, help=_NOISE_HELP)
+
+
+def _batch():
+    return option(None, flag="--batch", min=1, default_text="8 on a GPU, 1 on a CPU",
+                  help=_BATCH_HELP)
+
+
 def seed_list(field: str, items: tuple, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
     """A seed field (text items such as '0-7', or numbers) -> the seeds, checked."""
     from sg2_container.inference.seeds import parse_seeds
@@ -55,9 +72,9 @@ class GenerateOptions:
 
     seeds: tuple[str, ...] = option(("0-7",), metavar="SEEDS",
                                     help="Seeds to render: " + _SEEDS_HELP + ".")
-    truncation_psi: float = option(1.0, flag="--trunc", help=_TRUNC_HELP)
-    class_idx: int | None = option(None, flag="--class", min=0, metavar="INT", help=_CLASS_HELP)
-    noise_mode: str = option("const", choices=NOISE_MODES, help=_NOISE_HELP)
+    truncation_psi: float = _trunc()
+    class_idx: int | None = _class()
+    noise_mode: str = _noise()
     projected_w: str | None = option(None, metavar="FILE", help=(
         "Render the W vectors of a projection's projected_w.npz (key 'w', [n, num_ws, w_dim]) "
         "as projNN.png instead of seeds; --seeds is then ignored."))
@@ -65,8 +82,7 @@ class GenerateOptions:
     save_w: bool = option(False, is_flag=True, help=(
         "Also write seedNNNN.npz per seed: its W vectors (key 'w', [1, num_ws, w_dim]), usable "
         "with --projected-w and `sg2 interpolate`."))
-    batch_size: int | None = option(None, flag="--batch", min=1, default_text="8 on a GPU, 1 on a CPU",
-                                    help=_BATCH_HELP)
+    batch_size: int | None = _batch()
     max_seeds: int = option(DEFAULT_MAX_SEEDS, min=1, help=(
         "Refuse --seeds that ask for more images than this (a typo such as 0-99999999 would "
         "otherwise run for days)."))
@@ -95,11 +111,10 @@ class StyleMixOptions:
     styles: tuple[str, ...] = option(("0-6",), metavar="LAYERS", help=(
         "Layer indices (of the ws) taken from the column seed, e.g. '0-6' (coarse: pose, shape) "
         "or '8-13' (fine: colours)."))
-    truncation_psi: float = option(1.0, flag="--trunc", help=_TRUNC_HELP)
-    class_idx: int | None = option(None, flag="--class", min=0, metavar="INT", help=_CLASS_HELP)
-    noise_mode: str = option("const", choices=NOISE_MODES, help=_NOISE_HELP)
-    batch_size: int | None = option(None, flag="--batch", min=1, default_text="8 on a GPU, 1 on a CPU",
-                                    help=_BATCH_HELP)
+    truncation_psi: float = _trunc()
+    class_idx: int | None = _class()
+    noise_mode: str = _noise()
+    batch_size: int | None = _batch()
 
     def __post_init__(self) -> None:
         validate(self)
@@ -140,11 +155,10 @@ class InterpolateOptions:
                                       help="Video formats to write, comma-separated.")
     sheet_frames: int = option(16, min=1, max=1024, help=(
         "Frames shown on the contact sheet (sheet.png), evenly spread over the walk."))
-    truncation_psi: float = option(1.0, flag="--trunc", help=_TRUNC_HELP + " (seeds only)")
-    class_idx: int | None = option(None, flag="--class", min=0, metavar="INT", help=_CLASS_HELP)
-    noise_mode: str = option("const", choices=NOISE_MODES, help=_NOISE_HELP)
-    batch_size: int | None = option(None, flag="--batch", min=1, default_text="8 on a GPU, 1 on a CPU",
-                                    help=_BATCH_HELP)
+    truncation_psi: float = _trunc(" (seeds only)")
+    class_idx: int | None = _class()
+    noise_mode: str = _noise()
+    batch_size: int | None = _batch()
 
     def __post_init__(self) -> None:
         validate(self)
