@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import types
@@ -90,8 +91,10 @@ class Field:
         return noun + (" " + " and ".join(bounds) if bounds else "")
 
 
+@functools.cache
 def fields(cls: type) -> dict[str, Field]:
-    """The schema fields of an options dataclass, in declaration order."""
+    """The schema fields of an options dataclass, in declaration order (resolved once per
+    class: validation runs at every instantiation). Do not mutate the returned dict."""
     hints = typing.get_type_hints(cls)
     resolved = {}
     for f in dataclasses.fields(cls):
