@@ -33,7 +33,7 @@ import torch
 
 from sg2_container import __version__
 from sg2_container.errors import UserError
-from sg2_container.io.atomic import remove_stale_temp_files, write_atomically  # noqa: F401 (part of this API)
+from sg2_container.io.atomic import remove_stale_temp_files, write_atomically
 from sg2_container.models.files import check_zip_crcs
 from sg2_container.models.state import load_state_checked
 from sg2_container.options import TrainingOptions, TrainingPlan, make_plan
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 FORMAT_MARKER = "sg2-checkpoint"
 FORMAT_VERSION = 2
 NAME_PATTERN = re.compile(r"^checkpoint-(\d{12})\.pt$")
-TEMP_PATTERN = re.compile(r"^\.(checkpoint-\d{12}|network-snapshot-\d{6}|network-final)\.pt\..*\.tmp$")
 CORRUPT_DIR = "corrupt"
 NETWORKS = ("G", "D", "G_ema")
 KEYS = ("format", "format_version", "created_by", *NETWORKS, "G_kwargs", "D_kwargs", "opt_G",
@@ -178,10 +177,7 @@ def prepare_directory(directory: Path) -> None:
         probe.unlink()
     except OSError as error:
         raise _not_writable(directory, error) from error
-    for path in directory.iterdir():
-        if TEMP_PATTERN.match(path.name):
-            path.unlink(missing_ok=True)
-            log.warning("removed %s, left by a save that was interrupted", path.name)
+    remove_stale_temp_files(directory)
 
 
 def _move_aside(path: Path, reason: str) -> Path:
