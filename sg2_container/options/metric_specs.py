@@ -85,15 +85,6 @@ PR_NEIGHBOURS = 3
 IS_SPLITS = 10
 
 
-def result_keys(spec: MetricSpec) -> tuple[str, ...]:
-    """The keys of a metric's results (the reference's naming)."""
-    if spec.kind == "pr":
-        return (f"{spec.name}_precision", f"{spec.name}_recall")
-    if spec.kind == "is":
-        return (f"{spec.name}_mean", f"{spec.name}_std")
-    return (spec.name,)
-
-
 def result_line(results: dict[str, float], **extra: str) -> str:
     """`metric fid50k_full=12.34 ...`: the line `sg2 metrics` prints and training logs; the
     CloudWatch regexes in docs/sagemaker.md read it."""

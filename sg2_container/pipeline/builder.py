@@ -20,7 +20,6 @@ from sg2_container.pipeline.options import (
     PipelineParameters,
     PipelineSettings,
     parameter_fields,
-    parameter_name,
 )
 
 log = logging.getLogger(__name__)
@@ -202,5 +201,3 @@ def definition(values: PipelineParameters, settings: PipelineSettings) -> dict:
         return json.loads(pipeline.definition())
 
 
-def parameter_names() -> list[str]:
-    return [parameter_name(n) for n in parameter_fields()]
