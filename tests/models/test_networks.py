@@ -295,6 +295,45 @@ def test_generator_default_form_matches_golden_images(golden_tiny, batch):
     torch.testing.assert_close(img, expected, rtol=1e-4, atol=1e-4)
 
 
+def _per_sample_generator():
+    # 32 px, 16 channels at the top: the top block holds 16 * 32 * 32 elements per sample.
+    torch.manual_seed(3)
+    return Generator(z_dim=16, c_dim=0, w_dim=16, img_resolution=32, img_channels=3,
+                     mapping_kwargs=dict(num_layers=2),
+                     synthesis_kwargs=dict(channel_base=512, channel_max=32)).eval()
+
+
+def test_cpu_inference_runs_top_blocks_per_sample_with_the_batched_images(monkeypatch):
+    from sg2_container.models.networks import synthesis
+
+    G = _per_sample_generator()
+    ws = G.mapping(torch.randn([5, 16]), None).detach()
+    with torch.inference_mode():
+        batched = G.synthesis(ws, noise_mode="const")
+        monkeypatch.setattr(synthesis, "PER_SAMPLE_MIN_ELEMENTS", 16 * 32 * 32)
+        assert G.synthesis.first_per_sample_block(ws, "const") == 3  # b32 of b4..b32
+        split = G.synthesis(ws, noise_mode="const")
+    torch.testing.assert_close(split, batched, rtol=1e-5, atol=1e-5)
+    assert split.shape == (5, 3, 32, 32)
+
+
+def test_per_sample_blocks_only_where_nothing_depends_on_the_batch(monkeypatch):
+    from sg2_container.models.networks import synthesis
+
+    monkeypatch.setattr(synthesis, "PER_SAMPLE_MIN_ELEMENTS", 1)
+    G = _per_sample_generator()
+    S, none = G.synthesis, len(G.synthesis.blocks())
+    ws = torch.zeros([4, G.num_ws, 16])
+    with torch.inference_mode():
+        assert S.first_per_sample_block(ws, "const") == 0
+        assert S.first_per_sample_block(ws, "none") == 0
+        assert S.first_per_sample_block(ws, "random") == none  # one draw for the whole batch
+        assert S.first_per_sample_block(ws[:1], "const") == none
+    assert S.first_per_sample_block(ws, "const") == none  # autograd on: keep one graph
+    with torch.no_grad():
+        assert S.train().first_per_sample_block(ws, "const") == none
+
+
 @pytest.mark.parametrize("up,demodulate,with_noise", [(1, True, True), (2, True, False),
                                                       (1, False, False)])
 def test_modulated_conv_forms_agree_with_gradients(up, demodulate, with_noise):

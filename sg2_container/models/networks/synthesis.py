@@ -20,6 +20,12 @@ from stylegan2_ops.bias_act import activation as lookup_activation
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 
+# On a CPU at inference, blocks whose activations reach this many elements per sample (4 MiB in
+# float32) run one sample at a time: one image's activations stay in the caches, a batch's
+# don't. paper256 at batch 8: blocks from 64 px on per sample, 1.7x the all-batched images/s
+# (bench/speed.py). Lower blocks stay batched, where a batch makes the convs' GEMMs efficient.
+PER_SAMPLE_MIN_ELEMENTS = 2**20
+
 
 def check_resolution(resolution: int) -> int:
     """Resolutions are powers of two >= 4; returns log2(resolution)."""
@@ -226,10 +232,37 @@ class SynthesisNetwork(torch.nn.Module):
         for block in self.blocks():
             block_ws.append(ws.narrow(1, w_idx, block.num_conv + block.num_torgb))
             w_idx += block.num_conv
+        blocks = list(zip(self.blocks(), block_ws))
+        split = self.first_per_sample_block(ws, block_kwargs.get("noise_mode", "random"))
         x = img = None
-        for block, cur_ws in zip(self.blocks(), block_ws):
+        for block, cur_ws in blocks[:split]:
             x, img = block(x, img, cur_ws, **block_kwargs)
-        return img
+        if split == len(blocks):
+            return img
+        images = []
+        for i in range(ws.shape[0]):
+            xi = None if x is None else x[i:i + 1]
+            imgi = None if img is None else img[i:i + 1]
+            for block, cur_ws in blocks[split:]:
+                xi, imgi = block(xi, imgi, cur_ws[i:i + 1], **block_kwargs)
+            images.append(imgi)
+        return torch.cat(images)
+
+    def first_per_sample_block(self, ws: torch.Tensor, noise_mode: str) -> int:
+        """Index of the first block to run one sample at a time; len(blocks) for none.
+
+        Only on a CPU, without autograd, for a batch, and not with random noise: that noise is
+        drawn per layer for the whole batch, so splitting would hand other numbers to each image.
+        """
+        blocks = self.blocks()
+        if (ws.device.type != "cpu" or self.training or torch.is_grad_enabled()
+                or ws.shape[0] < 2 or noise_mode == "random"):
+            return len(blocks)
+        for index, block in enumerate(blocks):
+            channels = block.conv1.weight.shape[0]
+            if channels * block.resolution**2 >= PER_SAMPLE_MIN_ELEMENTS:
+                return index
+        return len(blocks)
 
     def extra_repr(self) -> str:
         return f"w_dim={self.w_dim}, num_ws={self.num_ws}, img_resolution={self.img_resolution}"
