@@ -13,6 +13,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from stylegan2_ops.conv import ConvSpec, conv
+
 
 @dataclasses.dataclass(frozen=True)
 class Activation:
@@ -136,8 +138,9 @@ def _fir_pass(x, f, up, down, pads, flip_filter):
         pads = [px0 - kw + 1, upx + px1 - kw, py0 - kh + 1, upy + py1 - kh]
         crop_x = max(0, min(-pads[0], -pads[1]))
         crop_y = max(0, min(-pads[2], -pads[3]))
-        x = F.conv_transpose2d(x, kernel[None, None].expand(channels, 1, kh, kw),
-                               stride=(upy, upx), padding=(crop_y, crop_x), groups=channels)
+        x = conv(x, kernel[None, None].expand(channels, 1, kh, kw),
+                 ConvSpec(stride=(upy, upx), padding=(crop_y, crop_x), groups=channels,
+                          transpose=True))
         px0, px1, py0, py1 = pads[0] + crop_x, pads[1] + crop_x, pads[2] + crop_y, pads[3] + crop_y
         if any((px0, px1, py0, py1)):
             x = F.pad(x, [px0, px1, py0, py1])
@@ -151,5 +154,5 @@ def _fir_pass(x, f, up, down, pads, flip_filter):
     elif any(pads):
         x = F.pad(x, [px0, px1, py0, py1])
     kernel = f if flip_filter else f.flip([0, 1])  # conv2d correlates
-    return F.conv2d(x, kernel[None, None].expand(channels, 1, kh, kw), stride=(downy, downx),
-                    padding=conv_pad, groups=channels)
+    return conv(x, kernel[None, None].expand(channels, 1, kh, kw),
+                ConvSpec(stride=(downy, downx), padding=conv_pad, groups=channels))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from stylegan2_ops.conv import ConvSpec, conv
 from stylegan2_ops.upfirdn2d import Padding, resample_padding, upfirdn2d
 
 
@@ -19,9 +20,12 @@ def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True
     """
     if flip_weight == transpose:
         w = w.flip([2, 3])
-    if transpose:
-        return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
-    return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+    return conv(x, w, ConvSpec(stride=_pair(stride), padding=_pair(padding), groups=groups,
+                               transpose=transpose))
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
 def _transpose_weight(w: torch.Tensor, groups: int) -> torch.Tensor:

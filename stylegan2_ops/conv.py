@@ -1,0 +1,140 @@
+"""2-D convolution whose gradients of every order are convolutions again.
+
+Autograd's own second derivative of a convolution (R1 and path length differentiate through a
+backward pass) computes the weight gradient by a generic formula: a convolution with the batch
+and channel axes swapped, split per group for depthwise filters, and run even for filters that
+need no gradient. Here each derivative is one call of the backend's own routine (oneDNN on a
+CPU, cuDNN on a GPU), each itself differentiable the same way, and a gradient is only computed
+when this backward pass will use it.
+
+Values are those of torch's conv2d / conv_transpose2d; only the work to get the gradients
+changes.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["ConvSpec", "conv"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+    """One convolution's geometry. transpose=True: conv_transpose2d, weight [in, out/g, kh, kw]."""
+
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    groups: int = 1
+    transpose: bool = False
+    output_padding: tuple[int, int] = (0, 0)
+
+
+def conv(x: torch.Tensor, w: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
+    """conv2d (or conv_transpose2d) of x with w; see the module docstring for the gradients."""
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
+        return _Conv.apply(_behind_a_node(x), _behind_a_node(w), spec)
+    return _forward(x, w, spec)
+
+
+def _behind_a_node(t: torch.Tensor) -> torch.Tensor:
+    """A leaf that needs a gradient, seen through a view: autograd can say whether it will run a
+    view's node in this pass, but not a leaf's."""
+    return t.view_as(t) if t.requires_grad and t.is_leaf else t
+
+
+def _forward(x, w, spec: ConvSpec):
+    if spec.transpose:
+        return F.conv_transpose2d(x, w, stride=spec.stride, padding=spec.padding,
+                                  output_padding=spec.output_padding, groups=spec.groups)
+    return F.conv2d(x, w, stride=spec.stride, padding=spec.padding, groups=spec.groups)
+
+
+def _will_use(ctx, index: int) -> bool:
+    """Whether this backward pass needs the gradient of input `index` (autograd.grad with
+    `inputs=` skips the others; a node that is not on the way is not run)."""
+    if not ctx.needs_input_grad[index]:
+        return False
+    node = ctx.next_functions[index][0]
+    return node is not None and torch._C._will_engine_execute_node(node)
+
+
+def _backend_grads(grad, x, w, spec: ConvSpec, mask):
+    """The backend's own backward routines: gradient w.r.t. input and/or weight (by mask)."""
+    return torch.ops.aten.convolution_backward(
+        grad, x, w, None, list(spec.stride), list(spec.padding), [1, 1], spec.transpose,
+        list(spec.output_padding), spec.groups, mask)
+
+
+def _input_grad(grad, w, x, spec: ConvSpec):
+    # x only lends its shape: no gradient flows back into it.
+    return _InputGrad.apply(_behind_a_node(grad), _behind_a_node(w), x.detach(), spec)
+
+
+def _weight_grad(x, grad, w, spec: ConvSpec):
+    # w only lends its shape: no gradient flows back into it.
+    return _WeightGrad.apply(_behind_a_node(x), _behind_a_node(grad), w.detach(), spec)
+
+
+class _Conv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, spec):
+        ctx.spec = spec
+        ctx.save_for_backward(x, w)
+        return _forward(x, w, spec)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        spec = ctx.spec
+        grad_x = grad_w = None
+        if _will_use(ctx, 0):
+            grad_x = _input_grad(grad, w, x, spec)
+        if _will_use(ctx, 1):
+            grad_w = _weight_grad(x, grad, w, spec)
+        return grad_x, grad_w, None
+
+
+class _InputGrad(torch.autograd.Function):
+    """dL/dx of conv(x, w) given dL/dy: linear in dL/dy and in w, so its own gradients are a
+    forward conv of the incoming gradient and a weight gradient."""
+
+    @staticmethod
+    def forward(ctx, grad, w, x, spec):
+        ctx.spec = spec
+        ctx.save_for_backward(grad, w)
+        return _backend_grads(grad, x, w, spec, [True, False, False])[0]
+
+    @staticmethod
+    def backward(ctx, grad_grad_x):
+        grad, w = ctx.saved_tensors
+        spec = ctx.spec
+        grad_grad = grad_w = None
+        if _will_use(ctx, 0):
+            grad_grad = conv(grad_grad_x, w, spec)
+        if _will_use(ctx, 1):
+            grad_w = _weight_grad(grad_grad_x, grad, w, spec)
+        return grad_grad, grad_w, None, None
+
+
+class _WeightGrad(torch.autograd.Function):
+    """dL/dw of conv(x, w) given dL/dy: bilinear in (x, dL/dy), so its own gradients are an
+    input gradient and a forward conv, with the incoming gradient as the weight."""
+
+    @staticmethod
+    def forward(ctx, x, grad, w, spec):
+        ctx.spec = spec
+        ctx.save_for_backward(x, grad)
+        return _backend_grads(grad, x, w, spec, [False, True, False])[1]
+
+    @staticmethod
+    def backward(ctx, grad_grad_w):
+        x, grad = ctx.saved_tensors
+        spec = ctx.spec
+        grad_x = grad_grad = None
+        if _will_use(ctx, 0):
+            grad_x = _input_grad(grad, grad_grad_w, x, spec)
+        if _will_use(ctx, 1):
+            grad_grad = conv(x, grad_grad_w, spec)
+        return grad_x, grad_grad, None, None
