@@ -1,4 +1,5 @@
-"""StyleGAN2 custom ops: upfirdn2d, bias_act, conv2d_resample, fma.
+"""StyleGAN2 custom ops: upfirdn2d, bias_act, conv2d_resample, fma, and conv (a convolution
+whose derivatives of every order run through the backend's own gradient routines).
 
 Each op has one dispatch point (stylegan2_ops._backend) that picks the compiled CUDA kernels
 when they are available and usable, else the pure-PyTorch reference path. `SG2_OPS` or an
@@ -6,6 +7,7 @@ when they are available and usable, else the pure-PyTorch reference path. `SG2_O
 """
 from stylegan2_ops._backend import describe as describe_backend
 from stylegan2_ops.bias_act import ACTIVATIONS, BiasAct, bias_act
+from stylegan2_ops.convolution import ConvSpec, conv
 from stylegan2_ops.conv2d_resample import conv2d_resample
 from stylegan2_ops.fma import fma
 from stylegan2_ops.upfirdn2d import (
@@ -20,8 +22,10 @@ from stylegan2_ops.upfirdn2d import (
 __all__ = [
     "ACTIVATIONS",
     "BiasAct",
+    "ConvSpec",
     "UpFirDn2d",
     "bias_act",
+    "conv",
     "conv2d_resample",
     "describe_backend",
     "downsample2d",

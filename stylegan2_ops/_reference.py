@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from stylegan2_ops.conv import ConvSpec, conv
+from stylegan2_ops.convolution import ConvSpec, conv
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stylegan2_ops.conv import ConvSpec, conv
+from stylegan2_ops.convolution import ConvSpec, conv
 from stylegan2_ops.upfirdn2d import Padding, resample_padding, upfirdn2d
 
 

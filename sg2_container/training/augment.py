@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from sg2_container.errors import UserError
 from sg2_container.options.choices import AUGPIPE_PRESETS, COLOR, GEOMETRIC
-from stylegan2_ops import downsample2d, setup_filter, upsample2d
+from stylegan2_ops import ConvSpec, conv, downsample2d, setup_filter, upsample2d
 
 log = logging.getLogger(__name__)
 
@@ -332,8 +332,10 @@ class AugmentPipe(torch.nn.Module):
         kernel = (gain @ fbank).to(images.dtype)  # [N, taps]
         kernel = kernel.repeat_interleave(channels, dim=0)  # [N * C, taps]
         x = F.pad(images.reshape(1, batch * channels, height, width), [pad] * 4, mode="reflect")
-        x = F.conv2d(x, kernel[:, None, None, :], groups=batch * channels)
-        x = F.conv2d(x, kernel[:, None, :, None], groups=batch * channels)
+        # stylegan2_ops.conv: R1 differentiates twice through these per-image filters.
+        depthwise = ConvSpec(groups=batch * channels)
+        x = conv(x, kernel[:, None, None, :], depthwise)
+        x = conv(x, kernel[:, None, :, None], depthwise)
         return x.reshape(batch, channels, height, width)
 
     def _cutout(self, images: torch.Tensor, draws: _Draws, p: torch.Tensor) -> torch.Tensor:

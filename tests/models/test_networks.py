@@ -372,8 +372,8 @@ def test_bfloat16_generation_is_opt_in_and_close(golden_tiny):
 
 def test_second_order_parameter_gradients_equal_torchs_own_convolution(monkeypatch):
     # R1 and path length backpropagate through a backward pass: the parameter gradients from
-    # stylegan2_ops.conv's derivative routines equal those of torch's own conv autograd.
-    from stylegan2_ops import conv as conv_module
+    # stylegan2_ops.convolution's derivative routines equal those of torch's own conv autograd.
+    from stylegan2_ops import convolution as conv_module
 
     def gradients():
         torch.manual_seed(0)

@@ -1,11 +1,11 @@
-"""stylegan2_ops.conv: torch's values, and gradients of first, second and third order."""
+"""stylegan2_ops.convolution: torch's values, and gradients of first, second and third order."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.autograd import gradcheck, gradgradcheck
 
-from stylegan2_ops import conv as conv_module
-from stylegan2_ops.conv import ConvSpec, conv
+from stylegan2_ops import convolution as conv_module
+from stylegan2_ops.convolution import ConvSpec, conv
 
 # (spec, x shape, w shape): strided with dropped rows, depthwise, transposed with output padding.
 CASES = [
