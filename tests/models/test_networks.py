@@ -277,10 +277,15 @@ def test_minibatch_std_group_must_divide_batch():
 def test_default_modconv_form_on_cpu():
     from sg2_container.models.networks.synthesis import default_fused_modconv
 
-    one, eight = torch.zeros([1, 3, 4]), torch.zeros([8, 3, 4])
-    assert default_fused_modconv(False, torch.float32, one) is True
-    assert default_fused_modconv(False, torch.float32, eight) is False  # shared weight faster
-    assert default_fused_modconv(True, torch.float32, one) is False  # training: never fused
+    weight = torch.zeros([512, 512, 3, 3])
+    low_res, high_res = torch.zeros([1, 512, 8, 8]), torch.zeros([1, 64, 256, 256])
+    f32 = torch.float32
+    # One sample: scale whichever is smaller, the activations (unfused) or the weight (fused).
+    assert default_fused_modconv(False, f32, low_res, weight) is False
+    assert default_fused_modconv(False, f32, high_res, weight[:64, :64]) is True
+    # A batch shares one weight; training never fuses.
+    assert default_fused_modconv(False, f32, high_res.expand(8, -1, -1, -1), weight[:64, :64]) is False
+    assert default_fused_modconv(True, f32, high_res, weight[:64, :64]) is False
 
 
 @pytest.mark.parametrize("batch", [1, 3])

@@ -10,7 +10,7 @@ from sg2_container.models.networks.layers import (
     DEFAULT_RESAMPLE_FILTER,
     Conv2dLayer,
     FullyConnectedLayer,
-    memory_format_for,
+    activation_memory_format,
 )
 from sg2_container.models.networks.mapping import MappingNetwork, check_latents
 from sg2_container.models.networks.synthesis import (
@@ -60,7 +60,8 @@ class DiscriminatorBlock(torch.nn.Module):
 
     def forward(self, x, img, force_fp32: bool = False):
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
-        memory_format = memory_format_for(self.channels_last and not force_fp32)
+        device = (x if x is not None else img).device
+        memory_format = activation_memory_format(self.channels_last and not force_fp32, device)
         if x is not None:
             x = x.to(dtype=dtype, memory_format=memory_format)
         if self.in_channels == 0 or self.architecture == "skip":

@@ -11,6 +11,7 @@ from sg2_container.models.networks.layers import (
     DEFAULT_RESAMPLE_FILTER,
     Conv2dLayer,
     FullyConnectedLayer,
+    activation_memory_format,
     memory_format_for,
     modulated_conv2d,
 )
@@ -44,19 +45,22 @@ def fp16_min_resolution(img_resolution: int, num_fp16_res: int) -> int:
     return max(2 ** (check_resolution(img_resolution) + 1 - num_fp16_res), 8)
 
 
-def default_fused_modconv(training: bool, dtype: torch.dtype, ws: torch.Tensor) -> bool:
-    """Whether modulated convs run fused (per-sample weights, one grouped conv) by default.
+def default_fused_modconv(training: bool, dtype: torch.dtype, x: torch.Tensor,
+                          weight: torch.Tensor) -> bool:
+    """Whether a modulated conv runs fused (per-sample weights, one grouped conv) by default.
 
     Training: never (the unfused form shares one weight, so its gradient is cheaper). On a GPU
-    at inference: in float32, or for a single sample. On a CPU at inference: only for a single
-    sample; from batch 2 the shared-weight conv over the whole batch is faster there (batch 8,
-    paper256 at 256 px: 1.2x, bench/speed.py), and both give the same images to float rounding.
+    at inference: in float32, or for a single sample. On a CPU at inference: for a single
+    sample where its activations outnumber the weight (fused modulates the weight, unfused
+    the activations: the smaller one is the cheaper one to scale; paper256 at batch 1: 1.07x
+    over fusing every layer); from batch 2 the shared-weight conv over the whole batch is
+    faster (batch 8: 1.2x, bench/speed.py). Both forms give the same images to float rounding.
     """
     if training:
         return False
-    if ws.device.type == "cpu":
-        return ws.shape[0] == 1
-    return dtype == torch.float32 or ws.shape[0] == 1
+    if x.device.type == "cpu":
+        return x.shape[0] == 1 and x[0].numel() >= weight.numel()
+    return dtype == torch.float32 or x.shape[0] == 1
 
 
 class SynthesisLayer(torch.nn.Module):
@@ -81,9 +85,11 @@ class SynthesisLayer(torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random",
-                fused_modconv: bool = True, gain: float = 1) -> torch.Tensor:
+                fused_modconv: bool | None = None, gain: float = 1) -> torch.Tensor:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode {noise_mode!r} is not one of {', '.join(NOISE_MODES)}")
+        if fused_modconv is None:
+            fused_modconv = default_fused_modconv(self.training, x.dtype, x, self.weight)
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
@@ -112,7 +118,10 @@ class ToRGBLayer(torch.nn.Module):
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor,
+                fused_modconv: bool | None = None) -> torch.Tensor:
+        if fused_modconv is None:
+            fused_modconv = default_fused_modconv(self.training, x.dtype, x, self.weight)
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
@@ -159,13 +168,11 @@ class SynthesisBlock(torch.nn.Module):
         """ws: [N, num_conv + num_torgb, w_dim]; returns (features, image so far)."""
         w_iter = iter(ws.unbind(dim=1))
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
-        memory_format = memory_format_for(self.channels_last and not force_fp32)
-        if fused_modconv is None:
-            fused_modconv = default_fused_modconv(self.training, dtype, ws)
+        memory_format = activation_memory_format(self.channels_last and not force_fp32, ws.device)
 
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format)
-            x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = x.contiguous(memory_format=memory_format)
             x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
         elif self.architecture == "resnet":
             x = x.to(dtype=dtype, memory_format=memory_format)
