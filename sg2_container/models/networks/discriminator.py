@@ -60,8 +60,11 @@ class DiscriminatorBlock(torch.nn.Module):
 
     def forward(self, x, img, force_fp32: bool = False):
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
-        device = (x if x is not None else img).device
-        memory_format = activation_memory_format(self.channels_last and not force_fp32, device)
+        like = x if x is not None else img
+        memory_format = activation_memory_format(
+            self.channels_last and not force_fp32, like.device,
+            activations=like.shape[0] * self.conv0.weight.shape[0] * self.resolution**2,
+            weights=self.conv0.weight.numel())
         if x is not None:
             x = x.to(dtype=dtype, memory_format=memory_format)
         if self.in_channels == 0 or self.architecture == "skip":

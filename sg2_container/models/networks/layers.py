@@ -26,14 +26,21 @@ def memory_format_for(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def activation_memory_format(channels_last: bool, device: torch.device) -> torch.memory_format:
-    """The layout a block's activations run in: channels_last where the block asks for it
-    (fp16 blocks with fp16_channels_last), and on a CPU whenever autograd records. oneDNN then
-    reads and writes each conv's activations as they are instead of reordering them per call:
-    G+D step at 64 px, batch 8, 1.05x (bench/speed.py). Without autograd the plain layout is the
-    faster one on a CPU (generation at batch 1: 0.93x in channels_last). Values are the same to
-    float rounding."""
-    if channels_last or (device.type == "cpu" and torch.is_grad_enabled()):
+def activation_memory_format(channels_last: bool, device: torch.device, activations: int,
+                             weights: int) -> torch.memory_format:
+    """The layout a block's activations run in.
+
+    channels_last where the block asks for it (fp16 blocks with fp16_channels_last), and on a
+    CPU where the activations matter: whenever autograd records (G+D step at 64 px, batch 8:
+    1.05x) and at inference where a block's activations outnumber its conv weight (paper256
+    generation at batch 1: 1.15x; lower blocks are bound by their weights, and their layout
+    changes cost more than they give). In channels_last oneDNN reads and writes activations as
+    they are; in the plain layout it reorders them around every call, the transposed convs'
+    outputs worst of all. Values are the same to float rounding.
+    """
+    if channels_last:
+        return torch.channels_last
+    if device.type == "cpu" and (torch.is_grad_enabled() or activations >= weights):
         return torch.channels_last
     return torch.contiguous_format
 
@@ -165,11 +172,15 @@ def modulated_conv2d(
     if demodulate:
         scale = scale * dcoefs.reshape(batch_size, -1, 1)  # [N, out, in]
     w = weight.unsqueeze(0) * scale.unsqueeze(-1).unsqueeze(-1)  # [N, out, in, kh, kw]
-    x = x.reshape(1, -1, *x.shape[2:])
+    if batch_size > 1:
+        # (One sample is left as it is: reshaping a channels_last [1, C, H, W] gives it a
+        # batch stride that oneDNN takes for a foreign layout, and reorders.)
+        x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_channels, kh, kw)
     x = conv2d_resample(x, w.to(x.dtype), resample_filter, up=up, down=down, padding=padding,
                         groups=batch_size, flip_weight=flip_weight)
-    x = x.reshape(batch_size, -1, *x.shape[2:])
+    if batch_size > 1:
+        x = x.reshape(batch_size, -1, *x.shape[2:])
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x

@@ -168,7 +168,10 @@ class SynthesisBlock(torch.nn.Module):
         """ws: [N, num_conv + num_torgb, w_dim]; returns (features, image so far)."""
         w_iter = iter(ws.unbind(dim=1))
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
-        memory_format = activation_memory_format(self.channels_last and not force_fp32, ws.device)
+        memory_format = activation_memory_format(
+            self.channels_last and not force_fp32, ws.device,
+            activations=ws.shape[0] * self.conv1.weight.shape[0] * self.resolution**2,
+            weights=self.conv1.weight.numel())
 
         if self.in_channels == 0:
             x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
