@@ -57,7 +57,10 @@ def _will_use(ctx, index: int) -> bool:
     if not ctx.needs_input_grad[index]:
         return False
     node = ctx.next_functions[index][0]
-    return node is not None and torch._C._will_engine_execute_node(node)
+    if node is None:
+        return False
+    will_execute = getattr(torch._C, "_will_engine_execute_node", None)
+    return will_execute is None or will_execute(node)  # unknown to this torch: compute it
 
 
 def _backend_grads(grad, x, w, spec: ConvSpec, mask):
