@@ -104,3 +104,15 @@ def test_without_autograd_it_is_the_plain_op():
         y = conv(x, w.requires_grad_(True), ConvSpec(padding=(1, 1)))
     assert y.grad_fn is None
     torch.testing.assert_close(y, F.conv2d(x, w, padding=1), rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("spec,x_shape,w_shape", CASES, ids=IDS)
+def test_cudnn_derivatives_equal_torch_to_second_order(spec, x_shape, w_shape):
+    results = []
+    for fn in (conv, _torch_conv):
+        x, w = (t.detach().cuda().requires_grad_(True) for t in _inputs(x_shape, w_shape))
+        (gx,) = torch.autograd.grad(fn(x, w, spec).tanh().sum(), x, create_graph=True)
+        results.append(torch.autograd.grad(gx.square().sum(), (x, w)))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-10, atol=1e-10)
