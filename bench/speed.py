@@ -13,8 +13,10 @@ Measured:
   then its backward); and the largest difference between the two trees' R1 gradients.
 
 Each side runs in its own worker process (bench/speed_worker.py) with PYTHONPATH set to its
-tree, so both import the same package names; the calls alternate between the two.
-Usage: python -m bench.speed --baseline PATH [--repeat 5] [--skip-train]
+tree, so both import the same package names; the calls alternate between the two. Our worker
+sets malloc up as sg2's entry points do (sg2_container/io/allocator.py); the baseline keeps
+glibc's defaults, as the reference's scripts do, unless --same-allocator gives it the same.
+Usage: python -m bench.speed --baseline PATH [--repeat 5] [--skip-train] [--same-allocator]
 """
 from __future__ import annotations
 
@@ -37,11 +39,13 @@ WORKER = Path(__file__).with_name("speed_worker.py")
 class Side:
     """A worker process importing the project from `root`."""
 
-    def __init__(self, name: str, root: Path, inference_mode: bool, threads: int | None):
+    def __init__(self, name: str, root: Path, inference_mode: bool, threads: int | None,
+                 keep_freed_memory: bool = False, malloc_env: dict | None = None):
         self.name = name
-        env = dict(os.environ, PYTHONPATH=str(root))
+        env = dict(os.environ, PYTHONPATH=str(root), **(malloc_env or {}))
         argv = [sys.executable, str(WORKER)] + (["--inference-mode"] if inference_mode else [])
         argv += ["--threads", str(threads)] if threads else []
+        argv += ["--keep-freed-memory"] if keep_freed_memory else []
         self.process = subprocess.Popen(argv, env=env, cwd=root, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True)
         self.ask_raw()
@@ -151,6 +155,10 @@ def main() -> None:
     parser.add_argument("--train-cmax", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None,
                         help="Math threads per side (default: torch's, one per core).")
+    parser.add_argument("--same-allocator", action="store_true",
+                        help="Give the baseline the malloc setting that sg2's entry points make "
+                             "(sg2_container/io/allocator.py), through glibc's environment "
+                             "variables: separates that setting's share of the speed-up.")
     args = parser.parse_args()
     baseline = args.baseline.resolve()
     ours_root = Path(__file__).resolve().parents[1]
@@ -162,8 +170,17 @@ def main() -> None:
     print(f"# baseline: {baseline}; ours: {ours_root}; medians of {args.repeat} interleaved calls; "
           f"{args.threads or torch.get_num_threads()} math thread(s) per side; load average "
           f"{os.getloadavg()[0]:.1f} at start", flush=True)
-    base = Side("base", baseline, inference_mode=False, threads=args.threads)
-    ours = Side("ours", ours_root, inference_mode=True, threads=args.threads)
+    from sg2_container.io.allocator import KEEP_BYTES
+
+    malloc_env = {"MALLOC_MMAP_THRESHOLD_": str(KEEP_BYTES), "MALLOC_TRIM_THRESHOLD_": str(KEEP_BYTES),
+                  "MALLOC_TOP_PAD_": str(64 << 20)} if args.same_allocator else None
+    print(f"# malloc: ours keeps freed memory as sg2's entry points set it; baseline "
+          f"{'the same (environment variables)' if args.same_allocator else 'glibc defaults'}",
+          flush=True)
+    base = Side("base", baseline, inference_mode=False, threads=args.threads,
+                malloc_env=malloc_env)
+    ours = Side("ours", ours_root, inference_mode=True, threads=args.threads,
+                keep_freed_memory=True)
     try:
         with tempfile.TemporaryDirectory(prefix="sg2-bench-speed-") as tmp:
             if not args.skip_generation:

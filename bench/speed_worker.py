@@ -94,7 +94,12 @@ class Worker:
 
 
 def main() -> None:
-    """argv: [--inference-mode] [--threads N]."""
+    """argv: [--inference-mode] [--threads N] [--keep-freed-memory]."""
+    if "--keep-freed-memory" in sys.argv:
+        # What sg2's entry points do at start (this tree only; the baseline has no such step).
+        from sg2_container.io.allocator import keep_freed_memory
+
+        keep_freed_memory()
     if "--threads" in sys.argv:
         torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]))
     worker = Worker(inference_mode="--inference-mode" in sys.argv)

@@ -16,6 +16,7 @@ from sg2_container.cli import (
     system_commands,
     train_commands,
 )
+from sg2_container.io.allocator import keep_freed_memory
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -26,6 +27,7 @@ def cli(verbose: int, quiet: bool) -> None:
     """sg2-container: train and run StyleGAN2-ADA, locally or on Amazon SageMaker."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keep_freed_memory()
 
 
 system_commands.register(cli)

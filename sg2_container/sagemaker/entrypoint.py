@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from sg2_container.io.allocator import keep_freed_memory
 from sg2_container.sagemaker import paths
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     # stdout: SageMaker's metric definitions read the log stream, and the tick lines go there.
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keep_freed_memory()
     if args and args[0] == "train":
         return _train(args[1:])
     if args and args[0] == "serve":

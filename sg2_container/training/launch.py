@@ -16,6 +16,7 @@ import torch
 import torch.multiprocessing as mp
 
 from sg2_container.errors import UserError
+from sg2_container.io.allocator import keep_freed_memory
 from sg2_container.io.signals import ignore_stop_signals, stop_on_signals
 from sg2_container.options import TrainingOptions
 from sg2_container.training import distributed as dist_utils
@@ -134,6 +135,7 @@ def _worker(options, local_rank, rank, world_size, master_addr, port, use_cuda, 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format=f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s")
     ignore_stop_signals((signal.SIGINT,))  # the parent decides; it sets `stop`
+    keep_freed_memory()  # a spawned process starts with malloc's defaults again
     # A multiprocessing Event takes a lock even in is_set(), which the loop calls every step:
     # setting it from a signal handler could deadlock. The handler sets a thread Event instead.
     with stop_on_signals((signal.SIGTERM,), doing="saving a checkpoint with the others") as term:
