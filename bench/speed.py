@@ -172,8 +172,8 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f} at start", flush=True)
     from sg2_container.io.allocator import KEEP_BYTES
 
-    malloc_env = {"MALLOC_MMAP_THRESHOLD_": str(KEEP_BYTES), "MALLOC_TRIM_THRESHOLD_": str(KEEP_BYTES),
-                  "MALLOC_TOP_PAD_": str(64 << 20)} if args.same_allocator else None
+    malloc_env = {"MALLOC_MMAP_THRESHOLD_": str(KEEP_BYTES),
+                  "MALLOC_TRIM_THRESHOLD_": str(KEEP_BYTES)} if args.same_allocator else None
     print(f"# malloc: ours keeps freed memory as sg2's entry points set it; baseline "
           f"{'the same (environment variables)' if args.same_allocator else 'glibc defaults'}",
           flush=True)
