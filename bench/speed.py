@@ -170,13 +170,16 @@ def main() -> None:
     print(f"# baseline: {baseline}; ours: {ours_root}; medians of {args.repeat} interleaved calls; "
           f"{args.threads or torch.get_num_threads()} math thread(s) per side; load average "
           f"{os.getloadavg()[0]:.1f} at start", flush=True)
-    from sg2_container.io.allocator import KEEP_BYTES
+    from sg2_container.io.allocator import ENV_SWITCH, KEEP_BYTES
 
     malloc_env = {"MALLOC_MMAP_THRESHOLD_": str(KEEP_BYTES),
                   "MALLOC_TRIM_THRESHOLD_": str(KEEP_BYTES)} if args.same_allocator else None
-    print(f"# malloc: ours keeps freed memory as sg2's entry points set it; baseline "
-          f"{'the same (environment variables)' if args.same_allocator else 'glibc defaults'}",
-          flush=True)
+    ours_malloc = ("keeps freed memory as sg2's entry points set it"
+                   if os.environ.get(ENV_SWITCH, "1").strip() != "0"
+                   else f"glibc defaults ({ENV_SWITCH}=0)")
+    base_malloc = ("the same set-up (environment variables)" if args.same_allocator
+                   else "glibc defaults")
+    print(f"# malloc: ours {ours_malloc}; baseline {base_malloc}", flush=True)
     base = Side("base", baseline, inference_mode=False, threads=args.threads,
                 malloc_env=malloc_env)
     ours = Side("ours", ours_root, inference_mode=True, threads=args.threads,
