@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from bench.timing import machine_description, peak_rss_gib, preset_generator, time_call
+from bench.timing import machine_description, peak_memory, preset_generator, time_call
 from sg2_container.inference.generate import generate
 from sg2_container.inference.options import GenerateOptions
 
@@ -41,10 +41,8 @@ def main() -> None:
             return sum(1 for _ in generate(G, options, device))
 
         seconds = time_call(run, device, warmup=1, repeat=args.repeat)
-        memory = (f"peak GPU mem {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
-                  if device.type == "cuda" else f"peak RSS {peak_rss_gib():.2f} GiB so far")
         print(f"batch {batch:3d}: {images / seconds:8.2f} img/s  "
-              f"({seconds / images * 1e3:.1f} ms/img)  {memory}", flush=True)
+              f"({seconds / images * 1e3:.1f} ms/img)  {peak_memory(device)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from bench.timing import machine_description, peak_rss_gib, preset_generator, time_call
+from bench.timing import machine_description, peak_memory, preset_generator, time_call
 from sg2_container.models.networks import Discriminator, Generator
 from sg2_container.models.networks import layers as network_layers
 from sg2_container.options import network_kwargs, resolve_preset
@@ -36,12 +36,6 @@ def straightforward_resampling():
 def reset_peak(device):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_memory(device) -> str:
-    if device.type == "cuda":
-        return f"peak GPU mem {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
-    return f"peak RSS {peak_rss_gib():.2f} GiB (process so far)"
 
 
 def bench_generation(args, device):

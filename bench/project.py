@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from bench.timing import machine_description, peak_rss_gib, preset_generator, synchronize
+from bench.timing import machine_description, peak_memory, preset_generator, synchronize
 from sg2_container.io.images import to_uint8
 from sg2_container.inference.latents import ws_for_seeds
 from sg2_container.inference.lpips_vgg import load_distance_network
@@ -52,8 +52,7 @@ def main() -> None:
     options = ProjectOptions(num_steps=args.steps + 2, w_avg_samples=1)
     project(G, target, distance, options=options, device=device, on_step=on_step)
     seconds = (stamps[-1] - stamps[1]) / args.steps  # steps 3.. (2 warm-up steps)
-    memory = (f"peak GPU mem {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
-              if device.type == "cuda" else f"peak RSS {peak_rss_gib():.2f} GiB")
+    memory = peak_memory(device)
     print(f"step: {seconds * 1e3:.0f} ms  ->  {1 / seconds:.2f} steps/s; 1000 steps: "
           f"{1000 * seconds / 60:.1f} min  ({memory})", flush=True)
 

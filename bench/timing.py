@@ -37,6 +37,13 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def peak_memory(device: torch.device) -> str:
+    """The peak the benchmarks print: GPU memory on a GPU, the process's RSS on a CPU."""
+    if device.type == "cuda":
+        return f"peak GPU mem {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
+    return f"peak RSS {peak_rss_gib():.2f} GiB (process so far)"
+
+
 def machine_description(device: torch.device) -> str:
     """One line naming the hardware, for docs/benchmarks.md."""
     if device.type == "cuda":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bench.timing import machine_description, peak_rss_gib
+from bench.timing import machine_description, peak_memory
 from sg2_container.data.synthetic import write_synthetic_dataset
 from sg2_container.options import TrainingOptions
 from sg2_container.training.loop import train
@@ -50,8 +50,7 @@ def main() -> None:
     steady = ticks[1:]  # tick 0 is one step plus start-up
     sec = sum(t["Timing/sec_per_tick"]["mean"] for t in steady)
     kimg = ticks[-1]["Progress/kimg"]["mean"] - ticks[0]["Progress/kimg"]["mean"]
-    memory = (f"peak GPU mem {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
-              if device.type == "cuda" else f"peak RSS {peak_rss_gib():.2f} GiB")
+    memory = peak_memory(device)
     print(f"cfg {args.cfg} @ {args.res}px, batch {args.batch}, cbase {args.cbase}, cmax {args.cmax}: "
           f"{sec / kimg:.1f} s/kimg over {kimg:.3f} kimg (steady state), run total {total:.1f} s, {memory}")
 
