@@ -22,9 +22,11 @@ from stylegan2_ops.bias_act import activation as lookup_activation
 ARCHITECTURES = ("orig", "skip", "resnet")
 
 # On a CPU at inference, blocks whose activations reach this many elements per sample (4 MiB in
-# float32) run one sample at a time: one image's activations stay in the caches, a batch's
-# don't. paper256 at batch 8: blocks from 64 px on per sample, 1.7x the all-batched images/s
-# (bench/speed.py). Lower blocks stay batched, where a batch makes the convs' GEMMs efficient.
+# float32) run one sample at a time: one image's activations stay in the caches and its tensors
+# are smaller fresh allocations, a batch's are neither. paper256 at batch 8, blocks from 64 px
+# on per sample: 1.7x the all-batched images/s with glibc's default malloc, 1.09x with the
+# kept-memory set-up of sg2's entry points (in-process A/Bs, docs/benchmarks.md). Lower blocks
+# stay batched, where a batch makes the convs' GEMMs efficient.
 PER_SAMPLE_MIN_ELEMENTS = 2**20
 
 
