@@ -1,6 +1,7 @@
 """Model loading for inference: files, folders and a training job's model.tar.gz, safely."""
 import io
 import tarfile
+import tempfile
 
 import pytest
 import torch
@@ -80,15 +81,18 @@ def test_a_folder_without_a_model_names_what_it_holds(tmp_path):
 @pytest.mark.parametrize("member,words", [
     (_file("../evil.txt"), "outside the archive"),
     (_file("ok/../../evil.txt"), "outside the archive"),
-    (_file("/tmp/evil.txt"), "absolute path"),
+    (_file("/ABSOLUTE/evil.txt"), "absolute path"),
     (_special("link", tarfile.SYMTYPE, "/etc/passwd"), "symbolic link"),
     (_special("hard", tarfile.LNKTYPE, "model.pt"), "hard link"),
     (_special("dev", tarfile.CHRTYPE), "device file"),
     (_special("blk", tarfile.BLKTYPE), "device file"),
     (_special("fifo", tarfile.FIFOTYPE), "FIFO"),
 ])
-def test_unsafe_archives_are_refused_and_nothing_is_written(tmp_path, tiny_model, member, words):
+def test_unsafe_archives_are_refused_and_nothing_is_written(tmp_path, tiny_model, member, words,
+                                                            monkeypatch):
     _, path = tiny_model
+    if member[0].name.startswith("/ABSOLUTE/"):  # absolute, and pointing into this test's folder
+        member = _file(str(tmp_path / "absolute-evil.txt"))
     archive = _tar(tmp_path / "model.tar.gz",
                    [_file("model.pt", path.read_bytes()), member])
     jail = tmp_path / "jail" / "extract"
@@ -96,9 +100,14 @@ def test_unsafe_archives_are_refused_and_nothing_is_written(tmp_path, tiny_model
     with pytest.raises(UserError, match=words):
         extract_tar(archive, jail)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    # load_generator extracts into a temporary folder: put that folder under tmp_path too.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     with pytest.raises(UserError, match=words):
         load_generator(archive)
-    assert not (tmp_path.parent / "evil.txt").exists()
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
 def test_archive_bounds(tmp_path):

@@ -173,8 +173,8 @@ def test_bad_input_is_a_named_error_without_traceback(tmp_path, tiny_model, comm
                                       str(tmp_path / "o")] + args)
     assert result.exit_code in (1, 2), result.output
     assert message in result.output
-    assert "Traceback" not in result.output and result.exception is None or \
-        isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_class_out_of_range_for_a_conditional_network(tmp_path):

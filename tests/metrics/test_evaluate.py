@@ -26,6 +26,10 @@ def test_fid_of_the_dataset_against_itself_through_the_detector(detector, metric
     features = extract_dataset(dataset, range(4), detector, batch=2)
     assert features.shape == (4, 2048)
     assert abs(formulas.fid(features, features)) < 1e-6
+    # ...which holds for any features: they must also depend on the image and not on the batch.
+    assert np.asarray(features).std(axis=0).max() > 0
+    np.testing.assert_allclose(extract_dataset(dataset, range(4), detector, batch=4), features,
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_sizes_are_checked_before_any_image_is_made(detector, metric_data):

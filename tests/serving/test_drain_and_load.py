@@ -1,6 +1,7 @@
 """The endpoint under load and while SageMaker scales it in (SIGTERM)."""
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import os
 import signal
@@ -52,8 +53,7 @@ def test_bounded_load_has_no_5xx_and_bounded_memory(tmp_path):
         print(f"\nload: {len(statuses)} requests from {CLIENTS} clients in {LOAD_SECONDS} s, "
               f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, server RSS {rss_before / 2**20:.0f} -> "
               f"{rss_after / 2**20:.0f} MiB")
-        assert statuses and not [s for s in statuses if s >= 500]
-        assert set(statuses) == {200}
+        assert statuses and set(statuses) == {200}, collections.Counter(statuses)
         assert rss_after - rss_before < RSS_GROWTH_BOUND
     finally:
         assert server.stop() == 0, server.log()
