@@ -222,7 +222,9 @@ def _now() -> str:
 
 
 def _run_one(G, request: Request, outdir: Path, device, stop: threading.Event,
-             progress: bool) -> list[Path]:
+             progress: bool, distance_networks: dict) -> list[Path]:
+    """distance_networks: the job's loaded LPIPS networks by (vgg16, allow_random), filled on
+    the first projection, so that a folder of N images reads the VGG16 file once, not N times."""
     folder = outdir / request.folder
     options = request.options
     if request.kind == "generate":
@@ -239,10 +241,15 @@ def _run_one(G, request: Request, outdir: Path, device, stop: threading.Event,
         return interpolate_to_folder(G, options, folder, device, stop=stop)
     for target in request.targets:
         check_image(target)
+    from sg2_container.inference.lpips_vgg import load_distance_network
     from sg2_container.inference.project import project_images
 
+    key = (options.vgg16, options.allow_random_vgg16)
+    if key not in distance_networks:
+        distance_networks[key] = load_distance_network(
+            options.vgg16, allow_random=options.allow_random_vgg16, device=device)
     results = project_images(G, list(request.targets), folder, options, device=device, stop=stop,
-                             progress=progress)
+                             progress=progress, distance_network=distance_networks[key])
     if any(r.get("rehearsal") for r in results):
         request.note = REHEARSAL_NOTE
         log.warning("request %d: %s", request.index, REHEARSAL_NOTE)
@@ -297,6 +304,7 @@ def run_requests(*, model: Path, data: Path | None, outdir: Path, device: str = 
     manifest.write("running")
     log.info("batch inference: %d request(s) (%d bad) -> %s", len(valid),
              len(requests) - len(valid), outdir)
+    distance_networks: dict = {}
     for position, request in enumerate(valid, 1):
         if stop.is_set():
             break
@@ -304,7 +312,8 @@ def run_requests(*, model: Path, data: Path | None, outdir: Path, device: str = 
                  request.kind, request.source, json.dumps(request.fields))
         start = time.perf_counter()
         try:
-            files = _run_one(loaded.G, request, outdir, torch_device, stop, progress)
+            files = _run_one(loaded.G, request, outdir, torch_device, stop, progress,
+                             distance_networks)
         except Stopped as stopped:
             request.status, request.message = "skipped", f"stopped before the end ({stopped})"
             break

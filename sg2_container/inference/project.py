@@ -147,7 +147,8 @@ def _as_tensor_image(image: np.ndarray, device) -> torch.Tensor:
 def project(G, target: np.ndarray, distance: LpipsVgg16, *,
             options: ProjectOptions | None = None, device: torch.device | str = "cpu",
             stop: threading.Event | None = None,
-            on_step: Callable[[int, float], None] | None = None) -> Projection:
+            on_step: Callable[[int, float], None] | None = None,
+            w_stats: tuple[torch.Tensor, float] | None = None) -> Projection:
     """Optimises w (and G's noise maps, on a private copy) so that G renders `target`.
 
     target: uint8 [R, R, C] at G's resolution and channel count. `on_step(step, distance)` is
@@ -160,7 +161,8 @@ def project(G, target: np.ndarray, distance: LpipsVgg16, *,
         raise ValueError(f"target must be uint8 {list(size)}, got {target.dtype} {list(target.shape)}")
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
     force_fp32 = device.type != "cuda"  # half precision on a CPU is slow and inexact
-    w_avg, w_std = w_statistics(G, options.w_avg_samples, options.class_idx, device)
+    # w_stats: w_statistics() for these options, computed once by callers with several targets.
+    w_avg, w_std = w_stats or w_statistics(G, options.w_avg_samples, options.class_idx, device)
 
     generator = torch.Generator().manual_seed(options.seed)  # CPU draws: same on every device
     noise_maps = [buf for name, buf in G.synthesis.named_buffers() if name.endswith("noise_const")]
@@ -294,7 +296,7 @@ def _video_frames(G, target: np.ndarray, projection: Projection, device,
 
 def project_images(G, targets: list[Path], outdir: Path, options: ProjectOptions, *,
                    device, stop: threading.Event | None = None,
-                   progress: bool = True) -> list[dict]:
+                   progress: bool = True, distance_network=None) -> list[dict]:
     """Projects each target into G's W space and writes outdir/<target stem>/ with target.png,
     proj.png, projected_w.npz (key 'w', [1, num_ws, w_dim]) and proj.mp4 if asked.
 
@@ -303,6 +305,8 @@ def project_images(G, targets: list[Path], outdir: Path, options: ProjectOptions
     (the last step's), steps, rehearsal. All targets are read before any work, so a bad one
     fails at once. A target's folder appears complete or not at all: Stopped (raised between
     steps when `stop` is set) leaves the finished targets' folders and nothing else.
+    `distance_network`: what load_distance_network returned for these options, for callers
+    that project several times (it is loaded here otherwise).
     """
     device = torch.device(device)
     outdir = Path(outdir)
@@ -312,9 +316,10 @@ def project_images(G, targets: list[Path], outdir: Path, options: ProjectOptions
     G = G.eval()
     _labels(G, options.class_idx, 1, device)  # a conditional G without a class fails now
     images = [load_target(t, G.img_resolution, G.img_channels) for t in targets]
-    distance, source = load_distance_network(options.vgg16, allow_random=options.allow_random_vgg16,
-                                             device=device)
+    distance, source = distance_network or load_distance_network(
+        options.vgg16, allow_random=options.allow_random_vgg16, device=device)
     outdir.mkdir(parents=True, exist_ok=True)
+    w_stats = None  # the first projection's W statistics serve every target
     results = []
     for target, name, image in zip(targets, folder_names(targets), images):
         if stop is not None and stop.is_set():
@@ -325,7 +330,8 @@ def project_images(G, targets: list[Path], outdir: Path, options: ProjectOptions
         bar = _StepProgress(options.num_steps, f"project {name}", progress)
         try:
             projection = project(G, image, distance, options=options, device=device, stop=stop,
-                                 on_step=bar.update)
+                                 on_step=bar.update, w_stats=w_stats)
+            w_stats = (projection.w_avg, projection.w_std)
             bar.close()
             final = _render(G, projection.ws(), device)
             start = _render(G, projection.w_avg.reshape(1, 1, -1).repeat(1, G.num_ws, 1), device)
