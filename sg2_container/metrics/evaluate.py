@@ -3,6 +3,7 @@ features between metrics, takes dataset features from the cache, applies the for
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from pathlib import Path
@@ -170,14 +171,19 @@ class MetricEvaluator:
             store_cached(cache, features)
         return features
 
+    @functools.cached_property
+    def _labelled_dataset(self):
+        """Opened once: training evaluates at every snapshot, and opening reads every header."""
+        from sg2_container.data.dataset import ImageFolderDataset
+
+        return ImageFolderDataset(self.settings.data, use_labels=True,
+                                  max_size=self.settings.subset, random_seed=self.settings.seed)
+
     def _labels(self, G):
         """Random dataset labels for a conditional generator (as training draws them)."""
         if not G.c_dim:
             return None
-        from sg2_container.data.dataset import ImageFolderDataset
-
-        labelled = ImageFolderDataset(self.settings.data, use_labels=True,
-                                      max_size=self.settings.subset, random_seed=self.settings.seed)
+        labelled = self._labelled_dataset
         return lambda rnd, n: np.stack([labelled.get_label(int(i))
                                         for i in rnd.randint(len(labelled), size=n)])
 

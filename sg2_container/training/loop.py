@@ -377,85 +377,82 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
     metrics = snapshot_metrics(options, run_dir, device, group,  # None without --metrics
                                run.G_ema.img_resolution)
     reporter = Reporter(run_dir, enabled=group.is_main)  # after the checks: no event file before
-    columns, rows = grid_shape(run.dataset.resolution)
-    grid_z, grid_c = _grid_latents(run, columns * rows)
-    if group.is_main and counters.cur_nimg == 0:
-        _write_reals_grid(run, reporter, columns, rows)
-        reporter.save_grid(_render_fakes(run, grid_z, grid_c), columns, "fakes_init.png")
+    try:  # the event file is closed however the run ends
+        columns, rows = grid_shape(run.dataset.resolution)
+        grid_z, grid_c = _grid_latents(run, columns * rows)
+        if group.is_main and counters.cur_nimg == 0:
+            _write_reals_grid(run, reporter, columns, rows)
+            reporter.save_grid(_render_fakes(run, grid_z, grid_c), columns, "fakes_init.png")
 
-    data = _data_iterator(run)
-    tick_start_time = time.time()
-    maintenance_sec = tick_start_time - start_time
-    timings: dict[str, float] = {}
-    stopped = finished = False
-    log.info("training %s for kimg=%g (batch %d = %d GPU(s) x %d round(s) x %d) into %s",
-             run.dataset.path, plan.total_kimg, plan.batch_size, plan.num_gpus, plan.num_rounds,
-             plan.batch_gpu, run_dir)
-    while True:
-        images, labels = next(data)
-        _optimisation_step(run, images, labels, timings)
-        finished = counters.cur_nimg >= total_nimg
-        stopped = dist_utils.any_rank(stop_event is not None and stop_event.is_set(), device)
-        tick_end = (finished or counters.cur_tick == 0 or
-                    counters.cur_nimg >= counters.tick_start_nimg + options.kimg_per_tick * 1000)
-        if not tick_end and not stopped:
-            continue
-
-        snapshot = False
-        if tick_end:
-            tick_end_time = time.time()
-            gathered = dist_utils.all_gather_objects(run.tick_stats.state())
-            merged = TickStats()
-            for part in gathered:
-                merged.merge(part)
-            means = merged.means()
-            gpu_mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
-            p = float(run.augment_pipe.p) if run.augment_pipe is not None else 0.0
-            line = status_line(tick=counters.cur_tick, cur_nimg=counters.cur_nimg,
-                               total_kimg=plan.total_kimg, total_sec=tick_end_time - start_time,
-                               tick_sec=tick_end_time - tick_start_time,
-                               tick_nimg=counters.cur_nimg - counters.tick_start_nimg,
-                               maintenance_sec=maintenance_sec, augment_p=p, means=means,
-                               gpu_mem_gib=gpu_mem)
-            extra = {"Progress/tick": counters.cur_tick, "Progress/kimg": counters.cur_nimg / 1000,
-                     "Progress/augment": p, "Timing/total_sec": tick_end_time - start_time,
-                     "Timing/sec_per_tick": tick_end_time - tick_start_time,
-                     "Timing/maintenance_sec": maintenance_sec,
-                     **{f"Timing/{k}": v * 1000 for k, v in timings.items()}}
-            reporter.tick(line, means, extra)
-            snapshot = finished or counters.cur_tick % options.snap == 0
-            run.tick_stats = TickStats()
-            timings = {}
-            counters.cur_tick += 1
-            counters.tick_start_nimg = counters.cur_nimg
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-
-        maintenance_start = time.time()
-        try:
-            _check_finite(run, last_checkpoint)
-        except ckpt.TrainingDiverged:
-            reporter.close()
-            raise
-        if snapshot or stopped:
-            payload = _checkpoint_payload(run)
-            if group.is_main:
-                last_checkpoint = ckpt.save_checkpoint(run_dir, payload, options.keep)
-                log.info("saved %s%s", last_checkpoint.name, " (stop requested)" if stopped else "")
-        if snapshot and group.is_main:
-            kimg = counters.cur_nimg // 1000
-            save_model(run_dir / f"network-snapshot-{kimg:06d}.pt", G_ema=run.G_ema,
-                       metadata=_snapshot_metadata(run))
-            reporter.save_grid(_render_fakes(run, grid_z, grid_c), columns, f"fakes{kimg:06d}.png")
-        if snapshot and metrics is not None and not stopped:  # every rank extracts a share
-            metrics.run(run.G_ema, f"network-snapshot-{counters.cur_nimg // 1000:06d}.pt",
-                        counters.cur_nimg / 1000, reporter)
-        if finished or stopped:
-            break
+        data = _data_iterator(run)
         tick_start_time = time.time()
-        maintenance_sec = tick_start_time - maintenance_start
+        maintenance_sec = tick_start_time - start_time
+        timings: dict[str, float] = {}
+        stopped = finished = False
+        log.info("training %s for kimg=%g (batch %d = %d GPU(s) x %d round(s) x %d) into %s",
+                 run.dataset.path, plan.total_kimg, plan.batch_size, plan.num_gpus, plan.num_rounds,
+                 plan.batch_gpu, run_dir)
+        while True:
+            images, labels = next(data)
+            _optimisation_step(run, images, labels, timings)
+            finished = counters.cur_nimg >= total_nimg
+            stopped = dist_utils.any_rank(stop_event is not None and stop_event.is_set(), device)
+            tick_end = (finished or counters.cur_tick == 0 or
+                        counters.cur_nimg >= counters.tick_start_nimg + options.kimg_per_tick * 1000)
+            if not tick_end and not stopped:
+                continue
 
-    reporter.close()
+            snapshot = False
+            if tick_end:
+                tick_end_time = time.time()
+                gathered = dist_utils.all_gather_objects(run.tick_stats.state())
+                merged = TickStats()
+                for part in gathered:
+                    merged.merge(part)
+                means = merged.means()
+                gpu_mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+                p = float(run.augment_pipe.p) if run.augment_pipe is not None else 0.0
+                line = status_line(tick=counters.cur_tick, cur_nimg=counters.cur_nimg,
+                                   total_kimg=plan.total_kimg, total_sec=tick_end_time - start_time,
+                                   tick_sec=tick_end_time - tick_start_time,
+                                   tick_nimg=counters.cur_nimg - counters.tick_start_nimg,
+                                   maintenance_sec=maintenance_sec, augment_p=p, means=means,
+                                   gpu_mem_gib=gpu_mem)
+                extra = {"Progress/tick": counters.cur_tick, "Progress/kimg": counters.cur_nimg / 1000,
+                         "Progress/augment": p, "Timing/total_sec": tick_end_time - start_time,
+                         "Timing/sec_per_tick": tick_end_time - tick_start_time,
+                         "Timing/maintenance_sec": maintenance_sec,
+                         **{f"Timing/{k}": v * 1000 for k, v in timings.items()}}
+                reporter.tick(line, means, extra)
+                snapshot = finished or counters.cur_tick % options.snap == 0
+                run.tick_stats = TickStats()
+                timings = {}
+                counters.cur_tick += 1
+                counters.tick_start_nimg = counters.cur_nimg
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+
+            maintenance_start = time.time()
+            _check_finite(run, last_checkpoint)
+            if snapshot or stopped:
+                payload = _checkpoint_payload(run)
+                if group.is_main:
+                    last_checkpoint = ckpt.save_checkpoint(run_dir, payload, options.keep)
+                    log.info("saved %s%s", last_checkpoint.name, " (stop requested)" if stopped else "")
+            if snapshot and group.is_main:
+                kimg = counters.cur_nimg // 1000
+                save_model(run_dir / f"network-snapshot-{kimg:06d}.pt", G_ema=run.G_ema,
+                           metadata=_snapshot_metadata(run))
+                reporter.save_grid(_render_fakes(run, grid_z, grid_c), columns, f"fakes{kimg:06d}.png")
+            if snapshot and metrics is not None and not stopped:  # every rank extracts a share
+                metrics.run(run.G_ema, f"network-snapshot-{counters.cur_nimg // 1000:06d}.pt",
+                            counters.cur_nimg / 1000, reporter)
+            if finished or stopped:
+                break
+            tick_start_time = time.time()
+            maintenance_sec = tick_start_time - maintenance_start
+    finally:
+        reporter.close()
     final = _export_final(run, run_dir) if finished and group.is_main else None
     if stopped and not finished:
         log.info("stopped at kimg %.3f; run the same command again to continue", counters.cur_nimg / 1000)
