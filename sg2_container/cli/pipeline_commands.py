@@ -123,17 +123,16 @@ def run_command(local, workdir, params, bucket, sns_topic_arn, until, new_execut
     notification, as the EventBridge rule would.
     """
     from sg2_container.pipeline import rules
-    from sg2_container.pipeline.options import TOPIC_ARN
+    from sg2_container.pipeline.options import check_topic_arn
+    from sg2_container.sagemaker.jobs import EXIT_STOPPED, EXIT_USER_ERROR
     from sg2_container.sagemaker.local_pipeline import LocalPipelineRun, s3_folder
 
     with user_errors_as_click():
         if not local:
             raise click.UsageError("only --local runs are supported here; start an execution "
                                    "on SageMaker with `sg2 pipeline start`")
-        if sns_topic_arn is not None and not TOPIC_ARN.fullmatch(sns_topic_arn):
-            from sg2_container.options.schema import fail
-
-            raise fail("sns-topic-arn", sns_topic_arn, "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        if sns_topic_arn is not None:
+            check_topic_arn("sns-topic-arn", sns_topic_arn)
         values, built = _build_inputs(params, bucket=bucket, **settings)
         body = _definition(values, built)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -173,7 +172,7 @@ def run_command(local, workdir, params, bucket, sns_topic_arn, until, new_execut
         click.echo(f"(written to {path})", err=True)
     if report.status != "Succeeded":
         click.echo(f"pipeline {report.status}: {report.failure_reason}", err=True)
-        raise SystemExit(130 if report.status == "Stopped" else 1)
+        raise SystemExit(EXIT_STOPPED if report.status == "Stopped" else EXIT_USER_ERROR)
     click.echo(f"pipeline Succeeded: execution {report.execution_id}", err=True)
 
 
@@ -270,13 +269,11 @@ def notify_rule_command(topic_arn, name, region, account, rule_name, create):
     """The failure notification: an EventBridge rule on executions that end Failed or Stopped,
     publishing to the same SNS topic as the notification step."""
     from sg2_container.errors import UserError
-    from sg2_container.options.schema import fail
     from sg2_container.pipeline import rules
-    from sg2_container.pipeline.options import TOPIC_ARN, PipelineSettings
+    from sg2_container.pipeline.options import PipelineSettings, check_topic_arn
 
     with user_errors_as_click():
-        if not TOPIC_ARN.fullmatch(topic_arn):
-            raise fail("topic-arn", topic_arn, "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        check_topic_arn("topic-arn", topic_arn)
         PipelineSettings(name=name, region=region)
         account = account or topic_arn.split(":")[4]
         if not (account.isdigit() and len(account) == 12):

@@ -52,6 +52,11 @@ def check_role_arn(name: str, value: str) -> None:
         raise fail(name, value, ALLOWED_ROLE)
 
 
+def check_topic_arn(name: str, value: str, allowed_extra: str = "") -> None:
+    if not TOPIC_ARN.fullmatch(value):
+        raise fail(name, value, "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)" + allowed_extra)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PipelineParameters:
     """The pipeline's parameters and their defaults (the article's, unless said otherwise).
@@ -111,9 +116,8 @@ class PipelineParameters:
         if not self.image_uri or any(c.isspace() for c in self.image_uri):
             raise fail("ImageUri", self.image_uri, "an image URI such as "
                        "123456789012.dkr.ecr.us-east-1.amazonaws.com/sg2-container:latest")
-        if self.notification_topic_arn and not TOPIC_ARN.fullmatch(self.notification_topic_arn):
-            raise fail("NotificationTopicArn", self.notification_topic_arn,
-                       "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME) or empty")
+        if self.notification_topic_arn:
+            check_topic_arn("NotificationTopicArn", self.notification_topic_arn, " or empty")
         for name in ("batch", "cbase"):
             value = getattr(self, name)
             if value and not (value.isdigit() and int(value) >= 1):

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from sg2_container.errors import UserError
-from sg2_container.io.atomic import write_text_atomically
+from sg2_container.io.atomic import write_atomically, write_text_atomically
 from sg2_container.io.signals import stop_on_signals
 from sg2_container.pipeline import definition as pipeline_definition
 from sg2_container.pipeline import layout, notify, rules
@@ -134,11 +134,13 @@ def _order(steps: Mapping[str, dict]) -> list[str]:
 def _packed_model(model_dir: Path, target: Path) -> None:
     """model.tar.gz of /opt/ml/model's contents (members relative, as SageMaker packs it)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(target.name + ".partial")
-    with tarfile.open(temporary, "w:gz") as archive:
-        for path in sorted(model_dir.rglob("*")):
-            archive.add(path, arcname=path.relative_to(model_dir).as_posix(), recursive=False)
-    temporary.replace(target)
+
+    def pack(file) -> None:
+        with tarfile.open(fileobj=file, mode="w:gz") as archive:
+            for path in sorted(model_dir.rglob("*")):
+                archive.add(path, arcname=path.relative_to(model_dir).as_posix(), recursive=False)
+
+    write_atomically(target, pack)
 
 
 def _copy_out(source: Path, target: Path) -> None:

@@ -35,7 +35,7 @@ from sg2_container import __version__
 from sg2_container.errors import UserError
 from sg2_container.io.atomic import remove_stale_temp_files, write_atomically
 from sg2_container.models.files import check_zip_crcs
-from sg2_container.models.state import load_state_checked
+from sg2_container.models.state import cpu_state_dict, load_state_checked
 from sg2_container.options import TrainingOptions, TrainingPlan, make_plan
 
 log = logging.getLogger(__name__)
@@ -260,10 +260,6 @@ def check_same_run(checkpoint: Checkpoint, meaning: dict, options: TrainingOptio
 
 # ---- writing --------------------------------------------------------------------------------
 
-def _cpu_state(module: torch.nn.Module) -> dict:
-    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-
-
 def capture(parts: TrainingParts, *, counters: LoopCounters, ranks: list[RankState],
             G_kwargs: dict, D_kwargs: dict, options: TrainingOptions, meaning: dict) -> dict:
     """The checkpoint payload of a run (rank 0 calls it with every rank's RankState)."""
@@ -271,7 +267,8 @@ def capture(parts: TrainingParts, *, counters: LoopCounters, ranks: list[RankSta
     return {
         "format": FORMAT_MARKER, "format_version": FORMAT_VERSION,
         "created_by": f"sg2-container {__version__}",
-        "G": _cpu_state(parts.G), "D": _cpu_state(parts.D), "G_ema": _cpu_state(parts.G_ema),
+        "G": cpu_state_dict(parts.G), "D": cpu_state_dict(parts.D),
+        "G_ema": cpu_state_dict(parts.G_ema),
         "G_kwargs": G_kwargs, "D_kwargs": D_kwargs,
         "opt_G": parts.opt_G.state_dict(), "opt_D": parts.opt_D.state_dict(),
         "augment": {"p": float(p.p) if p is not None else None},
