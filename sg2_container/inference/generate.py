@@ -4,7 +4,6 @@ batched). Each image depends only on its own seed or W, never on the batch it wa
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 from sg2_container.errors import Stopped, UserError
 from sg2_container.inference.latents import load_ws_file, save_ws_file, ws_for_seeds
 from sg2_container.inference.options import NOISE_MODES, GenerateOptions  # noqa: F401 (re-export)
-from sg2_container.io.images import tile, to_uint8, write_png
+from sg2_container.io.images import to_uint8, write_grid, write_png
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +82,6 @@ def generate(G, options: GenerateOptions, device, stop: threading.Event | None =
         yield from zip(batch_seeds, images, ws)
 
 
-def grid_columns(count: int) -> int:
-    """A near-square layout: ceil(sqrt(count)) columns."""
-    return max(1, math.ceil(math.sqrt(count)))
-
-
 def generate_to_folder(G, options: GenerateOptions, outdir: Path, device, *,
                        stop: threading.Event | None = None) -> list[Path]:
     """Writes seed{seed:04d}.png (or proj{idx:02d}.png for --projected-w, the reference's
@@ -121,6 +115,6 @@ def generate_to_folder(G, options: GenerateOptions, outdir: Path, device, *,
     log.info("wrote %d image(s) to %s", len(images), outdir)
     if options.grid:
         path = outdir / "grid.png"
-        write_png(tile(np.stack(images), grid_columns(len(images))), path)
+        write_grid(np.stack(images), path)
         written.append(path)
     return written

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sg2_container.inference.generate import default_batch_size, grid_columns, seed_ws, synthesize
+from sg2_container.inference.generate import default_batch_size, seed_ws, synthesize
 from sg2_container.inference.latents import load_ws_file
 from sg2_container.inference.options import InterpolateOptions
 from sg2_container.inference.video import write_video
-from sg2_container.io.images import tile, write_png
+from sg2_container.io.images import write_grid
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def interpolate_to_folder(G, options: InterpolateOptions, outdir: Path, device, 
         written.append(write_video(frames, outdir / f"{name}.{fmt}", fps=options.fps))
     chosen = np.stack([frames[i] for i in sheet_indices(len(frames), options.sheet_frames)])
     sheet = outdir / f"{name}-sheet.png"
-    write_png(tile(chosen, grid_columns(len(chosen))), sheet)
+    write_grid(chosen, sheet)
     written.append(sheet)
     log.info("wrote %s", ", ".join(str(p) for p in written))
     return written

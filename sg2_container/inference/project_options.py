@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from sg2_container.inference.seeds import MAX_SEED
 from sg2_container.options.schema import fail, option, validate
 
 VIDEO_NAME = "proj.mp4"
-MAX_SEED = 2**32 - 1
 # torchvision's ImageNet VGG16 weights: the file name carries the first 8 hex digits of its
 # SHA-256. The image downloads it at build time (Dockerfile) and points VGG16_ENV at it.
 VGG16_FILE_NAME = "vgg16-397923af.pth"

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from sg2_container.inference.generate import class_labels
-from sg2_container.inference.latents import mix_styles, ws_for_seeds
+from sg2_container.inference.generate import seed_ws
+from sg2_container.inference.latents import mix_styles
 from sg2_container.io.images import to_uint8
 from sg2_container.models.networks.layers import FullyConnectedLayer
 from sg2_container.serving.request import NetworkInfo, RenderRequest
@@ -65,9 +65,8 @@ class Renderer:
             return torch.from_numpy(request.w).to(self.device)
 
         def ws(seeds: Sequence[int]) -> torch.Tensor:
-            c = class_labels(self.G, request.class_idx, len(seeds), self.device)
-            return ws_for_seeds(self.G, seeds, truncation_psi=request.truncation_psi, c=c,
-                                device=self.device)
+            return seed_ws(self.G, seeds, truncation_psi=request.truncation_psi,
+                           class_idx=request.class_idx, device=self.device)
 
         if request.kind == "seeds":
             return ws(request.seeds)
