@@ -19,8 +19,8 @@ def keep_freed_memory(keep_bytes: int = KEEP_BYTES) -> bool:
 
     Each layer of the networks frees and allocates activations of tens of MB. By default glibc
     maps such blocks fresh from the OS and unmaps them when freed, so every new tensor arrives
-    as untouched pages and pays their page faults (a G+D training step on a CPU: 4-5 % of our
-    step, 7-21 % of the reference computation's; docs/benchmarks.md). The price: the process
+    as untouched pages and pays their page faults (a G+D training step on a CPU: 3-6 % of our
+    step, 6-21 % of the reference computation's; docs/benchmarks.md). The price: the process
     keeps what it has used at its peak instead of returning it. SG2_KEEP_FREED_MEMORY=0 leaves
     malloc as it is; without glibc this does nothing. Returns whether the setting took.
     """
