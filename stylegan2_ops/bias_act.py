@@ -24,10 +24,13 @@ def bias_act(
     gain: float | None = None,
     clamp: float | None = None,
     impl: str | None = None,
+    overwrite: bool = False,
 ) -> torch.Tensor:
     """`clamp(act(x + b, alpha) * gain, -clamp, clamp)`, b broadcast along `dim`.
 
-    alpha/gain None take the activation's defaults (lrelu: 0.2 and sqrt(2)).
+    alpha/gain None take the activation's defaults (lrelu: 0.2 and sqrt(2)). overwrite=True
+    lets the PyTorch path compute into x when no gradient is needed: for callers whose x is a
+    fresh tensor of their own (the networks' layers at inference).
     """
     spec = activation(act)
     if not isinstance(x, torch.Tensor) or x.ndim == 0:
@@ -45,7 +48,7 @@ def bias_act(
     gain = spec.default_gain if gain is None else float(gain)
     if _backend.resolve(x, impl) == "cuda":
         return _kernels.bias_act(x, b, dim, act, alpha, gain, clamp)
-    return bias_act_reference(x, b, dim, spec, alpha, gain, clamp)
+    return bias_act_reference(x, b, dim, spec, alpha, gain, clamp, overwrite)
 
 
 class BiasAct(torch.nn.Module):

@@ -286,6 +286,9 @@ def test_default_modconv_form_on_cpu():
     # A batch shares one weight; training never fuses.
     assert default_fused_modconv(False, f32, high_res.expand(8, -1, -1, -1), weight[:64, :64]) is False
     assert default_fused_modconv(True, f32, high_res, weight[:64, :64]) is False
+    # Upsampling: the fused product is written in the transposed conv's weight order.
+    assert default_fused_modconv(False, f32, low_res, weight, up=2) is True
+    assert default_fused_modconv(False, f32, low_res.expand(8, -1, -1, -1), weight, up=2) is False
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -355,6 +358,40 @@ def test_modulated_conv_forms_agree_with_gradients(up, demodulate, with_noise):
     grads = [torch.autograd.grad(out.square().sum(), [x, weight, styles]) for out in outs]
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("batch,up,demodulate,with_noise",
+                         [(1, 2, True, True), (1, 1, True, True), (3, 2, True, True),
+                          (3, 1, True, False), (1, 1, False, True)])
+def test_modulated_conv_without_autograd_computes_in_place_the_same_values(
+        batch, up, demodulate, with_noise):
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn([batch, 8, 6, 6], generator=gen)
+    weight, styles = torch.randn([5, 8, 3, 3], generator=gen), torch.randn([batch, 8], generator=gen)
+    noise = torch.randn([6 * up, 6 * up], generator=gen) if with_noise else None
+    f = torch.tensor([[1.0, 3, 3, 1]]).T @ torch.tensor([[1.0, 3, 3, 1]]) / 64
+    inputs = [t.clone() for t in (x, weight, styles)]
+    for fused in (True, False):
+        kwargs = dict(noise=noise, up=up, padding=1, resample_filter=f, demodulate=demodulate,
+                      flip_weight=up == 1, fused_modconv=fused)
+        want = modulated_conv2d(x, weight.requires_grad_(True), styles, **kwargs).detach()
+        weight.requires_grad_(False)
+        with torch.inference_mode():
+            got = modulated_conv2d(x, weight, styles, **kwargs)
+        torch.testing.assert_close(got, want, rtol=0, atol=2e-6)
+        assert all(torch.equal(a, b) for a, b in zip(inputs, (x, weight, styles)))
+
+
+def test_modulated_weight_for_a_transposed_conv_is_written_in_its_order():
+    from sg2_container.models.networks.layers import _modulated_weight
+
+    weight, scale = torch.randn([5, 8, 3, 3]), torch.randn([1, 5, 8])
+    want = weight.unsqueeze(0) * scale[..., None, None]
+    with torch.no_grad():
+        got = _modulated_weight(weight, scale, transposed=True)
+    assert torch.equal(got, want)
+    assert got[0].transpose(0, 1).is_contiguous()  # [in, out, kh, kw] in memory
+    assert _modulated_weight(weight, scale, transposed=False).is_contiguous()
 
 
 def test_bfloat16_generation_is_opt_in_and_close(golden_tiny):

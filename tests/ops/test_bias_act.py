@@ -82,3 +82,22 @@ def test_inference_path_equals_autograd_path_and_leaves_input_alone(act, with_bi
     assert torch.equal(got, want.detach())
     assert torch.equal(x, original)
     assert plain is not x or (act == "linear" and b is None)
+
+
+@pytest.mark.parametrize("act", ["lrelu", "linear", "tanh"])
+def test_overwrite_computes_into_x_only_without_a_graph(act):
+    gen = torch.Generator().manual_seed(6)
+    x, b = torch.randn([2, 4, 3, 5], generator=gen), torch.randn([4], generator=gen)
+    want = bias_act(x, b, act=act, gain=1.7, clamp=0.8)
+    with torch.no_grad():
+        mine = x.clone()
+        got = bias_act(mine, b, act=act, gain=1.7, clamp=0.8, overwrite=True)
+    assert torch.equal(got, want)
+    assert got.data_ptr() == mine.data_ptr() and torch.equal(mine, want)  # written into x
+    # While autograd records, x stays as it was and the gradient is the plain path's.
+    leaf = x.clone().requires_grad_(True)
+    got = bias_act(leaf, b, act=act, gain=1.7, clamp=0.8, overwrite=True)
+    assert torch.equal(leaf.detach(), x) and torch.equal(got.detach(), want)
+    grad, = torch.autograd.grad(got.sum(), leaf)
+    want_grad, = torch.autograd.grad(bias_act(leaf, b, act=act, gain=1.7, clamp=0.8).sum(), leaf)
+    assert torch.equal(grad, want_grad)

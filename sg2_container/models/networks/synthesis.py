@@ -48,20 +48,22 @@ def fp16_min_resolution(img_resolution: int, num_fp16_res: int) -> int:
 
 
 def default_fused_modconv(training: bool, dtype: torch.dtype, x: torch.Tensor,
-                          weight: torch.Tensor) -> bool:
+                          weight: torch.Tensor, up: int = 1) -> bool:
     """Whether a modulated conv runs fused (per-sample weights, one grouped conv) by default.
 
     Training: never (the unfused form shares one weight, so its gradient is cheaper). On a GPU
     at inference: in float32, or for a single sample. On a CPU at inference: for a single
     sample where its activations outnumber the weight (fused modulates the weight, unfused
     the activations: the smaller one is the cheaper one to scale; paper256 at batch 1: 1.07x
-    over fusing every layer); from batch 2 the shared-weight conv over the whole batch is
+    over fusing every layer), and where it upsamples (the transposed conv wants its weight in
+    [in, out] order: the fused product is written in it, the shared weight would be copied into
+    it at every call); from batch 2 the shared-weight conv over the whole batch is
     faster (batch 8: 1.2x, bench/speed.py). Both forms give the same images to float rounding.
     """
     if training:
         return False
     if x.device.type == "cpu":
-        return x.shape[0] == 1 and x[0].numel() >= weight.numel()
+        return x.shape[0] == 1 and (up > 1 or x[0].numel() >= weight.numel())
     return dtype == torch.float32 or x.shape[0] == 1
 
 
@@ -91,7 +93,7 @@ class SynthesisLayer(torch.nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode {noise_mode!r} is not one of {', '.join(NOISE_MODES)}")
         if fused_modconv is None:
-            fused_modconv = default_fused_modconv(self.training, x.dtype, x, self.weight)
+            fused_modconv = default_fused_modconv(self.training, x.dtype, x, self.weight, self.up)
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
@@ -104,7 +106,7 @@ class SynthesisLayer(torch.nn.Module):
                              fused_modconv=fused_modconv)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain,
-                        clamp=clamp)
+                        clamp=clamp, overwrite=True)
 
 
 class ToRGBLayer(torch.nn.Module):
@@ -126,7 +128,7 @@ class ToRGBLayer(torch.nn.Module):
             fused_modconv = default_fused_modconv(self.training, x.dtype, x, self.weight)
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, overwrite=True)
 
 
 class SynthesisBlock(torch.nn.Module):
