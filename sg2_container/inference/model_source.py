@@ -133,22 +133,28 @@ def extract_tar(archive: Path, dest: Path, *, max_bytes: int = MAX_ARCHIVE_BYTES
     return written
 
 
-def find_model_file(folder: Path) -> Path | None:
-    """The one model file in `folder` (searched a few levels deep), by content; None if there
-    is none; UserError if there are several (the user must name one)."""
+def find_model_file(folder: Path, several_hint: str = "name the one to use") -> Path | None:
+    """The one model file in `folder`, by content; None if there is none.
+
+    Searched a few levels deep, skipping hidden files and folders (editor and OS droppings).
+    Among several, a lone model.pt wins (what our training job exports, beside any reference
+    pickle); otherwise UserError names them and ends with `several_hint`.
+    """
     found: list[Path] = []
     for root, dirs, files in os.walk(folder, followlinks=True):
         depth = len(Path(root).relative_to(folder).parts)
-        if depth >= MAX_FOLDER_DEPTH:
-            dirs[:] = []
-        dirs.sort()
+        dirs[:] = [] if depth >= MAX_FOLDER_DEPTH else sorted(
+            d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(root) / name
-            if model_kind(path) is not None:
+            if not name.startswith(".") and model_kind(path) is not None:
                 found.append(path)
     if len(found) > 1:
+        preferred = [p for p in found if p.name == "model.pt"]
+        if len(preferred) == 1:
+            return preferred[0]
         shown = ", ".join(str(p.relative_to(folder)) for p in found[:6])
-        raise UserError(f"{folder}: several model files ({shown}); name the one to use")
+        raise UserError(f"{folder}: several model files ({shown}); {several_hint}")
     return found[0] if found else None
 
 

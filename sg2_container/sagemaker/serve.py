@@ -44,8 +44,9 @@ def env_variables() -> dict[str, str]:
 
 
 def find_model_file(model_dir: Path, env: Mapping[str, str]) -> Path:
-    """The network file in `model_dir`: named by $SG2_MODEL_FILE, else the only file whose
-    first bytes say model (model.pt wins when a folder holds several)."""
+    """The network file in `model_dir`: named by $SG2_MODEL_FILE, else found by content as the
+    batch jobs find theirs (inference.model_source.find_model_file)."""
+    from sg2_container.inference.model_source import find_model_file as find_by_content
     from sg2_container.models.files import sniff_kind
 
     if not model_dir.is_dir():
@@ -55,26 +56,11 @@ def find_model_file(model_dir: Path, env: Mapping[str, str]) -> Path:
         path = model_dir / named
         sniff_kind(path)  # a clear error if missing or not a model
         return path
-    candidates = []
-    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
-        if any(part.startswith(".") for part in path.relative_to(model_dir).parts):
-            continue
-        try:
-            sniff_kind(path)
-        except UserError:
-            continue
-        candidates.append(path)
-    if not candidates:
+    path = find_by_content(model_dir, f"set {MODEL_FILE_VARIABLE} to the one to serve")
+    if path is None:
         raise UserError(f"{model_dir} holds no model file (our .pt or a reference .pkl); "
                         "model_data must be a model.tar.gz with one inside")
-    if len(candidates) > 1:
-        preferred = [p for p in candidates if p.name == "model.pt"]
-        if len(preferred) == 1:
-            return preferred[0]
-        names = ", ".join(str(p.relative_to(model_dir)) for p in candidates)
-        raise UserError(f"{model_dir} holds several model files ({names}); set "
-                        f"{MODEL_FILE_VARIABLE} to the one to serve")
-    return candidates[0]
+    return path
 
 
 def serve_options(env: Mapping[str, str]):

@@ -66,6 +66,18 @@ def test_a_folder_with_two_model_files_asks_which(tmp_path, tiny_model):
         load_generator(folder)
 
 
+def test_model_pt_wins_among_several_and_hidden_copies_are_not_candidates(tmp_path, tiny_model):
+    _, path = tiny_model
+    folder = tmp_path / "exported"
+    (folder / ".ipynb_checkpoints").mkdir(parents=True)
+    (folder / ".ipynb_checkpoints" / "model.pt").write_bytes(path.read_bytes())
+    (folder / "._model.pt").write_bytes(path.read_bytes())
+    (folder / "network-snapshot-000010.pt").write_bytes(path.read_bytes())
+    assert load_generator(folder).path.name == "network-snapshot-000010.pt"
+    (folder / "model.pt").write_bytes(path.read_bytes())
+    assert load_generator(folder).path == folder / "model.pt"
+
+
 def test_a_folder_without_a_model_names_what_it_holds(tmp_path):
     folder = tmp_path / "empty"
     folder.mkdir()
