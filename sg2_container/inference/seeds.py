@@ -9,6 +9,10 @@ MAX_SEED = 2**32 - 1  # numpy's RandomState accepts seeds in [0, 2**32)
 DEFAULT_MAX_SEEDS = 100_000
 
 
+class TooManySeeds(UserError):
+    """More seeds than the caller's cap; callers with their own name for the cap catch it."""
+
+
 def parse_seeds(text: str, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
     """Comma-separated seeds and inclusive ranges 'a-b'; order kept, duplicates kept; more
     than `max_seeds` in all is refused before any list is built."""
@@ -43,7 +47,7 @@ def parse_seeds(text: str, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
 
 def _check_count(count: int, max_seeds: int, text: str) -> None:
     if count > max_seeds:
-        raise UserError(
+        raise TooManySeeds(
             f"seeds {text!r} ask for {count} images or more; the cap is max_seeds={max_seeds} "
             "(raise it with --max-seeds if you mean it)"
         )

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from sg2_container.errors import UserError
-from sg2_container.inference.seeds import MAX_SEED, parse_seeds
+from sg2_container.inference.seeds import MAX_SEED, TooManySeeds, parse_seeds
 from sg2_container.options.choices import NOISE_MODES
 from sg2_container.options.schema import closest
 
@@ -110,21 +110,11 @@ def _is_int(value: Any) -> bool:
 def _seed_list(value: Any, field: str, max_images: int) -> tuple[int, ...]:
     """A JSON list of seeds, or the CLI's text form ('0-7,12'), bounded before expanding."""
     if isinstance(value, str):
-        count = 0
-        for part in (p.strip() for p in value.split(",")):
-            if "-" in part[1:]:  # a range, as parse_seeds reads it
-                first, last = part.split("-", 1)
-                try:
-                    count += max(0, int(last) - int(first) + 1)
-                except ValueError:
-                    pass  # parse_seeds names the bad part
-            else:
-                count += 1
-            if count > max_images:
-                raise RequestError(f"{field}={_short(value)} asks for more than {max_images} "
-                                   f"images (this endpoint's max_images)", field=field)
         try:
-            seeds = parse_seeds(value)
+            seeds = parse_seeds(value, max_seeds=max_images)
+        except TooManySeeds:
+            raise RequestError(f"{field}={_short(value)} asks for more than {max_images} "
+                               f"images (this endpoint's max_images)", field=field) from None
         except UserError as error:
             raise RequestError(f"{field}: {error}", field=field) from None
     elif isinstance(value, list):

@@ -120,6 +120,7 @@ def test_style_mix_and_projected_w(served):
     ({"seeds": [1, -2]}, None, 400, "seeds"),
     ({"seeds": list(range(MAX_IMAGES + 1))}, None, 400, "seeds"),
     ({"seeds": "0-4294967295"}, None, 400, "seeds"),
+    ({"seeds": f"0,1-{MAX_IMAGES}"}, None, 400, "seeds"),
     ({"seeds": []}, None, 400, "seeds"),
     ({"seed": 1, "seeds": [2]}, None, 400, "seeds"),
     ({}, None, 400, None),
