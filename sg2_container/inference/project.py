@@ -39,12 +39,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sg2_container.errors import Stopped, UserError
+from sg2_container.errors import UserError
+from sg2_container.inference.generate import check_stop, class_labels
+from sg2_container.inference.latents import save_ws_file
 from sg2_container.inference.lpips_vgg import REHEARSAL_WARNING, LpipsVgg16, load_distance_network
 from sg2_container.inference.project_options import VIDEO_NAME, ProjectOptions
 from sg2_container.inference.video import write_video
 from sg2_container.io.images import to_uint8, write_png
-from sg2_container.options.schema import fail
 
 __all__ = ["ProjectOptions", "Projection", "load_target", "project", "project_images"]
 
@@ -106,22 +107,6 @@ def noise_regularisation(noise_maps: list[torch.Tensor]) -> torch.Tensor:
 
 # ---- the optimisation ------------------------------------------------------------------------
 
-def _labels(G, class_idx: int | None, count: int, device) -> torch.Tensor | None:
-    """One-hot labels for a conditional G (a UserError without a valid class); None otherwise."""
-    if G.c_dim == 0:
-        if class_idx is not None:
-            log.warning("--class=%d ignored: the network is unconditional", class_idx)
-        return None
-    if class_idx is None:
-        raise UserError(f"the network is conditional ({G.c_dim} classes): projecting needs a class; "
-                        f"pass --class 0..{G.c_dim - 1}")
-    if not 0 <= class_idx < G.c_dim:
-        raise fail("class", class_idx, f"a class index 0..{G.c_dim - 1} of this network")
-    labels = torch.zeros([count, G.c_dim], device=device)
-    labels[:, class_idx] = 1
-    return labels
-
-
 @torch.no_grad()
 def w_statistics(G, samples: int, class_idx: int | None, device) -> tuple[torch.Tensor, float]:
     """(mean w [w_dim], spread) of `samples` mapped latents drawn from RandomState(123); the
@@ -130,7 +115,7 @@ def w_statistics(G, samples: int, class_idx: int | None, device) -> tuple[torch.
     ws = []
     for start in range(0, samples, W_STATS_BATCH):
         chunk = torch.from_numpy(z[start:start + W_STATS_BATCH]).to(device=device, dtype=torch.float32)
-        c = _labels(G, class_idx, chunk.shape[0], device) if G.c_dim else None
+        c = class_labels(G, class_idx, chunk.shape[0], device)
         ws.append(G.mapping(chunk, c, skip_w_avg_update=True)[:, 0].double().cpu())
     w = torch.cat(ws)
     w_avg = w.mean(dim=0)
@@ -180,8 +165,7 @@ def project(G, target: np.ndarray, distance: LpipsVgg16, *,
 
     w_steps, distances = [], []
     for step in range(options.num_steps):
-        if stop is not None and stop.is_set():
-            raise Stopped(f"projection stopped before step {step + 1} of {options.num_steps}")
+        check_stop(stop, f"projection stopped before step {step + 1} of {options.num_steps}")
         t = step / options.num_steps
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(t, options)
@@ -289,8 +273,7 @@ def _render(G, ws: torch.Tensor, device) -> np.ndarray:
 def _video_frames(G, target: np.ndarray, projection: Projection, device,
                   stop: threading.Event | None) -> Iterator[np.ndarray]:
     for step in range(len(projection.w_steps)):
-        if stop is not None and stop.is_set():
-            raise Stopped(f"stopped while writing the video (frame {step + 1})")
+        check_stop(stop, f"stopped while writing the video (frame {step + 1})")
         yield np.concatenate([target, _render(G, projection.ws(step), device)], axis=1)
 
 
@@ -314,7 +297,7 @@ def project_images(G, targets: list[Path], outdir: Path, options: ProjectOptions
     if not targets:
         raise UserError("no target images: give at least one --target")
     G = G.eval()
-    _labels(G, options.class_idx, 1, device)  # a conditional G without a class fails now
+    class_labels(G, options.class_idx, 1, device)  # a conditional G without a class fails now
     images = [load_target(t, G.img_resolution, G.img_channels) for t in targets]
     distance, source = distance_network or load_distance_network(
         options.vgg16, allow_random=options.allow_random_vgg16, device=device)
@@ -322,8 +305,7 @@ def project_images(G, targets: list[Path], outdir: Path, options: ProjectOptions
     w_stats = None  # the first projection's W statistics serve every target
     results = []
     for target, name, image in zip(targets, folder_names(targets), images):
-        if stop is not None and stop.is_set():
-            raise Stopped(f"projection stopped before {target}; {len(results)} target(s) done")
+        check_stop(stop, f"projection stopped before {target}; {len(results)} target(s) done")
         folder, partial = outdir / name, outdir / f".{name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
@@ -337,7 +319,7 @@ def project_images(G, targets: list[Path], outdir: Path, options: ProjectOptions
             start = _render(G, projection.w_avg.reshape(1, 1, -1).repeat(1, G.num_ws, 1), device)
             write_png(image, partial / "target.png")
             write_png(final, partial / "proj.png")
-            np.savez(partial / "projected_w.npz", w=projection.ws().numpy().astype(np.float32))
+            save_ws_file(partial / "projected_w.npz", projection.ws())
             names = ["target.png", "proj.png", "projected_w.npz"]
             if options.save_video:
                 write_video(_video_frames(G, image, projection, device, stop),
