@@ -72,6 +72,9 @@ class EvaluationSettings:
     batch: int = 32
     cache_dir: Path | None = None
     progress: bool = False
+    # data's content_fingerprint, where the caller has it already (a training run hashes the
+    # dataset at start); None: computed here.
+    data_fingerprint: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +113,9 @@ class MetricEvaluator:
         for xflip in sorted({self._xflip(s) for s in self.specs if s.uses_reals}):
             self._datasets[xflip] = ImageFolderDataset(
                 settings.data, max_size=settings.subset, xflip=xflip, random_seed=settings.seed)
-        self._fingerprint = content_fingerprint(settings.data) if self._datasets else ""
+        self._fingerprint = ""
+        if self._datasets:
+            self._fingerprint = settings.data_fingerprint or content_fingerprint(settings.data)
         self._subset_tag = ("" if settings.subset is None else
                             f"-subset{settings.subset}-seed{settings.seed}")
         self.real_sets = {s.name: self._real_set(s) for s in self.specs if s.uses_reals}

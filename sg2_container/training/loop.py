@@ -375,7 +375,7 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
         return TrainingResult(run_dir, counters.cur_nimg, True, False, final, last_checkpoint)
 
     metrics = snapshot_metrics(options, run_dir, device, group,  # None without --metrics
-                               run.G_ema.img_resolution)
+                               run.G_ema.img_resolution, data_fingerprint=run.meaning["dataset"])
     reporter = Reporter(run_dir, enabled=group.is_main)  # after the checks: no event file before
     try:  # the event file is closed however the run ends
         columns, rows = grid_shape(run.dataset.resolution)

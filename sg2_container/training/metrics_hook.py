@@ -33,9 +33,11 @@ class SnapshotMetrics:
 
 
 def snapshot_metrics(options: TrainingOptions, run_dir: Path, device,
-                     group: dist_utils.ProcessGroupInfo, resolution: int) -> SnapshotMetrics | None:
+                     group: dist_utils.ProcessGroupInfo, resolution: int,
+                     data_fingerprint: str | None = None) -> SnapshotMetrics | None:
     """None without --metrics; otherwise the detector (and, for PPL, the VGG16 distance) is
-    loaded and the sizes are checked against the data and the network's `resolution`."""
+    loaded and the sizes are checked against the data and the network's `resolution`.
+    `data_fingerprint`: the run's content_fingerprint of options.data (not hashed again)."""
     if not options.metrics:
         return None
     from sg2_container.metrics.evaluate import (
@@ -54,7 +56,7 @@ def snapshot_metrics(options: TrainingOptions, run_dir: Path, device,
         data=options.data, subset=options.subset, mirror=options.mirror, seed=options.seed,
         num_images=options.metrics_images, allow_small=options.metrics_allow_small,
         allow_small_flag="--metrics-allow-small 1", batch=64 if device.type == "cuda" else 8,
-        cache_dir=run_dir / CACHE_FOLDER, progress=False)
+        cache_dir=run_dir / CACHE_FOLDER, progress=False, data_fingerprint=data_fingerprint)
     workers = Workers(rank=group.rank, world_size=group.world_size,
                       gather=dist_utils.all_gather_objects)
     evaluator = MetricEvaluator(options.metrics, detector, settings, workers, distance=distance,

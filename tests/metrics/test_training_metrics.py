@@ -6,9 +6,11 @@ import logging
 import numpy as np
 import pytest
 
+from sg2_container.data import dataset as dataset_module
 from sg2_container.data.synthetic import write_synthetic_dataset
 from sg2_container.errors import UserError
 from sg2_container.options import TrainingOptions
+from sg2_container.training import loop as loop_module
 from sg2_container.training.loop import train
 
 
@@ -25,8 +27,12 @@ def test_training_writes_metrics_and_a_resumed_run_reuses_the_dataset_features(
     monkeypatch.delenv("SG2_DETECTOR", raising=False)
     data = write_synthetic_dataset(tmp_path / "d.zip", count=4, resolution=16)
     run = tmp_path / "run"
+    hashed, real = [], dataset_module.content_fingerprint  # the run hashes its data once;
+    for module in (dataset_module, loop_module):            # the metrics reuse that hash
+        monkeypatch.setattr(module, "content_fingerprint", lambda p: hashed.append(p) or real(p))
     with caplog.at_level(logging.INFO):
         assert train(_options(data, run, detector=str(detector_file))).finished
+    assert hashed == [str(data)]
     lines = [json.loads(x) for x in (run / "metric-fid50k_full.jsonl").read_text().splitlines()]
     assert [r["snapshot_pkl"] for r in lines] == ["network-snapshot-000000.pt"] * 2
     assert [r["kimg"] for r in lines] == [0.004, 0.008]
@@ -77,7 +83,9 @@ def test_two_processes_share_the_extraction_and_agree_with_one(detector_file, tm
 
     one, two = records(tmp_path / "one"), records(tmp_path / "two")
     assert two["fid50k_full"]["num_gpus"] == 2 and two["fid50k_full"]["num_real"] == 4
-    # Same images, same features: FID does not depend on how the work was split.
+    # Same images, same features: FID does not depend on how the work was split. (To float
+    # rounding: one sample per rank takes the fused modulated conv, two the unfused one, and
+    # FID over three images amplifies that to 1.3e-4 here; a wrong split moves it far more.)
     assert two["fid50k_full"]["results"]["fid50k_full"] == pytest.approx(
-        one["fid50k_full"]["results"]["fid50k_full"], rel=1e-4)
+        one["fid50k_full"]["results"]["fid50k_full"], rel=1e-3)
     assert np.isfinite(two["kid50k_full"]["results"]["kid50k_full"])
