@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from sg2_container.errors import UserError
+from sg2_container.io.cores import usable_cores
 from sg2_container.options.schema import fail, option, validate
 
 TRANSFORMS = ("center-crop", "center-crop-wide", "pad", "stretch")
@@ -26,11 +27,8 @@ DEFAULT_MAX_PIXELS = 89_478_485
 
 
 def default_workers() -> int:
-    """All cores this process may run on (the affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    """One worker per core this process may run on."""
+    return usable_cores()
 
 
 def parse_color(text: str) -> tuple[int, int, int]:

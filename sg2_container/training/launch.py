@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import signal
 import sys
 import threading
@@ -17,6 +16,7 @@ import torch.multiprocessing as mp
 
 from sg2_container.errors import UserError
 from sg2_container.io.allocator import keep_freed_memory
+from sg2_container.io.cores import usable_cores
 from sg2_container.io.signals import ignore_stop_signals, stop_on_signals
 from sg2_container.options import TrainingOptions
 from sg2_container.training import distributed as dist_utils
@@ -54,7 +54,7 @@ def run_training(options: TrainingOptions, stop_event: threading.Event | None = 
     if use_cuda and options.gpus > torch.cuda.device_count():
         raise UserError(f"gpus={options.gpus} is not allowed: only {torch.cuda.device_count()} "
                         "GPU(s) are visible")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     if not use_cuda and options.gpus > cores:
         raise UserError(f"gpus={options.gpus} is not allowed: no GPU is used and this machine "
                         f"gives {cores} CPU core(s); one process per core at most")
