@@ -12,19 +12,16 @@ from sg2_container.errors import UserError
 def upsert(client, name: str, definition: dict, role_arn: str,
            description: str = "sg2-container: StyleGAN2-ADA prepare -> train -> infer -> notify") -> str:
     """Creates the pipeline or updates it in place; returns its ARN."""
-    body = json.dumps(definition)
+    fields = dict(PipelineName=name, PipelineDefinition=json.dumps(definition),
+                  PipelineDescription=description, RoleArn=role_arn)
     try:
-        response = client.create_pipeline(PipelineName=name, PipelineDefinition=body,
-                                          PipelineDescription=description, RoleArn=role_arn)
+        return client.create_pipeline(**fields)["PipelineArn"]
     except client.exceptions.ResourceInUse:
-        response = client.update_pipeline(PipelineName=name, PipelineDefinition=body,
-                                          PipelineDescription=description, RoleArn=role_arn)
-    except client.exceptions.ClientError as error:
+        pass
+    except client.exceptions.ClientError as error:  # some services say it without the type
         if "already exists" not in str(error):
             raise
-        response = client.update_pipeline(PipelineName=name, PipelineDefinition=body,
-                                          PipelineDescription=description, RoleArn=role_arn)
-    return response["PipelineArn"]
+    return client.update_pipeline(**fields)["PipelineArn"]
 
 
 def start(client, name: str, parameters: Mapping[str, str], display_name: str | None = None) -> str:

@@ -55,6 +55,15 @@ COMMANDS: dict[str, ProcessingCommand] = {
 DEFAULT_COMMAND = "prepare"
 
 
+def command_named(args: list[str]) -> str | None:
+    """The processing command a job's ContainerArguments name, None when they name none."""
+    if args and args[0] in COMMANDS:
+        return args[0]
+    if args and args[0].startswith("-"):
+        return DEFAULT_COMMAND
+    return None
+
+
 def split_command(args: list[str]) -> tuple[str, list[str]]:
     """(command, its arguments) from a processing job's ContainerArguments."""
     if not args:
@@ -62,18 +71,16 @@ def split_command(args: list[str]) -> tuple[str, list[str]]:
             "no processing command given; expected one of "
             f"{', '.join(sorted(COMMANDS))}, or {DEFAULT_COMMAND} options such as "
             "--source /opt/ml/processing/input --dest /opt/ml/processing/train/data.zip")
-    if args[0] in COMMANDS:
-        return args[0], args[1:]
-    if args[0].startswith("-"):
-        return DEFAULT_COMMAND, args
-    raise UserError(f"unknown processing command {args[0]!r}; expected one of "
-                    f"{', '.join(sorted(COMMANDS))}, or {DEFAULT_COMMAND} options (--source ...)")
+    name = command_named(args)
+    if name is None:
+        raise UserError(f"unknown processing command {args[0]!r}; expected one of "
+                        f"{', '.join(sorted(COMMANDS))}, or {DEFAULT_COMMAND} options (--source ...)")
+    return name, args[1:] if args[0] == name else args
 
 
 def run_processing(args: list[str]) -> int:
     """Runs `args` as a processing job; returns the process exit code (jobs.py's table)."""
-    command = args[0] if args and args[0] in COMMANDS else (
-        DEFAULT_COMMAND if args and args[0].startswith("-") else "processing")
+    command = command_named(args) or "processing"
 
     def body(stop: threading.Event) -> None:
         name, rest = split_command(args)
