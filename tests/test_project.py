@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from sg2_container.cli.main import cli
 from sg2_container.errors import Stopped, UserError
+from sg2_container.io.atomic import temp_path
 from sg2_container.inference.latents import ws_for_seeds
 from sg2_container.inference.lpips_vgg import load_distance_network
 from sg2_container.inference.project import (
@@ -192,6 +193,18 @@ def test_stopping_keeps_finished_targets_and_writes_nothing_half(G, random_vgg16
     assert sorted(p.name for p in outdir.iterdir()) == ["first"]
     assert sorted(p.name for p in (outdir / "first").iterdir()) == [
         "proj.png", "projected_w.npz", "target.png"]
+
+    # A killed projection (no chance to clean up) leaves a temporary folder; the next run in
+    # that folder removes it and leaves the finished targets alone.
+    killed = temp_path(outdir / "second")
+    killed.mkdir()
+    (killed / "target.png").write_bytes(b"half")
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Stopped):
+        project_images(G, [tmp_path / "second.png"], outdir, options, device="cpu", stop=stop,
+                       progress=False)
+    assert sorted(p.name for p in outdir.iterdir()) == ["first"]
 
 
 # ---- sg2 project ----

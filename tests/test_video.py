@@ -38,3 +38,14 @@ def test_mp4_and_gif_hold_the_frames(tmp_path):
 def test_unknown_suffix_is_refused(tmp_path):
     with pytest.raises(UserError, match="use a .mp4 or .gif name"):
         write_video(_frames(), tmp_path / "walk.avi")
+
+
+def test_a_failing_frame_source_leaves_no_file(tmp_path):
+    def frames():
+        yield from _frames(count=2)
+        raise RuntimeError("render failed")
+
+    for name in ("walk.mp4", "walk.gif"):
+        with pytest.raises(RuntimeError, match="render failed"):
+            write_video(frames(), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []

@@ -45,6 +45,7 @@ from sg2_container.inference.latents import save_ws_file
 from sg2_container.inference.lpips_vgg import REHEARSAL_WARNING, LpipsVgg16, load_distance_network
 from sg2_container.inference.project_options import VIDEO_NAME, ProjectOptions
 from sg2_container.inference.video import write_video
+from sg2_container.io.atomic import commit, remove_stale_temp_files, temp_path
 from sg2_container.io.images import to_uint8, write_png
 
 __all__ = ["ProjectOptions", "Projection", "load_target", "project", "project_images"]
@@ -302,12 +303,13 @@ def project_images(G, targets: list[Path], outdir: Path, options: ProjectOptions
     distance, source = distance_network or load_distance_network(
         options.vgg16, allow_random=options.allow_random_vgg16, device=device)
     outdir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(outdir)  # what a killed projection left
     w_stats = None  # the first projection's W statistics serve every target
     results = []
     for target, name, image in zip(targets, folder_names(targets), images):
         check_stop(stop, f"projection stopped before {target}; {len(results)} target(s) done")
-        folder, partial = outdir / name, outdir / f".{name}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
+        folder = outdir / name
+        partial = temp_path(folder)
         partial.mkdir()
         bar = _StepProgress(options.num_steps, f"project {name}", progress)
         try:
@@ -331,7 +333,7 @@ def project_images(G, targets: list[Path], outdir: Path, options: ProjectOptions
                 start_distance = float(distance.distance(_as_tensor_image(start, device), target_t))
             if folder.exists():
                 shutil.rmtree(folder)
-            partial.replace(folder)
+            commit(partial, folder)
         finally:
             bar.close()
             shutil.rmtree(partial, ignore_errors=True)

@@ -3,7 +3,8 @@
 A writer fills a hidden temporary file in the destination's folder, fsyncs it, renames it over
 the destination (os.replace) and fsyncs the folder, so a reader sees the old file or the whole
 new one, and a power cut after the call cannot lose it. A process killed mid-write leaves a
-temporary file named `.<name>.<hex>.tmp`; `remove_stale_temp_files` deletes those.
+temporary file named `.<name>.<hex>.tmp` (or `.<name>.<hex>.tmp.<suffix>`);
+`remove_stale_temp_files` deletes those.
 """
 from __future__ import annotations
 
@@ -17,14 +18,20 @@ from typing import BinaryIO, Callable
 
 log = logging.getLogger(__name__)
 
-# `.<destination name>.<8 or more hex digits>.tmp`: the only names temp_path makes.
-TEMP_PATTERN = re.compile(r"^\..+\.[0-9a-f]{8,}\.tmp$")
+# `.<destination name>.<8 or more hex digits>.tmp`, optionally followed by the destination's
+# suffix: the only names temp_path makes.
+TEMP_PATTERN = re.compile(r"^\..+\.[0-9a-f]{8,}\.tmp(\.[A-Za-z0-9]{1,8})?$")
 
 
-def temp_path(path: str | os.PathLike) -> Path:
-    """A fresh hidden name next to `path` (same folder, so os.replace stays a rename)."""
+def temp_path(path: str | os.PathLike, keep_suffix: bool = False) -> Path:
+    """A fresh hidden name next to `path` (same folder, so os.replace stays a rename).
+
+    keep_suffix: the name ends with path's suffix too, for writers that pick the format by it
+    (ffmpeg).
+    """
     path = Path(path)
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    suffix = path.suffix if keep_suffix else ""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}")
 
 
 def fsync_folder(folder: str | os.PathLike) -> None:

@@ -58,5 +58,15 @@ def test_temporary_names_are_hidden_siblings_and_unique(tmp_path):
     assert TEMP_PATTERN.match(a.name) and not TEMP_PATTERN.match("model.pt")
 
 
+def test_a_temporary_name_may_keep_the_suffix_for_writers_that_need_it(tmp_path):
+    kept = temp_path(tmp_path / "proj.mp4", keep_suffix=True)
+    assert kept.suffix == ".mp4" and kept.name.startswith(".proj.mp4.")
+    assert TEMP_PATTERN.match(kept.name)
+    kept.write_bytes(b"half a video")
+    (tmp_path / ".notes.mp4").write_bytes(b"a user's hidden file")
+    assert remove_stale_temp_files(tmp_path) == [kept]
+    assert [p.name for p in tmp_path.iterdir()] == [".notes.mp4"]
+
+
 def test_the_cleanup_of_a_missing_folder_is_empty(tmp_path):
     assert remove_stale_temp_files(tmp_path / "absent") == []
