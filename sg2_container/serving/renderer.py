@@ -3,7 +3,7 @@
 Batch company must not change a request's bytes. Two things make a row's result depend on the
 batch on CPU BLAS/oneDNN (measured): matrix products pick different kernels for different row
 counts, and a one-row forward takes other paths than a multi-row one. So the fully connected
-layers compute row by row (a hook; their cost is tiny next to the convolutions), and every
+layers compute row by row (their cost is tiny next to the convolutions), and every
 forward has at least two rows (unless max_batch is 1; on a GPU: always exactly max_batch rows, one fixed shape, as
 its convolution algorithms are chosen per shape). Padding rows are copies, dropped afterwards.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import types
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,20 +26,21 @@ from sg2_container.serving.request import NetworkInfo, RenderRequest
 log = logging.getLogger(__name__)
 
 
-def _rows_one_by_one(module, args, output):
-    """Forward hook: recompute a fully connected layer's output one row at a time, so a row's
-    result is the same whatever else is in the batch (and equals a one-row forward)."""
-    x = args[0]
+def _forward_rows_one_by_one(module: FullyConnectedLayer, x: torch.Tensor) -> torch.Tensor:
+    """A fully connected layer's forward one row at a time, so a row's result is the same
+    whatever else is in the batch (and equals a one-row forward)."""
     if x.ndim != 2 or x.shape[0] <= 1:
-        return None
-    return torch.cat([module.forward(x[i:i + 1]) for i in range(x.shape[0])])
+        return FullyConnectedLayer.forward(module, x)
+    return torch.cat([FullyConnectedLayer.forward(module, x[i:i + 1]) for i in range(x.shape[0])])
 
 
 def make_batch_invariant(G) -> None:
-    """Installs the row-by-row hook on every fully connected layer of G (mapping and affines)."""
+    """Every fully connected layer of G (mapping and affines) computes row by row: its forward
+    is replaced, not redone after the batched one. (A bound method: a deep copy of G rebinds
+    it to the copy's layer.)"""
     for module in G.modules():
         if isinstance(module, FullyConnectedLayer):
-            module.register_forward_hook(_rows_one_by_one)
+            module.forward = types.MethodType(_forward_rows_one_by_one, module)
 
 
 class Renderer:

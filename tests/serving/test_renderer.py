@@ -1,0 +1,43 @@
+"""The renderer's batch invariance: fully connected layers compute one row at a time."""
+import copy
+
+import torch
+
+from sg2_container.models.networks import Generator
+from sg2_container.models.networks.layers import FullyConnectedLayer
+from sg2_container.serving.renderer import make_batch_invariant
+
+
+def _tiny_generator():
+    torch.manual_seed(1)
+    return Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3,
+                     mapping_kwargs=dict(num_layers=2),
+                     synthesis_kwargs=dict(channel_base=64, channel_max=8)).eval()
+
+
+def test_fully_connected_layers_see_single_rows_only_and_once(monkeypatch):
+    G = _tiny_generator()
+    z = torch.randn([3, 8])
+    with torch.no_grad():
+        rows_alone = torch.cat([G.mapping(z[i:i + 1], None) for i in range(3)])
+    make_batch_invariant(G)
+    seen = []
+    plain = FullyConnectedLayer.forward
+    monkeypatch.setattr(FullyConnectedLayer, "forward",
+                        lambda module, x: seen.append(x.shape[0]) or plain(module, x))
+    with torch.no_grad():
+        batched = G.mapping(z, None)
+    assert seen == [1] * 3 * 2  # two mapping layers, three rows each, no batched pass first
+    assert torch.equal(batched, rows_alone)
+
+
+def test_a_deep_copy_keeps_the_row_by_row_forward_on_its_own_layers():
+    G = _tiny_generator()
+    make_batch_invariant(G)
+    twin = copy.deepcopy(G)
+    layers = [m for m in twin.modules() if isinstance(m, FullyConnectedLayer)]
+    assert layers and all(m.forward.__self__ is m for m in layers)
+    with torch.no_grad():
+        ws = torch.randn([2, twin.num_ws, 8])
+        torch.testing.assert_close(twin.synthesis(ws, noise_mode="const"),
+                                   G.synthesis(ws, noise_mode="const"), rtol=0, atol=0)
