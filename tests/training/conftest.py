@@ -44,3 +44,8 @@ class StopAfter:
 
 def replace(options, **changes):
     return dataclasses.replace(options, **changes)
+
+
+def folder_bytes(folder) -> dict[str, bytes]:
+    """Every file under `folder` by relative path: to assert a folder was left byte-identical."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}

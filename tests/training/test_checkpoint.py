@@ -14,12 +14,8 @@ from sg2_container.options import TrainingOptions
 from sg2_container.training import checkpoint as ckpt
 from sg2_container.data.dataset import content_fingerprint
 from sg2_container.training.loop import train
-from tests.training.conftest import StopAfter
+from tests.training.conftest import StopAfter, folder_bytes
 from tests.training.test_loop import _assert_same_training_state
-
-
-def _listing(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 def as_version_1(payload: dict) -> dict:
@@ -51,13 +47,13 @@ def test_a_newer_checkpoint_stops_the_job_and_stays_byte_identical(tiny_options,
     path = ckpt.list_checkpoints(tmp_path / "run")[-1]
     payload = dict(ckpt.load_checkpoint(path).payload, format_version=ckpt.FORMAT_VERSION + 1)
     torch.save(payload, path)
-    before = _listing(tmp_path / "run")
+    before = folder_bytes(tmp_path / "run")
     with pytest.raises(ckpt.CheckpointTooNew) as caught:
         train(tiny_options())
     message = str(caught.value)
     assert f"{path} was written by a newer sg2-container (format_version {ckpt.FORMAT_VERSION + 1}; " \
            f"this build reads up to {ckpt.FORMAT_VERSION}): upgrade sg2-container" in message
-    assert _listing(tmp_path / "run") == before  # not skipped, not overwritten, nothing added
+    assert folder_bytes(tmp_path / "run") == before  # not skipped, not overwritten, nothing added
 
 
 def test_a_version_1_checkpoint_migrates_and_resumes_bit_for_bit(tiny_options, tmp_path):
@@ -100,7 +96,7 @@ def test_damaged_checkpoints_are_moved_aside_counted_and_never_overwritten(tiny_
     with caplog.at_level(logging.WARNING):
         result = train(options)
     assert result.finished and result.cur_nimg == 24
-    corrupt = _listing(run / "corrupt")
+    corrupt = folder_bytes(run / "corrupt")
     assert corrupt == {names[-1]: damaged[names[-1]],
                        "checkpoint-000000000016.pt": b"an earlier casualty",
                        "checkpoint-000000000016.1.pt": damaged[random_bytes.name]}
@@ -111,14 +107,14 @@ def test_damaged_checkpoints_are_moved_aside_counted_and_never_overwritten(tiny_
 
 def test_a_finished_run_continued_with_changed_gamma_is_refused_with_the_list(tiny_options, tmp_path, caplog):
     train(tiny_options(), stop_event=StopAfter(1))
-    before = _listing(tmp_path / "run")
+    before = folder_bytes(tmp_path / "run")
     with pytest.raises(ckpt.ChangedOptions) as caught:
         train(tiny_options(gamma=2.0, seed=8, mirror=False))
     message = str(caught.value)
     for change in ("gamma: 1.0 -> 2.0", "seed: 7 -> 8", "mirror: True -> False"):
         assert change in message
     assert "--allow-changed-options" in message and "allow_changed_options=true" in message
-    assert _listing(tmp_path / "run") == before
+    assert folder_bytes(tmp_path / "run") == before
 
     with caplog.at_level(logging.WARNING):
         result = train(tiny_options(gamma=2.0, allow_changed_options=True))
@@ -143,10 +139,10 @@ def test_a_version_1_checkpoint_that_cannot_be_upgraded_stops_the_job_untouched(
     old = as_version_1(ckpt.load_checkpoint(result.last_checkpoint).payload)
     del old["loop"]["pl_mean"]  # intact file (CRCs match), but not a layout version 1 ever had
     torch.save(old, result.last_checkpoint)
-    before = _listing(tmp_path / "run")
+    before = folder_bytes(tmp_path / "run")
     with pytest.raises(UserError, match="cannot upgrade this format_version 1 checkpoint.*left untouched"):
         train(tiny_options())
-    assert _listing(tmp_path / "run") == before  # not moved aside: no silent restart from zero
+    assert folder_bytes(tmp_path / "run") == before  # not moved aside: no silent restart from zero
 
 
 def test_other_dataset_content_is_refused(tiny_options, tmp_path):

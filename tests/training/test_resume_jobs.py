@@ -9,7 +9,7 @@ import torch
 
 from sg2_container.training import checkpoint as ckpt
 from sg2_container.training.loop import train
-from tests.training.conftest import StopAfter
+from tests.training.conftest import StopAfter, folder_bytes
 
 
 def _flags(options):
@@ -30,22 +30,18 @@ def _sg2_train(options, *extra, prefix=()):
     return result.returncode, result.stdout + result.stderr
 
 
-def _listing(folder):
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
 def test_a_newer_checkpoint_fails_the_job_and_is_left_byte_identical(tiny_options, tmp_path):
     options = tiny_options()
     train(options, stop_event=StopAfter(1))
     path = ckpt.list_checkpoints(tmp_path / "run")[-1]
     torch.save(dict(ckpt.load_checkpoint(path).payload, format_version=99), path)
-    before = _listing(tmp_path / "run")
+    before = folder_bytes(tmp_path / "run")
     code, out = _sg2_train(options)
     assert code == 1, out
     assert "written by a newer sg2-container (format_version 99; this build reads up to " \
            f"{ckpt.FORMAT_VERSION}): upgrade sg2-container" in out
     assert "Traceback" not in out
-    assert _listing(tmp_path / "run") == before
+    assert folder_bytes(tmp_path / "run") == before
 
 
 def test_a_corrupt_checkpoint_is_moved_aside_and_the_job_resumes_from_the_previous(tiny_options, tmp_path):
@@ -66,12 +62,12 @@ def test_a_corrupt_checkpoint_is_moved_aside_and_the_job_resumes_from_the_previo
 def test_changed_gamma_is_refused_with_the_list_then_accepted_on_purpose(tiny_options, tmp_path):
     options = tiny_options()
     train(options, stop_event=StopAfter(1))
-    before = _listing(tmp_path / "run")
+    before = folder_bytes(tmp_path / "run")
     changed = tiny_options(gamma=2.0)
     code, out = _sg2_train(changed)
     assert code == 1, out
     assert "gamma: 1.0 -> 2.0" in out and "--allow-changed-options" in out
-    assert _listing(tmp_path / "run") == before
+    assert folder_bytes(tmp_path / "run") == before
 
     code, out = _sg2_train(changed, "--allow-changed-options")
     assert code == 0, out
