@@ -34,8 +34,20 @@ class ConvSpec:
 def conv(x: torch.Tensor, w: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     """conv2d (or conv_transpose2d) of x with w; see the module docstring for the gradients."""
     if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
-        return _Conv.apply(_behind_a_node(x), _behind_a_node(w), spec)
+        return _Conv.apply(_behind_a_node(x), _behind_a_node(_in_layout_of(x, w)), spec)
     return _forward(x, w, spec)
+
+
+def _in_layout_of(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """w in channels_last when x is: the backend wants the weight in its input's layout and
+    converts it at every call otherwise (forward, input gradient, weight gradient and their
+    own derivatives: up to five copies of each weight per training step); converted here, the
+    copy is made once and saved for the backward passes."""
+    channels_last = torch.channels_last
+    if (x.ndim == 4 and w.ndim == 4 and x.is_contiguous(memory_format=channels_last)
+            and not x.is_contiguous() and not w.is_contiguous(memory_format=channels_last)):
+        return w.contiguous(memory_format=channels_last)
+    return w
 
 
 def _behind_a_node(t: torch.Tensor) -> torch.Tensor:

@@ -88,6 +88,34 @@ def test_gradients_this_pass_does_not_use_are_not_computed(monkeypatch):
     assert sorted(masks) == [(False, True, False), (True, False, False)]
 
 
+@pytest.mark.parametrize("spec,x_shape,w_shape", CASES, ids=IDS)
+def test_a_channels_last_input_gets_its_weight_converted_once(monkeypatch, spec, x_shape, w_shape):
+    # The backend wants the weight in its input's layout; every routine of the forward and of
+    # both backward passes must be handed it that way (no conversion of its own), and the
+    # weight's gradient keeps the weight's layout.
+    layouts = []
+    real = conv_module._backend_grads
+
+    def recording(grad, x, w, spec, mask):
+        layouts.append(w.is_contiguous(memory_format=torch.channels_last))
+        return real(grad, x, w, spec, mask)
+
+    monkeypatch.setattr(conv_module, "_backend_grads", recording)
+    results = []
+    for channels_last in (True, False):
+        x, w = _inputs(x_shape, w_shape, seed=2)
+        x_in = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        y = conv(x_in, w, spec).tanh()
+        (gx,) = torch.autograd.grad(y.sum(), x_in, create_graph=True)  # R1's double backward
+        gx.square().sum().backward()
+        results.append((y.detach(), gx.detach(), x.grad, w.grad))
+        assert w.grad.is_contiguous()
+        if channels_last:
+            assert layouts and all(layouts), layouts
+    for ours, plain in zip(*results):
+        torch.testing.assert_close(ours, plain, rtol=1e-12, atol=1e-12)
+
+
 def test_filters_without_gradient_get_none():
     x, _ = _inputs((1, 2, 5, 5), (2, 1, 3, 3))
     f = torch.ones([2, 1, 3, 3], dtype=torch.float64)
