@@ -19,6 +19,19 @@ from sg2_container.io.images import to_uint8, write_grid, write_png
 log = logging.getLogger(__name__)
 
 
+def default_batch_size(device: torch.device, noise_mode: str) -> int:
+    """8, except 1 on a CPU with random noise (docs/benchmarks.md).
+
+    On a CPU a batch with const or no noise runs its high-resolution blocks one sample at a
+    time, so 8 is as fast or faster (paper256: 6.1 against 5.0-5.3 img/s) for little memory.
+    Random noise is one draw for the whole batch, so the batch stays whole: at 1024 px batch 8
+    was 1.4-1.6x slower per image than batch 1 and peaked at 5.7 GiB against 1.05 GiB.
+    """
+    if torch.device(device).type == "cpu" and noise_mode == "random":
+        return 1
+    return 8
+
+
 def class_labels(G, class_idx: int | None, count: int, device) -> torch.Tensor:
     """One-hot labels for a conditional G; a clear error when the class is missing or wrong."""
     labels = torch.zeros([count, G.c_dim], device=device)
@@ -66,9 +79,10 @@ def generate(G, options: GenerateOptions, device, stop: threading.Event | None =
              ) -> Iterator[tuple[int, np.ndarray, torch.Tensor]]:
     """Yields (seed, uint8 [H, W, C], ws [num_ws, w_dim]) in seed order."""
     seeds = options.seed_values
-    for start in range(0, len(seeds), options.batch_size):
+    batch_size = options.batch_size or default_batch_size(device, options.noise_mode)
+    for start in range(0, len(seeds), batch_size):
         check_stop(stop, f"after {start} of {len(seeds)} seeds")
-        batch_seeds = seeds[start:start + options.batch_size]
+        batch_seeds = seeds[start:start + batch_size]
         ws = seed_ws(G, batch_seeds, truncation_psi=options.truncation_psi,
                      class_idx=options.class_idx, device=device)
         images = synthesize(G, ws, noise_mode=options.noise_mode, batch_size=len(batch_seeds),
@@ -88,8 +102,9 @@ def generate_to_folder(G, options: GenerateOptions, outdir: Path, device, *,
         if options.class_idx is not None:
             log.warning("--class ignored with --projected-w: the W vectors already carry it")
         log.info("rendering the %d W vector(s) of %s (seeds ignored)", len(ws), options.projected_w)
+        batch_size = options.batch_size or default_batch_size(device, options.noise_mode)
         for idx, image in enumerate(synthesize(G, ws, noise_mode=options.noise_mode,
-                                               batch_size=options.batch_size, stop=stop,
+                                               batch_size=batch_size, stop=stop,
                                                precision=options.precision)):
             path = outdir / f"proj{idx:02d}.png"
             write_png(image, path)

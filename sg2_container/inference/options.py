@@ -22,8 +22,9 @@ _SEEDS_HELP = "numbers and inclusive ranges, e.g. '0-7' or '1,5,10-12'"
 _TRUNC_HELP = "Truncation psi: 1 = no truncation; lower trades variety for typicality."
 _NOISE_HELP = "Per-pixel noise: the model's stored maps (const), fresh (random), or none."
 _CLASS_HELP = "Class index, required for a conditional network (ignored with a warning otherwise)."
-_BATCH_HELP = ("Images rendered per forward pass; the images do not depend on it (the fastest "
-               "measured on a GPU and on a CPU: docs/benchmarks.md).")
+_BATCH_HELP = ("Images rendered per forward pass; the images do not depend on it. The default is "
+               "the fastest measured: 8, but 1 on a CPU with --noise-mode random (such a batch "
+               "holds every image's activations at once: slower and 5x the memory at 1024 px).")
 
 
 def _trunc(note: str = ""):
@@ -39,7 +40,8 @@ def _noise():
 
 
 def _batch():
-    return option(8, flag="--batch", min=1, help=_BATCH_HELP)
+    return option(None, flag="--batch", min=1, default_text="8; 1 on a CPU with random noise",
+                  help=_BATCH_HELP)
 
 
 def seed_list(field: str, items: tuple, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
@@ -81,7 +83,7 @@ class GenerateOptions:
     save_w: bool = option(False, is_flag=True, help=(
         "Also write seedNNNN.npz per seed: its W vectors (key 'w', [1, num_ws, w_dim]), usable "
         "with --projected-w and `sg2 interpolate`."))
-    batch_size: int = _batch()
+    batch_size: int | None = _batch()
     max_seeds: int = option(DEFAULT_MAX_SEEDS, min=1, help=(
         "Refuse --seeds that ask for more images than this (a typo such as 0-99999999 would "
         "otherwise run for days)."))
@@ -113,7 +115,7 @@ class StyleMixOptions:
     truncation_psi: float = _trunc()
     class_idx: int | None = _class()
     noise_mode: str = _noise()
-    batch_size: int = _batch()
+    batch_size: int | None = _batch()
 
     def __post_init__(self) -> None:
         validate(self)
@@ -157,7 +159,7 @@ class InterpolateOptions:
     truncation_psi: float = _trunc(" (seeds only)")
     class_idx: int | None = _class()
     noise_mode: str = _noise()
-    batch_size: int = _batch()
+    batch_size: int | None = _batch()
 
     def __post_init__(self) -> None:
         validate(self)

@@ -37,6 +37,20 @@ def test_same_seed_same_image_whatever_the_batch_size(tmp_path, tiny_model):
     assert np.abs(outputs[1]["seed0000.png"] - outputs[1]["seed0001.png"]).max() > 10
 
 
+@pytest.mark.parametrize("noise_mode,rows", [("const", [8, 2]), ("none", [8, 2]), ("random", [1] * 10)])
+def test_default_batch_on_a_cpu_keeps_random_noise_batches_to_one_image(tmp_path, tiny_model,
+                                                                        noise_mode, rows):
+    # A random-noise batch holds every image's activations at once (5.7 against 1.05 GiB at
+    # 1024 px, and slower); const and none run the large blocks per sample, so 8 is cheap.
+    G, _ = tiny_model
+    seen = []
+    G.synthesis.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    generate_to_folder(G, GenerateOptions(seeds=("0-9",), noise_mode=noise_mode), tmp_path,
+                       torch.device("cpu"))
+    assert seen == rows
+    assert len(list(tmp_path.glob("seed*.png"))) == 10
+
+
 def test_save_w_grid_and_projected_w_round_trip(tmp_path, tiny_model):
     G, path = tiny_model
     out = tmp_path / "out"
