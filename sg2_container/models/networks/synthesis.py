@@ -55,15 +55,18 @@ def default_fused_modconv(training: bool, dtype: torch.dtype, x: torch.Tensor,
     at inference: in float32, or for a single sample. On a CPU at inference: for a single
     sample where its activations outnumber the weight (fused modulates the weight, unfused
     the activations: the smaller one is the cheaper one to scale; paper256 at batch 1: 1.07x
-    over fusing every layer), and where it upsamples (the transposed conv wants its weight in
-    [in, out] order: the fused product is written in it, the shared weight would be copied into
-    it at every call); from batch 2 the shared-weight conv over the whole batch is
+    over fusing every layer), and where it upsamples without autograd (the transposed conv
+    wants its weight in [in, out] order: the fused product is then written in it, the shared
+    weight would be copied into it at every call; with autograd the product is made in the
+    weight's order and copied too: a projection step's forward and backward ran 10 % slower
+    at one thread, 2 % in bench.project); from batch 2 the shared-weight conv over the whole batch is
     faster (batch 8: 1.2x, bench/speed.py). Both forms give the same images to float rounding.
     """
     if training:
         return False
     if x.device.type == "cpu":
-        return x.shape[0] == 1 and (up > 1 or x[0].numel() >= weight.numel())
+        upsampling_product = up > 1 and not torch.is_grad_enabled()
+        return x.shape[0] == 1 and (upsampling_product or x[0].numel() >= weight.numel())
     return dtype == torch.float32 or x.shape[0] == 1
 
 
