@@ -196,15 +196,17 @@ def test_stopping_keeps_finished_targets_and_writes_nothing_half(G, random_vgg16
 
     # A killed projection (no chance to clean up) leaves a temporary folder; the next run in
     # that folder removes it and leaves the finished targets alone.
-    killed = temp_path(outdir / "second")
-    killed.mkdir()
-    (killed / "target.png").write_bytes(b"half")
+    # Another writer's temporary (for a target this run does not project) is left alone.
+    killed, other = temp_path(outdir / "second"), temp_path(outdir / "third")
+    for folder in (killed, other):
+        folder.mkdir()
+        (folder / "target.png").write_bytes(b"half")
     stop = threading.Event()
     stop.set()
     with pytest.raises(Stopped):
         project_images(G, [tmp_path / "second.png"], outdir, options, device="cpu", stop=stop,
                        progress=False)
-    assert sorted(p.name for p in outdir.iterdir()) == ["first"]
+    assert sorted(p.name for p in outdir.iterdir()) == sorted(["first", other.name])
 
 
 # ---- sg2 project ----

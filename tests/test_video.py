@@ -49,3 +49,14 @@ def test_a_failing_frame_source_leaves_no_file(tmp_path):
         with pytest.raises(RuntimeError, match="render failed"):
             write_video(frames(), tmp_path / name)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_what_a_killed_writer_left_for_the_same_video_is_removed(tmp_path):
+    from sg2_container.io.atomic import temp_path
+
+    left = temp_path(tmp_path / "walk.mp4", keep_suffix=True)
+    other = temp_path(tmp_path / "proj.mp4", keep_suffix=True)
+    for path in (left, other):
+        path.write_bytes(b"half a video")
+    write_video(_frames(), tmp_path / "walk.mp4", fps=10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, "walk.mp4"])

@@ -154,6 +154,7 @@ def find_model_file(folder: Path, several_hint: str = "name the one to use") -> 
         if len(preferred) == 1:
             return preferred[0]
         shown = ", ".join(str(p.relative_to(folder)) for p in found[:6])
+        shown += f" and {len(found) - 6} more" if len(found) > 6 else ""
         raise UserError(f"{folder}: several model files ({shown}); {several_hint}")
     return found[0] if found else None
 

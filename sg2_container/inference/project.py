@@ -116,7 +116,7 @@ def w_statistics(G, samples: int, class_idx: int | None, device) -> tuple[torch.
     ws = []
     for start in range(0, samples, W_STATS_BATCH):
         chunk = torch.from_numpy(z[start:start + W_STATS_BATCH]).to(device=device, dtype=torch.float32)
-        c = class_labels(G, class_idx, chunk.shape[0], device)
+        c = class_labels(G, class_idx if G.c_dim else None, chunk.shape[0], device)
         ws.append(G.mapping(chunk, c, skip_w_avg_update=True)[:, 0].double().cpu())
     w = torch.cat(ws)
     w_avg = w.mean(dim=0)
@@ -303,10 +303,11 @@ def project_images(G, targets: list[Path], outdir: Path, options: ProjectOptions
     distance, source = distance_network or load_distance_network(
         options.vgg16, allow_random=options.allow_random_vgg16, device=device)
     outdir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(outdir)  # what a killed projection left
+    names = folder_names(targets)
+    remove_stale_temp_files(outdir, destinations=names)  # what a killed run left for them
     w_stats = None  # the first projection's W statistics serve every target
     results = []
-    for target, name, image in zip(targets, folder_names(targets), images):
+    for target, name, image in zip(targets, names, images):
         check_stop(stop, f"projection stopped before {target}; {len(results)} target(s) done")
         folder = outdir / name
         partial = temp_path(folder)

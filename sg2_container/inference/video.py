@@ -10,16 +10,17 @@ from pathlib import Path
 import numpy as np
 
 from sg2_container.errors import UserError
-from sg2_container.io.atomic import commit, fsync_file, temp_path
+from sg2_container.io.atomic import commit, fsync_file, remove_stale_temp_files, temp_path
 
 
 def write_video(frames: Iterable[np.ndarray], path: Path, fps: float = 30.0) -> Path:
     """Writes uint8 [H, W, C] frames (C = 1 or 3) to `path`; the suffix (.mp4 or .gif) picks
     the format. Written under io.atomic's temporary name and renamed, so a stopped job leaves no
-torn file (and a killed one a temporary file remove_stale_temp_files knows)."""
+    torn file; what a killed writer left for `path` is removed first."""
     suffix = path.suffix.lower()
     if suffix not in (".mp4", ".gif"):
         raise UserError(f"video {path.name}: use a .mp4 or .gif name")
+    remove_stale_temp_files(path.parent, destinations=[path.name])
     tmp = temp_path(path, keep_suffix=True)
     try:
         if suffix == ".mp4":

@@ -14,13 +14,14 @@ import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterable
 
 log = logging.getLogger(__name__)
 
-# `.<destination name>.<8 or more hex digits>.tmp`, optionally followed by the destination's
-# suffix: the only names temp_path makes.
-TEMP_PATTERN = re.compile(r"^\..+\.[0-9a-f]{8,}\.tmp(\.[A-Za-z0-9]{1,8})?$")
+# `.<destination name>.<8 or more hex digits>.tmp`, or the same followed by the destination's
+# own suffix: the only names temp_path makes.
+TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8,}\.tmp$"
+                          r"|^\.(?P<named>.+(?P<suffix>\.[A-Za-z0-9]{1,8}))\.[0-9a-f]{8,}\.tmp(?P=suffix)$")
 
 
 def temp_path(path: str | os.PathLike, keep_suffix: bool = False) -> Path:
@@ -88,17 +89,27 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomically(path, text.encode("utf-8"))
 
 
-def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
-    """Deletes the temporary files (and folders) interrupted writers left in `folder`.
+def destination_of(temp_name: str) -> str | None:
+    """The name a temporary file of temp_path's was going to get; None for other names."""
+    match = TEMP_PATTERN.match(temp_name)
+    return None if match is None else match.group("name") or match.group("named")
+
+
+def remove_stale_temp_files(folder: str | os.PathLike,
+                            destinations: Iterable[str] | None = None) -> list[Path]:
+    """Deletes the temporary files (and folders) interrupted writers left in `folder`, or only
+    those on their way to one of `destinations` (names in `folder`).
 
     A writer killed mid-save (SIGKILL after a stop grace period) cannot clean up; on SageMaker
     such a file would be uploaded to S3 and downloaded again at every restart. Call it where no
-    other process is writing into `folder`.
+    other process is writing into `folder` (or to those destinations).
     """
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = sorted(p for p in folder.iterdir() if TEMP_PATTERN.match(p.name))
+    wanted = None if destinations is None else set(destinations)
+    stale = sorted(p for p in folder.iterdir() if destination_of(p.name) is not None
+                   and (wanted is None or destination_of(p.name) in wanted))
     for path in stale:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)

@@ -7,6 +7,7 @@ import pytest
 
 from sg2_container.io.atomic import (
     TEMP_PATTERN,
+    destination_of,
     remove_stale_temp_files,
     temp_path,
     write_atomically,
@@ -63,9 +64,21 @@ def test_a_temporary_name_may_keep_the_suffix_for_writers_that_need_it(tmp_path)
     assert kept.suffix == ".mp4" and kept.name.startswith(".proj.mp4.")
     assert TEMP_PATTERN.match(kept.name)
     kept.write_bytes(b"half a video")
-    (tmp_path / ".notes.mp4").write_bytes(b"a user's hidden file")
+    # A user's hidden files, even with hex-looking parts, are not temporaries of ours.
+    users = [".notes.mp4", ".report.20240101.tmp.csv", ".walk.gif.0123abcd.tmp.mp4"]
+    for name in users:
+        (tmp_path / name).write_bytes(b"a user's hidden file")
     assert remove_stale_temp_files(tmp_path) == [kept]
-    assert [p.name for p in tmp_path.iterdir()] == [".notes.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(users)
+
+
+def test_the_cleanup_can_be_kept_to_some_destinations(tmp_path):
+    mine, theirs = temp_path(tmp_path / "first"), temp_path(tmp_path / "second.png")
+    mine.mkdir()
+    theirs.write_bytes(b"another writer's half file")
+    assert destination_of(mine.name) == "first" and destination_of(theirs.name) == "second.png"
+    assert remove_stale_temp_files(tmp_path, destinations=["first", "third"]) == [mine]
+    assert list(tmp_path.iterdir()) == [theirs]
 
 
 def test_the_cleanup_of_a_missing_folder_is_empty(tmp_path):

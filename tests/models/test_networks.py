@@ -373,7 +373,8 @@ def test_modulated_conv_without_autograd_computes_in_place_the_same_values(
     weight, styles = torch.randn([5, 8, 3, 3], generator=gen), torch.randn([batch, 8], generator=gen)
     noise = torch.randn([6 * up, 6 * up], generator=gen) if with_noise else None
     f = torch.tensor([[1.0, 3, 3, 1]]).T @ torch.tensor([[1.0, 3, 3, 1]]) / 64
-    inputs = [t.clone() for t in (x, weight, styles)]
+    x = x.contiguous(memory_format=torch.channels_last) if batch == 3 else x
+    inputs = [t.clone() for t in (x, weight, styles) + ((noise,) if with_noise else ())]
     for fused in (True, False):
         kwargs = dict(noise=noise, up=up, padding=1, resample_filter=f, demodulate=demodulate,
                       flip_weight=up == 1, fused_modconv=fused)
@@ -382,7 +383,11 @@ def test_modulated_conv_without_autograd_computes_in_place_the_same_values(
         with torch.inference_mode():
             got = modulated_conv2d(x, weight, styles, **kwargs)
         torch.testing.assert_close(got, want, rtol=0, atol=2e-6)
-        assert all(torch.equal(a, b) for a, b in zip(inputs, (x, weight, styles)))
+        # Autograd on, but nothing to differentiate: the in-place path too.
+        torch.testing.assert_close(modulated_conv2d(x, weight, styles, **kwargs), want,
+                                   rtol=0, atol=2e-6)
+        current = (x, weight, styles) + ((noise,) if with_noise else ())
+        assert all(torch.equal(a, b) for a, b in zip(inputs, current))
 
 
 def test_modulated_weight_for_a_transposed_conv_is_written_in_its_order():

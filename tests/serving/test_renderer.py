@@ -37,7 +37,11 @@ def test_a_deep_copy_keeps_the_row_by_row_forward_on_its_own_layers():
     twin = copy.deepcopy(G)
     layers = [m for m in twin.modules() if isinstance(m, FullyConnectedLayer)]
     assert layers and all(m.forward.__self__ is m for m in layers)
+    # The copy computes with its own weights: change them, and only its output moves.
+    z = torch.randn([2, 8])
     with torch.no_grad():
-        ws = torch.randn([2, twin.num_ws, 8])
-        torch.testing.assert_close(twin.synthesis(ws, noise_mode="const"),
-                                   G.synthesis(ws, noise_mode="const"), rtol=0, atol=0)
+        before = G.mapping(z, None)
+        for layer in layers:
+            layer.weight.add_(0.5)
+        assert torch.equal(G.mapping(z, None), before)
+        assert not torch.allclose(twin.mapping(z, None), before)
