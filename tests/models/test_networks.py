@@ -286,12 +286,11 @@ def test_default_modconv_form_on_cpu():
     # A batch shares one weight; training never fuses.
     assert default_fused_modconv(False, f32, high_res.expand(8, -1, -1, -1), weight[:64, :64]) is False
     assert default_fused_modconv(True, f32, high_res, weight[:64, :64]) is False
-    # Upsampling without autograd: the fused product is written in the transposed conv's
-    # weight order (with autograd it is not, and the fused form is the dearer one).
-    with torch.no_grad():
-        assert default_fused_modconv(False, f32, low_res, weight, up=2) is True
-        assert default_fused_modconv(False, f32, low_res.expand(8, -1, -1, -1), weight, up=2) is False
-    assert default_fused_modconv(False, f32, low_res, weight, up=2) is False
+    # Upsampling: the fused product is written in the transposed conv's weight order.
+    assert default_fused_modconv(False, f32, low_res, weight, up=2) is True
+    assert default_fused_modconv(False, f32, low_res.expand(8, -1, -1, -1), weight, up=2) is False
+    # Where autograd records (projection through the styles), never fused.
+    assert default_fused_modconv(False, f32, high_res, weight[:64, :64], records=True) is False
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -388,6 +387,25 @@ def test_modulated_conv_without_autograd_computes_in_place_the_same_values(
                                    rtol=0, atol=2e-6)
         current = (x, weight, styles) + ((noise,) if with_noise else ())
         assert all(torch.equal(a, b) for a, b in zip(inputs, current))
+
+
+def test_differentiating_through_the_styles_runs_no_weight_gradient(monkeypatch):
+    # Projection: frozen G in eval mode, gradients w.r.t. ws. The unfused form needs only the
+    # activations' gradients; a fused layer would add a weight-gradient conv for its
+    # per-sample weights.
+    from stylegan2_ops import convolution
+
+    masks = []
+    real = convolution._backend_grads
+    monkeypatch.setattr(convolution, "_backend_grads",
+                        lambda grad, x, w, spec, mask: masks.append(tuple(mask)) or
+                        real(grad, x, w, spec, mask))
+    G = _per_sample_generator().requires_grad_(False)
+    ws = G.mapping(torch.randn([1, 16]), None).detach().requires_grad_(True)
+    img = G.synthesis(ws, noise_mode="const")
+    (grad,) = torch.autograd.grad(img.square().sum(), ws)
+    assert masks and all(mask[0] and not mask[1] for mask in masks)
+    assert grad.abs().sum() > 0
 
 
 def test_modulated_weight_for_a_transposed_conv_is_written_in_its_order():

@@ -14,6 +14,7 @@ from sg2_container.models.networks.layers import (
     activation_memory_format,
     memory_format_for,
     modulated_conv2d,
+    records_graph,
 )
 from sg2_container.options.choices import NOISE_MODES
 from stylegan2_ops import bias_act, setup_filter, upsample2d
@@ -48,25 +49,25 @@ def fp16_min_resolution(img_resolution: int, num_fp16_res: int) -> int:
 
 
 def default_fused_modconv(training: bool, dtype: torch.dtype, x: torch.Tensor,
-                          weight: torch.Tensor, up: int = 1) -> bool:
+                          weight: torch.Tensor, up: int = 1, *, records: bool = False) -> bool:
     """Whether a modulated conv runs fused (per-sample weights, one grouped conv) by default.
 
-    Training: never (the unfused form shares one weight, so its gradient is cheaper). On a GPU
-    at inference: in float32, or for a single sample. On a CPU at inference: for a single
-    sample where its activations outnumber the weight (fused modulates the weight, unfused
-    the activations: the smaller one is the cheaper one to scale; paper256 at batch 1: 1.07x
-    over fusing every layer), and where it upsamples without autograd (the transposed conv
-    wants its weight in [in, out] order: the fused product is then written in it, the shared
-    weight would be copied into it at every call; with autograd the product is made in the
-    weight's order and copied too: a projection step's forward and backward ran 10 % slower
-    at one thread, 2 % in bench.project); from batch 2 the shared-weight conv over the whole batch is
+    Training, or wherever autograd records (`records`: projection differentiates through the
+    styles): never. The fused form's backward adds a weight-gradient conv for the per-sample
+    weights; the unfused one gets the styles' gradient from the activations' gradient it
+    computes anyway (paper256 synthesis forward+backward to ws at batch 1: 546 -> 444 ms).
+    On a GPU at inference: in float32, or for a single sample. On a CPU at inference: for a
+    single sample where its activations outnumber the weight (fused modulates the weight,
+    unfused the activations: the smaller one is the cheaper one to scale; paper256 at batch 1:
+    1.07x over fusing every layer), and where it upsamples (the transposed conv wants its
+    weight in [in, out] order: the fused product is written in it, the shared weight would be
+    copied into it at every call); from batch 2 the shared-weight conv over the whole batch is
     faster (batch 8: 1.2x, bench/speed.py). Both forms give the same images to float rounding.
     """
-    if training:
+    if training or records:
         return False
     if x.device.type == "cpu":
-        upsampling_product = up > 1 and not torch.is_grad_enabled()
-        return x.shape[0] == 1 and (upsampling_product or x[0].numel() >= weight.numel())
+        return x.shape[0] == 1 and (up > 1 or x[0].numel() >= weight.numel())
     return dtype == torch.float32 or x.shape[0] == 1
 
 
@@ -95,9 +96,10 @@ class SynthesisLayer(torch.nn.Module):
                 fused_modconv: bool | None = None, gain: float = 1) -> torch.Tensor:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode {noise_mode!r} is not one of {', '.join(NOISE_MODES)}")
-        if fused_modconv is None:
-            fused_modconv = default_fused_modconv(self.training, x.dtype, x, self.weight, self.up)
         styles = self.affine(w)
+        if fused_modconv is None:
+            fused_modconv = default_fused_modconv(self.training, x.dtype, x, self.weight, self.up,
+                                                  records=records_graph(x, self.weight, styles))
         noise = None
         if self.use_noise and noise_mode == "random":
             shape = [x.shape[0], 1, self.resolution, self.resolution]
@@ -127,9 +129,10 @@ class ToRGBLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor,
                 fused_modconv: bool | None = None) -> torch.Tensor:
-        if fused_modconv is None:
-            fused_modconv = default_fused_modconv(self.training, x.dtype, x, self.weight)
         styles = self.affine(w) * self.weight_gain
+        if fused_modconv is None:
+            fused_modconv = default_fused_modconv(self.training, x.dtype, x, self.weight,
+                                                  records=records_graph(x, self.weight, styles))
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, overwrite=True)
 
