@@ -6,18 +6,17 @@ import torch
 from sg2_container.models.networks import Generator
 from sg2_container.models.networks.layers import FullyConnectedLayer
 from sg2_container.serving.renderer import make_batch_invariant
+from tests.serving.server import TINY_G
 
 
 def _tiny_generator():
     torch.manual_seed(1)
-    return Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3,
-                     mapping_kwargs=dict(num_layers=2),
-                     synthesis_kwargs=dict(channel_base=64, channel_max=8)).eval()
+    return Generator(c_dim=0, img_channels=3, **TINY_G).eval()
 
 
 def test_fully_connected_layers_see_single_rows_only_and_once(monkeypatch):
     G = _tiny_generator()
-    z = torch.randn([3, 8])
+    z = torch.randn([3, TINY_G["z_dim"]])
     with torch.no_grad():
         rows_alone = torch.cat([G.mapping(z[i:i + 1], None) for i in range(3)])
     make_batch_invariant(G)
@@ -38,7 +37,7 @@ def test_a_deep_copy_keeps_the_row_by_row_forward_on_its_own_layers():
     layers = [m for m in twin.modules() if isinstance(m, FullyConnectedLayer)]
     assert layers and all(m.forward.__self__ is m for m in layers)
     # The copy computes with its own weights: change them, and only its output moves.
-    z = torch.randn([2, 8])
+    z = torch.randn([2, TINY_G["z_dim"]])
     with torch.no_grad():
         before = G.mapping(z, None)
         for layer in layers:
