@@ -7,9 +7,10 @@ when they are available and usable, else the pure-PyTorch reference path. `SG2_O
 """
 from stylegan2_ops._backend import describe as describe_backend
 from stylegan2_ops.bias_act import ACTIVATIONS, BiasAct, bias_act
-from stylegan2_ops.convolution import ConvSpec, conv
 from stylegan2_ops.conv2d_resample import conv2d_resample
+from stylegan2_ops.convolution import ConvSpec, conv
 from stylegan2_ops.fma import fma
+from stylegan2_ops.graph import records_graph
 from stylegan2_ops.upfirdn2d import (
     UpFirDn2d,
     downsample2d,
@@ -31,6 +32,7 @@ __all__ = [
     "downsample2d",
     "filter2d",
     "fma",
+    "records_graph",
     "setup_filter",
     "upfirdn2d",
     "upsample2d",

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from stylegan2_ops.convolution import ConvSpec, conv
+from stylegan2_ops.graph import records_graph
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +61,7 @@ def bias_act_reference(x, b, dim, spec, alpha, gain, clamp, overwrite=False):
 
     overwrite=True: x is the caller's own fresh tensor, computed into when no gradient is needed.
     """
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
-    if not needs_grad and spec.func_ is not None:
+    if not records_graph(x, b) and spec.func_ is not None:
         return _bias_act_inplace(x, b, dim, spec, alpha, gain, clamp, overwrite)
     if b is not None:
         x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)]).to(x.dtype)
@@ -76,7 +76,7 @@ def bias_act_reference(x, b, dim, spec, alpha, gain, clamp, overwrite=False):
 def _bias_act_inplace(x, b, dim, spec, alpha, gain, clamp, overwrite):
     """The same values, computed in one new tensor, or in x itself where the caller gives it up
     (inference: no graph to keep). A new tensor of a generator's size is written to memory the
-    caches do not hold; at 256 px that made the bias add 10x slower than the activation."""
+    caches do not hold; at 256 px that made the bias add 8x slower than the activation."""
     if spec is ACTIVATIONS["linear"] and b is None and gain == 1 and clamp is None:
         return x
     y = x if overwrite else None

@@ -19,15 +19,17 @@ from sg2_container.io.images import to_uint8, write_grid, write_png
 log = logging.getLogger(__name__)
 
 
-def default_batch_size(device: torch.device, noise_mode: str) -> int:
-    """8, except 1 on a CPU with random noise (docs/benchmarks.md).
+def batch_size_for(options, device: torch.device) -> int:
+    """options.batch_size, else 8, except 1 on a CPU with random noise (docs/benchmarks.md).
 
     On a CPU a batch with const or no noise runs its high-resolution blocks one sample at a
     time, so 8 is as fast or faster (paper256: 6.1 against 5.0-5.3 img/s) for little memory.
     Random noise is one draw for the whole batch, so the batch stays whole: at 1024 px batch 8
     was 1.4-1.6x slower per image than batch 1 and peaked at 5.7 GiB against 1.05 GiB.
     """
-    if torch.device(device).type == "cpu" and noise_mode == "random":
+    if options.batch_size:
+        return options.batch_size
+    if torch.device(device).type == "cpu" and options.noise_mode == "random":
         return 1
     return 8
 
@@ -79,7 +81,7 @@ def generate(G, options: GenerateOptions, device, stop: threading.Event | None =
              ) -> Iterator[tuple[int, np.ndarray, torch.Tensor]]:
     """Yields (seed, uint8 [H, W, C], ws [num_ws, w_dim]) in seed order."""
     seeds = options.seed_values
-    batch_size = options.batch_size or default_batch_size(device, options.noise_mode)
+    batch_size = batch_size_for(options, device)
     for start in range(0, len(seeds), batch_size):
         check_stop(stop, f"after {start} of {len(seeds)} seeds")
         batch_seeds = seeds[start:start + batch_size]
@@ -102,7 +104,7 @@ def generate_to_folder(G, options: GenerateOptions, outdir: Path, device, *,
         if options.class_idx is not None:
             log.warning("--class ignored with --projected-w: the W vectors already carry it")
         log.info("rendering the %d W vector(s) of %s (seeds ignored)", len(ws), options.projected_w)
-        batch_size = options.batch_size or default_batch_size(device, options.noise_mode)
+        batch_size = batch_size_for(options, device)
         for idx, image in enumerate(synthesize(G, ws, noise_mode=options.noise_mode,
                                                batch_size=batch_size, stop=stop,
                                                precision=options.precision)):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sg2_container.inference.generate import default_batch_size, seed_ws, synthesize
+from sg2_container.inference.generate import batch_size_for, seed_ws, synthesize
 from sg2_container.inference.latents import load_ws_file
 from sg2_container.inference.options import InterpolateOptions
 from sg2_container.inference.video import write_video
@@ -98,7 +98,7 @@ def interpolate_to_folder(G, options: InterpolateOptions, outdir: Path, device, 
     ws = walk(keys, options.frames, options.kind, options.loop)
     log.info("interpolate: %d key points, %d frames (%s%s)", len(keys), len(ws), options.kind,
              ", loop" if options.loop else "")
-    batch_size = options.batch_size or default_batch_size(device, options.noise_mode)
+    batch_size = batch_size_for(options, device)
     frames = list(synthesize(G, ws, noise_mode=options.noise_mode, batch_size=batch_size,
                              stop=stop))
     outdir.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sg2_container.inference.generate import default_batch_size, seed_ws, synthesize
+from sg2_container.inference.generate import batch_size_for, seed_ws, synthesize
 from sg2_container.inference.latents import mix_styles
 from sg2_container.inference.options import StyleMixOptions
 from sg2_container.io.images import write_png
@@ -30,7 +30,7 @@ def style_mix_images(G, options: StyleMixOptions, device, stop: threading.Event 
     mixed = mix_styles(row_ws, col_ws, options.style_layers)  # [R, C, num_ws, w_dim]
     keys = [(s, s) for s in seeds] + [(r, c) for r in rows for c in cols]
     all_ws = torch.cat([ws, mixed.reshape(-1, *mixed.shape[2:])])
-    batch_size = options.batch_size or default_batch_size(device, options.noise_mode)
+    batch_size = batch_size_for(options, device)
     images = synthesize(G, all_ws, noise_mode=options.noise_mode, batch_size=batch_size, stop=stop)
     return dict(zip(keys, images))
 

@@ -108,8 +108,12 @@ def remove_stale_temp_files(folder: str | os.PathLike,
     if not folder.is_dir():
         return []
     wanted = None if destinations is None else set(destinations)
-    stale = sorted(p for p in folder.iterdir() if destination_of(p.name) is not None
-                   and (wanted is None or destination_of(p.name) in wanted))
+
+    def is_stale(name: str) -> bool:
+        destination = destination_of(name)
+        return destination is not None and (wanted is None or destination in wanted)
+
+    stale = sorted(p for p in folder.iterdir() if is_stale(p.name))
     for path in stale:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from stylegan2_ops import bias_act, conv2d_resample, fma, setup_filter
+from stylegan2_ops import bias_act, conv2d_resample, fma, records_graph, setup_filter
 from stylegan2_ops.bias_act import activation as lookup_activation
 
 DEFAULT_RESAMPLE_FILTER = (1, 3, 3, 1)
@@ -203,11 +203,6 @@ def _modulated_weight(weight: torch.Tensor, scale: torch.Tensor, transposed: boo
                     device=weight.device)
     torch.mul(weight.transpose(0, 1), scale[0].transpose(0, 1), out=w)
     return w.transpose(0, 1).unsqueeze(0)
-
-
-def records_graph(*tensors: torch.Tensor | None) -> bool:
-    """Whether autograd would record an op on these tensors."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def add_to_fresh(x: torch.Tensor, other: torch.Tensor | None) -> torch.Tensor:

@@ -14,10 +14,9 @@ from sg2_container.models.networks.layers import (
     activation_memory_format,
     memory_format_for,
     modulated_conv2d,
-    records_graph,
 )
 from sg2_container.options.choices import NOISE_MODES
-from stylegan2_ops import bias_act, setup_filter, upsample2d
+from stylegan2_ops import bias_act, records_graph, setup_filter, upsample2d
 from stylegan2_ops.bias_act import activation as lookup_activation
 
 ARCHITECTURES = ("orig", "skip", "resnet")
