@@ -402,35 +402,10 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
             if not tick_end and not stopped:
                 continue
 
-            snapshot = False
+            snapshot = tick_end and (finished or counters.cur_tick % options.snap == 0)
             if tick_end:
-                tick_end_time = time.time()
-                gathered = dist_utils.all_gather_objects(run.tick_stats.state())
-                merged = TickStats()
-                for part in gathered:
-                    merged.merge(part)
-                means = merged.means()
-                gpu_mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
-                p = float(run.augment_pipe.p) if run.augment_pipe is not None else 0.0
-                line = status_line(tick=counters.cur_tick, cur_nimg=counters.cur_nimg,
-                                   total_kimg=plan.total_kimg, total_sec=tick_end_time - start_time,
-                                   tick_sec=tick_end_time - tick_start_time,
-                                   tick_nimg=counters.cur_nimg - counters.tick_start_nimg,
-                                   maintenance_sec=maintenance_sec, augment_p=p, means=means,
-                                   gpu_mem_gib=gpu_mem)
-                extra = {"Progress/tick": counters.cur_tick, "Progress/kimg": counters.cur_nimg / 1000,
-                         "Progress/augment": p, "Timing/total_sec": tick_end_time - start_time,
-                         "Timing/sec_per_tick": tick_end_time - tick_start_time,
-                         "Timing/maintenance_sec": maintenance_sec,
-                         **{f"Timing/{k}": v * 1000 for k, v in timings.items()}}
-                reporter.tick(line, means, extra)
-                snapshot = finished or counters.cur_tick % options.snap == 0
-                run.tick_stats = TickStats()
-                timings = {}
-                counters.cur_tick += 1
-                counters.tick_start_nimg = counters.cur_nimg
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(device)
+                _end_tick(run, reporter, timings, start_time=start_time,
+                          tick_start_time=tick_start_time, maintenance_sec=maintenance_sec)
 
             maintenance_start = time.time()
             _check_finite(run, last_checkpoint)
@@ -458,6 +433,38 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
         log.info("stopped at kimg %.3f; run the same command again to continue", counters.cur_nimg / 1000)
     return TrainingResult(run_dir, counters.cur_nimg, finished, stopped and not finished, final,
                           last_checkpoint)
+
+
+def _end_tick(run: _Run, reporter: Reporter, timings: dict, *, start_time: float,
+              tick_start_time: float, maintenance_sec: float) -> None:
+    """Reports the tick (status line, event file; statistics gathered from every rank) and
+    starts the next one: counters advanced, statistics and timings emptied."""
+    counters, device = run.counters, run.device
+    tick_end_time = time.time()
+    merged = TickStats()
+    for part in dist_utils.all_gather_objects(run.tick_stats.state()):
+        merged.merge(part)
+    means = merged.means()
+    gpu_mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
+    p = float(run.augment_pipe.p) if run.augment_pipe is not None else 0.0
+    line = status_line(tick=counters.cur_tick, cur_nimg=counters.cur_nimg,
+                       total_kimg=run.plan.total_kimg, total_sec=tick_end_time - start_time,
+                       tick_sec=tick_end_time - tick_start_time,
+                       tick_nimg=counters.cur_nimg - counters.tick_start_nimg,
+                       maintenance_sec=maintenance_sec, augment_p=p, means=means,
+                       gpu_mem_gib=gpu_mem)
+    extra = {"Progress/tick": counters.cur_tick, "Progress/kimg": counters.cur_nimg / 1000,
+             "Progress/augment": p, "Timing/total_sec": tick_end_time - start_time,
+             "Timing/sec_per_tick": tick_end_time - tick_start_time,
+             "Timing/maintenance_sec": maintenance_sec,
+             **{f"Timing/{k}": v * 1000 for k, v in timings.items()}}
+    reporter.tick(line, means, extra)
+    run.tick_stats = TickStats()
+    timings.clear()
+    counters.cur_tick += 1
+    counters.tick_start_nimg = counters.cur_nimg
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
 
 
 def _export_final(run: _Run, run_dir: Path) -> Path:
