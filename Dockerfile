@@ -89,7 +89,8 @@ COPY setup.py pyproject.toml README.md ./
 COPY stylegan2_ops/ stylegan2_ops/
 COPY sg2_container/ sg2_container/
 
-# SG2_BUILD_CUDA=0 builds a pure-Python wheel (only for test builds without nvcc).
+# SG2_BUILD_CUDA=0 builds a wheel without the CUDA kernels (only for test builds without nvcc);
+# the CPU Winograd transforms (stylegan2_ops._cpu, for CPU endpoints) are built either way.
 # CUDA_ARCH_LIST overrides the variant's architecture list (e.g. "8.0" for a quick build).
 ARG SG2_BUILD_CUDA=1
 ARG CUDA_ARCH_LIST=""
@@ -108,7 +109,8 @@ RUN export SG2_BUILD_CUDA MAX_JOBS \
     && wheel="$(ls /wheels/sg2_container-*.whl)" \
     && pip install "${wheel}[serve]" \
     && pip check \
-    && if [ "$SG2_BUILD_CUDA" = 1 ]; then python3 -c 'import torch, stylegan2_ops._C'; fi
+    && if [ "$SG2_BUILD_CUDA" = 1 ]; then python3 -c 'import torch, stylegan2_ops._C'; fi \
+    && python3 -c 'import torch, stylegan2_ops._cpu'
 
 # The metrics' detector (torch-fidelity's Inception-v3 weights, ~95 MB), downloaded here so that
 # jobs never download it. SG2_DETECTOR_DOWNLOAD=0 skips it (then pass --detector or a

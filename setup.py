@@ -1,7 +1,9 @@
 """Installs sg2-container.
 
-setup.py (rather than pyproject alone) because it compiles the stylegan2_ops CUDA extension
-(`stylegan2_ops._C`) ahead of time when SG2_BUILD_CUDA=1; without it the install is pure Python.
+setup.py (rather than pyproject alone) because it compiles extensions ahead of time: the CPU
+Winograd transforms (`stylegan2_ops._cpu`) whenever torch is importable here and SG2_BUILD_CPU
+is not 0 (a failed compile leaves the pure-Python install, which runs the conv on oneDNN), and
+the stylegan2_ops CUDA extension (`stylegan2_ops._C`) when SG2_BUILD_CUDA=1.
 Build settings (sources, default archs, flags) live in stylegan2_ops/_build.py, shared with the
 JIT loader. See docs/kernels.md.
 """
@@ -31,30 +33,82 @@ def _build_settings():
     return module
 
 
-def cuda_extension_options() -> dict:
-    """ext_modules + cmdclass for the CUDA build, or {} (pure Python) with a message saying why.
+def cpu_extensions() -> list:
+    """The CPU Winograd transforms as an optional extension (a compile error is not an install
+    error), or [] with a message saying why not.
+
+    GCC's target_clones in the source compiles AVX-512 and AVX2 variants beside the baseline,
+    so an image built on one x86-64 machine runs its best variant on another.
+    """
+    if os.environ.get("SG2_BUILD_CPU", "1") == "0":
+        return []
+    try:
+        from torch.utils import cpp_extension
+    except ImportError:
+        _note("torch is not importable here (pip without --no-build-isolation?): the CPU "
+              "Winograd transforms are not built; 3x3 convs run on oneDNN.")
+        return []
+    source = HERE / "stylegan2_ops" / "csrc_cpu" / "winograd.cpp"
+    return [cpp_extension.CppExtension(
+        name="stylegan2_ops._cpu",
+        sources=[os.path.relpath(source, HERE)],
+        extra_compile_args=["-O3"],
+        optional=True,
+    )]
+
+
+def extension_options() -> dict:
+    """ext_modules + cmdclass for the CPU and CUDA builds, or {} (pure Python)."""
+    extensions = cpu_extensions() + cuda_extensions()
+    if not extensions:
+        return {}
+    from torch.utils import cpp_extension
+
+    class BuildExtension(cpp_extension.BuildExtension):
+        """torch's build_ext, where an optional extension's failure (no compiler, a compile
+        error: torch raises those as RuntimeError, which setuptools' `optional` does not
+        catch) is a message, not a failed install."""
+
+        def build_extension(self, ext):
+            try:
+                super().build_extension(ext)
+            except Exception as error:  # noqa: BLE001
+                if not getattr(ext, "optional", False):
+                    raise
+                _note(f"{ext.name} not built ({type(error).__name__}: "
+                      f"{str(error).strip().splitlines()[-1] if str(error).strip() else ''}); "
+                      "its code paths stay off.")
+
+    return {
+        "ext_modules": extensions,
+        "cmdclass": {"build_ext": BuildExtension.with_options(use_ninja=True)},
+    }
+
+
+def cuda_extensions() -> list:
+    """The CUDA extension, or [] (pure Python) with a message saying why.
 
     Needs SG2_BUILD_CUDA=1, a CUDA build of torch importable here (pip --no-build-isolation) and a
     CUDA toolkit (CUDA_HOME). TORCH_CUDA_ARCH_LIST defaults to the SageMaker GPUs the toolkit
     can target.
     """
     if os.environ.get("SG2_BUILD_CUDA", "0") != "1":
-        return {}
+        return []
     try:
         import torch
         from torch.utils import cpp_extension
     except ImportError as error:
         _note(f"SG2_BUILD_CUDA=1 but torch is not importable ({error}); install torch first and "
               "pass --no-build-isolation. Installing pure Python (reference ops only).")
-        return {}
+        return []
     if not torch.version.cuda:
         _note(f"SG2_BUILD_CUDA=1 but torch {torch.__version__} is a CPU-only build; installing "
               "pure Python (reference ops only).")
-        return {}
+        return []
     if cpp_extension.CUDA_HOME is None:
         _note("SG2_BUILD_CUDA=1 but no CUDA toolkit was found (set CUDA_HOME to the folder holding "
               "bin/nvcc); installing pure Python (reference ops only).")
-        return {}
+        return []
 
     build = _build_settings()
     toolkit = build.toolkit_version(cpp_extension.CUDA_HOME)
@@ -70,10 +124,7 @@ def cuda_extension_options() -> dict:
         sources=[os.path.relpath(path, HERE) for path in build.source_paths()],
         extra_compile_args=build.compile_args(archs),
     )
-    return {
-        "ext_modules": [extension],
-        "cmdclass": {"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
-    }
+    return [extension]
 
 
 setup(
@@ -85,7 +136,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["sg2_container", "sg2_container.*", "stylegan2_ops", "stylegan2_ops.*"]),
-    package_data={"stylegan2_ops": ["csrc/*"]},
+    package_data={"stylegan2_ops": ["csrc/*", "csrc_cpu/*"]},
     install_requires=[
         TORCH_PIN,
         TORCHVISION_PIN,
@@ -120,5 +171,5 @@ setup(
             "sg2-sagemaker=sg2_container.sagemaker.entrypoint:main",
         ],
     },
-    **cuda_extension_options(),
+    **extension_options(),
 )

@@ -31,7 +31,7 @@ def environment_report() -> dict[str, object]:
     """What `sg2 info` prints: versions, devices, and which op implementation runs."""
     import numpy
 
-    from stylegan2_ops import describe_backend
+    from stylegan2_ops import describe_backend, winograd
 
     report: dict[str, object] = {
         "sg2-container": __version__,
@@ -52,4 +52,7 @@ def environment_report() -> dict[str, object]:
     report["ops requested ($SG2_OPS)"] = ops["requested"]
     report["ops active"] = ops["active"]
     report["ops kernels"] = ops["kernels"]
+    cpu_convs = winograd.kernel_status()
+    report["CPU 3x3 convs"] = (f"Winograd at inference where it wins: {cpu_convs.reason}"
+                               if cpu_convs.available else f"oneDNN ({cpu_convs.reason})")
     return report

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from stylegan2_ops import bias_act, conv2d_resample, fma, records_graph, setup_filter
+from stylegan2_ops import bias_act, conv2d_resample, fma, records_graph, setup_filter, winograd
 from stylegan2_ops.bias_act import activation as lookup_activation
 
 DEFAULT_RESAMPLE_FILTER = (1, 3, 3, 1)
@@ -129,11 +129,15 @@ def modulated_conv2d(
     demodulate: bool = True,
     flip_weight: bool = True,
     fused_modconv: bool = True,
+    transformed_filter: winograd.TransformedFilter | None = None,
 ) -> torch.Tensor:
     """StyleGAN2's style-modulated convolution, with optional demodulation.
 
     Fused: one grouped conv with a per-sample weight (fast at inference). Unfused: scale the
     activations instead, convolve with the shared weight, then demodulate (cheaper to train).
+    transformed_filter: the layer's cache for the CPU Winograd path, which a 3x3 conv without
+    resampling takes at inference where it wins (styles, demodulation and noise ride in its
+    transforms); either form then gives way to it.
     """
     batch_size = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
@@ -156,6 +160,11 @@ def modulated_conv2d(
         styles_sq = styles.square().repeat_interleave(kh * kw, dim=1)  # [N, in*k*k]
         weight_sq = weight.square().reshape(out_channels, -1)  # [out, in*k*k]
         dcoefs = (styles_sq @ weight_sq.t() + 1e-8).rsqrt()  # [N, out]
+
+    if (transformed_filter is not None and up == 1 and down == 1 and flip_weight
+            and winograd.suits(x, weight, padding, noise)
+            and not records_graph(styles, dcoefs, noise)):
+        return winograd.conv3x3(x, transformed_filter.of(weight), styles, dcoefs, noise)
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)

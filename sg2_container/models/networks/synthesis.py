@@ -16,7 +16,7 @@ from sg2_container.models.networks.layers import (
     modulated_conv2d,
 )
 from sg2_container.options.choices import NOISE_MODES
-from stylegan2_ops import bias_act, records_graph, setup_filter, upsample2d
+from stylegan2_ops import bias_act, records_graph, setup_filter, upsample2d, winograd
 from stylegan2_ops.bias_act import activation as lookup_activation
 
 ARCHITECTURES = ("orig", "skip", "resnet")
@@ -90,6 +90,7 @@ class SynthesisLayer(torch.nn.Module):
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
             self.noise_strength = torch.nn.Parameter(torch.zeros([]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
+        self.transformed_filter = winograd.TransformedFilter()  # the CPU Winograd path's cache
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random",
                 fused_modconv: bool | None = None, gain: float = 1) -> torch.Tensor:
@@ -107,7 +108,7 @@ class SynthesisLayer(torch.nn.Module):
             noise = self.noise_const * self.noise_strength
         x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
-                             fused_modconv=fused_modconv)
+                             fused_modconv=fused_modconv, transformed_filter=self.transformed_filter)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain,
                         clamp=clamp, overwrite=True)

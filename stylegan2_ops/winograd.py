@@ -1,0 +1,153 @@
+"""3x3 convolutions on a CPU with 4x fewer multiplications: Winograd's F(4x4, 3x3).
+
+oneDNN's direct 3x3 convs already run near this CPU's peak, so the only way left to make them
+faster is fewer multiplications. Each 4x4 output tile takes a 6x6 input tile through a fixed
+linear transform (B^T d B), a pointwise product with the transformed filter (G g G^T) summed
+over input channels (36 matrix products, torch.bmm), and a fixed output transform (A^T m A).
+The two transforms are compiled (stylegan2_ops/csrc_cpu/winograd.cpp, built at install as
+`stylegan2_ops._cpu`); without that build this path is simply off and oneDNN runs the conv.
+
+Results equal torch's conv2d to about 1e-5 relative (the transforms' rounding), which is why
+it runs only at inference (nothing recorded for autograd) and only where it is measured to win:
+paper256 at 16-128 px, 1.3-2.5x per layer (docs/benchmarks.md). `SG2_OPS=reference` turns it off
+with the other compiled paths.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import logging
+import os
+
+import torch
+
+from stylegan2_ops.graph import records_graph
+
+logger = logging.getLogger(__name__)
+
+MODULE = "stylegan2_ops._cpu"
+
+# The filter transform G (6x3) for the interpolation points 0, +-1, +-2 and infinity.
+_FILTER_TRANSFORM = (
+    (1 / 4, 0.0, 0.0),
+    (-1 / 6, -1 / 6, -1 / 6),
+    (-1 / 6, 1 / 6, -1 / 6),
+    (1 / 24, 1 / 12, 1 / 6),
+    (1 / 24, -1 / 12, 1 / 6),
+    (0.0, 0.0, 1.0),
+)
+# Below these the transforms and the transformed filter (4x the weight) cost more than the
+# saved multiplications (paper256 at batch 1: 64 channels at 256 px 0.97x, 4 tiles at 8 px).
+MIN_CHANNELS = 128
+MIN_TILES = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuKernelStatus:
+    available: bool
+    reason: str
+    module: object | None = None
+
+
+def import_module():
+    """Imports the compiled transforms (a seam the tests replace)."""
+    return importlib.import_module(MODULE)
+
+
+@functools.cache
+def kernel_status() -> CpuKernelStatus:
+    """Looks for the compiled transforms once per process and logs what it found."""
+    if os.environ.get("SG2_OPS", "auto") == "reference":
+        status = CpuKernelStatus(False, "off: SG2_OPS=reference")
+    else:
+        try:
+            module = import_module()
+        except ModuleNotFoundError as error:
+            reason = ("not built (the install found no C++ compiler, or SG2_BUILD_CPU=0)"
+                      if error.name == MODULE else f"failed to import ({error})")
+            status = CpuKernelStatus(False, reason)
+        except Exception as error:  # noqa: BLE001  (ABI errors: fall back to oneDNN)
+            status = CpuKernelStatus(False, f"failed to import ({type(error).__name__}: {error})")
+        else:
+            status = CpuKernelStatus(True, f"{MODULE} (Winograd F(4x4, 3x3) for 3x3 convs)", module)
+    logger.debug("CPU Winograd convs: %s", status.reason)
+    return status
+
+
+def transform_filter(weight: torch.Tensor) -> torch.Tensor:
+    """[out, in, 3, 3] -> [36, in, out]: G w G^T per channel pair, laid out for the products."""
+    g = torch.tensor(_FILTER_TRANSFORM, dtype=torch.float64, device=weight.device)
+    out_channels, in_channels = weight.shape[:2]
+    transformed = g @ weight.to(torch.float64) @ g.t()  # [out, in, 6, 6]
+    return (transformed.permute(2, 3, 1, 0).reshape(36, in_channels, out_channels)
+            .to(weight.dtype).contiguous())
+
+
+class TransformedFilter:
+    """One layer's transformed filter, remade when its weight changes.
+
+    Kept by the layer that owns the weight (not in a global table). The key is the weight's
+    storage, shape and version counter: an optimizer step or load_state_dict bumps the version;
+    a write through `.data` would not, and is the one way to leave it stale.
+    """
+
+    def __init__(self):
+        self._key = None
+        self._value = None
+
+    def of(self, weight: torch.Tensor) -> torch.Tensor:
+        key = (weight.data_ptr(), tuple(weight.shape), weight.dtype, weight.device,
+               weight._version)
+        if key != self._key:
+            self._value, self._key = transform_filter(weight.detach()), key
+        return self._value
+
+    def __getstate__(self):  # copies and pickles start empty: the cache is derived data
+        return {"_key": None, "_value": None}
+
+
+def suits(x: torch.Tensor, weight: torch.Tensor, padding: int,
+          noise: torch.Tensor | None = None) -> bool:
+    """Whether this conv takes the Winograd path: CPU, float32, nothing recorded by autograd,
+    a 3x3 filter with padding 1, a shape where it is measured to win, and noise (if any) of one
+    plane per sample or one for all, as the synthesis layers add it."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
+        return False
+    if x.ndim != 4 or weight.ndim != 4 or tuple(weight.shape[2:]) != (3, 3) or padding != 1:
+        return False
+    if min(weight.shape[0], weight.shape[1]) < MIN_CHANNELS:
+        return False
+    batch, _, height, width = x.shape
+    if batch * ((height + 3) // 4) * ((width + 3) // 4) < MIN_TILES:
+        return False
+    if noise is not None and not _is_noise_plane(noise, batch, height, width):
+        return False
+    return not records_graph(x, weight) and kernel_status().available
+
+
+def _is_noise_plane(noise: torch.Tensor, batch: int, height: int, width: int) -> bool:
+    if noise.ndim == 2:
+        return tuple(noise.shape) == (height, width)
+    return (noise.ndim == 4 and noise.shape[0] in (1, batch) and noise.shape[1] == 1
+            and tuple(noise.shape[2:]) == (height, width))
+
+
+def conv3x3(x: torch.Tensor, transformed: torch.Tensor, styles: torch.Tensor | None = None,
+            dcoefs: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """conv2d(x * styles, w, padding=1) * dcoefs + noise, channels_last out.
+
+    transformed: transform_filter(w); styles [N, in] and dcoefs [N, out] per sample, or None;
+    noise [H, W], [1, 1, H, W] or [N, 1, H, W], or None.
+    """
+    module = kernel_status().module
+    batch, _, height, width = x.shape
+    x = x.contiguous(memory_format=torch.channels_last)
+    if styles is not None:
+        styles = styles.to(torch.float32).contiguous()
+    if dcoefs is not None:
+        dcoefs = dcoefs.to(torch.float32).reshape(batch, -1).contiguous()
+    if noise is not None:
+        noise = noise.to(torch.float32).reshape(-1, height, width).contiguous()
+    products = torch.bmm(module.input_transform(x, styles), transformed)
+    return module.output_transform(products, batch, height, width, dcoefs, noise)

@@ -1,0 +1,205 @@
+"""stylegan2_ops.winograd: the CPU F(4x4, 3x3) path against torch's conv2d, when it is taken, its
+filter cache, and the modulated conv and synthesis layer that use it."""
+import copy
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sg2_container.models.networks.layers import modulated_conv2d
+from sg2_container.models.networks.synthesis import SynthesisLayer
+from stylegan2_ops import winograd
+
+BUILT = winograd.kernel_status().available
+needs_build = pytest.mark.skipif(not BUILT, reason=f"CPU transforms: {winograd.kernel_status().reason}")
+
+
+def test_the_install_built_the_transforms_where_a_compiler_exists():
+    # setup.py builds stylegan2_ops._cpu whenever it can; a silent build failure on a machine
+    # with a compiler would leave the path (and the tests below) off without anyone noticing.
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler on this machine: the install skips the CPU transforms")
+    assert BUILT, winograd.kernel_status().reason
+
+
+def _reference(x, w, styles=None, dcoefs=None, noise=None):
+    x, w = x.double(), w.double()
+    if styles is not None:
+        x = x * styles.double()[:, :, None, None]
+    y = F.conv2d(x, w, padding=1)
+    if dcoefs is not None:
+        y = y * dcoefs.double()[:, :, None, None]
+    if noise is not None:
+        y = y + (noise.double() if noise.ndim == 4 else noise.double()[None, None])
+    return y
+
+
+def _relative_error(ours, reference):
+    return ((ours.double() - reference).abs().max() / reference.abs().max()).item()
+
+
+# (batch, in, out, height, width): tile edges that cut the image (13 x 7, 5 x 9), channel counts
+# off the kernel's 64-channel blocks, one tile row, several samples.
+SHAPES = [(1, 16, 8, 8, 8), (2, 70, 130, 13, 7), (3, 5, 3, 5, 9), (1, 3, 65, 4, 17)]
+
+
+@needs_build
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("extras", ["plain", "styles", "all", "shared-noise", "noise-plane"])
+def test_conv3x3_equals_conv2d(shape, extras):
+    batch, in_channels, out_channels, height, width = shape
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(batch, in_channels, height, width, generator=gen)
+    w = torch.randn(out_channels, in_channels, 3, 3, generator=gen)
+    styles = dcoefs = noise = None
+    if extras != "plain":
+        styles = torch.randn(batch, in_channels, generator=gen)
+    if extras in ("all", "shared-noise", "noise-plane"):
+        dcoefs = torch.rand(batch, out_channels, generator=gen) + 0.5
+    if extras == "all":
+        noise = torch.randn(batch, 1, height, width, generator=gen)
+    elif extras == "shared-noise":
+        noise = torch.randn(1, 1, height, width, generator=gen)
+    elif extras == "noise-plane":
+        noise = torch.randn(height, width, generator=gen)
+    ours = winograd.conv3x3(x, winograd.transform_filter(w), styles, dcoefs, noise)
+    assert ours.shape == (batch, out_channels, height, width)
+    assert ours.is_contiguous(memory_format=torch.channels_last)
+    assert _relative_error(ours, _reference(x, w, styles, dcoefs, noise)) < 1e-5
+
+
+@needs_build
+def test_conv3x3_reads_either_layout_and_leaves_its_inputs_alone():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 8, 6, 10, generator=gen)
+    w = torch.randn(4, 8, 3, 3, generator=gen)
+    styles = torch.randn(2, 8, generator=gen)
+    kept = x.clone()
+    plain = winograd.conv3x3(x, winograd.transform_filter(w), styles)
+    channels_last = winograd.conv3x3(x.contiguous(memory_format=torch.channels_last),
+                                     winograd.transform_filter(w), styles)
+    assert torch.equal(plain, channels_last)
+    assert torch.equal(x, kept)
+
+
+def test_transform_filter_layout():
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(5, 3, 3, 3, generator=gen, dtype=torch.float64)
+    g = torch.tensor(winograd._FILTER_TRANSFORM, dtype=torch.float64)
+    transformed = winograd.transform_filter(w)
+    assert transformed.shape == (36, 3, 5)
+    for out_channel, in_channel in [(0, 0), (4, 2), (2, 1)]:
+        expected = (g @ w[out_channel, in_channel] @ g.t()).reshape(36)
+        assert torch.allclose(transformed[:, in_channel, out_channel], expected)
+
+
+def test_transformed_filter_follows_the_weight():
+    weight = torch.nn.Parameter(torch.randn(4, 3, 3, 3))
+    cache = winograd.TransformedFilter()
+    first = cache.of(weight)
+    assert cache.of(weight) is first  # unchanged weight: no new transform
+    with torch.no_grad():
+        weight.mul_(2)  # what an optimizer step or an EMA update does
+    second = cache.of(weight)
+    assert torch.allclose(second, 2 * first)
+    module = torch.nn.Linear(1, 1)
+    module.weight = weight
+    module.load_state_dict({"weight": torch.ones_like(weight), "bias": torch.zeros(1)},
+                           strict=False)
+    assert torch.allclose(cache.of(weight), winograd.transform_filter(torch.ones_like(weight)))
+    duplicate = copy.deepcopy(cache)
+    assert duplicate._value is None  # copies start empty: derived data is remade on use
+
+
+def _fitting(batch=1, channels=winograd.MIN_CHANNELS, size=16):
+    return torch.zeros(batch, channels, size, size), torch.zeros(channels, channels, 3, 3)
+
+
+@needs_build
+def test_suits_takes_only_what_it_is_measured_to_win():
+    x, w = _fitting()
+    assert winograd.suits(x, w, 1)
+    assert winograd.suits(x, w, 1, torch.zeros(16, 16))
+    assert not winograd.suits(x, w, 0)  # padding
+    assert not winograd.suits(x, w[:, :, :1, :1], 1)  # 1x1 filter
+    assert not winograd.suits(x.double(), w.double(), 1)
+    assert not winograd.suits(*_fitting(channels=winograd.MIN_CHANNELS // 2), 1)
+    assert not winograd.suits(*_fitting(size=12), 1)  # 9 tiles
+    assert winograd.suits(*_fitting(batch=2, size=12), 1)  # 18 tiles
+    assert not winograd.suits(x, w, 1, torch.zeros(1, 2, 16, 16))  # noise per channel
+    assert not winograd.suits(x, w.requires_grad_(), 1)  # autograd would record
+
+
+def test_status_is_off_when_the_reference_path_is_forced(monkeypatch):
+    monkeypatch.setenv("SG2_OPS", "reference")
+    winograd.kernel_status.cache_clear()
+    try:
+        status = winograd.kernel_status()
+        assert not status.available and "SG2_OPS=reference" in status.reason
+        assert not winograd.suits(*_fitting(), 1)
+    finally:
+        monkeypatch.delenv("SG2_OPS")
+        winograd.kernel_status.cache_clear()
+
+
+def test_a_missing_build_leaves_the_path_off_with_its_reason(monkeypatch):
+    def missing():
+        raise ModuleNotFoundError(f"No module named {winograd.MODULE!r}", name=winograd.MODULE)
+
+    monkeypatch.setattr(winograd, "import_module", missing)
+    winograd.kernel_status.cache_clear()
+    try:
+        status = winograd.kernel_status()
+        assert not status.available and "not built" in status.reason
+        layer = SynthesisLayer(winograd.MIN_CHANNELS, 8, w_dim=4, resolution=16).eval()
+        with torch.no_grad():
+            out = layer(torch.randn(1, winograd.MIN_CHANNELS, 16, 16), torch.randn(1, 4),
+                        noise_mode="const")
+        assert out.shape == (1, 8, 16, 16)
+    finally:
+        winograd.kernel_status.cache_clear()
+
+
+@needs_build
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("noise_kind", ["none", "const", "random"])
+def test_modulated_conv_takes_the_path_with_the_same_values(batch, noise_kind):
+    channels = winograd.MIN_CHANNELS
+    gen = torch.Generator().manual_seed(batch)
+    x = torch.randn(batch, channels, 16, 16, generator=gen)
+    weight = torch.randn(channels, channels, 3, 3, generator=gen)
+    styles = torch.randn(batch, channels, generator=gen)
+    noise = {"none": None, "const": torch.randn(16, 16, generator=gen),
+             "random": torch.randn(batch, 1, 16, 16, generator=gen)}[noise_kind]
+    cache = winograd.TransformedFilter()
+    with torch.no_grad():
+        ours = modulated_conv2d(x, weight, styles, noise=noise, padding=1,
+                                fused_modconv=False, transformed_filter=cache)
+        plain = modulated_conv2d(x, weight, styles, noise=noise, padding=1, fused_modconv=False)
+    assert cache._value is not None  # the path was taken
+    assert ours.is_contiguous(memory_format=torch.channels_last)
+    assert _relative_error(ours, plain.double()) < 1e-5
+
+
+@needs_build
+def test_synthesis_layer_at_inference_matches_training_mode_forward():
+    channels = winograd.MIN_CHANNELS
+    torch.manual_seed(3)
+    layer = SynthesisLayer(channels, channels, w_dim=8, resolution=16, conv_clamp=256)
+    with torch.no_grad():
+        layer.noise_strength.fill_(0.3)
+        layer.bias.normal_()
+    x, w = torch.randn(1, channels, 16, 16), torch.randn(1, 8)
+    recorded = layer(x, w, noise_mode="const")  # autograd records: oneDNN conv
+    assert layer.transformed_filter._value is None
+    with torch.inference_mode():
+        fast = layer.eval()(x, w, noise_mode="const")
+    assert layer.transformed_filter._value is not None
+    assert _relative_error(fast, recorded.detach().double()) < 1e-5
+    with torch.no_grad():
+        layer.weight.add_(1.0)  # a changed weight is seen at the next call
+        changed = layer(x, w, noise_mode="const")
+    with torch.enable_grad():
+        expected = layer.train()(x, w, noise_mode="const").detach()
+    assert _relative_error(changed, expected.double()) < 1e-5
