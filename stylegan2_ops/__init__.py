@@ -22,6 +22,7 @@ from stylegan2_ops.upfirdn2d import (
 )
 
 from stylegan2_ops import winograd  # noqa: E402  (after the ops it sits beside)
+from stylegan2_ops.weight_cache import WeightCache  # noqa: E402
 
 __all__ = [
     "ACTIVATIONS",
@@ -39,5 +40,6 @@ __all__ = [
     "setup_filter",
     "upfirdn2d",
     "upsample2d",
+    "WeightCache",
     "winograd",
 ]

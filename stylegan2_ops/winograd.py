@@ -84,29 +84,6 @@ def transform_filter(weight: torch.Tensor) -> torch.Tensor:
             .to(weight.dtype).contiguous())
 
 
-class TransformedFilter:
-    """One layer's transformed filter, remade when its weight changes.
-
-    Kept by the layer that owns the weight (not in a global table). The key is the weight's
-    storage, shape and version counter: an optimizer step or load_state_dict bumps the version;
-    a write through `.data` would not, and is the one way to leave it stale.
-    """
-
-    def __init__(self):
-        self._key = None
-        self._value = None
-
-    def of(self, weight: torch.Tensor) -> torch.Tensor:
-        key = (weight.data_ptr(), tuple(weight.shape), weight.dtype, weight.device,
-               weight._version)
-        if key != self._key:
-            self._value, self._key = transform_filter(weight.detach()), key
-        return self._value
-
-    def __getstate__(self):  # copies and pickles start empty: the cache is derived data
-        return {"_key": None, "_value": None}
-
-
 def suits(x: torch.Tensor, weight: torch.Tensor, padding: int,
           noise: torch.Tensor | None = None) -> bool:
     """Whether this conv takes the Winograd path: CPU, float32, nothing recorded by autograd,

@@ -1,6 +1,5 @@
-"""stylegan2_ops.winograd: the CPU F(4x4, 3x3) path against torch's conv2d, when it is taken, its
-filter cache, and the modulated conv and synthesis layer that use it."""
-import copy
+"""stylegan2_ops.winograd: the CPU F(4x4, 3x3) path against torch's conv2d, when it is taken, and
+the modulated conv and synthesis layer that use it."""
 import shutil
 
 import pytest
@@ -9,7 +8,7 @@ import torch.nn.functional as F
 
 from sg2_container.models.networks.layers import modulated_conv2d
 from sg2_container.models.networks.synthesis import SynthesisLayer
-from stylegan2_ops import winograd
+from stylegan2_ops import WeightCache, winograd
 
 BUILT = winograd.kernel_status().available
 needs_build = pytest.mark.skipif(not BUILT, reason=f"CPU transforms: {winograd.kernel_status().reason}")
@@ -94,24 +93,6 @@ def test_transform_filter_layout():
         assert torch.allclose(transformed[:, in_channel, out_channel], expected)
 
 
-def test_transformed_filter_follows_the_weight():
-    weight = torch.nn.Parameter(torch.randn(4, 3, 3, 3))
-    cache = winograd.TransformedFilter()
-    first = cache.of(weight)
-    assert cache.of(weight) is first  # unchanged weight: no new transform
-    with torch.no_grad():
-        weight.mul_(2)  # what an optimizer step or an EMA update does
-    second = cache.of(weight)
-    assert torch.allclose(second, 2 * first)
-    module = torch.nn.Linear(1, 1)
-    module.weight = weight
-    module.load_state_dict({"weight": torch.ones_like(weight), "bias": torch.zeros(1)},
-                           strict=False)
-    assert torch.allclose(cache.of(weight), winograd.transform_filter(torch.ones_like(weight)))
-    duplicate = copy.deepcopy(cache)
-    assert duplicate._value is None  # copies start empty: derived data is remade on use
-
-
 def _fitting(batch=1, channels=winograd.MIN_CHANNELS, size=16):
     return torch.zeros(batch, channels, size, size), torch.zeros(channels, channels, 3, 3)
 
@@ -172,12 +153,12 @@ def test_modulated_conv_takes_the_path_with_the_same_values(batch, noise_kind):
     styles = torch.randn(batch, channels, generator=gen)
     noise = {"none": None, "const": torch.randn(16, 16, generator=gen),
              "random": torch.randn(batch, 1, 16, 16, generator=gen)}[noise_kind]
-    cache = winograd.TransformedFilter()
+    cache = WeightCache()
     with torch.no_grad():
         ours = modulated_conv2d(x, weight, styles, noise=noise, padding=1,
-                                fused_modconv=False, transformed_filter=cache)
+                                fused_modconv=False, weight_cache=cache)
         plain = modulated_conv2d(x, weight, styles, noise=noise, padding=1, fused_modconv=False)
-    assert cache._value is not None  # the path was taken
+    assert "winograd filter" in cache._values  # the path was taken
     assert ours.is_contiguous(memory_format=torch.channels_last)
     assert _relative_error(ours, plain.double()) < 1e-5
 
@@ -192,10 +173,10 @@ def test_synthesis_layer_at_inference_matches_training_mode_forward():
         layer.bias.normal_()
     x, w = torch.randn(1, channels, 16, 16), torch.randn(1, 8)
     recorded = layer(x, w, noise_mode="const")  # autograd records: oneDNN conv
-    assert layer.transformed_filter._value is None
+    assert len(layer.weight_cache) == 0
     with torch.inference_mode():
         fast = layer.eval()(x, w, noise_mode="const")
-    assert layer.transformed_filter._value is not None
+    assert "winograd filter" in layer.weight_cache._values
     assert _relative_error(fast, recorded.detach().double()) < 1e-5
     with torch.no_grad():
         layer.weight.add_(1.0)  # a changed weight is seen at the next call

@@ -11,7 +11,15 @@ import math
 import numpy as np
 import torch
 
-from stylegan2_ops import bias_act, conv2d_resample, fma, records_graph, setup_filter, winograd
+from stylegan2_ops import (
+    WeightCache,
+    bias_act,
+    conv2d_resample,
+    fma,
+    records_graph,
+    setup_filter,
+    winograd,
+)
 from stylegan2_ops.bias_act import activation as lookup_activation
 
 DEFAULT_RESAMPLE_FILTER = (1, 3, 3, 1)
@@ -129,46 +137,60 @@ def modulated_conv2d(
     demodulate: bool = True,
     flip_weight: bool = True,
     fused_modconv: bool = True,
-    transformed_filter: winograd.TransformedFilter | None = None,
+    weight_cache: WeightCache | None = None,
 ) -> torch.Tensor:
     """StyleGAN2's style-modulated convolution, with optional demodulation.
 
     Fused: one grouped conv with a per-sample weight (fast at inference). Unfused: scale the
     activations instead, convolve with the shared weight, then demodulate (cheaper to train).
-    transformed_filter: the layer's cache for the CPU Winograd path, which a 3x3 conv without
-    resampling takes at inference where it wins (styles, demodulation and noise ride in its
-    transforms); either form then gives way to it.
+    weight_cache: the layer's store of what inference derives from its weight alone (the
+    squared tap sums of the demodulation, the CPU Winograd filter, the transposed conv's weight
+    order); used only where autograd records nothing. A 3x3 conv without resampling then takes
+    the CPU Winograd path where it wins (styles, demodulation and noise ride in its
+    transforms), whichever form was asked for.
     """
     batch_size = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
 
+    cache = weight_cache if weight_cache is not None and not records_graph(weight) else None
     # In half precision, pre-normalise so that the per-sample weights cannot overflow; the
     # scale cancels out through demodulation.
     if x.dtype == torch.float16 and demodulate:
+        cache = None  # the weight below is a new tensor at every call
         weight = weight * (
             1 / np.sqrt(in_channels * kh * kw)
             / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True)
         )
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
+
     # Demodulation: the norm of each output filter after modulation. sum_{i,k} (w[o,i,k] s[i])^2
     # is one [N, in*k*k] x [in*k*k, out] product of the squared styles (each repeated k*k times)
     # with the squared weight: no [N, out, in, k, k] tensor, and no reduction over the k*k taps
-    # (torch reduces such short rows at a third of a matrix product's speed).
+    # (torch reduces such short rows at a third of a matrix product's speed). With a cache, the
+    # weight's part is summed over the taps once: an [N, in] x [in, out] product per call.
     dcoefs = None
-    if demodulate:
+    if demodulate and cache is not None:
+        tap_sums = cache.get(weight, "squared tap sums", _squared_tap_sums)  # [in, out]
+        dcoefs = (styles.square() @ tap_sums + 1e-8).rsqrt()  # [N, out]
+    elif demodulate:
         styles_sq = styles.square().repeat_interleave(kh * kw, dim=1)  # [N, in*k*k]
         weight_sq = weight.square().reshape(out_channels, -1)  # [out, in*k*k]
         dcoefs = (styles_sq @ weight_sq.t() + 1e-8).rsqrt()  # [N, out]
 
-    if (transformed_filter is not None and up == 1 and down == 1 and flip_weight
+    if (cache is not None and up == 1 and down == 1 and flip_weight
             and winograd.suits(x, weight, padding, noise)
-            and not records_graph(styles, dcoefs, noise)):
-        return winograd.conv3x3(x, transformed_filter.of(weight), styles, dcoefs, noise)
+            and not records_graph(x, styles, dcoefs, noise)):
+        transformed = cache.get(weight, "winograd filter", winograd.transform_filter)
+        return winograd.conv3x3(x, transformed, styles, dcoefs, noise)
 
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(batch_size, -1, 1, 1)
-        x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, down=down,
+        shared = weight.to(x.dtype)
+        if cache is not None and up > 1 and shared is weight:
+            # The transposed conv wants [in, out] memory order: kept in it, not copied per call.
+            shared = cache.get(weight, "in-out order", _in_out_order)
+        x = conv2d_resample(x, shared, resample_filter, up=up, down=down,
                             padding=padding, flip_weight=flip_weight)
         if demodulate and noise is not None:
             dcoefs, noise = dcoefs.to(x.dtype).reshape(batch_size, -1, 1, 1), noise.to(x.dtype)
@@ -195,6 +217,16 @@ def modulated_conv2d(
     if batch_size > 1:
         x = x.reshape(batch_size, -1, *x.shape[2:])
     return add_to_fresh(x, noise)
+
+
+def _squared_tap_sums(weight: torch.Tensor) -> torch.Tensor:
+    """sum over the filter taps of weight^2, as [in, out]."""
+    return weight.square().sum(dim=[2, 3]).t().contiguous()
+
+
+def _in_out_order(weight: torch.Tensor) -> torch.Tensor:
+    """weight [out, in, kh, kw] with the values in [in, out, kh, kw] memory order."""
+    return weight.transpose(0, 1).contiguous().transpose(0, 1)
 
 
 def _modulated_weight(weight: torch.Tensor, scale: torch.Tensor, transposed: bool) -> torch.Tensor:

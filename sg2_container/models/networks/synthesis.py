@@ -16,7 +16,7 @@ from sg2_container.models.networks.layers import (
     modulated_conv2d,
 )
 from sg2_container.options.choices import NOISE_MODES
-from stylegan2_ops import bias_act, records_graph, setup_filter, upsample2d, winograd
+from stylegan2_ops import WeightCache, bias_act, records_graph, setup_filter, upsample2d
 from stylegan2_ops.bias_act import activation as lookup_activation
 
 ARCHITECTURES = ("orig", "skip", "resnet")
@@ -48,7 +48,7 @@ def fp16_min_resolution(img_resolution: int, num_fp16_res: int) -> int:
 
 
 def default_fused_modconv(training: bool, dtype: torch.dtype, x: torch.Tensor,
-                          weight: torch.Tensor, up: int = 1, *, records: bool = False) -> bool:
+                          weight: torch.Tensor, *, records: bool = False) -> bool:
     """Whether a modulated conv runs fused (per-sample weights, one grouped conv) by default.
 
     Training, or wherever autograd records (`records`: projection differentiates through the
@@ -58,15 +58,15 @@ def default_fused_modconv(training: bool, dtype: torch.dtype, x: torch.Tensor,
     On a GPU at inference: in float32, or for a single sample. On a CPU at inference: for a
     single sample where its activations outnumber the weight (fused modulates the weight,
     unfused the activations: the smaller one is the cheaper one to scale; paper256 at batch 1:
-    1.07x over fusing every layer), and where it upsamples (the transposed conv wants its
-    weight in [in, out] order: the fused product is written in it, the shared weight would be
-    copied into it at every call); from batch 2 the shared-weight conv over the whole batch is
-    faster (batch 8: 1.2x, bench/speed.py). Both forms give the same images to float rounding.
+    1.07x over fusing every layer; the upsampling layers too, now that the layer's weight cache
+    keeps the shared weight in the transposed conv's [in, out] order: 1.05x); from batch 2 the
+    shared-weight conv over the whole batch is faster (batch 8: 1.2x, bench/speed.py). Both
+    forms give the same images to float rounding.
     """
     if training or records:
         return False
     if x.device.type == "cpu":
-        return x.shape[0] == 1 and (up > 1 or x[0].numel() >= weight.numel())
+        return x.shape[0] == 1 and x[0].numel() >= weight.numel()
     return dtype == torch.float32 or x.shape[0] == 1
 
 
@@ -90,7 +90,7 @@ class SynthesisLayer(torch.nn.Module):
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
             self.noise_strength = torch.nn.Parameter(torch.zeros([]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
-        self.transformed_filter = winograd.TransformedFilter()  # the CPU Winograd path's cache
+        self.weight_cache = WeightCache()  # what inference derives from the weight alone
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random",
                 fused_modconv: bool | None = None, gain: float = 1) -> torch.Tensor:
@@ -98,7 +98,7 @@ class SynthesisLayer(torch.nn.Module):
             raise ValueError(f"noise_mode {noise_mode!r} is not one of {', '.join(NOISE_MODES)}")
         styles = self.affine(w)
         if fused_modconv is None:
-            fused_modconv = default_fused_modconv(self.training, x.dtype, x, self.weight, self.up,
+            fused_modconv = default_fused_modconv(self.training, x.dtype, x, self.weight,
                                                   records=records_graph(x, self.weight, styles))
         noise = None
         if self.use_noise and noise_mode == "random":
@@ -108,7 +108,7 @@ class SynthesisLayer(torch.nn.Module):
             noise = self.noise_const * self.noise_strength
         x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
-                             fused_modconv=fused_modconv, transformed_filter=self.transformed_filter)
+                             fused_modconv=fused_modconv, weight_cache=self.weight_cache)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain,
                         clamp=clamp, overwrite=True)

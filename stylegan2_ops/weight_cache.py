@@ -1,0 +1,42 @@
+"""Tensors derived from a layer's weight (its Winograd transform, its squared tap sums, a copy in
+another memory order), kept between inference calls and remade when the weight changes."""
+from __future__ import annotations
+
+import weakref
+from typing import Callable
+
+import torch
+
+
+class WeightCache:
+    """Derived tensors of one weight, by name; all dropped when the weight changes.
+
+    Kept by the layer that owns the weight (not in a global table), and used only where autograd
+    records nothing (the values are detached). The key is the weight tensor itself (a temporary
+    made per call never matches, even at a reused address) with its storage, shape and version
+    counter: an optimizer step, an EMA update and load_state_dict bump the version; a write
+    through `.data` would not, and is the one way to leave it stale.
+    """
+
+    def __init__(self):
+        self._weight = None  # weak reference: the cache must not keep a replaced weight alive
+        self._key = None
+        self._values: dict[str, torch.Tensor] = {}
+
+    def get(self, weight: torch.Tensor, name: str,
+            compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        key = (weight.data_ptr(), tuple(weight.shape), tuple(weight.stride()), weight.dtype,
+               weight.device, weight._version)
+        if key != self._key or self._weight is None or self._weight() is not weight:
+            self._weight, self._key, self._values = weakref.ref(weight), key, {}
+        value = self._values.get(name)
+        if value is None:
+            with torch.no_grad():
+                value = self._values[name] = compute(weight.detach())
+        return value
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getstate__(self):  # copies and pickles start empty: the values are derived data
+        return {"_weight": None, "_key": None, "_values": {}}
