@@ -17,6 +17,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from stylegan2_ops import winograd
 from stylegan2_ops.graph import records_graph
 
 __all__ = ["ConvSpec", "conv"]
@@ -59,10 +60,22 @@ def _behind_a_node(t: torch.Tensor) -> torch.Tensor:
 
 
 def _forward(x, w, spec: ConvSpec):
+    if _by_winograd(x, w, spec):
+        return winograd.conv3x3(x, winograd.transform_filter(w))
     if spec.transpose:
         return F.conv_transpose2d(x, w, stride=spec.stride, padding=spec.padding,
                                   output_padding=spec.output_padding, groups=spec.groups)
     return F.conv2d(x, w, stride=spec.stride, padding=spec.padding, groups=spec.groups)
+
+
+def _by_winograd(x, w, spec: ConvSpec) -> bool:
+    """A plain 3x3 conv with padding 1, where the CPU Winograd path wins even with its filter
+    transformed at every call (a training step's weights change at every step)."""
+    return (spec == _PLAIN_3X3 and
+            winograd.suits(x, w, spec.padding[0], min_tiles=winograd.MIN_TILES_UNCACHED))
+
+
+_PLAIN_3X3 = ConvSpec(padding=(1, 1))
 
 
 def _will_use(ctx, index: int) -> bool:
@@ -121,6 +134,10 @@ class _InputGrad(torch.autograd.Function):
     def forward(ctx, grad, w, x, spec):
         ctx.spec = spec
         ctx.save_for_backward(grad, w)
+        if _by_winograd(grad, w, spec):
+            # For a plain 3x3 conv with padding 1, dL/dx is the same conv of dL/dy with the
+            # filter turned around and its channel axes swapped.
+            return winograd.conv3x3(grad, winograd.transform_filter(w.transpose(0, 1).flip([2, 3])))
         return _backend_grads(grad, x, w, spec, [True, False, False])[0]
 
     @staticmethod

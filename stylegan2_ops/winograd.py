@@ -41,6 +41,8 @@ _FILTER_TRANSFORM = (
 # saved multiplications (paper256 at batch 1: 64 channels at 256 px 0.97x, 4 tiles at 8 px).
 MIN_CHANNELS = 128
 MIN_TILES = 16
+# Where the filter is transformed at every call (10 ms for 512 x 512 channels): training.
+MIN_TILES_UNCACHED = 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,16 +78,19 @@ def kernel_status() -> CpuKernelStatus:
 
 
 def transform_filter(weight: torch.Tensor) -> torch.Tensor:
-    """[out, in, 3, 3] -> [36, in, out]: G w G^T per channel pair, laid out for the products."""
-    g = torch.tensor(_FILTER_TRANSFORM, dtype=torch.float64, device=weight.device)
+    """[out, in, 3, 3] -> [36, in, out]: G w G^T per channel pair, laid out for the products.
+
+    One [36, 9] x [9, in * out] product (the 2-D transform is the Kronecker product of G with
+    itself): 10 ms for 512 x 512 channels, against 95 ms as 262144 small 6x3 products.
+    """
+    g = torch.tensor(_FILTER_TRANSFORM, dtype=weight.dtype, device=weight.device)
     out_channels, in_channels = weight.shape[:2]
-    transformed = g @ weight.to(torch.float64) @ g.t()  # [out, in, 6, 6]
-    return (transformed.permute(2, 3, 1, 0).reshape(36, in_channels, out_channels)
-            .to(weight.dtype).contiguous())
+    taps = weight.reshape(out_channels, in_channels, 9).permute(2, 1, 0).reshape(9, -1)
+    return (torch.kron(g, g) @ taps).reshape(36, in_channels, out_channels)
 
 
 def suits(x: torch.Tensor, weight: torch.Tensor, padding: int,
-          noise: torch.Tensor | None = None) -> bool:
+          noise: torch.Tensor | None = None, min_tiles: int = MIN_TILES) -> bool:
     """Whether this conv takes the Winograd path: CPU, float32, nothing recorded by autograd,
     a 3x3 filter with padding 1, a shape where it is measured to win, and noise (if any) of one
     plane per sample or one for all, as the synthesis layers add it."""
@@ -96,7 +101,7 @@ def suits(x: torch.Tensor, weight: torch.Tensor, padding: int,
     if min(weight.shape[0], weight.shape[1]) < MIN_CHANNELS:
         return False
     batch, _, height, width = x.shape
-    if batch * ((height + 3) // 4) * ((width + 3) // 4) < MIN_TILES:
+    if batch * ((height + 3) // 4) * ((width + 3) // 4) < min_tiles:
         return False
     if noise is not None and not _is_noise_plane(noise, batch, height, width):
         return False

@@ -184,3 +184,51 @@ def test_synthesis_layer_at_inference_matches_training_mode_forward():
     with torch.enable_grad():
         expected = layer.train()(x, w, noise_mode="const").detach()
     assert _relative_error(changed, expected.double()) < 1e-5
+
+
+# ---- training: conv()'s plain 3x3 convs, gradients of every order --------------------------
+def _training_sized(seed):
+    # Big enough for the per-call path (winograd.MIN_TILES_UNCACHED tiles), small for a CPU.
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, winograd.MIN_CHANNELS, 32, 32, generator=gen).requires_grad_()
+    w = (torch.randn(winograd.MIN_CHANNELS, winograd.MIN_CHANNELS, 3, 3, generator=gen)
+         / 34).requires_grad_()
+    return x, w
+
+
+@needs_build
+def test_conv_takes_the_path_in_training_with_torchs_gradients(monkeypatch):
+    from stylegan2_ops.convolution import ConvSpec, conv
+
+    x, w = _training_sized(4)
+    assert 2 * 8 * 8 >= winograd.MIN_TILES_UNCACHED
+    calls = []
+    real_conv3x3 = winograd.conv3x3
+    monkeypatch.setattr(winograd, "conv3x3", lambda *a, **k: calls.append(1) or real_conv3x3(*a, **k))
+    spec = ConvSpec(padding=(1, 1))
+    # R1-shaped: the gradient w.r.t. the input, then a backward through it.
+    ours = conv(x, w, spec)
+    (grad_x,) = torch.autograd.grad(ours.square().sum(), x, create_graph=True)
+    grad_w = torch.autograd.grad(grad_x.square().sum(), w)[0]
+    forward_calls = len(calls)
+    assert forward_calls >= 3  # forward, input gradient, and the input gradient's own conv
+
+    xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
+    theirs = F.conv2d(xd, wd, padding=1)
+    (grad_xd,) = torch.autograd.grad(theirs.square().sum(), xd, create_graph=True)
+    grad_wd = torch.autograd.grad(grad_xd.square().sum(), wd)[0]
+    assert _relative_error(ours, theirs.detach()) < 1e-5
+    assert _relative_error(grad_x, grad_xd.detach()) < 1e-5
+    assert _relative_error(grad_w, grad_wd) < 1e-5
+
+
+@needs_build
+def test_conv_keeps_onednn_where_the_per_call_transform_would_not_pay(monkeypatch):
+    from stylegan2_ops.convolution import ConvSpec, conv
+
+    monkeypatch.setattr(winograd, "conv3x3", lambda *a, **k: pytest.fail("Winograd path taken"))
+    x, w = _training_sized(5)
+    small = x[:1, :, :16, :16]  # 16 tiles: enough for a cached filter, not for one per call
+    conv(small, w, ConvSpec(padding=(1, 1))).sum().backward()
+    conv(x, w, ConvSpec(padding=(1, 1), stride=(2, 2)))  # strided
+    conv(x, w[:, :, :2, :2], ConvSpec(padding=(1, 1)))  # 2x2 filter
