@@ -131,5 +131,4 @@ def conv3x3(x: torch.Tensor, transformed: torch.Tensor, styles: torch.Tensor | N
         dcoefs = dcoefs.to(torch.float32).reshape(batch, -1).contiguous()
     if noise is not None:
         noise = noise.to(torch.float32).reshape(-1, height, width).contiguous()
-    products = torch.bmm(module.input_transform(x, styles), transformed)
-    return module.output_transform(products, batch, height, width, dcoefs, noise)
+    return module.conv3x3(x, transformed.contiguous(), styles, dcoefs, noise)

@@ -1,7 +1,7 @@
 // 3x3 convolutions (stride 1, padding 1) on a CPU by Winograd's minimal filtering F(4x4, 3x3):
 // each 4x4 output tile costs 36 multiplications per channel pair instead of 144. The two
 // transforms run here, one pass each over the activations; the 36 channel-mixing products in
-// between are one batched matrix product (torch.bmm, the BLAS). Activations are channels_last
+// between are one batched matrix product (at::bmm, the BLAS). Activations are channels_last
 // so that every inner loop runs along contiguous channels.
 //
 // Tile layout: P tiles of 4x4 output pixels (n, tile row, tile column); the transformed input V
@@ -107,7 +107,8 @@ void input_tiles(const float* x, const float* styles, float* v, int64_t first, i
 
 SG2_CPU_CLONES
 void output_tiles(const float* m, const float* dcoefs, const float* noise, int64_t noise_batch,
-                  float* y, int64_t first, int64_t last, const Geometry& g, int64_t channels) {
+                  float* y, int64_t first, int64_t last, const Geometry& g,
+                  int64_t channels) {
   alignas(64) float half[4][6][kChannelBlock];
   alignas(64) float pixels[4][kChannelBlock];
   for (int64_t p = first; p < last; ++p) {
@@ -163,43 +164,30 @@ void check_float_cpu(const torch::Tensor& t, const char* name) {
 
 }  // namespace
 
-// x [N, C, H, W] channels_last; styles [N, C] or None -> V [36, P, C].
-torch::Tensor input_transform(const torch::Tensor& x, const c10::optional<torch::Tensor>& styles) {
+// y = conv2d(x * styles, w, padding=1) * dcoefs + noise, channels_last, from the transformed
+// filter u = [36, C, K]: input transform, 36 products (the BLAS), output transform.
+torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
+                      const c10::optional<torch::Tensor>& styles,
+                      const c10::optional<torch::Tensor>& dcoefs,
+                      const c10::optional<torch::Tensor>& noise) {
   check_float_cpu(x, "x");
+  check_float_cpu(u, "u");
   TORCH_CHECK(x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast),
               "x must be a 4-D channels_last tensor");
-  const int64_t batch = x.size(0), channels = x.size(1);
+  const int64_t batch = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
+  TORCH_CHECK(u.dim() == 3 && u.size(0) == 36 && u.size(1) == channels && u.is_contiguous(),
+              "u must be a contiguous [36, C, K] tensor");
+  const int64_t out_channels = u.size(2);
   if (styles.has_value()) {
     check_float_cpu(*styles, "styles");
     TORCH_CHECK(styles->is_contiguous() && styles->dim() == 2 && styles->size(0) == batch &&
                     styles->size(1) == channels,
                 "styles must be a contiguous [N, C] tensor");
   }
-  const Geometry g = geometry_of(batch, x.size(2), x.size(3));
-  auto v = torch::empty({36, g.tiles, channels}, x.options().memory_format(at::MemoryFormat::Contiguous));
-  const float* xp = x.data_ptr<float>();
-  const float* sp = optional_data(styles);
-  float* vp = v.data_ptr<float>();
-  at::parallel_for(0, g.tiles, 4, [&](int64_t first, int64_t last) {
-    input_tiles(xp, sp, vp, first, last, g, channels);
-  });
-  return v;
-}
-
-// M [36, P, K]; dcoefs [N, K] or None; noise [1 or N, H, W] or None -> y [N, K, H, W]
-// channels_last.
-torch::Tensor output_transform(const torch::Tensor& m, int64_t batch, int64_t height,
-                               int64_t width, const c10::optional<torch::Tensor>& dcoefs,
-                               const c10::optional<torch::Tensor>& noise) {
-  check_float_cpu(m, "m");
-  const Geometry g = geometry_of(batch, height, width);
-  TORCH_CHECK(m.dim() == 3 && m.size(0) == 36 && m.size(1) == g.tiles && m.is_contiguous(),
-              "m must be a contiguous [36, tiles, K] tensor");
-  const int64_t channels = m.size(2);
   if (dcoefs.has_value()) {
     check_float_cpu(*dcoefs, "dcoefs");
     TORCH_CHECK(dcoefs->is_contiguous() && dcoefs->dim() == 2 && dcoefs->size(0) == batch &&
-                    dcoefs->size(1) == channels,
+                    dcoefs->size(1) == out_channels,
                 "dcoefs must be a contiguous [N, K] tensor");
   }
   int64_t noise_batch = 0;
@@ -210,24 +198,32 @@ torch::Tensor output_transform(const torch::Tensor& m, int64_t batch, int64_t he
                 "noise must be a contiguous [1 or N, H, W] tensor");
     noise_batch = noise->size(0);
   }
-  auto y = torch::empty({batch, channels, height, width},
-                        m.options().memory_format(at::MemoryFormat::ChannelsLast));
-  const float* mp = m.data_ptr<float>();
+  const Geometry g = geometry_of(batch, height, width);
+  auto v = torch::empty({36, g.tiles, channels}, x.options());
+  auto m = torch::empty({36, g.tiles, out_channels}, x.options());
+  auto y = torch::empty({batch, out_channels, height, width},
+                        x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const float* xp = x.data_ptr<float>();
+  const float* sp = optional_data(styles);
   const float* dp = optional_data(dcoefs);
   const float* np = optional_data(noise);
+  float* vp = v.data_ptr<float>();
+  const float* mp = m.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   at::parallel_for(0, g.tiles, 4, [&](int64_t first, int64_t last) {
-    output_tiles(mp, dp, np, noise_batch, yp, first, last, g, channels);
+    input_tiles(xp, sp, vp, first, last, g, channels);
+  });
+  at::bmm_out(m, v, u);
+  at::parallel_for(0, g.tiles, 4, [&](int64_t first, int64_t last) {
+    output_tiles(mp, dp, np, noise_batch, yp, first, last, g, out_channels);
   });
   return y;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
-  module.doc() = "sg2-container's CPU kernels: Winograd F(4x4, 3x3) transforms";
-  module.def("input_transform", &input_transform, "x [N,C,H,W] channels_last -> V [36,P,C]",
-             pybind11::arg("x"), pybind11::arg("styles") = pybind11::none());
-  module.def("output_transform", &output_transform, "M [36,P,K] -> y [N,K,H,W] channels_last",
-             pybind11::arg("m"), pybind11::arg("batch"), pybind11::arg("height"),
-             pybind11::arg("width"), pybind11::arg("dcoefs") = pybind11::none(),
-             pybind11::arg("noise") = pybind11::none());
+  module.doc() = "sg2-container's CPU kernels: 3x3 convs by Winograd F(4x4, 3x3)";
+  module.def("conv3x3", &conv3x3,
+             "conv2d(x * styles, w, padding=1) * dcoefs + noise from u = [36, C, K]",
+             pybind11::arg("x"), pybind11::arg("u"), pybind11::arg("styles") = pybind11::none(),
+             pybind11::arg("dcoefs") = pybind11::none(), pybind11::arg("noise") = pybind11::none());
 }
