@@ -39,8 +39,12 @@ class ConvSpec:
 def conv(x: torch.Tensor, w: torch.Tensor, spec: ConvSpec) -> torch.Tensor:
     """conv2d (or conv_transpose2d) of x with w; see the module docstring for the gradients."""
     if records_graph(x, w):
-        return _Conv.apply(_behind_a_node(x), _behind_a_node(_in_layout_of(x, w)), spec)
+        return _recorded_conv(x, w, spec)
     return _forward(x, w, spec)
+
+
+def _recorded_conv(x, w, spec: ConvSpec):
+    return _Conv.apply(_behind_a_node(x), _behind_a_node(_in_layout_of(x, w)), spec)
 
 
 def _in_layout_of(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -61,8 +65,8 @@ def _behind_a_node(t: torch.Tensor) -> torch.Tensor:
     return t.view_as(t) if t.requires_grad and t.is_leaf else t
 
 
-def _forward(x, w, spec: ConvSpec):
-    if _by_winograd(x, w, spec):
+def _forward(x, w, spec: ConvSpec, in_autograd: bool = False):
+    if in_autograd and _by_winograd(x, w, spec):
         return winograd.conv3x3(x, winograd.transform_filter(w))
     if spec.transpose:
         return F.conv_transpose2d(x, w, stride=spec.stride, padding=spec.padding,
@@ -70,11 +74,21 @@ def _forward(x, w, spec: ConvSpec):
     return F.conv2d(x, w, stride=spec.stride, padding=spec.padding, groups=spec.groups)
 
 
+def _conv_of_a_derivative(x, w, spec: ConvSpec):
+    """conv() for the convs a backward pass makes (recorded or not)."""
+    if records_graph(x, w):
+        return _recorded_conv(x, w, spec)
+    return _forward(x, w, spec, in_autograd=True)
+
+
 def _by_winograd(x, w, spec: ConvSpec) -> bool:
-    """A plain 3x3 conv with padding 1, where the CPU Winograd path wins even with its filter
-    transformed at every call (a training step's weights change at every step)."""
+    """A plain 3x3 conv with padding 1 in a gradient computation (training: a step's weights
+    change at every step), where the CPU Winograd path wins even with its filter transformed at
+    every call. Counting the whole batch's tiles is fine here; inference goes through the
+    modulated conv's own per-image rule (winograd.suits)."""
     return (spec == _PLAIN_3X3 and
-            winograd.suits(x, w, spec.padding[0], min_tiles=winograd.MIN_TILES_UNCACHED))
+            winograd.suits(x, w, spec.padding[0], per_image=False,
+                           min_tiles=winograd.MIN_TILES_UNCACHED))
 
 
 _PLAIN_3X3 = ConvSpec(padding=(1, 1))
@@ -114,7 +128,7 @@ class _Conv(torch.autograd.Function):
     def forward(ctx, x, w, spec):
         ctx.spec = spec
         ctx.save_for_backward(x, w)
-        return _forward(x, w, spec)
+        return _forward(x, w, spec, in_autograd=True)
 
     @staticmethod
     def backward(ctx, grad):
@@ -148,7 +162,7 @@ class _InputGrad(torch.autograd.Function):
         spec = ctx.spec
         grad_grad = grad_w = None
         if _will_use(ctx, 0):
-            grad_grad = conv(grad_grad_x, w, spec)
+            grad_grad = _conv_of_a_derivative(grad_grad_x, w, spec)
         if _will_use(ctx, 1):
             grad_w = _weight_grad(grad_grad_x, grad, w, spec)
         return grad_grad, grad_w, None, None
@@ -172,5 +186,5 @@ class _WeightGrad(torch.autograd.Function):
         if _will_use(ctx, 0):
             grad_x = _input_grad(grad, grad_grad_w, x, spec)
         if _will_use(ctx, 1):
-            grad_grad = conv(x, grad_grad_w, spec)
+            grad_grad = _conv_of_a_derivative(x, grad_grad_w, spec)
         return grad_x, grad_grad, None, None

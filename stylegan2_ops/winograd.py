@@ -90,10 +90,17 @@ def transform_filter(weight: torch.Tensor) -> torch.Tensor:
 
 
 def suits(x: torch.Tensor, weight: torch.Tensor, padding: int,
-          noise: torch.Tensor | None = None, min_tiles: int = MIN_TILES) -> bool:
+          noise: torch.Tensor | None = None, *, per_image: bool = True,
+          min_tiles: int = MIN_TILES) -> bool:
     """Whether this conv takes the Winograd path: CPU, float32, nothing recorded by autograd,
     a 3x3 filter with padding 1, a shape where it is measured to win, and noise (if any) of one
-    plane per sample or one for all, as the synthesis layers add it."""
+    plane per sample or one for all, as the synthesis layers add it.
+
+    per_image: count the tiles of one image, not of the batch, so that whether a sample takes
+    this path (and so its exact bytes) never depends on the batch it came in (the endpoint
+    batches requests and promises each one the bytes it would get alone). Training, where no
+    one compares, counts the whole batch.
+    """
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False
     if x.ndim != 4 or weight.ndim != 4 or tuple(weight.shape[2:]) != (3, 3) or padding != 1:
@@ -101,7 +108,7 @@ def suits(x: torch.Tensor, weight: torch.Tensor, padding: int,
     if min(weight.shape[0], weight.shape[1]) < MIN_CHANNELS:
         return False
     batch, _, height, width = x.shape
-    if batch * ((height + 3) // 4) * ((width + 3) // 4) < min_tiles:
+    if (1 if per_image else batch) * ((height + 3) // 4) * ((width + 3) // 4) < min_tiles:
         return False
     if noise is not None and not _is_noise_plane(noise, batch, height, width):
         return False

@@ -107,7 +107,9 @@ def test_suits_takes_only_what_it_is_measured_to_win():
     assert not winograd.suits(x.double(), w.double(), 1)
     assert not winograd.suits(*_fitting(channels=winograd.MIN_CHANNELS // 2), 1)
     assert not winograd.suits(*_fitting(size=12), 1)  # 9 tiles
-    assert winograd.suits(*_fitting(batch=2, size=12), 1)  # 18 tiles
+    # Tiles of one image: a batch never decides (the endpoint's bytes may not depend on it).
+    assert not winograd.suits(*_fitting(batch=2, size=12), 1)
+    assert winograd.suits(*_fitting(batch=2, size=12), 1, per_image=False)
     assert not winograd.suits(x, w, 1, torch.zeros(1, 2, 16, 16))  # noise per channel
     assert not winograd.suits(x, w.requires_grad_(), 1)  # autograd would record
 
@@ -232,3 +234,34 @@ def test_conv_keeps_onednn_where_the_per_call_transform_would_not_pay(monkeypatc
     conv(small, w, ConvSpec(padding=(1, 1))).sum().backward()
     conv(x, w, ConvSpec(padding=(1, 1), stride=(2, 2)))  # strided
     conv(x, w[:, :, :2, :2], ConvSpec(padding=(1, 1)))  # 2x2 filter
+
+
+@needs_build
+def test_a_samples_bytes_do_not_depend_on_its_batch():
+    # What the endpoint promises: a request batched with others gets the bytes it gets alone.
+    channels = winograd.MIN_CHANNELS
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(3, channels, 16, 16, generator=gen)
+    weight = torch.randn(channels, channels, 3, 3, generator=gen)
+    styles = torch.randn(3, channels, generator=gen)
+    noise = torch.randn(3, 1, 16, 16, generator=gen)
+    cache = WeightCache()
+    with torch.no_grad():
+        together = modulated_conv2d(x, weight, styles, noise=noise, padding=1,
+                                    fused_modconv=False, weight_cache=cache)
+        for i in range(3):
+            alone = modulated_conv2d(x[i:i + 1], weight, styles[i:i + 1], noise=noise[i:i + 1],
+                                     padding=1, fused_modconv=True, weight_cache=cache)
+            assert torch.equal(together[i:i + 1], alone)
+    assert "winograd filter" in cache._values
+
+
+def test_conv_outside_autograd_keeps_onednn(monkeypatch):
+    # Inference goes through the modulated conv's per-image rule; conv() alone, with nothing
+    # recorded, must not pick the path by the batch's tile count.
+    from stylegan2_ops.convolution import ConvSpec, conv
+
+    monkeypatch.setattr(winograd, "conv3x3", lambda *a, **k: pytest.fail("Winograd path taken"))
+    x, w = _training_sized(7)
+    with torch.no_grad():
+        conv(x, w, ConvSpec(padding=(1, 1)))

@@ -44,3 +44,23 @@ def test_a_deep_copy_keeps_the_row_by_row_forward_on_its_own_layers():
             layer.weight.add_(0.5)
         assert torch.equal(G.mapping(z, None), before)
         assert not torch.allclose(twin.mapping(z, None), before)
+
+
+def test_synthesis_with_the_cpu_winograd_path_is_batch_invariant():
+    # 128 channels at 16 px: the layers there take the Winograd path where it is built.
+    from stylegan2_ops import winograd
+
+    torch.manual_seed(2)
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
+                  mapping_kwargs={"num_layers": 1},
+                  synthesis_kwargs={"channel_base": 128 * 16, "channel_max": 128}).eval()
+    make_batch_invariant(G)
+    ws = torch.randn([3, G.num_ws, 8])
+    with torch.no_grad():
+        batched = G.synthesis(ws, noise_mode="const")
+        alone = [G.synthesis(ws[i:i + 1].expand(2, -1, -1), noise_mode="const")[:1]
+                 for i in range(3)]
+    assert torch.equal(batched, torch.cat(alone))
+    if winograd.kernel_status().available:
+        caches = [m.weight_cache for m in G.modules() if hasattr(m, "weight_cache")]
+        assert any("winograd filter" in c._values for c in caches)
