@@ -73,3 +73,19 @@ def test_modulated_conv_leaves_the_cache_alone_where_autograd_records():
                            weight_cache=cache)
     out.sum().backward()
     assert len(cache) == 0 and weight.grad is not None
+
+
+def test_fully_connected_layer_keeps_its_scaled_weight_at_inference_only():
+    from sg2_container.models.networks.layers import FullyConnectedLayer
+
+    layer = FullyConnectedLayer(6, 4, lr_multiplier=0.01)
+    x = torch.randn(3, 6)
+    trained = layer(x)  # autograd records: scaled afresh, nothing kept
+    assert len(layer.weight_cache) == 0 and trained.requires_grad
+    with torch.no_grad():
+        kept = layer(x)
+        assert len(layer.weight_cache) == 1
+        assert torch.equal(kept, trained.detach())  # the same product, bit for bit
+        layer.weight.mul_(3)  # an EMA or optimizer update
+        assert torch.allclose(layer(x) - layer.bias * layer.bias_gain,
+                              3 * (kept - layer.bias * layer.bias_gain), atol=1e-6)

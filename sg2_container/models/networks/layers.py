@@ -68,9 +68,14 @@ class FullyConnectedLayer(torch.nn.Module):
         )
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
+        self.weight_cache = WeightCache()  # the scaled weight, kept between inference calls
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
+        if records_graph(self.weight):
+            w = self._scaled_weight(self.weight, x.dtype)
+        else:  # the endpoint calls each layer once per row: 20 [512, 512] products per image
+            w = self.weight_cache.get(self.weight, f"scaled as {x.dtype}",
+                                      lambda weight: self._scaled_weight(weight, x.dtype))
         b = self.bias
         if b is not None:
             b = b.to(x.dtype)
@@ -79,6 +84,9 @@ class FullyConnectedLayer(torch.nn.Module):
         if self.activation == "linear" and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
         return bias_act(x.matmul(w.t()), b, act=self.activation)
+
+    def _scaled_weight(self, weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return weight.to(dtype) * self.weight_gain
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, activation={self.activation}"
