@@ -53,6 +53,6 @@ def environment_report() -> dict[str, object]:
     report["ops active"] = ops["active"]
     report["ops kernels"] = ops["kernels"]
     cpu_convs = winograd.kernel_status()
-    report["CPU 3x3 convs"] = (f"Winograd at inference where it wins: {cpu_convs.reason}"
+    report["CPU 3x3 convs"] = (f"Winograd where it wins: {cpu_convs.reason}"
                                if cpu_convs.available else f"oneDNN ({cpu_convs.reason})")
     return report

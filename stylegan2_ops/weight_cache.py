@@ -14,8 +14,12 @@ class WeightCache:
     Kept by the layer that owns the weight (not in a global table), and used only where autograd
     records nothing (the values are detached). The key is the weight tensor itself (a temporary
     made per call never matches, even at a reused address) with its storage, shape and version
-    counter: an optimizer step, an EMA update and load_state_dict bump the version; a write
-    through `.data` would not, and is the one way to leave it stale.
+    counter. Every in-place op through torch bumps the version: torch's default optimizers,
+    the training loop's EMA (`lerp_`), load_state_dict and checkpoint resumes. Writes that go
+    around the version counter leave the values stale: through `.data`, through a `.numpy()`
+    view, or by a fused optimizer kernel (`Adam(fused=True)`); after such a write, make a new
+    cache. Weights made under inference_mode have no version counter: nothing is kept for them.
+    The values stay alive until the next call after the weight changed.
     """
 
     def __init__(self):
@@ -25,6 +29,9 @@ class WeightCache:
 
     def get(self, weight: torch.Tensor, name: str,
             compute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        if weight.is_inference():  # made under inference_mode: no version counter to watch
+            with torch.no_grad():
+                return compute(weight.detach())
         key = (weight.data_ptr(), tuple(weight.shape), tuple(weight.stride()), weight.dtype,
                weight.device, weight._version)
         if key != self._key or self._weight is None or self._weight() is not weight:

@@ -3,14 +3,15 @@
 oneDNN's direct 3x3 convs already run near this CPU's peak, so the only way left to make them
 faster is fewer multiplications. Each 4x4 output tile takes a 6x6 input tile through a fixed
 linear transform (B^T d B), a pointwise product with the transformed filter (G g G^T) summed
-over input channels (36 matrix products, torch.bmm), and a fixed output transform (A^T m A).
-The two transforms are compiled (stylegan2_ops/csrc_cpu/winograd.cpp, built at install as
-`stylegan2_ops._cpu`); without that build this path is simply off and oneDNN runs the conv.
+over input channels (36 matrix products, at::bmm), and a fixed output transform (A^T m A), all
+in one call of the compiled extension (stylegan2_ops/csrc_cpu/winograd.cpp, built at install
+as `stylegan2_ops._cpu`); without that build this path is simply off and oneDNN runs the conv.
 
-Results equal torch's conv2d to about 1e-5 relative (the transforms' rounding), which is why
-it runs only at inference (nothing recorded for autograd) and only where it is measured to win:
-paper256 at 16-128 px, 1.3-2.5x per layer (docs/benchmarks.md). `SG2_OPS=reference` turns it off
-with the other compiled paths.
+Results equal torch's conv2d to about 1e-5 relative (the transforms' rounding). It runs only
+where it is measured to win (paper256 at 16-128 px, 1.2-2.5x per layer, docs/kernels.md): in the
+modulated conv at inference (by one image's tiles, so that a sample's bytes never depend on its
+batch) and inside gradient computations (stylegan2_ops.conv: training, R1, projection).
+`SG2_OPS=reference` turns it off with the other compiled paths.
 """
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def kernel_status() -> CpuKernelStatus:
         try:
             module = import_module()
         except ModuleNotFoundError as error:
-            reason = ("not built (the install found no C++ compiler, or SG2_BUILD_CPU=0)"
+            reason = ("not built (at install: no C++ compiler, torch not importable under build "
+                      "isolation, a compile error, or SG2_BUILD_CPU=0)"
                       if error.name == MODULE else f"failed to import ({error})")
             status = CpuKernelStatus(False, reason)
         except Exception as error:  # noqa: BLE001  (ABI errors: fall back to oneDNN)
@@ -102,6 +104,8 @@ def suits(x: torch.Tensor, weight: torch.Tensor, padding: int,
     one compares, counts the whole batch.
     """
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
+        return False
+    if torch.is_autocast_enabled("cpu"):  # the conv would run in the autocast dtype
         return False
     if x.ndim != 4 or weight.ndim != 4 or tuple(weight.shape[2:]) != (3, 3) or padding != 1:
         return False

@@ -22,8 +22,10 @@ constexpr int kChannelBlock = 64;  // channels held in a tile's scratch (36 x 64
 
 // Compiled for AVX-512 and AVX2 + FMA beside the baseline; the loader picks the best one the
 // CPU has (GCC's function multi-versioning), so one build serves every x86-64 instance.
+// (Named CPUs rather than "arch=x86-64-v3", which GCC accepts only from version 12.)
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SG2_CPU_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+#define SG2_CPU_CLONES \
+  __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
 #else
 #define SG2_CPU_CLONES
 #endif
@@ -222,8 +224,10 @@ torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.doc() = "sg2-container's CPU kernels: 3x3 convs by Winograd F(4x4, 3x3)";
+  // Without the GIL: the endpoint renders in a worker thread while its event loop serves.
   module.def("conv3x3", &conv3x3,
              "conv2d(x * styles, w, padding=1) * dcoefs + noise from u = [36, C, K]",
+             pybind11::call_guard<pybind11::gil_scoped_release>(),
              pybind11::arg("x"), pybind11::arg("u"), pybind11::arg("styles") = pybind11::none(),
              pybind11::arg("dcoefs") = pybind11::none(), pybind11::arg("noise") = pybind11::none());
 }

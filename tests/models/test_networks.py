@@ -405,6 +405,20 @@ def test_differentiating_through_the_styles_runs_no_weight_gradient(monkeypatch)
     assert grad.abs().sum() > 0
 
 
+def test_batch_1_upsampling_layer_scales_the_activations_and_keeps_its_weight_order():
+    # Weight (64*64*9) outnumbers the 4x4 activations: unfused, the transposed conv's weight
+    # order kept by the layer's cache instead of copied at every call.
+    from sg2_container.models.networks.synthesis import SynthesisLayer
+
+    layer = SynthesisLayer(64, 64, w_dim=8, resolution=8, up=2).eval()
+    x, w = torch.randn(1, 64, 4, 4), torch.randn(1, 8)
+    with torch.no_grad():
+        out = layer(x, w, noise_mode="const")
+        fused = layer(x, w, noise_mode="const", fused_modconv=True)
+    assert "in-out order" in layer.weight_cache._values
+    assert torch.allclose(out, fused, atol=1e-5)
+
+
 def test_modulated_weight_for_a_transposed_conv_is_written_in_its_order():
     from sg2_container.models.networks.layers import _modulated_weight
 

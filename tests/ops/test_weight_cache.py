@@ -89,3 +89,11 @@ def test_fully_connected_layer_keeps_its_scaled_weight_at_inference_only():
         layer.weight.mul_(3)  # an EMA or optimizer update
         assert torch.allclose(layer(x) - layer.bias * layer.bias_gain,
                               3 * (kept - layer.bias * layer.bias_gain), atol=1e-6)
+
+
+def test_weights_made_under_inference_mode_are_computed_not_kept():
+    with torch.inference_mode():
+        weight = torch.randn(3, 3)  # no version counter to watch
+        cache = WeightCache()
+        assert torch.equal(cache.get(weight, "squares", _squares), weight.square())
+        assert len(cache) == 0

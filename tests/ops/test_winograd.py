@@ -34,6 +34,11 @@ def _reference(x, w, styles=None, dcoefs=None, noise=None):
     return y
 
 
+# The transforms' rounding: 7e-6 to 1.1e-5 relative over seeds and shapes on AVX-512; the
+# other builds (AVX2, baseline) round differently.
+TOLERANCE = 3e-5
+
+
 def _relative_error(ours, reference):
     return ((ours.double() - reference).abs().max() / reference.abs().max()).item()
 
@@ -65,7 +70,7 @@ def test_conv3x3_equals_conv2d(shape, extras):
     ours = winograd.conv3x3(x, winograd.transform_filter(w), styles, dcoefs, noise)
     assert ours.shape == (batch, out_channels, height, width)
     assert ours.is_contiguous(memory_format=torch.channels_last)
-    assert _relative_error(ours, _reference(x, w, styles, dcoefs, noise)) < 1e-5
+    assert _relative_error(ours, _reference(x, w, styles, dcoefs, noise)) < TOLERANCE
 
 
 @needs_build
@@ -162,7 +167,7 @@ def test_modulated_conv_takes_the_path_with_the_same_values(batch, noise_kind):
         plain = modulated_conv2d(x, weight, styles, noise=noise, padding=1, fused_modconv=False)
     assert "winograd filter" in cache._values  # the path was taken
     assert ours.is_contiguous(memory_format=torch.channels_last)
-    assert _relative_error(ours, plain.double()) < 1e-5
+    assert _relative_error(ours, plain.double()) < TOLERANCE
 
 
 @needs_build
@@ -179,13 +184,13 @@ def test_synthesis_layer_at_inference_matches_training_mode_forward():
     with torch.inference_mode():
         fast = layer.eval()(x, w, noise_mode="const")
     assert "winograd filter" in layer.weight_cache._values
-    assert _relative_error(fast, recorded.detach().double()) < 1e-5
+    assert _relative_error(fast, recorded.detach().double()) < TOLERANCE
     with torch.no_grad():
         layer.weight.add_(1.0)  # a changed weight is seen at the next call
         changed = layer(x, w, noise_mode="const")
     with torch.enable_grad():
         expected = layer.train()(x, w, noise_mode="const").detach()
-    assert _relative_error(changed, expected.double()) < 1e-5
+    assert _relative_error(changed, expected.double()) < TOLERANCE
 
 
 # ---- training: conv()'s plain 3x3 convs, gradients of every order --------------------------
@@ -219,9 +224,9 @@ def test_conv_takes_the_path_in_training_with_torchs_gradients(monkeypatch):
     theirs = F.conv2d(xd, wd, padding=1)
     (grad_xd,) = torch.autograd.grad(theirs.square().sum(), xd, create_graph=True)
     grad_wd = torch.autograd.grad(grad_xd.square().sum(), wd)[0]
-    assert _relative_error(ours, theirs.detach()) < 1e-5
-    assert _relative_error(grad_x, grad_xd.detach()) < 1e-5
-    assert _relative_error(grad_w, grad_wd) < 1e-5
+    assert _relative_error(ours, theirs.detach()) < TOLERANCE
+    assert _relative_error(grad_x, grad_xd.detach()) < TOLERANCE
+    assert _relative_error(grad_w, grad_wd) < TOLERANCE
 
 
 @needs_build
@@ -241,15 +246,16 @@ def test_a_samples_bytes_do_not_depend_on_its_batch():
     # What the endpoint promises: a request batched with others gets the bytes it gets alone.
     channels = winograd.MIN_CHANNELS
     gen = torch.Generator().manual_seed(6)
-    x = torch.randn(3, channels, 16, 16, generator=gen)
+    batch = 8  # a product over 4 or more rows is where MKL's bits for a row change
+    x = torch.randn(batch, channels, 16, 16, generator=gen)
     weight = torch.randn(channels, channels, 3, 3, generator=gen)
-    styles = torch.randn(3, channels, generator=gen)
-    noise = torch.randn(3, 1, 16, 16, generator=gen)
+    styles = torch.randn(batch, channels, generator=gen)
+    noise = torch.randn(batch, 1, 16, 16, generator=gen)
     cache = WeightCache()
     with torch.no_grad():
         together = modulated_conv2d(x, weight, styles, noise=noise, padding=1,
                                     fused_modconv=False, weight_cache=cache)
-        for i in range(3):
+        for i in range(batch):
             alone = modulated_conv2d(x[i:i + 1], weight, styles[i:i + 1], noise=noise[i:i + 1],
                                      padding=1, fused_modconv=True, weight_cache=cache)
             assert torch.equal(together[i:i + 1], alone)
@@ -265,3 +271,26 @@ def test_conv_outside_autograd_keeps_onednn(monkeypatch):
     x, w = _training_sized(7)
     with torch.no_grad():
         conv(x, w, ConvSpec(padding=(1, 1)))
+
+
+@needs_build
+def test_the_conv_lets_other_python_threads_run():
+    # The endpoint renders in a worker thread; its event loop must keep serving meanwhile.
+    import threading
+    import time
+
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(4, 256, 64, 64, generator=gen).contiguous(memory_format=torch.channels_last)
+    transformed = winograd.transform_filter(torch.randn(256, 256, 3, 3, generator=gen))
+    start = time.perf_counter()
+    winograd.conv3x3(x, transformed)
+    one_conv = time.perf_counter() - start
+    worker = threading.Thread(target=lambda: [winograd.conv3x3(x, transformed) for _ in range(3)])
+    longest_gap, last = 0.0, time.perf_counter()
+    worker.start()
+    while worker.is_alive():
+        now = time.perf_counter()
+        longest_gap, last = max(longest_gap, now - last), now
+    worker.join()
+    # Holding the GIL would stall this loop for a whole conv at least once.
+    assert longest_gap < 0.5 * one_conv, (longest_gap, one_conv)

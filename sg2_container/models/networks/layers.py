@@ -175,12 +175,17 @@ def modulated_conv2d(
     # Demodulation: the norm of each output filter after modulation. sum_{i,k} (w[o,i,k] s[i])^2
     # is one [N, in*k*k] x [in*k*k, out] product of the squared styles (each repeated k*k times)
     # with the squared weight: no [N, out, in, k, k] tensor, and no reduction over the k*k taps
-    # (torch reduces such short rows at a third of a matrix product's speed). With a cache, the
-    # weight's part is summed over the taps once: an [N, in] x [in, out] product per call.
+    # (torch reduces such short rows at a third of a matrix product's speed). With a cache
+    # (inference), the weight's part is summed over the taps once, and each sample's
+    # coefficients are a [1, in] x [in, out] product of their own: a product over 4 or more rows
+    # gives a row other bits than it gets alone (MKL), and the endpoint promises a request the
+    # bytes it would get alone, whatever else is in its batch.
     dcoefs = None
     if demodulate and cache is not None:
         tap_sums = cache.get(weight, "squared tap sums", _squared_tap_sums)  # [in, out]
-        dcoefs = (styles.square() @ tap_sums + 1e-8).rsqrt()  # [N, out]
+        styles_sq = styles.square()
+        dcoefs = torch.cat([styles_sq[i:i + 1] @ tap_sums for i in range(batch_size)])
+        dcoefs = (dcoefs + 1e-8).rsqrt()  # [N, out]
     elif demodulate:
         styles_sq = styles.square().repeat_interleave(kh * kw, dim=1)  # [N, in*k*k]
         weight_sq = weight.square().reshape(out_channels, -1)  # [out, in*k*k]
