@@ -176,15 +176,19 @@ def modulated_conv2d(
     # is one [N, in*k*k] x [in*k*k, out] product of the squared styles (each repeated k*k times)
     # with the squared weight: no [N, out, in, k, k] tensor, and no reduction over the k*k taps
     # (torch reduces such short rows at a third of a matrix product's speed). With a cache
-    # (inference), the weight's part is summed over the taps once, and each sample's
-    # coefficients are a [1, in] x [in, out] product of their own: a product over 4 or more rows
-    # gives a row other bits than it gets alone (MKL), and the endpoint promises a request the
-    # bytes it would get alone, whatever else is in its batch.
+    # (inference), the weight's part is summed over the taps once; on a CPU each sample's
+    # coefficients are then a [1, in] x [in, out] product of their own: a product over 4 or
+    # more rows gives a row other bits than it gets alone (MKL), and the endpoint promises a
+    # request the bytes it would get alone, whatever else is in its batch. (On a GPU the
+    # endpoint runs one fixed batch shape, which keeps its bytes without this.)
     dcoefs = None
     if demodulate and cache is not None:
         tap_sums = cache.get(weight, "squared tap sums", _squared_tap_sums)  # [in, out]
         styles_sq = styles.square()
-        dcoefs = torch.cat([styles_sq[i:i + 1] @ tap_sums for i in range(batch_size)])
+        if x.device.type == "cpu":
+            dcoefs = torch.cat([styles_sq[i:i + 1] @ tap_sums for i in range(batch_size)])
+        else:
+            dcoefs = styles_sq @ tap_sums
         dcoefs = (dcoefs + 1e-8).rsqrt()  # [N, out]
     elif demodulate:
         styles_sq = styles.square().repeat_interleave(kh * kw, dim=1)  # [N, in*k*k]
