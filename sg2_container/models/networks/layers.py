@@ -171,7 +171,6 @@ def modulated_conv2d(
         )
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
-
     # Demodulation: the norm of each output filter after modulation. sum_{i,k} (w[o,i,k] s[i])^2
     # is one [N, in*k*k] x [in*k*k, out] product of the squared styles (each repeated k*k times)
     # with the squared weight: no [N, out, in, k, k] tensor, and no reduction over the k*k taps
