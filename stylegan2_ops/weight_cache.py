@@ -35,11 +35,15 @@ class WeightCache:
         key = (weight.data_ptr(), tuple(weight.shape), tuple(weight.stride()), weight.dtype,
                weight.device, weight._version)
         if key != self._key or self._weight is None or self._weight() is not weight:
-            self._weight, self._key, self._values = weakref.ref(weight), key, {}
-        value = self._values.get(name)
+            # The new key last: another thread that sees it also sees the new, empty values.
+            self._values = {}
+            self._weight = weakref.ref(weight)
+            self._key = key
+        values = self._values
+        value = values.get(name)
         if value is None:
             with torch.no_grad():
-                value = self._values[name] = compute(weight.detach())
+                value = values[name] = compute(weight.detach())
         return value
 
     def __len__(self) -> int:
