@@ -12,8 +12,9 @@ from sg2_container.options.choices import NOISE_MODES
 from sg2_container.options.schema import fail, option, validate
 
 # float32: the reference's numbers. bfloat16 (opt-in): convs and matmuls under bf16 autocast,
-# 1.6x the images/s of today's float32 path on a CPU with AVX512-BF16 (paper256, batch 1), at
-# a measured cost of 0.7 mean / 17 max levels in the uint8 images (docs/benchmarks.md).
+# 1.3x the images/s of today's float32 path (whose 3x3 convs run by Winograd) on a CPU with
+# AVX512-BF16 (paper256, batch 1; 1.6x before the Winograd convs), at a measured cost of a few
+# uint8 levels (docs/benchmarks.md).
 PRECISIONS = ("float32", "bfloat16")
 INTERPOLATION_KINDS = ("lerp", "slerp")
 VIDEO_FORMATS = ("mp4", "gif")
