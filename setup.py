@@ -64,10 +64,28 @@ def extension_options() -> dict:
         return {}
     from torch.utils import cpp_extension
 
+    def skipped(names: str, error: Exception) -> None:
+        last_line = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+        _note(f"{names} not built ({type(error).__name__}: {last_line}); its code paths stay off.")
+
     class BuildExtension(cpp_extension.BuildExtension):
-        """torch's build_ext, where an optional extension's failure (no compiler, a compile
-        error: torch raises those as RuntimeError, which setuptools' `optional` does not
-        catch) is a message, not a failed install."""
+        """torch's build_ext, where an optional extension's failure is a message, not a failed
+        install: a compile error or a missing compiler (torch raises those as RuntimeError,
+        which setuptools' `optional` does not catch), or a compiler that fails torch's check
+        before anything compiles."""
+
+        def build_extensions(self):
+            try:
+                super().build_extensions()
+            except Exception as error:  # noqa: BLE001
+                required = [ext for ext in self.extensions if not getattr(ext, "optional", False)]
+                if len(required) == len(self.extensions):
+                    raise
+                skipped(", ".join(ext.name for ext in self.extensions if ext not in required),
+                        error)
+                if required:  # those must build, or the install fails as before
+                    self.extensions = required
+                    super().build_extensions()
 
         def build_extension(self, ext):
             try:
@@ -75,9 +93,7 @@ def extension_options() -> dict:
             except Exception as error:  # noqa: BLE001
                 if not getattr(ext, "optional", False):
                     raise
-                _note(f"{ext.name} not built ({type(error).__name__}: "
-                      f"{str(error).strip().splitlines()[-1] if str(error).strip() else ''}); "
-                      "its code paths stay off.")
+                skipped(ext.name, error)
 
     return {
         "ext_modules": extensions,
