@@ -48,11 +48,11 @@ def cpu_extensions() -> list:
         _note("torch is not importable here (pip without --no-build-isolation?): the CPU "
               "Winograd transforms are not built; 3x3 convs run on oneDNN.")
         return []
-    source = HERE / "stylegan2_ops" / "csrc_cpu" / "winograd.cpp"
+    build = _build_settings()
     return [cpp_extension.CppExtension(
         name="stylegan2_ops._cpu",
-        sources=[os.path.relpath(source, HERE)],
-        extra_compile_args=["-O3", "-g0"],  # no debug info: 11 MB -> a few hundred KB
+        sources=[os.path.relpath(build.CPU_SOURCE, HERE)],
+        extra_compile_args=list(build.CPU_COMPILE_ARGS),
         optional=True,
     )]
 

@@ -3,9 +3,11 @@ whose derivatives of every order run through the backend's own gradient routines
 
 Each op has one dispatch point (stylegan2_ops._backend) that picks the compiled CUDA kernels
 when they are available and usable, else the pure-PyTorch reference path. `SG2_OPS` or an
-`impl=` argument forces a path. On a CPU, 3x3 convs at inference may run by Winograd's
-F(4x4, 3x3) (stylegan2_ops.winograd) where its compiled transforms were built.
+`impl=` argument forces a path. On a CPU, 3x3 convs may run by Winograd's F(4x4, 3x3)
+(stylegan2_ops.winograd) where its compiled transforms were built: in the modulated conv at
+inference and inside gradient computations.
 """
+from stylegan2_ops import winograd
 from stylegan2_ops._backend import describe as describe_backend
 from stylegan2_ops.bias_act import ACTIVATIONS, BiasAct, bias_act
 from stylegan2_ops.conv2d_resample import conv2d_resample
@@ -20,9 +22,7 @@ from stylegan2_ops.upfirdn2d import (
     upfirdn2d,
     upsample2d,
 )
-
-from stylegan2_ops import winograd  # noqa: E402  (after the ops it sits beside)
-from stylegan2_ops.weight_cache import WeightCache  # noqa: E402
+from stylegan2_ops.weight_cache import WeightCache
 
 __all__ = [
     "ACTIVATIONS",

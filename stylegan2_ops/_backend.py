@@ -15,10 +15,10 @@ import os
 
 import torch
 
+from stylegan2_ops._choice import requested_impl
+
 logger = logging.getLogger(__name__)
 
-IMPLS = ("auto", "reference", "cuda")
-ENV_VAR = "SG2_OPS"
 JIT_ENV_VAR = "SG2_JIT_BUILD"
 PREBUILT_MODULE = "stylegan2_ops._C"
 
@@ -157,15 +157,6 @@ def kernel_status() -> KernelStatus:
     else:
         logger.info("reference PyTorch path active (%s)", status.reason)
     return status
-
-
-def requested_impl(impl: str | None = None) -> str:
-    """The implementation asked for by argument, else by $SG2_OPS, else 'auto'."""
-    choice = impl if impl is not None else os.environ.get(ENV_VAR, "auto") or "auto"
-    if choice not in IMPLS:
-        source = "impl argument" if impl is not None else f"${ENV_VAR}"
-        raise ValueError(f"{source}={choice!r} is not one of {', '.join(IMPLS)}")
-    return choice
 
 
 def resolve(x: torch.Tensor, impl: str | None = None) -> str:

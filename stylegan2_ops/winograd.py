@@ -19,10 +19,10 @@ import dataclasses
 import functools
 import importlib
 import logging
-import os
 
 import torch
 
+from stylegan2_ops import _choice
 from stylegan2_ops.graph import records_graph
 
 logger = logging.getLogger(__name__)
@@ -61,8 +61,8 @@ def import_module():
 @functools.cache
 def kernel_status() -> CpuKernelStatus:
     """Looks for the compiled transforms once per process and logs what it found."""
-    if os.environ.get("SG2_OPS", "auto") == "reference":
-        status = CpuKernelStatus(False, "off: SG2_OPS=reference")
+    if _choice.requested_impl() == "reference":
+        status = CpuKernelStatus(False, f"off: {_choice.ENV_VAR}=reference")
     else:
         try:
             module = import_module()
