@@ -147,7 +147,10 @@ def test_values_depend_on_the_seed_only_not_on_batch_or_process_split(tiny_G, ra
     path = SPECS["ppl2_wend"].path
     one = path_lengths(tiny_G, random_distance, path, count=5, batch=2, seed=4)
     again = path_lengths(tiny_G, random_distance, path, count=5, batch=10, seed=4)
-    np.testing.assert_allclose(again, one, rtol=1e-3)
+    # Same latents, so the same values up to float32 rounding, which the 1e-4 step's difference
+    # of two images magnifies: a batch's row count changes the BLAS kernels' summation order
+    # (2e-3 relative on an AVX-512 machine). Other latents would differ by far more.
+    np.testing.assert_allclose(again, one, rtol=1e-2)
     assert np.all(np.isfinite(one)) and np.all(one > 0)
     shares = [path_lengths(tiny_G, random_distance, path, count=5, batch=4, seed=4,
                            workers=Workers(rank=rank, world_size=2)) for rank in (0, 1)]

