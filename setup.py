@@ -34,11 +34,11 @@ def _build_settings():
 
 
 def cpu_extensions() -> list:
-    """The CPU Winograd transforms as an optional extension (a compile error is not an install
-    error), or [] with a message saying why not.
+    """The CPU kernels (Winograd 3x3 convs, fused bias + activation) as an optional extension
+    (a compile error is not an install error), or [] with a message saying why not.
 
-    GCC's target_clones in the source compiles AVX-512 and AVX2 variants beside the baseline,
-    so an image built on one x86-64 machine runs its best variant on another.
+    The sources compile AVX-512 and AVX2 variants beside the baseline and pick one at run time
+    (csrc_cpu/isa.h), so an image built on one x86-64 machine runs its best variant on another.
     """
     if os.environ.get("SG2_BUILD_CPU", "1") == "0":
         return []
@@ -46,12 +46,12 @@ def cpu_extensions() -> list:
         from torch.utils import cpp_extension
     except ImportError:
         _note("torch is not importable here (pip without --no-build-isolation?): the CPU "
-              "Winograd transforms are not built; 3x3 convs run on oneDNN.")
+              "kernels are not built; 3x3 convs run on oneDNN, bias + activation in PyTorch.")
         return []
     build = _build_settings()
     return [cpp_extension.CppExtension(
         name="stylegan2_ops._cpu",
-        sources=[os.path.relpath(build.CPU_SOURCE, HERE)],
+        sources=[os.path.relpath(build.CSRC_CPU / name, HERE) for name in build.CPU_SOURCES],
         extra_compile_args=list(build.CPU_COMPILE_ARGS),
         optional=True,
     )]

@@ -31,7 +31,7 @@ def environment_report() -> dict[str, object]:
     """What `sg2 info` prints: versions, devices, and which op implementation runs."""
     import numpy
 
-    from stylegan2_ops import describe_backend, winograd
+    from stylegan2_ops import cpu_kernels, describe_backend
 
     report: dict[str, object] = {
         "sg2-container": __version__,
@@ -52,7 +52,8 @@ def environment_report() -> dict[str, object]:
     report["ops requested ($SG2_OPS)"] = ops["requested"]
     report["ops active"] = ops["active"]
     report["ops kernels"] = ops["kernels"]
-    cpu_convs = winograd.kernel_status()
-    report["CPU 3x3 convs"] = (f"Winograd where it wins: {cpu_convs.reason}"
-                               if cpu_convs.available else f"oneDNN ({cpu_convs.reason})")
+    cpu = cpu_kernels.status()
+    report["CPU kernels"] = (f"{cpu.reason}: Winograd 3x3 convs where they win, bias + activation"
+                             if cpu.available
+                             else f"off, 3x3 convs on oneDNN, bias + activation in PyTorch ({cpu.reason})")
     return report

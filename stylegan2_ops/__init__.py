@@ -5,9 +5,10 @@ Each op has one dispatch point (stylegan2_ops._backend) that picks the compiled 
 when they are available and usable, else the pure-PyTorch reference path. `SG2_OPS` or an
 `impl=` argument forces a path. On a CPU, 3x3 convs may run by Winograd's F(4x4, 3x3)
 (stylegan2_ops.winograd) where its compiled transforms were built: in the modulated conv at
-inference and inside gradient computations.
+inference and inside gradient computations; bias + activation runs in one pass there too
+(stylegan2_ops.cpu_kernels: the compiled CPU kernels).
 """
-from stylegan2_ops import winograd
+from stylegan2_ops import cpu_kernels, winograd
 from stylegan2_ops._backend import describe as describe_backend
 from stylegan2_ops.bias_act import ACTIVATIONS, BiasAct, bias_act
 from stylegan2_ops.conv2d_resample import conv2d_resample
@@ -32,6 +33,7 @@ __all__ = [
     "bias_act",
     "conv",
     "conv2d_resample",
+    "cpu_kernels",
     "describe_backend",
     "downsample2d",
     "filter2d",

@@ -1,16 +1,19 @@
 """Bias + activation + gain + clamp in one op.
 
 Every layer of the networks ends this way; one op lets a compiled kernel do it in a single pass
-over memory (stylegan2_ops._kernels, chosen by stylegan2_ops._backend). The reference path
-(stylegan2_ops._reference) is built from differentiable PyTorch functions, so first and second derivatives (R1, path length)
-come from autograd.
+over memory: on a GPU the CUDA kernel (stylegan2_ops._kernels, chosen by stylegan2_ops._backend),
+on a CPU where autograd records nothing the compiled CPU kernel (stylegan2_ops.cpu_kernels;
+linear and leaky ReLU, the networks' activations), which gives the PyTorch path's bytes. The
+reference path (stylegan2_ops._reference) is built from differentiable PyTorch functions, so
+first and second derivatives (R1, path length) come from autograd.
 """
 from __future__ import annotations
 
 import torch
 
-from stylegan2_ops import _backend, _kernels
+from stylegan2_ops import _backend, _kernels, cpu_kernels
 from stylegan2_ops._reference import ACTIVATIONS, Activation, activation, bias_act_reference
+from stylegan2_ops.graph import records_graph
 
 __all__ = ["ACTIVATIONS", "Activation", "BiasAct", "activation", "bias_act"]
 
@@ -48,7 +51,28 @@ def bias_act(
     gain = spec.default_gain if gain is None else float(gain)
     if _backend.resolve(x, impl) == "cuda":
         return _kernels.bias_act(x, b, dim, act, alpha, gain, clamp)
+    if impl in (None, "auto") and _cpu_kernel_fits(x, b, dim, spec):
+        if spec is ACTIVATIONS["linear"] and b is None and gain == 1 and clamp is None:
+            return x
+        out = x if overwrite else torch.empty_like(x)
+        return cpu_kernels.status().module.bias_act(
+            x, b, dim, spec is ACTIVATIONS["lrelu"], alpha, gain, clamp, out)
     return bias_act_reference(x, b, dim, spec, alpha, gain, clamp, overwrite)
+
+
+def _cpu_kernel_fits(x: torch.Tensor, b: torch.Tensor | None, dim: int, spec: Activation) -> bool:
+    """CPU float32, nothing for autograd to record, an activation the kernel has, a layout it
+    walks (contiguous, or channels_last with the channels at dim 1), and the kernel built."""
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return False
+    if spec not in (ACTIVATIONS["linear"], ACTIVATIONS["lrelu"]):
+        return False
+    if b is not None and (b.device.type != "cpu" or b.dtype != torch.float32 or not b.is_contiguous()):
+        return False
+    if not (x.is_contiguous()
+            or (x.ndim == 4 and dim == 1 and x.is_contiguous(memory_format=torch.channels_last))):
+        return False
+    return not records_graph(x, b) and cpu_kernels.status().available
 
 
 class BiasAct(torch.nn.Module):

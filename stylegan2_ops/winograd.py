@@ -5,29 +5,21 @@ faster is fewer multiplications. Each 4x4 output tile takes a 6x6 input tile thr
 linear transform (B^T d B), a pointwise product with the transformed filter (G g G^T) summed
 over input channels (36 matrix products, at::bmm), and a fixed output transform (A^T m A), all
 in one call of the compiled extension (stylegan2_ops/csrc_cpu/winograd.cpp, built at install
-as `stylegan2_ops._cpu`); without that build this path is simply off and oneDNN runs the conv.
+as `stylegan2_ops._cpu`, stylegan2_ops.cpu_kernels); without that build this path is simply
+off and oneDNN runs the conv.
 
 Results equal torch's conv2d to about 1e-5 relative (the transforms' rounding). It runs only
-where it is measured to win (paper256 at 16-128 px, 1.2-2.5x per layer, docs/kernels.md): in the
+where it is measured to win (paper256 at 8-256 px, 1.1-3.7x per layer, docs/kernels.md): in the
 modulated conv at inference (by one image's tiles, so that a sample's bytes never depend on its
 batch) and inside gradient computations (stylegan2_ops.conv: training, R1, projection).
 `SG2_OPS=reference` turns it off with the other compiled paths.
 """
 from __future__ import annotations
 
-import dataclasses
-import functools
-import importlib
-import logging
-
 import torch
 
-from stylegan2_ops import _choice
+from stylegan2_ops import cpu_kernels
 from stylegan2_ops.graph import records_graph
-
-logger = logging.getLogger(__name__)
-
-MODULE = "stylegan2_ops._cpu"
 
 # The filter transform G (6x3) for the interpolation points 0, +-1, +-2 and infinity.
 _FILTER_TRANSFORM = (
@@ -39,44 +31,12 @@ _FILTER_TRANSFORM = (
     (0.0, 0.0, 1.0),
 )
 # Below these the transforms and the transformed filter (4x the weight) cost more than the
-# saved multiplications (paper256 at batch 1: 64 channels at 256 px 0.97x, 4 tiles at 8 px).
-MIN_CHANNELS = 128
-MIN_TILES = 16
+# saved multiplications (measured per layer against oneDNN with 2 threads: 64 channels at
+# 256 px 1.08-1.3x, 32 channels 0.77-0.98x; 4 tiles (8 px) 1.65-1.9x, 1 tile (4 px) 0.65x).
+MIN_CHANNELS = 64
+MIN_TILES = 4
 # Where the filter is transformed at every call (10 ms for 512 x 512 channels): training.
 MIN_TILES_UNCACHED = 128
-
-
-@dataclasses.dataclass(frozen=True)
-class CpuKernelStatus:
-    available: bool
-    reason: str
-    module: object | None = None
-
-
-def import_module():
-    """Imports the compiled transforms (a seam the tests replace)."""
-    return importlib.import_module(MODULE)
-
-
-@functools.cache
-def kernel_status() -> CpuKernelStatus:
-    """Looks for the compiled transforms once per process and logs what it found."""
-    if _choice.requested_impl() == "reference":
-        status = CpuKernelStatus(False, f"off: {_choice.ENV_VAR}=reference")
-    else:
-        try:
-            module = import_module()
-        except ModuleNotFoundError as error:
-            reason = ("not built (at install: no C++ compiler, torch not importable under build "
-                      "isolation, a compile error, or SG2_BUILD_CPU=0)"
-                      if error.name == MODULE else f"failed to import ({error})")
-            status = CpuKernelStatus(False, reason)
-        except Exception as error:  # noqa: BLE001  (ABI errors: fall back to oneDNN)
-            status = CpuKernelStatus(False, f"failed to import ({type(error).__name__}: {error})")
-        else:
-            status = CpuKernelStatus(True, f"{MODULE} (Winograd F(4x4, 3x3) for 3x3 convs)", module)
-    logger.debug("CPU Winograd convs: %s", status.reason)
-    return status
 
 
 def transform_filter(weight: torch.Tensor) -> torch.Tensor:
@@ -116,7 +76,7 @@ def suits(x: torch.Tensor, weight: torch.Tensor, padding: int,
         return False
     if noise is not None and not _is_noise_plane(noise, batch, height, width):
         return False
-    return not records_graph(x, weight) and kernel_status().available
+    return not records_graph(x, weight) and cpu_kernels.status().available
 
 
 def _is_noise_plane(noise: torch.Tensor, batch: int, height: int, width: int) -> bool:
@@ -133,7 +93,7 @@ def conv3x3(x: torch.Tensor, transformed: torch.Tensor, styles: torch.Tensor | N
     transformed: transform_filter(w); styles [N, in] and dcoefs [N, out] per sample, or None;
     noise [H, W], [1, 1, H, W] or [N, 1, H, W], or None.
     """
-    module = kernel_status().module
+    module = cpu_kernels.status().module
     batch, _, height, width = x.shape
     x = x.contiguous(memory_format=torch.channels_last)
     if styles is not None:

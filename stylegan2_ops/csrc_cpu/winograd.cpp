@@ -10,7 +10,9 @@
 // The modulated conv's per-sample scales ride along for free: the input transform multiplies by
 // the styles (per sample and input channel), the output transform by the demodulation
 // coefficients (per sample and output channel) and adds the per-pixel noise.
-#include <torch/extension.h>
+#include "isa.h"
+#include "kernels.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -20,18 +22,10 @@ namespace {
 
 constexpr int kChannelBlock = 64;  // channels held in a tile's scratch (36 x 64 floats: L1)
 
-// Compiled for AVX-512 and AVX2 + FMA beside the baseline; the loader picks the best one the
-// CPU has (GCC's function multi-versioning), so one build serves every x86-64 instance.
-// (Named CPUs rather than "arch=x86-64-v3", which GCC accepts only from version 12.)
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define SG2_CPU_CLONES \
-  __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
-#else
-#define SG2_CPU_CLONES
-#endif
-
-// B^T applied along one line of the 6x6 input tile, channel vectors s[0..5] -> o[0..5].
-inline void input_line(const float* const s[6], float* const o[6], int count) {
+// B^T applied along one line of the 6x6 input tile, channel vectors s[0..5] -> o[0..5]. (The
+// channel loop carries no dependence: ivdep lets it vectorize despite the 12 pointers.)
+SG2_INLINE void input_line(const float* const s[6], float* const o[6], int count) {
+#pragma GCC ivdep
   for (int c = 0; c < count; ++c) {
     const float d0 = s[0][c], d1 = s[1][c], d2 = s[2][c], d3 = s[3][c], d4 = s[4][c];
     const float d5 = s[5][c];
@@ -47,7 +41,8 @@ inline void input_line(const float* const s[6], float* const o[6], int count) {
 }
 
 // A^T applied along one line of the 6x6 product tile, channel vectors m[0..5] -> o[0..3].
-inline void output_line(const float* const m[6], float* const o[4], int count) {
+SG2_INLINE void output_line(const float* const m[6], float* const o[4], int count) {
+#pragma GCC ivdep
   for (int c = 0; c < count; ++c) {
     const float m0 = m[0][c], m1 = m[1][c], m2 = m[2][c], m3 = m[3][c], m4 = m[4][c];
     const float m5 = m[5][c];
@@ -68,9 +63,8 @@ struct Geometry {
   }
 };
 
-SG2_CPU_CLONES
-void input_tiles(const float* x, const float* styles, float* v, int64_t first, int64_t last,
-                 const Geometry& g, int64_t channels) {
+SG2_INLINE void input_tiles_body(const float* x, const float* styles, float* v, int64_t first,
+                                 int64_t last, const Geometry& g, int64_t channels) {
   alignas(64) float zeros[kChannelBlock] = {0};
   alignas(64) float scaled[6][kChannelBlock];
   alignas(64) float half[6][6][kChannelBlock];
@@ -107,10 +101,9 @@ void input_tiles(const float* x, const float* styles, float* v, int64_t first, i
   }
 }
 
-SG2_CPU_CLONES
-void output_tiles(const float* m, const float* dcoefs, const float* noise, int64_t noise_batch,
-                  float* y, int64_t first, int64_t last, const Geometry& g,
-                  int64_t channels) {
+SG2_INLINE void output_tiles_body(const float* m, const float* dcoefs, const float* noise,
+                                  int64_t noise_batch, float* y, int64_t first, int64_t last,
+                                  const Geometry& g, int64_t channels) {
   alignas(64) float half[4][6][kChannelBlock];
   alignas(64) float pixels[4][kChannelBlock];
   for (int64_t p = first; p < last; ++p) {
@@ -150,6 +143,16 @@ void output_tiles(const float* m, const float* dcoefs, const float* noise, int64
   }
 }
 
+SG2_DISPATCH(input_tiles, input_tiles_body,
+             (const float* x, const float* styles, float* v, int64_t first, int64_t last,
+              const Geometry& g, int64_t channels),
+             (x, styles, v, first, last, g, channels))
+
+SG2_DISPATCH(output_tiles, output_tiles_body,
+             (const float* m, const float* dcoefs, const float* noise, int64_t noise_batch,
+              float* y, int64_t first, int64_t last, const Geometry& g, int64_t channels),
+             (m, dcoefs, noise, noise_batch, y, first, last, g, channels))
+
 Geometry geometry_of(int64_t batch, int64_t height, int64_t width) {
   const int64_t rows = (height + 3) / 4, cols = (width + 3) / 4;
   return Geometry{height, width, rows, cols, batch * rows * cols};
@@ -166,8 +169,7 @@ void check_float_cpu(const torch::Tensor& t, const char* name) {
 
 }  // namespace
 
-// y = conv2d(x * styles, w, padding=1) * dcoefs + noise, channels_last, from the transformed
-// filter u = [36, C, K]: input transform, 36 products (the BLAS), output transform.
+// Input transform, 36 products (the BLAS), output transform.
 torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
                       const c10::optional<torch::Tensor>& styles,
                       const c10::optional<torch::Tensor>& dcoefs,
@@ -220,14 +222,4 @@ torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
     output_tiles(mp, dp, np, noise_batch, yp, first, last, g, out_channels);
   });
   return y;
-}
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
-  module.doc() = "sg2-container's CPU kernels: 3x3 convs by Winograd F(4x4, 3x3)";
-  // Without the GIL: the endpoint renders in a worker thread while its event loop serves.
-  module.def("conv3x3", &conv3x3,
-             "conv2d(x * styles, w, padding=1) * dcoefs + noise from u = [36, C, K]",
-             pybind11::call_guard<pybind11::gil_scoped_release>(),
-             pybind11::arg("x"), pybind11::arg("u"), pybind11::arg("styles") = pybind11::none(),
-             pybind11::arg("dcoefs") = pybind11::none(), pybind11::arg("noise") = pybind11::none());
 }

@@ -48,7 +48,7 @@ def test_a_deep_copy_keeps_the_row_by_row_forward_on_its_own_layers():
 
 def test_synthesis_with_the_cpu_winograd_path_is_batch_invariant():
     # 128 channels at 16 px: the layers there take the Winograd path where it is built.
-    from stylegan2_ops import winograd
+    from stylegan2_ops import cpu_kernels
 
     torch.manual_seed(2)
     G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3,
@@ -61,6 +61,6 @@ def test_synthesis_with_the_cpu_winograd_path_is_batch_invariant():
         alone = [G.synthesis(ws[i:i + 1].expand(2, -1, -1), noise_mode="const")[:1]
                  for i in range(6)]
     assert torch.equal(batched, torch.cat(alone))
-    if winograd.kernel_status().available:
+    if cpu_kernels.status().available:
         caches = [m.weight_cache for m in G.modules() if hasattr(m, "weight_cache")]
         assert any("winograd filter" in c._values for c in caches)

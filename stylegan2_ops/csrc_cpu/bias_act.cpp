@@ -1,0 +1,130 @@
+// Bias, activation, gain and clamp in one pass over memory on a CPU (PyTorch's path makes
+// three or four: add, activation, multiply, clamp). Each element takes PyTorch's operations in
+// PyTorch's order, so the bytes equal its path's: (x + b), then x > 0 ? x : x * alpha, then
+// x * gain, then min(max(x, -clamp), clamp) (NaN stays NaN). Multiplying by a gain of 1 and
+// clamping to +-infinity change no value, so they are not special-cased; adding no bias is
+// (x + 0 would turn -0 into +0).
+//
+// Layouts: x is [outer, C, inner] contiguous (C at `dim`), or a channels_last 4-D tensor with
+// dim 1, which is [N*H*W, C] with inner 1.
+#include "isa.h"
+#include "kernels.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+namespace {
+
+struct Activation {
+  float alpha, gain, low, high;
+};
+
+template <bool kBias, bool kLrelu>
+SG2_INLINE float apply(float v, float bias, const Activation& a) {
+  if (kBias) v = v + bias;
+  if (kLrelu) v = v > 0.f ? v : v * a.alpha;
+  v = v * a.gain;
+  return std::min(std::max(v, a.low), a.high);
+}
+
+// Runs of `inner` elements that share one channel's bias (contiguous NCHW, inner = H * W).
+template <bool kBias, bool kLrelu>
+SG2_INLINE void planes(const float* x, float* y, const float* b, int64_t first, int64_t last,
+                       int64_t channels, int64_t inner, const Activation& a) {
+  for (int64_t r = first; r < last; ++r) {
+    const float bias = kBias ? b[r % channels] : 0.f;
+    const float* in = x + r * inner;
+    float* out = y + r * inner;
+#pragma GCC ivdep
+    for (int64_t i = 0; i < inner; ++i) out[i] = apply<kBias, kLrelu>(in[i], bias, a);
+  }
+}
+
+// Rows of `channels` elements, one bias each (channels_last, or [N, C]).
+template <bool kBias, bool kLrelu>
+SG2_INLINE void rows(const float* x, float* y, const float* b, int64_t first, int64_t last,
+                     int64_t channels, const Activation& a) {
+  for (int64_t r = first; r < last; ++r) {
+    const float* in = x + r * channels;
+    float* out = y + r * channels;
+#pragma GCC ivdep
+    for (int64_t c = 0; c < channels; ++c) out[c] = apply<kBias, kLrelu>(in[c], kBias ? b[c] : 0.f, a);
+  }
+}
+
+SG2_INLINE void activate_body(const float* x, float* y, const float* b, int64_t first,
+                              int64_t last, int64_t channels, int64_t inner, bool lrelu,
+                              const Activation& a) {
+  if (inner == 1) {
+    if (b != nullptr) {
+      lrelu ? rows<true, true>(x, y, b, first, last, channels, a)
+            : rows<true, false>(x, y, b, first, last, channels, a);
+    } else {
+      lrelu ? rows<false, true>(x, y, b, first, last, channels, a)
+            : rows<false, false>(x, y, b, first, last, channels, a);
+    }
+  } else if (b != nullptr) {
+    lrelu ? planes<true, true>(x, y, b, first, last, channels, inner, a)
+          : planes<true, false>(x, y, b, first, last, channels, inner, a);
+  } else {
+    lrelu ? planes<false, true>(x, y, b, first, last, channels, inner, a)
+          : planes<false, false>(x, y, b, first, last, channels, inner, a);
+  }
+}
+
+SG2_DISPATCH(activate, activate_body,
+             (const float* x, float* y, const float* b, int64_t first, int64_t last,
+              int64_t channels, int64_t inner, bool lrelu, const Activation& a),
+             (x, y, b, first, last, channels, inner, lrelu, a))
+
+constexpr int64_t kGrainElements = 1 << 15;  // below this a thread's share is not worth it
+
+}  // namespace
+
+torch::Tensor bias_act(const torch::Tensor& x, const c10::optional<torch::Tensor>& b, int64_t dim,
+                       bool lrelu, double alpha, double gain, c10::optional<double> clamp,
+                       const torch::Tensor& out) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32,
+              "x must be a float32 CPU tensor");
+  TORCH_CHECK(x.dim() >= 1 && dim >= 0 && dim < x.dim(), "dim is out of range");
+  TORCH_CHECK(out.device().is_cpu() && out.scalar_type() == torch::kFloat32 &&
+                  out.sizes() == x.sizes() && out.strides() == x.strides(),
+              "out must be a float32 CPU tensor of x's shape and strides");
+  const int64_t channels = x.size(dim);
+  int64_t outer, inner;
+  if (x.is_contiguous()) {
+    inner = 1;
+    for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.size(d);
+    outer = x.numel() / std::max<int64_t>(1, channels * inner);
+  } else {
+    TORCH_CHECK(x.dim() == 4 && dim == 1 && x.is_contiguous(at::MemoryFormat::ChannelsLast),
+                "x must be contiguous, or channels_last with the channels at dim 1");
+    inner = 1;
+    outer = x.size(0) * x.size(2) * x.size(3);
+  }
+  const float* bp = nullptr;
+  if (b.has_value()) {
+    TORCH_CHECK(b->device().is_cpu() && b->scalar_type() == torch::kFloat32 && b->dim() == 1 &&
+                    b->size(0) == channels && b->is_contiguous(),
+                "b must be a contiguous float32 CPU tensor of x.size(dim) entries");
+    bp = b->data_ptr<float>();
+  }
+  const float infinity = std::numeric_limits<float>::infinity();
+  const Activation a{static_cast<float>(alpha), static_cast<float>(gain),
+                     clamp ? -static_cast<float>(*clamp) : -infinity,
+                     clamp ? static_cast<float>(*clamp) : infinity};
+  const float* xp = x.data_ptr<float>();
+  float* yp = out.data_ptr<float>();
+  // Work items: runs sharing a bias (planes) or rows of channels; outer * C of them for
+  // planes, outer for rows.
+  const int64_t items = inner == 1 ? outer : outer * channels;
+  const int64_t item_size = inner == 1 ? channels : inner;
+  at::parallel_for(0, items, std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, item_size)),
+                   [&](int64_t first, int64_t last) {
+                     activate(xp, yp, bp, first, last, channels, inner, lrelu, a);
+                   });
+  return out;
+}

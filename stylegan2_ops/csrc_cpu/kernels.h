@@ -1,0 +1,17 @@
+// The CPU kernels of stylegan2_ops._cpu (bound to Python in module.cpp).
+#pragma once
+
+#include <torch/extension.h>
+
+// y = conv2d(x * styles, w, padding=1) * dcoefs + noise, channels_last, from the transformed
+// filter u = [36, C, K] (winograd.cpp).
+torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
+                      const c10::optional<torch::Tensor>& styles,
+                      const c10::optional<torch::Tensor>& dcoefs,
+                      const c10::optional<torch::Tensor>& noise);
+
+// out = clamp(act(x + b) * gain, -clamp, clamp), b along dimension `dim`, act linear or leaky
+// ReLU; out may be x itself (bias_act.cpp).
+torch::Tensor bias_act(const torch::Tensor& x, const c10::optional<torch::Tensor>& b, int64_t dim,
+                       bool lrelu, double alpha, double gain, c10::optional<double> clamp,
+                       const torch::Tensor& out);

@@ -1,0 +1,22 @@
+// stylegan2_ops._cpu: the CPU kernels (kernels.h), bound without the GIL: the endpoint renders
+// in a worker thread while its event loop serves.
+#include "isa.h"
+#include "kernels.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.doc() = "sg2-container's CPU kernels: Winograd 3x3 convs, fused bias + activation";
+  const auto no_gil = pybind11::call_guard<pybind11::gil_scoped_release>();
+  module.def("conv3x3", &conv3x3,
+             "conv2d(x * styles, w, padding=1) * dcoefs + noise from u = [36, C, K]", no_gil,
+             pybind11::arg("x"), pybind11::arg("u"), pybind11::arg("styles") = pybind11::none(),
+             pybind11::arg("dcoefs") = pybind11::none(), pybind11::arg("noise") = pybind11::none());
+  module.def("bias_act", &bias_act,
+             "out = clamp(act(x + b) * gain, -clamp, clamp), act linear or leaky ReLU", no_gil,
+             pybind11::arg("x"), pybind11::arg("b"), pybind11::arg("dim"), pybind11::arg("lrelu"),
+             pybind11::arg("alpha"), pybind11::arg("gain"), pybind11::arg("clamp"),
+             pybind11::arg("out"));
+  module.def("isa", [] { return std::string(sg2::isa_name(sg2::active_isa())); },
+             "the instruction set the kernels run with (baseline, avx2, avx512)");
+  module.def("supported_isa", [] { return std::string(sg2::isa_name(sg2::supported_isa())); },
+             "the best instruction set this CPU supports");
+}

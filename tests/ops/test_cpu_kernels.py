@@ -1,0 +1,203 @@
+"""stylegan2_ops.cpu_kernels and the compiled CPU kernels: that the install builds them, which
+instruction set they run with, the fused bias + activation against PyTorch's path (byte for
+byte), and that everything works without them."""
+import dataclasses
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sg2_container.models.networks.synthesis import SynthesisLayer
+from stylegan2_ops import bias_act, cpu_kernels, winograd
+
+STATUS = cpu_kernels.status()
+needs_build = pytest.mark.skipif(not STATUS.available, reason=f"CPU kernels: {STATUS.reason}")
+
+
+def test_the_install_built_the_kernels_where_a_compiler_exists():
+    # setup.py builds stylegan2_ops._cpu whenever it can; a silent build failure on a machine
+    # with a compiler would leave both paths (and the tests below) off without anyone noticing.
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler on this machine: the install skips the CPU kernels")
+    assert STATUS.available, STATUS.reason
+
+
+@needs_build
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 variants only")
+@pytest.mark.skipif("ATEN_CPU_CAPABILITY" in os.environ, reason="torch's capability was lowered")
+def test_the_kernels_run_with_the_best_instruction_set_the_cpu_has():
+    # The variants were once picked by exact CPU model (GCC's target_clones("arch=...")), so
+    # CPUs newer than the named ones ran the baseline; torch's own CPUID check is the yardstick.
+    expected = {"AVX512": "avx512", "AVX2": "avx2"}.get(torch.backends.cpu.get_cpu_capability(),
+                                                        "baseline")
+    assert STATUS.module.supported_isa() == expected
+    if os.environ.get(cpu_kernels.ISA_ENV_VAR) is None:
+        assert STATUS.isa == expected and STATUS.reason.endswith(f"({expected})")
+
+
+_VARIANT_SCRIPT = """
+import json, sys, torch
+from stylegan2_ops import bias_act, cpu_kernels, winograd
+gen = torch.Generator().manual_seed(0)
+x = torch.randn(2, 70, 13, 11, generator=gen)
+w = torch.randn(66, 70, 3, 3, generator=gen)
+conv = winograd.conv3x3(x, winograd.transform_filter(w), torch.randn(2, 70, generator=gen))
+act = bias_act(x.contiguous(memory_format=torch.channels_last), torch.randn(70, generator=gen),
+               act="lrelu", clamp=1.5)
+torch.save({"conv": conv, "act": act}, sys.argv[1])
+print(json.dumps({"isa": cpu_kernels.status().isa, "reason": cpu_kernels.status().reason}))
+"""
+
+
+@needs_build
+def test_every_variant_this_cpu_runs_computes_the_same(tmp_path):
+    # SG2_CPU_ISA lowers the variant, so each compiled one is checked on any CPU that has it.
+    order = ["baseline", "avx2", "avx512"]
+    variants = order[:order.index(STATUS.module.supported_isa()) + 1]
+    results = {}
+    for isa in variants:
+        out = tmp_path / f"{isa}.pt"
+        run = subprocess.run([sys.executable, "-c", _VARIANT_SCRIPT, str(out)], check=True,
+                             capture_output=True, text=True, timeout=300,
+                             env=dict(os.environ, SG2_CPU_ISA=isa))
+        report = json.loads(run.stdout.strip().splitlines()[-1])
+        assert report["isa"] == isa
+        if isa != variants[-1]:
+            assert "lowered by $SG2_CPU_ISA" in report["reason"]
+        results[isa] = torch.load(out, weights_only=True)
+    first = results[variants[0]]
+    for isa in variants[1:]:
+        # The convs may differ in rounding (FMA); the activation is PyTorch's bytes on each.
+        scale = first["conv"].abs().max()
+        assert ((results[isa]["conv"] - first["conv"]).abs().max() / scale) < 3e-5, isa
+        assert torch.equal(results[isa]["act"], first["act"]), isa
+
+
+def test_status_is_off_when_the_reference_path_is_forced(monkeypatch):
+    monkeypatch.setenv("SG2_OPS", "reference")
+    cpu_kernels.status.cache_clear()
+    try:
+        status = cpu_kernels.status()
+        assert not status.available and "SG2_OPS=reference" in status.reason
+        x = torch.zeros(1, winograd.MIN_CHANNELS, 16, 16)
+        assert not winograd.suits(x, torch.zeros(winograd.MIN_CHANNELS, winograd.MIN_CHANNELS, 3, 3), 1)
+    finally:
+        monkeypatch.delenv("SG2_OPS")
+        cpu_kernels.status.cache_clear()
+
+
+def test_a_missing_build_leaves_both_paths_off_with_its_reason(monkeypatch):
+    def missing():
+        raise ModuleNotFoundError(f"No module named {cpu_kernels.MODULE!r}", name=cpu_kernels.MODULE)
+
+    monkeypatch.setattr(cpu_kernels, "import_module", missing)
+    cpu_kernels.status.cache_clear()
+    try:
+        status = cpu_kernels.status()
+        assert not status.available and "not built" in status.reason and status.isa is None
+        layer = SynthesisLayer(winograd.MIN_CHANNELS, 8, w_dim=4, resolution=16).eval()
+        with torch.no_grad():
+            out = layer(torch.randn(1, winograd.MIN_CHANNELS, 16, 16), torch.randn(1, 4),
+                        noise_mode="const")
+        assert out.shape == (1, 8, 16, 16)
+        x = torch.randn(2, 3, 4, 4)
+        assert torch.equal(bias_act(x, torch.ones(3), act="lrelu"),
+                           bias_act(x, torch.ones(3), act="lrelu", impl="reference"))
+    finally:
+        cpu_kernels.status.cache_clear()
+
+
+# ---- bias + activation in one pass ----------------------------------------------------------
+class _CountingModule:
+    """The compiled module, counting bias_act calls (to see that the kernel ran)."""
+
+    def __init__(self, module):
+        self.module, self.calls = module, 0
+
+    def bias_act(self, *args):
+        self.calls += 1
+        return self.module.bias_act(*args)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    spy = _CountingModule(STATUS.module)
+    monkeypatch.setattr(cpu_kernels, "status", lambda: dataclasses.replace(STATUS, module=spy))
+    return spy
+
+
+def _bits(t):
+    return t.contiguous().view(torch.int32)
+
+
+SPECIAL = [0.0, -0.0, float("nan"), float("inf"), -float("inf"), -1.0, 3.0, 1e-40, -1e-40, -5e-39]
+
+
+@needs_build
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "rows", "inner-dim", "first-dim"])
+@pytest.mark.parametrize("act", ["lrelu", "linear"])
+@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
+def test_bias_act_gives_pytorchs_bytes(counted, layout, act, with_bias):
+    gen = torch.Generator().manual_seed(len(layout))
+    shape, dim = {"nchw": ((2, 70, 5, 9), 1), "channels_last": ((3, 70, 6, 5), 1),
+                  "rows": ((7, 513), 1), "inner-dim": ((4, 5, 6), 2), "first-dim": ((9, 33), 0)}[layout]
+    x = torch.randn(shape, generator=gen) * 300  # beyond the clamp
+    x.view(-1)[:len(SPECIAL)] = torch.tensor(SPECIAL)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    b = torch.randn(shape[dim], generator=gen) if with_bias else None
+    for gain, clamp in [(None, None), (1.0, None), (0.5, 256.0), (None, 0.0)]:
+        expected = bias_act(x, b, dim, act, gain=gain, clamp=clamp, impl="reference")
+        calls = counted.calls
+        ours = bias_act(x, b, dim, act, gain=gain, clamp=clamp)
+        if not (act == "linear" and b is None and gain in (None, 1.0) and clamp is None):
+            assert counted.calls == calls + 1  # the kernel ran (else: nothing to compute)
+        assert ours.stride() == expected.stride()
+        assert torch.equal(_bits(ours), _bits(expected)), (gain, clamp)
+
+
+@needs_build
+def test_bias_act_overwrites_only_when_asked(counted):
+    x = torch.randn(2, 16, 8, 8)
+    kept = x.clone()
+    y = bias_act(x, torch.ones(16), act="lrelu")
+    assert torch.equal(x, kept) and y.data_ptr() != x.data_ptr()
+    z = bias_act(x, torch.ones(16), act="lrelu", overwrite=True)
+    assert z.data_ptr() == x.data_ptr() and torch.equal(z, y)
+    assert counted.calls == 2
+
+
+@needs_build
+def test_bias_act_leaves_what_the_kernel_does_not_cover_to_pytorch(counted):
+    x = torch.randn(2, 8, 4, 4)
+    b = torch.randn(8)
+    bias_act(x.double(), b.double(), act="lrelu")  # float64
+    bias_act(x, b, act="tanh")  # an activation the kernel has not
+    bias_act(x[:, :, :, ::2], b, act="lrelu")  # a strided view
+    bias_act(x, b, act="lrelu", impl="reference")  # asked for
+    xg = x.clone().requires_grad_()
+    y = bias_act(xg, b, act="lrelu", gain=2.0)  # autograd records: PyTorch's differentiable ops
+    assert counted.calls == 0
+    y.sum().backward()
+    assert torch.equal(xg.grad, torch.where(x + b[:, None, None] > 0, 2.0, 0.4).expand_as(x))
+
+
+@needs_build
+def test_bias_act_on_a_large_tensor_splits_work_across_threads_with_the_same_bytes(counted):
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(3, 64, 96, 96, generator=gen).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(64, generator=gen)
+    expected = bias_act(x, b, act="lrelu", gain=math.sqrt(2), clamp=2.0, impl="reference")
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            assert torch.equal(bias_act(x, b, act="lrelu", gain=math.sqrt(2), clamp=2.0), expected)
+    finally:
+        torch.set_num_threads(threads)
