@@ -90,7 +90,7 @@ COPY stylegan2_ops/ stylegan2_ops/
 COPY sg2_container/ sg2_container/
 
 # SG2_BUILD_CUDA=0 builds a wheel without the CUDA kernels (only for test builds without nvcc);
-# the CPU Winograd transforms (stylegan2_ops._cpu, for CPU endpoints) are built either way.
+# the CPU kernels (stylegan2_ops._cpu: Winograd convs, bias + activation) are built either way.
 # CUDA_ARCH_LIST overrides the variant's architecture list (e.g. "8.0" for a quick build).
 ARG SG2_BUILD_CUDA=1
 ARG CUDA_ARCH_LIST=""

@@ -63,7 +63,9 @@ def status() -> CpuKernelStatus:
 def _describe_isa(active: str, supported: str) -> str:
     requested = os.environ.get(ISA_ENV_VAR, "").strip()
     if requested and requested not in ISAS:
-        logger.warning("%s=%r is not one of %s: ignored", ISA_ENV_VAR, requested, ", ".join(ISAS))
+        note = f"${ISA_ENV_VAR}={requested!r} ignored: not one of {', '.join(ISAS)}"
+        logger.warning(note)
+        return f"{active}; {note}"
     if active == supported:
         return active
     return f"{active}, lowered by ${ISA_ENV_VAR} from the CPU's {supported}"

@@ -1,5 +1,8 @@
 """Images from a generator for a list of seeds or W vectors (the reference's generate tool,
-batched). Each image depends only on its own seed or W, never on the batch it was rendered in.
+batched). Each image depends only on its own seed or W; with another --batch its pixels may move
+by one uint8 level where float32 rounding lands on a boundary (BLAS picks its kernels by row
+count). The endpoint, which promises a request the same bytes in any batch, pins that down
+(docs/serving.md).
 """
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ _SEEDS_HELP = "numbers and inclusive ranges, e.g. '0-7' or '1,5,10-12'"
 _TRUNC_HELP = "Truncation psi: 1 = no truncation; lower trades variety for typicality."
 _NOISE_HELP = "Per-pixel noise: the model's stored maps (const), fresh (random), or none."
 _CLASS_HELP = "Class index, required for a conditional network (ignored with a warning otherwise)."
-_BATCH_HELP = ("Images rendered per forward pass; the images do not depend on it. The default is "
+_BATCH_HELP = ("Images rendered per forward pass, a speed setting: with const or no noise an "
+               "image stays the same up to a rare one-level rounding difference. The default is "
                "the fastest measured: 8, but 1 on a CPU with --noise-mode random (such a batch "
                "holds every image's activations at once: slower and 5x the memory at 1024 px).")
 

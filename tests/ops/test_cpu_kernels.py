@@ -79,6 +79,17 @@ def test_every_variant_this_cpu_runs_computes_the_same(tmp_path):
         assert torch.equal(results[isa]["act"], first["act"]), isa
 
 
+@needs_build
+def test_an_unknown_instruction_set_name_is_reported_not_obeyed(monkeypatch):
+    monkeypatch.setenv(cpu_kernels.ISA_ENV_VAR, "avx9000")
+    cpu_kernels.status.cache_clear()
+    try:
+        reason = cpu_kernels.status().reason
+    finally:
+        cpu_kernels.status.cache_clear()
+    assert "'avx9000' ignored: not one of baseline, avx2, avx512" in reason
+
+
 def test_status_is_off_when_the_reference_path_is_forced(monkeypatch):
     monkeypatch.setenv("SG2_OPS", "reference")
     cpu_kernels.status.cache_clear()
