@@ -1,8 +1,9 @@
 """Installs sg2-container.
 
 setup.py (rather than pyproject alone) because it compiles extensions ahead of time: the CPU
-Winograd transforms (`stylegan2_ops._cpu`) whenever torch is importable here and SG2_BUILD_CPU
-is not 0 (a failed compile leaves the pure-Python install, which runs the conv on oneDNN), and
+kernels (`stylegan2_ops._cpu`: Winograd 3x3 convs, bias + activation) whenever torch is
+importable here and SG2_BUILD_CPU is not 0 (a failed compile leaves the pure-Python install,
+which runs PyTorch's own ops), and
 the stylegan2_ops CUDA extension (`stylegan2_ops._C`) when SG2_BUILD_CUDA=1.
 Build settings (sources, default archs, flags) live in stylegan2_ops/_build.py, shared with the
 JIT loader. See docs/kernels.md.

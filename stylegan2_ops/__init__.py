@@ -14,7 +14,7 @@ from stylegan2_ops.bias_act import ACTIVATIONS, BiasAct, bias_act
 from stylegan2_ops.conv2d_resample import conv2d_resample
 from stylegan2_ops.convolution import ConvSpec, conv
 from stylegan2_ops.fma import fma
-from stylegan2_ops.graph import records_graph
+from stylegan2_ops.graph import kernel_may_take, records_graph
 from stylegan2_ops.upfirdn2d import (
     UpFirDn2d,
     downsample2d,
@@ -38,6 +38,7 @@ __all__ = [
     "downsample2d",
     "filter2d",
     "fma",
+    "kernel_may_take",
     "records_graph",
     "setup_filter",
     "upfirdn2d",

@@ -13,7 +13,7 @@ import torch
 
 from stylegan2_ops import _backend, _kernels, cpu_kernels
 from stylegan2_ops._reference import ACTIVATIONS, Activation, activation, bias_act_reference
-from stylegan2_ops.graph import records_graph
+from stylegan2_ops.graph import kernel_may_take
 
 __all__ = ["ACTIVATIONS", "Activation", "BiasAct", "activation", "bias_act"]
 
@@ -45,25 +45,40 @@ def bias_act(
         raise ValueError(
             f"bias must be 1-D with {x.shape[dim]} entries (x.shape[{dim}]), got {list(b.shape)}"
         )
-    if clamp is not None and clamp < 0:
+    if clamp is not None and not clamp >= 0:  # (NaN too)
         raise ValueError(f"clamp must be >= 0 or None, got {clamp}")
     alpha = spec.default_alpha if alpha is None else float(alpha)
     gain = spec.default_gain if gain is None else float(gain)
     if _backend.resolve(x, impl) == "cuda":
         return _kernels.bias_act(x, b, dim, act, alpha, gain, clamp)
-    if impl in (None, "auto") and _cpu_kernel_fits(x, b, dim, spec):
+    if impl in (None, "auto") and _cpu_kernel_fits(x, b, dim, spec, (alpha, gain, clamp), overwrite):
         if spec is ACTIVATIONS["linear"] and b is None and gain == 1 and clamp is None:
             return x
         out = x if overwrite else torch.empty_like(x)
-        return cpu_kernels.status().module.bias_act(
-            x, b, dim, spec is ACTIVATIONS["lrelu"], alpha, gain, clamp, out)
+        cpu_kernels.status().module.bias_act(x, b, dim, spec is ACTIVATIONS["lrelu"], alpha, gain,
+                                             clamp, out)
+        if overwrite and not out.is_inference():
+            torch.autograd.graph.increment_version(out)  # as an in-place op of PyTorch's would
+        return out
     return bias_act_reference(x, b, dim, spec, alpha, gain, clamp, overwrite)
 
 
-def _cpu_kernel_fits(x: torch.Tensor, b: torch.Tensor | None, dim: int, spec: Activation) -> bool:
-    """CPU float32, nothing for autograd to record, an activation the kernel has, a layout it
-    walks (contiguous, or channels_last with the channels at dim 1), and the kernel built."""
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def _cpu_kernel_fits(x: torch.Tensor, b: torch.Tensor | None, dim: int, spec: Activation,
+                     scalars: tuple, overwrite: bool) -> bool:
+    """CPU float32, nothing PyTorch must see (kernel_may_take), an activation the kernel has, a
+    layout it walks (contiguous, or channels_last with the channels at dim 1), scalars a float
+    holds (PyTorch refuses others), and the kernel built. Writing into x: not into an inference
+    tensor outside inference mode, nor with b in x's memory (PyTorch refuses both)."""
     if x.device.type != "cpu" or x.dtype != torch.float32:
+        return False
+    if any(s is not None and not abs(s) <= _FLOAT32_MAX for s in scalars):
+        return False
+    if overwrite and ((x.is_inference() and not torch.is_inference_mode_enabled())
+                      or (b is not None and b.untyped_storage().data_ptr()
+                          == x.untyped_storage().data_ptr())):
         return False
     if spec not in (ACTIVATIONS["linear"], ACTIVATIONS["lrelu"]):
         return False
@@ -72,7 +87,7 @@ def _cpu_kernel_fits(x: torch.Tensor, b: torch.Tensor | None, dim: int, spec: Ac
     if not (x.is_contiguous()
             or (x.ndim == 4 and dim == 1 and x.is_contiguous(memory_format=torch.channels_last))):
         return False
-    return not records_graph(x, b) and cpu_kernels.status().available
+    return kernel_may_take(x, b) and cpu_kernels.status().available
 
 
 class BiasAct(torch.nn.Module):

@@ -61,7 +61,7 @@ def status() -> CpuKernelStatus:
 
 
 def _describe_isa(active: str, supported: str) -> str:
-    requested = os.environ.get(ISA_ENV_VAR, "").strip()
+    requested = os.environ.get(ISA_ENV_VAR, "")  # read as the kernels read it: exactly
     if requested and requested not in ISAS:
         note = f"${ISA_ENV_VAR}={requested!r} ignored: not one of {', '.join(ISAS)}"
         logger.warning(note)

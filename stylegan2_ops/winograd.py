@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from stylegan2_ops import cpu_kernels
-from stylegan2_ops.graph import records_graph
+from stylegan2_ops.graph import kernel_may_take
 
 # The filter transform G (6x3) for the interpolation points 0, +-1, +-2 and infinity.
 _FILTER_TRANSFORM = (
@@ -76,7 +76,7 @@ def suits(x: torch.Tensor, weight: torch.Tensor, padding: int,
         return False
     if noise is not None and not _is_noise_plane(noise, batch, height, width):
         return False
-    return not records_graph(x, weight) and cpu_kernels.status().available
+    return kernel_may_take(x, weight, noise) and cpu_kernels.status().available
 
 
 def _is_noise_plane(noise: torch.Tensor, batch: int, height: int, width: int) -> bool:

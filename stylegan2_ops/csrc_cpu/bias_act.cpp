@@ -1,9 +1,9 @@
 // Bias, activation, gain and clamp in one pass over memory on a CPU (PyTorch's path makes
 // three or four: add, activation, multiply, clamp). Each element takes PyTorch's operations in
-// PyTorch's order, so the bytes equal its path's: (x + b), then x > 0 ? x : x * alpha, then
-// x * gain, then min(max(x, -clamp), clamp) (NaN stays NaN). Multiplying by a gain of 1 and
-// clamping to +-infinity change no value, so they are not special-cased; adding no bias is
-// (x + 0 would turn -0 into +0).
+// PyTorch's order and skips those PyTorch skips, so the values equal its path's: (x + b), then
+// x > 0 ? x : x * alpha, then x * gain unless the gain is 1, then min(max(x, -clamp), clamp)
+// when clamped (NaN stays NaN; which NaN's payload survives x + b when both are NaN is the
+// compiler's choice of operand order).
 //
 // Layouts: x is [outer, C, inner] contiguous (C at `dim`), or a channels_last 4-D tensor with
 // dim 1, which is [N*H*W, C] with inner 1.
@@ -14,20 +14,21 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
 
 namespace {
 
 struct Activation {
   float alpha, gain, low, high;
+  bool scaled, clamped;  // (loop invariants: the compiler splits the loops on them)
 };
 
 template <bool kBias, bool kLrelu>
 SG2_INLINE float apply(float v, float bias, const Activation& a) {
   if (kBias) v = v + bias;
   if (kLrelu) v = v > 0.f ? v : v * a.alpha;
-  v = v * a.gain;
-  return std::min(std::max(v, a.low), a.high);
+  if (a.scaled) v = v * a.gain;
+  if (a.clamped) v = std::min(std::max(v, a.low), a.high);
+  return v;
 }
 
 // Runs of `inner` elements that share one channel's bias (contiguous NCHW, inner = H * W).
@@ -112,10 +113,9 @@ torch::Tensor bias_act(const torch::Tensor& x, const c10::optional<torch::Tensor
                 "b must be a contiguous float32 CPU tensor of x.size(dim) entries");
     bp = b->data_ptr<float>();
   }
-  const float infinity = std::numeric_limits<float>::infinity();
   const Activation a{static_cast<float>(alpha), static_cast<float>(gain),
-                     clamp ? -static_cast<float>(*clamp) : -infinity,
-                     clamp ? static_cast<float>(*clamp) : infinity};
+                     clamp ? -static_cast<float>(*clamp) : 0.f,
+                     clamp ? static_cast<float>(*clamp) : 0.f, gain != 1.0, clamp.has_value()};
   const float* xp = x.data_ptr<float>();
   float* yp = out.data_ptr<float>();
   // Work items: runs sharing a bias (planes) or rows of channels; outer * C of them for

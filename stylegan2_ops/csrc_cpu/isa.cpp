@@ -1,5 +1,6 @@
 #include "isa.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -19,6 +20,8 @@ Isa detect() {
 #endif
   return Isa::kBaseline;
 }
+
+std::atomic<int64_t> variant_calls[3];
 
 Isa requested(Isa best) {
   const char* value = std::getenv("SG2_CPU_ISA");
@@ -40,6 +43,12 @@ Isa active_isa() {
   static const Isa isa = requested(supported_isa());
   return isa;
 }
+
+void count_call(Isa isa) {
+  variant_calls[static_cast<int>(isa)].fetch_add(1, std::memory_order_relaxed);
+}
+
+int64_t calls_of(Isa isa) { return variant_calls[static_cast<int>(isa)].load(); }
 
 const char* isa_name(Isa isa) {
   switch (isa) {

@@ -32,18 +32,26 @@ Isa active_isa();
 Isa supported_isa();
 const char* isa_name(Isa isa);
 
+// Calls of each variant so far (indexed by Isa), for the tests: that the dispatcher ran the
+// variant it reports.
+void count_call(Isa isa);
+int64_t calls_of(Isa isa);
+
 }  // namespace sg2
 
 // Defines `static void name params` that runs `body args` compiled for active_isa().
 #if SG2_X86_VARIANTS
 #define SG2_DISPATCH(name, body, params, args)           \
   SG2_TARGET_AVX512 static void name##_avx512 params {   \
+    ::sg2::count_call(::sg2::Isa::kAvx512);              \
     body args;                                           \
   }                                                      \
   SG2_TARGET_AVX2 static void name##_avx2 params {       \
+    ::sg2::count_call(::sg2::Isa::kAvx2);                \
     body args;                                           \
   }                                                      \
   static void name##_baseline params {                   \
+    ::sg2::count_call(::sg2::Isa::kBaseline);            \
     body args;                                           \
   }                                                      \
   static void name params {                              \
@@ -62,6 +70,7 @@ const char* isa_name(Isa isa);
 #else
 #define SG2_DISPATCH(name, body, params, args) \
   static void name params {                    \
+    ::sg2::count_call(::sg2::Isa::kBaseline);  \
     body args;                                 \
   }
 #endif

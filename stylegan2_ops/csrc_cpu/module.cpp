@@ -17,6 +17,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              pybind11::arg("out"));
   module.def("isa", [] { return std::string(sg2::isa_name(sg2::active_isa())); },
              "the instruction set the kernels run with (baseline, avx2, avx512)");
+  module.def(
+      "variant_calls",
+      [] {
+        pybind11::dict calls;
+        for (sg2::Isa isa : {sg2::Isa::kBaseline, sg2::Isa::kAvx2, sg2::Isa::kAvx512}) {
+          calls[sg2::isa_name(isa)] = sg2::calls_of(isa);
+        }
+        return calls;
+      },
+      "calls of each compiled variant so far in this process (for tests)");
   module.def("supported_isa", [] { return std::string(sg2::isa_name(sg2::supported_isa())); },
              "the best instruction set this CPU supports");
 }

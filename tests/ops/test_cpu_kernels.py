@@ -51,7 +51,9 @@ conv = winograd.conv3x3(x, winograd.transform_filter(w), torch.randn(2, 70, gene
 act = bias_act(x.contiguous(memory_format=torch.channels_last), torch.randn(70, generator=gen),
                act="lrelu", clamp=1.5)
 torch.save({"conv": conv, "act": act}, sys.argv[1])
-print(json.dumps({"isa": cpu_kernels.status().isa, "reason": cpu_kernels.status().reason}))
+status = cpu_kernels.status()
+print(json.dumps({"isa": status.isa, "reason": status.reason,
+                  "calls": status.module.variant_calls()}))
 """
 
 
@@ -68,6 +70,8 @@ def test_every_variant_this_cpu_runs_computes_the_same(tmp_path):
                              env=dict(os.environ, SG2_CPU_ISA=isa))
         report = json.loads(run.stdout.strip().splitlines()[-1])
         assert report["isa"] == isa
+        # the dispatcher ran that variant, and only that one
+        assert {name for name, count in report["calls"].items() if count} == {isa}, report
         if isa != variants[-1]:
             assert "lowered by $SG2_CPU_ISA" in report["reason"]
         results[isa] = torch.load(out, weights_only=True)
@@ -148,6 +152,7 @@ def _bits(t):
 
 
 SPECIAL = [0.0, -0.0, float("nan"), float("inf"), -float("inf"), -1.0, 3.0, 1e-40, -1e-40, -5e-39]
+SIGNALING_NAN = torch.tensor([0x7FA00001], dtype=torch.int32).view(torch.float32)
 
 
 @needs_build
@@ -160,9 +165,12 @@ def test_bias_act_gives_pytorchs_bytes(counted, layout, act, with_bias):
                   "rows": ((7, 513), 1), "inner-dim": ((4, 5, 6), 2), "first-dim": ((9, 33), 0)}[layout]
     x = torch.randn(shape, generator=gen) * 300  # beyond the clamp
     x.view(-1)[:len(SPECIAL)] = torch.tensor(SPECIAL)
+    x.view(-1)[len(SPECIAL)] = SIGNALING_NAN  # kept as it is where PyTorch skips a step
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
     b = torch.randn(shape[dim], generator=gen) if with_bias else None
+    if b is not None:
+        b[-1] = float("nan")  # a NaN bias on finite inputs
     for gain, clamp in [(None, None), (1.0, None), (0.5, 256.0), (None, 0.0)]:
         expected = bias_act(x, b, dim, act, gain=gain, clamp=clamp, impl="reference")
         calls = counted.calls
@@ -212,3 +220,58 @@ def test_bias_act_on_a_large_tensor_splits_work_across_threads_with_the_same_byt
             assert torch.equal(bias_act(x, b, act="lrelu", gain=math.sqrt(2), clamp=2.0), expected)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_bias_act_refuses_a_nan_clamp():
+    with pytest.raises(ValueError, match="clamp must be >= 0"):
+        bias_act(torch.zeros(2, 3), None, act="lrelu", clamp=float("nan"))
+
+
+@needs_build
+def test_the_dispatcher_runs_the_variant_it_reports():
+    before = STATUS.module.variant_calls()
+    x = torch.randn(1, 64, 8, 8).contiguous(memory_format=torch.channels_last)
+    winograd.conv3x3(x, winograd.transform_filter(torch.randn(64, 64, 3, 3)))
+    bias_act(x, torch.randn(64), act="lrelu")
+    after = STATUS.module.variant_calls()
+    ran = {name for name in after if after[name] > before[name]}
+    assert ran == {STATUS.isa}
+
+
+@needs_build
+def test_bias_act_in_place_is_seen_by_autograd_and_inference_mode_as_pytorchs_would_be(counted):
+    h = torch.randn(2, 4, 3, 3, requires_grad=True) * 1.0  # saved for backward by the product
+    y = h * h
+    with torch.no_grad():
+        bias_act(h, torch.ones(4), act="lrelu", overwrite=True)
+    assert counted.calls == 1
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+    with torch.inference_mode():
+        frozen = torch.randn(2, 4, 3, 3)
+    with pytest.raises(RuntimeError, match="[Ii]nference"):  # PyTorch refuses, so do we
+        bias_act(frozen, torch.ones(4), act="lrelu", overwrite=True)
+    x = torch.randn(5, 4)
+    with pytest.raises(RuntimeError):  # a bias inside x: PyTorch refuses the overlap
+        bias_act(x, x[0], act="lrelu", overwrite=True)
+    assert counted.calls == 1
+
+
+@needs_build
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit is deprecated, still in use
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_bias_act_under_forward_ad_vmap_and_tracing_is_pytorchs(counted):
+    import torch.autograd.forward_ad as fwad
+
+    x, b, tangent = torch.randn(2, 6, 3, 3), torch.randn(6), torch.randn(2, 6, 3, 3)
+    with fwad.dual_level():
+        out = bias_act(fwad.make_dual(x, tangent), b, act="lrelu")
+        jvp = fwad.unpack_dual(out).tangent
+    assert jvp is not None
+    assert torch.allclose(jvp, torch.where(x + b[:, None, None] > 0, 1.0, 0.2) * math.sqrt(2) * tangent)
+    batched = torch.func.vmap(lambda t: bias_act(t, b, dim=0, act="lrelu"))(x)
+    assert torch.equal(batched, bias_act(x, b, act="lrelu", impl="reference"))
+    traced = torch.jit.trace(lambda t: bias_act(t, b, act="lrelu"), (x,), check_trace=False)
+    other = torch.randn(2, 6, 3, 3)
+    assert torch.equal(traced(other), bias_act(other, b, act="lrelu", impl="reference"))
+    assert counted.calls == 0

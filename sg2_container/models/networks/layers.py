@@ -16,6 +16,7 @@ from stylegan2_ops import (
     bias_act,
     conv2d_resample,
     fma,
+    kernel_may_take,
     records_graph,
     setup_filter,
     winograd,
@@ -196,7 +197,7 @@ def modulated_conv2d(
 
     if (cache is not None and up == 1 and down == 1 and flip_weight
             and winograd.suits(x, weight, padding, noise)
-            and not records_graph(x, styles, dcoefs, noise)):
+            and kernel_may_take(x, styles, dcoefs, noise)):
         transformed = cache.get(weight, "winograd filter", winograd.transform_filter)
         return winograd.conv3x3(x, transformed, styles, dcoefs, noise)
 
