@@ -54,6 +54,7 @@ def cpu_extensions() -> list:
         name="stylegan2_ops._cpu",
         sources=[os.path.relpath(build.CSRC_CPU / name, HERE) for name in build.CPU_SOURCES],
         extra_compile_args=list(build.CPU_COMPILE_ARGS),
+        extra_link_args=list(build.CPU_LINK_ARGS),
         optional=True,
     )]
 

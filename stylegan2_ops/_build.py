@@ -21,7 +21,14 @@ HEADERS = ("common.h", "upfirdn2d.h", "bias_act.h")
 # in the sources (csrc_cpu/isa.h), so no -march flag: one build runs on every x86-64 CPU.
 CSRC_CPU = pathlib.Path(__file__).resolve().parent / "csrc_cpu"
 CPU_SOURCES = ("module.cpp", "isa.cpp", "winograd.cpp", "bias_act.cpp")
-CPU_COMPILE_ARGS = ("-O3", "-g0")
+# -fno-trapping-math: without it GCC keeps a floating-point select (leaky ReLU's
+# x > 0 ? x : x * alpha) scalar wherever the ISA has no masked multiply (AVX2, baseline), lest
+# the unused arm raise an FP exception flag; no value changes (results are tested bit for bit).
+# -fopenmp: at::parallel_for spreads work over torch's threads only where the extension is
+# compiled with OpenMP (else it runs the whole range on one thread); the link names libgomp.so.1,
+# which resolves to the one torch has already loaded.
+CPU_COMPILE_ARGS = ("-O3", "-g0", "-fno-trapping-math", "-fopenmp")
+CPU_LINK_ARGS = ("-fopenmp",)
 
 # GPUs SageMaker rents (arch: instance family), with the CUDA versions that can target them:
 # (first release that compiles the arch, last major release that still supports it).

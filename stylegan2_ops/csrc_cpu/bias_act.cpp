@@ -19,60 +19,72 @@ namespace {
 
 struct Activation {
   float alpha, gain, low, high;
-  bool scaled, clamped;  // (loop invariants: the compiler splits the loops on them)
+  bool scaled, clamped;
 };
 
-template <bool kBias, bool kLrelu>
-SG2_INLINE float apply(float v, float bias, const Activation& a) {
+// One element; the parameters come as values held in registers (read through a reference the
+// compiler would have to assume every store into the output may change them, and would
+// neither split the loop on the flags nor vectorise it).
+template <bool kBias, bool kLrelu, bool kScaled, bool kClamped>
+SG2_INLINE float apply(float v, float bias, float alpha, float gain, float low, float high) {
   if (kBias) v = v + bias;
-  if (kLrelu) v = v > 0.f ? v : v * a.alpha;
-  if (a.scaled) v = v * a.gain;
-  if (a.clamped) v = std::min(std::max(v, a.low), a.high);
+  if (kLrelu) v = v > 0.f ? v : v * alpha;  // (vectorised: see -fno-trapping-math in _build.py)
+  if (kScaled) v = v * gain;
+  if (kClamped) v = std::min(std::max(v, low), high);
   return v;
 }
 
-// Runs of `inner` elements that share one channel's bias (contiguous NCHW, inner = H * W).
-template <bool kBias, bool kLrelu>
-SG2_INLINE void planes(const float* x, float* y, const float* b, int64_t first, int64_t last,
-                       int64_t channels, int64_t inner, const Activation& a) {
+// Runs of `inner` elements that share one channel's bias (contiguous NCHW, inner = H * W), or
+// rows of `channels` elements with one bias each (channels_last, or [N, C]) when inner is 1.
+template <bool kBias, bool kLrelu, bool kScaled, bool kClamped>
+SG2_INLINE void activate_range(const float* x, float* y, const float* b, int64_t first,
+                               int64_t last, int64_t channels, int64_t inner, Activation a) {
+  const float alpha = a.alpha, gain = a.gain, low = a.low, high = a.high;
+  if (inner == 1) {
+    for (int64_t r = first; r < last; ++r) {
+      const float* in = x + r * channels;
+      float* out = y + r * channels;
+#pragma GCC ivdep
+      for (int64_t c = 0; c < channels; ++c) {
+        out[c] = apply<kBias, kLrelu, kScaled, kClamped>(in[c], kBias ? b[c] : 0.f, alpha, gain,
+                                                         low, high);
+      }
+    }
+    return;
+  }
   for (int64_t r = first; r < last; ++r) {
     const float bias = kBias ? b[r % channels] : 0.f;
     const float* in = x + r * inner;
     float* out = y + r * inner;
 #pragma GCC ivdep
-    for (int64_t i = 0; i < inner; ++i) out[i] = apply<kBias, kLrelu>(in[i], bias, a);
+    for (int64_t i = 0; i < inner; ++i) {
+      out[i] = apply<kBias, kLrelu, kScaled, kClamped>(in[i], bias, alpha, gain, low, high);
+    }
   }
 }
 
-// Rows of `channels` elements, one bias each (channels_last, or [N, C]).
+// The flags become template arguments, so each combination is a loop of its own.
 template <bool kBias, bool kLrelu>
-SG2_INLINE void rows(const float* x, float* y, const float* b, int64_t first, int64_t last,
-                     int64_t channels, const Activation& a) {
-  for (int64_t r = first; r < last; ++r) {
-    const float* in = x + r * channels;
-    float* out = y + r * channels;
-#pragma GCC ivdep
-    for (int64_t c = 0; c < channels; ++c) out[c] = apply<kBias, kLrelu>(in[c], kBias ? b[c] : 0.f, a);
+SG2_INLINE void activate_flags(const float* x, float* y, const float* b, int64_t first,
+                               int64_t last, int64_t channels, int64_t inner, const Activation& a) {
+  if (a.scaled) {
+    a.clamped ? activate_range<kBias, kLrelu, true, true>(x, y, b, first, last, channels, inner, a)
+              : activate_range<kBias, kLrelu, true, false>(x, y, b, first, last, channels, inner, a);
+  } else {
+    a.clamped ? activate_range<kBias, kLrelu, false, true>(x, y, b, first, last, channels, inner, a)
+              : activate_range<kBias, kLrelu, false, false>(x, y, b, first, last, channels, inner, a);
   }
 }
 
 SG2_INLINE void activate_body(const float* x, float* y, const float* b, int64_t first,
                               int64_t last, int64_t channels, int64_t inner, bool lrelu,
                               const Activation& a) {
-  if (inner == 1) {
-    if (b != nullptr) {
-      lrelu ? rows<true, true>(x, y, b, first, last, channels, a)
-            : rows<true, false>(x, y, b, first, last, channels, a);
-    } else {
-      lrelu ? rows<false, true>(x, y, b, first, last, channels, a)
-            : rows<false, false>(x, y, b, first, last, channels, a);
-    }
-  } else if (b != nullptr) {
-    lrelu ? planes<true, true>(x, y, b, first, last, channels, inner, a)
-          : planes<true, false>(x, y, b, first, last, channels, inner, a);
+  if (b != nullptr) {
+    lrelu ? activate_flags<true, true>(x, y, b, first, last, channels, inner, a)
+          : activate_flags<true, false>(x, y, b, first, last, channels, inner, a);
   } else {
-    lrelu ? planes<false, true>(x, y, b, first, last, channels, inner, a)
-          : planes<false, false>(x, y, b, first, last, channels, inner, a);
+    lrelu ? activate_flags<false, true>(x, y, b, first, last, channels, inner, a)
+          : activate_flags<false, false>(x, y, b, first, last, channels, inner, a);
   }
 }
 

@@ -48,8 +48,11 @@ gen = torch.Generator().manual_seed(0)
 x = torch.randn(2, 70, 13, 11, generator=gen)
 w = torch.randn(66, 70, 3, 3, generator=gen)
 conv = winograd.conv3x3(x, winograd.transform_filter(w), torch.randn(2, 70, generator=gen))
-act = bias_act(x.contiguous(memory_format=torch.channels_last), torch.randn(70, generator=gen),
-               act="lrelu", clamp=1.5)
+special = x.clone()
+special.view(-1)[:6] = torch.tensor([float("nan"), -0.0, float("inf"), -float("inf"), 1e-40, -1e-40])
+act = torch.stack([bias_act(special.contiguous(memory_format=torch.channels_last),
+                            torch.randn(70, generator=gen), act="lrelu", clamp=clamp)
+                   for clamp in (None, 1.5)])
 torch.save({"conv": conv, "act": act}, sys.argv[1])
 status = cpu_kernels.status()
 print(json.dumps({"isa": status.isa, "reason": status.reason,
@@ -80,7 +83,7 @@ def test_every_variant_this_cpu_runs_computes_the_same(tmp_path):
         # The convs may differ in rounding (FMA); the activation is PyTorch's bytes on each.
         scale = first["conv"].abs().max()
         assert ((results[isa]["conv"] - first["conv"]).abs().max() / scale) < 3e-5, isa
-        assert torch.equal(results[isa]["act"], first["act"]), isa
+        assert torch.equal(_bits(results[isa]["act"]), _bits(first["act"])), isa
 
 
 @needs_build
@@ -275,3 +278,17 @@ def test_bias_act_under_forward_ad_vmap_and_tracing_is_pytorchs(counted):
     other = torch.randn(2, 6, 3, 3)
     assert torch.equal(traced(other), bias_act(other, b, act="lrelu", impl="reference"))
     assert counted.calls == 0
+
+
+def test_the_cpu_kernels_benchmark_runs_and_prints_its_table():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run([sys.executable, "-m", "bench.cpu_kernels", "--quick", "--repeat", "1"],
+                         cwd=root, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"# CPU kernels: {STATUS.reason}" in run.stdout
+    if STATUS.available:
+        assert "| conv3x3 64 ch @ 16 px | 1 |" in run.stdout
+        assert "| bias + lrelu + clamp [1, 8, 16, 16] channels_last | 1 |" in run.stdout
+    refused = subprocess.run([sys.executable, "-m", "bench.cpu_kernels", "--repeat", "0"],
+                             cwd=root, capture_output=True, text=True, timeout=300, check=False)
+    assert refused.returncode == 2 and "--repeat must be at least 1, got 0" in refused.stderr
