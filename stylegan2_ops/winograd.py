@@ -31,8 +31,9 @@ _FILTER_TRANSFORM = (
     (0.0, 0.0, 1.0),
 )
 # Below these the transforms and the transformed filter (4x the weight) cost more than the
-# saved multiplications (measured per layer against oneDNN with 2 threads: 64 channels at
-# 256 px 1.08-1.3x, 32 channels 0.77-0.98x; 4 tiles (8 px) 1.65-1.9x, 1 tile (4 px) 0.65x).
+# saved multiplications (measured per layer against oneDNN with 2 threads, AVX-512 and AVX2:
+# 64 channels at 256 px 1.3-1.5x, 32 channels at 256-512 px 0.93-1.29x, no clear win;
+# 4 tiles (8 px) 1.6-1.9x, 1 tile (4 px) 0.76-0.87x).
 MIN_CHANNELS = 64
 MIN_TILES = 4
 # Where the filter is transformed at every call (10 ms for 512 x 512 channels): training.
