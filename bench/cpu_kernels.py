@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
-from bench.timing import machine_description
+from bench.timing import machine_description, time_alternating
 
 # (channels, resolution, batch): paper256's 3x3 convs without resampling, at 8-256 px.
 CONV_CASES = [(512, 8, 1), (512, 16, 1), (512, 32, 1), (256, 64, 1), (128, 128, 1),
@@ -32,18 +30,6 @@ CONV_CASES = [(512, 8, 1), (512, 16, 1), (512, 32, 1), (256, 64, 1), (128, 128, 
 ACT_CASES = [((1, 64, 256, 256), False, None), ((1, 64, 256, 256), False, 256.0),
              ((1, 128, 128, 128), True, 256.0), ((8, 64, 256, 256), True, 256.0)]
 QUICK_CONV, QUICK_ACT = [(64, 16, 1)], [((1, 8, 16, 16), True, 256.0)]
-
-
-def alternate(first, second, repeat: int) -> tuple[float, float]:
-    """Median seconds of each callable, their calls interleaved after one warm-up each."""
-    first(), second()
-    times = ([], [])
-    for _ in range(repeat):
-        for fn, samples in ((first, times[0]), (second, times[1])):
-            start = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - start)
-    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def conv_rows(cases, repeat: int) -> list[str]:
@@ -67,8 +53,8 @@ def conv_rows(cases, repeat: int) -> list[str]:
             scaled = inp * styles[:, :, None, None]
             return F.conv2d(scaled, weight, padding=1).mul_(dcoefs[:, :, None, None]).add_(noise)
 
-        kernel_s, contiguous_s = alternate(ours, lambda: pytorch(x), repeat)
-        _, last_s = alternate(ours, lambda: pytorch(x_last), repeat)
+        kernel_s, contiguous_s, last_s = time_alternating(
+            ours, lambda: pytorch(x), lambda: pytorch(x_last), repeat=repeat)
         best = min(contiguous_s, last_s)
         rows.append(f"| conv3x3 {channels} ch @ {size} px | {batch} | {best * 1e3:.2f} | "
                     f"{kernel_s * 1e3:.2f} | **{best / kernel_s:.2f}x** |")
@@ -84,12 +70,13 @@ def act_rows(cases, repeat: int) -> list[str]:
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         pool = [torch.randn(shape, generator=gen).contiguous(memory_format=fmt) for _ in range(4)]
         bias = torch.randn(shape[1], generator=gen)
-        fresh = iter(pool * (4 * repeat + 8))  # every call on a tensor the last one left alone
+        fresh = iter(pool * (repeat + 2))  # every call on a tensor the last one left alone
 
         def call(impl):
             return bias_act(next(fresh), bias, act="lrelu", clamp=clamp, impl=impl, overwrite=True)
 
-        kernel_s, pytorch_s = alternate(lambda: call(None), lambda: call("reference"), repeat)
+        kernel_s, pytorch_s = time_alternating(lambda: call(None), lambda: call("reference"),
+                                               repeat=repeat)
         layout = "channels_last" if channels_last else "contiguous"
         rows.append(f"| bias + lrelu{' + clamp' if clamp else ''} {list(shape)} {layout} | "
                     f"{shape[0]} | {pytorch_s * 1e3:.2f} | {kernel_s * 1e3:.2f} | "

@@ -32,6 +32,20 @@ def time_call(fn: Callable[[], object], device: torch.device, warmup: int = 2, r
     return statistics.median(samples)
 
 
+def time_alternating(*fns: Callable[[], object], repeat: int) -> list[float]:
+    """Median seconds per call of each CPU callable, their calls interleaved after one warm-up
+    each, so that a shared machine's drift falls on all of them alike."""
+    for fn in fns:
+        fn()
+    samples = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, times in zip(fns, samples):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return [statistics.median(times) for times in samples]
+
+
 def peak_rss_gib() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

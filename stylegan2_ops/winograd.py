@@ -33,7 +33,8 @@ _FILTER_TRANSFORM = (
 # Below these the transforms and the transformed filter (4x the weight) cost more than the
 # saved multiplications (measured per layer against oneDNN with 2 threads, AVX-512 and AVX2:
 # 64 channels at 256 px 1.3-1.5x, 32 channels at 256-512 px 0.93-1.29x, no clear win;
-# 4 tiles (8 px) 1.6-1.9x, 1 tile (4 px) 0.76-0.87x).
+# 4 tiles (8 px) 0.86-1.9x as the 38 MB transformed filter of 512 channels is in cache or not,
+# and in the network batch 1 / 8 within the noise of 16 tiles; 1 tile (4 px) 0.76-0.87x).
 MIN_CHANNELS = 64
 MIN_TILES = 4
 # Where the filter is transformed at every call (10 ms for 512 x 512 channels): training.

@@ -196,8 +196,8 @@ def modulated_conv2d(
         dcoefs = (styles_sq @ weight_sq.t() + 1e-8).rsqrt()  # [N, out]
 
     if (cache is not None and up == 1 and down == 1 and flip_weight
-            and winograd.suits(x, weight, padding, noise)
-            and kernel_may_take(x, styles, dcoefs, noise)):
+            and winograd.suits(x, weight, padding, noise)  # (x, weight, noise: may take)
+            and kernel_may_take(styles, dcoefs)):
         transformed = cache.get(weight, "winograd filter", winograd.transform_filter)
         return winograd.conv3x3(x, transformed, styles, dcoefs, noise)
 
