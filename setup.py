@@ -76,12 +76,16 @@ def extension_options() -> dict:
         which setuptools' `optional` does not catch), or a compiler that fails torch's check
         before anything compiles."""
 
+        started = False  # whether any extension began to compile
+
         def build_extensions(self):
             try:
                 super().build_extensions()
             except Exception as error:  # noqa: BLE001
                 required = [ext for ext in self.extensions if not getattr(ext, "optional", False)]
-                if len(required) == len(self.extensions):
+                # Past the compiler check, optional extensions report their own failures
+                # (build_extension), so this one is a required extension's: it fails the install.
+                if self.started or len(required) == len(self.extensions):
                     raise
                 skipped(", ".join(ext.name for ext in self.extensions if ext not in required),
                         error)
@@ -90,6 +94,7 @@ def extension_options() -> dict:
                     super().build_extensions()
 
         def build_extension(self, ext):
+            self.started = True
             try:
                 super().build_extension(ext)
             except Exception as error:  # noqa: BLE001
@@ -123,12 +128,15 @@ def cuda_extensions() -> list:
         _note(f"SG2_BUILD_CUDA=1 but torch {torch.__version__} is a CPU-only build; installing "
               "pure Python (reference ops only).")
         return []
-    if cpp_extension.CUDA_HOME is None:
+    build = _build_settings()
+    guess = cpp_extension.CUDA_HOME
+    if build.adopt_toolkit_root(cpp_extension) is None:
         _note("SG2_BUILD_CUDA=1 but no CUDA toolkit was found (set CUDA_HOME to the folder holding "
               "bin/nvcc); installing pure Python (reference ops only).")
         return []
-
-    build = _build_settings()
+    if cpp_extension.CUDA_HOME != guess:
+        _note(f"torch's guess CUDA_HOME={guess} holds no CUDA headers; using the toolkit nvcc "
+              f"reports, {cpp_extension.CUDA_HOME}")
     toolkit = build.toolkit_version(cpp_extension.CUDA_HOME)
     if toolkit is None:
         toolkit = tuple(int(v) for v in torch.version.cuda.split(".")[:2])

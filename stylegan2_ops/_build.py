@@ -6,6 +6,7 @@ the package (and torch) first.
 from __future__ import annotations
 
 import hashlib
+import os
 import pathlib
 import re
 import shutil
@@ -96,6 +97,54 @@ def source_digest() -> str:
         digest.update(name.encode())
         digest.update((CSRC / name).read_bytes())
     return digest.hexdigest()
+
+
+def _has_runtime_headers(root: pathlib.Path) -> bool:
+    return ((root / "include" / "cuda_runtime.h").is_file()
+            or any(root.glob("targets/*/include/cuda_runtime.h")))
+
+
+def _nvcc_top(nvcc: str) -> pathlib.Path | None:
+    """The toolkit folder nvcc reports for itself (its dry run prints `#$ TOP=...`)."""
+    try:
+        out = subprocess.run([nvcc, "--dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull],
+                             capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"^#\$ TOP=(.+?)\s*$", out.stdout + out.stderr, re.MULTILINE)
+    return pathlib.Path(match.group(1)).resolve() if match else None
+
+
+def toolkit_root(guess: str | None) -> str | None:
+    """The CUDA toolkit folder to build with: CUDA_HOME (or CUDA_PATH) when set; else torch's
+    guess when it holds the runtime headers; else the folder nvcc reports for itself.
+
+    torch guesses the parent of the folder holding the `nvcc` on PATH; where that nvcc is a
+    wrapper script (say /usr/local/bin/nvcc calling the real one), the guess has no headers and
+    every C++ source fails on cuda_runtime.h.
+    """
+    for variable in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    if guess and _has_runtime_headers(pathlib.Path(guess)):
+        return guess
+    candidates = [shutil.which("nvcc")]
+    if guess:
+        candidates.insert(0, str(pathlib.Path(guess) / "bin" / "nvcc"))
+    for nvcc in candidates:
+        if nvcc and pathlib.Path(nvcc).is_file():
+            top = _nvcc_top(nvcc)
+            if top is not None and _has_runtime_headers(top):
+                return str(top)
+    return guess
+
+
+def adopt_toolkit_root(cpp_extension) -> str | None:
+    """Points torch.utils.cpp_extension (passed in: this module imports no torch) at
+    toolkit_root(its guess); torch reads CUDA_HOME from the module at every build step."""
+    root = toolkit_root(cpp_extension.CUDA_HOME)
+    cpp_extension.CUDA_HOME = root
+    return root
 
 
 def toolkit_version(cuda_home: str) -> tuple[int, int] | None:

@@ -93,7 +93,7 @@ def _compile(name: str, directory: pathlib.Path, archs: str):
     """
     from torch.utils import cpp_extension
 
-    if cpp_extension.CUDA_HOME is None:
+    if _build.adopt_toolkit_root(cpp_extension) is None:
         raise JitBuildError("no CUDA toolkit found (set CUDA_HOME to the folder holding bin/nvcc)")
     (directory / "lock").unlink(missing_ok=True)
     args = _build.compile_args(archs)

@@ -11,6 +11,8 @@ import textwrap
 import pytest
 import torch
 
+from stylegan2_ops import _build
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -19,7 +21,7 @@ def _skip_reason() -> str | None:
 
     if not torch.version.cuda:
         return f"torch {torch.__version__} is a CPU-only build: it cannot build CUDA extensions"
-    if cpp_extension.CUDA_HOME is None:
+    if _build.toolkit_root(cpp_extension.CUDA_HOME) is None:
         return "no CUDA toolkit found (install nvcc and set CUDA_HOME)"
     return None
 

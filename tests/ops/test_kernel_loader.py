@@ -125,6 +125,9 @@ def test_jit_asked_but_no_toolkit(loader, monkeypatch):
     monkeypatch.setenv("SG2_JIT_BUILD", "1")
     monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.0")
     monkeypatch.setattr(cpp_extension, "CUDA_HOME", None)
+    for variable in ("CUDA_HOME", "CUDA_PATH"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("PATH", os.devnull)  # no nvcc to ask where its toolkit is
     status, _ = loader()
     assert not status.available
     assert "no prebuilt extension" in status.reason
