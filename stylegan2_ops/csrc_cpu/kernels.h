@@ -4,11 +4,12 @@
 #include <torch/extension.h>
 
 // y = conv2d(x * styles, w, padding=1) * dcoefs + noise, channels_last, from the transformed
-// filter u = [36, C, K] (winograd.cpp).
+// filter u = [36, C, K] (winograd.cpp); form -1 chooses how (0: whole tensor, > 0: blocks of
+// that many tiles).
 torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
                       const c10::optional<torch::Tensor>& styles,
                       const c10::optional<torch::Tensor>& dcoefs,
-                      const c10::optional<torch::Tensor>& noise);
+                      const c10::optional<torch::Tensor>& noise, int64_t form);
 
 // out = clamp(act(x + b) * gain, -clamp, clamp), b along dimension `dim`, act linear or leaky
 // ReLU; out may be x itself (bias_act.cpp).

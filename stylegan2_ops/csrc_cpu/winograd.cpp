@@ -1,11 +1,13 @@
 // 3x3 convolutions (stride 1, padding 1) on a CPU by Winograd's minimal filtering F(4x4, 3x3):
 // each 4x4 output tile costs 36 multiplications per channel pair instead of 144. The two
-// transforms run here, one pass each over the activations; the 36 channel-mixing products in
-// between are one batched matrix product (at::bmm, the BLAS). Activations are channels_last
-// so that every inner loop runs along contiguous channels.
+// transforms run here; the 36 channel-mixing products in between are the BLAS's, either over
+// all tiles at once (whole form) or block by block of one image's tiles, each block staying in
+// its thread's cache (blocked form). Activations are channels_last so that every inner loop
+// runs along contiguous channels.
 //
 // Tile layout: P tiles of 4x4 output pixels (n, tile row, tile column); the transformed input V
-// and the product M are [36, P, channels], point xi = 6 * row + column of the 6x6 tile.
+// and the product M are [36, P, channels] (or [36, tiles of the block, channels]), point
+// xi = 6 * row + column of the 6x6 tile.
 //
 // The modulated conv's per-sample scales ride along for free: the input transform multiplies by
 // the styles (per sample and input channel), the output transform by the demodulation
@@ -64,7 +66,8 @@ struct Geometry {
 };
 
 SG2_INLINE void input_tiles_body(const float* x, const float* styles, float* v, int64_t first,
-                                 int64_t last, const Geometry& g, int64_t channels) {
+                                 int64_t last, const Geometry& g, int64_t channels, int64_t base,
+                                 int64_t stride) {
   alignas(64) float zeros[kChannelBlock] = {0};
   alignas(64) float scaled[6][kChannelBlock];
   alignas(64) float half[6][6][kChannelBlock];
@@ -94,7 +97,7 @@ SG2_INLINE void input_tiles_body(const float* x, const float* styles, float* v, 
         const float* s[6] = {half[0][j], half[1][j], half[2][j], half[3][j], half[4][j],
                              half[5][j]};
         float* o[6];
-        for (int i = 0; i < 6; ++i) o[i] = v + ((i * 6 + j) * g.tiles + p) * channels + c0;
+        for (int i = 0; i < 6; ++i) o[i] = v + ((i * 6 + j) * stride + p - base) * channels + c0;
         input_line(s, o, count);
       }
     }
@@ -103,7 +106,8 @@ SG2_INLINE void input_tiles_body(const float* x, const float* styles, float* v, 
 
 SG2_INLINE void output_tiles_body(const float* m, const float* dcoefs, const float* noise,
                                   int64_t noise_batch, float* y, int64_t first, int64_t last,
-                                  const Geometry& g, int64_t channels) {
+                                  const Geometry& g, int64_t channels, int64_t base,
+                                  int64_t stride) {
   alignas(64) float half[4][6][kChannelBlock];
   alignas(64) float pixels[4][kChannelBlock];
   for (int64_t p = first; p < last; ++p) {
@@ -116,7 +120,7 @@ SG2_INLINE void output_tiles_body(const float* m, const float* dcoefs, const flo
       const float* dcoef = dcoefs ? dcoefs + n * channels + k0 : nullptr;
       for (int j = 0; j < 6; ++j) {  // down each column of the 6x6 product
         const float* s[6];
-        for (int i = 0; i < 6; ++i) s[i] = m + ((i * 6 + j) * g.tiles + p) * channels + k0;
+        for (int i = 0; i < 6; ++i) s[i] = m + ((i * 6 + j) * stride + p - base) * channels + k0;
         float* o[4] = {half[0][j], half[1][j], half[2][j], half[3][j]};
         output_line(s, o, count);
       }
@@ -145,13 +149,14 @@ SG2_INLINE void output_tiles_body(const float* m, const float* dcoefs, const flo
 
 SG2_DISPATCH(input_tiles, input_tiles_body,
              (const float* x, const float* styles, float* v, int64_t first, int64_t last,
-              const Geometry& g, int64_t channels),
-             (x, styles, v, first, last, g, channels))
+              const Geometry& g, int64_t channels, int64_t base, int64_t stride),
+             (x, styles, v, first, last, g, channels, base, stride))
 
 SG2_DISPATCH(output_tiles, output_tiles_body,
              (const float* m, const float* dcoefs, const float* noise, int64_t noise_batch,
-              float* y, int64_t first, int64_t last, const Geometry& g, int64_t channels),
-             (m, dcoefs, noise, noise_batch, y, first, last, g, channels))
+              float* y, int64_t first, int64_t last, const Geometry& g, int64_t channels,
+              int64_t base, int64_t stride),
+             (m, dcoefs, noise, noise_batch, y, first, last, g, channels, base, stride))
 
 Geometry geometry_of(int64_t batch, int64_t height, int64_t width) {
   const int64_t rows = (height + 3) / 4, cols = (width + 3) / 4;
@@ -167,13 +172,100 @@ void check_float_cpu(const torch::Tensor& t, const char* name) {
               " must be a float32 CPU tensor");
 }
 
+// The BLAS's single-precision product (column-major), as torch's CPU library exports it (MKL
+// inside torch's wheels). Called from inside at::parallel_for, where it runs on the calling
+// thread.
+extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n,
+                       const int* k, const float* alpha, const float* a, const int* lda,
+                       const float* b, const int* ldb, const float* beta, float* c,
+                       const int* ldc);
+
+// What one call computes, past the argument checks.
+struct Call {
+  const float *x, *u, *styles, *dcoefs, *noise;
+  float* y;
+  int64_t noise_batch, channels, out_channels;
+  Geometry g;
+};
+
+// Whole-tensor form: each transform in one pass over all tiles, the 36 products as one bmm
+// (which spreads each product over the threads). Best where an image has few tiles and the
+// transformed filter is large (512 channels at 8-32 px): the filter is read once per call.
+void conv3x3_whole(const Call& c, const torch::TensorOptions& options) {
+  auto v = torch::empty({36, c.g.tiles, c.channels}, options);
+  auto m = torch::empty({36, c.g.tiles, c.out_channels}, options);
+  auto u = torch::from_blob(const_cast<float*>(c.u), {36, c.channels, c.out_channels}, options);
+  float* vp = v.data_ptr<float>();
+  const float* mp = m.data_ptr<float>();
+  at::parallel_for(0, c.g.tiles, 4, [&](int64_t first, int64_t last) {
+    input_tiles(c.x, c.styles, vp, first, last, c.g, c.channels, 0, c.g.tiles);
+  });
+  at::bmm_out(m, v, u);
+  at::parallel_for(0, c.g.tiles, 4, [&](int64_t first, int64_t last) {
+    output_tiles(mp, c.dcoefs, c.noise, c.noise_batch, c.y, first, last, c.g, c.out_channels, 0,
+                 c.g.tiles);
+  });
+}
+
+// Blocked form: each thread takes a block of one image's tiles through input transform, the 36
+// products and output transform while its scratch is in its own cache. The whole-tensor form
+// writes and reads back 36 values per tile and channel through memory twice, which at 64-128
+// channels costs more than the products (64 channels at 256 px: 42 ms whole, 11 ms blocked).
+void conv3x3_blocked(const Call& c, const torch::TensorOptions& options, int64_t block) {
+  const int64_t per_image = c.g.tile_rows * c.g.tile_cols;
+  // Tiles spread evenly over an image's blocks: no short last block (the products then see
+  // the same row counts, image after image).
+  const int64_t blocks_per_image = (per_image + block - 1) / block;
+  const int64_t largest = (per_image + blocks_per_image - 1) / blocks_per_image;
+  const int64_t batch = c.g.tiles / per_image;
+  at::parallel_for(0, batch * blocks_per_image, 1, [&](int64_t b0, int64_t b1) {
+    auto v = torch::empty({36 * largest * c.channels}, options);
+    auto m = torch::empty({36 * largest * c.out_channels}, options);
+    float* vp = v.data_ptr<float>();
+    float* mp = m.data_ptr<float>();
+    const float one = 1.f, zero = 0.f;
+    const int in = static_cast<int>(c.channels), out = static_cast<int>(c.out_channels);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n = b / blocks_per_image, i = b % blocks_per_image;
+      const int64_t first = n * per_image + i * per_image / blocks_per_image;
+      const int64_t last = n * per_image + (i + 1) * per_image / blocks_per_image;
+      input_tiles(c.x, c.styles, vp, first, last, c.g, c.channels, first, largest);
+      // Row-major [tiles, in] x [in, out] = column-major [out, in] x [in, tiles].
+      const int tiles = static_cast<int>(last - first);
+      for (int xi = 0; xi < 36; ++xi) {
+        sgemm_("N", "N", &out, &tiles, &in, &one, c.u + xi * c.channels * c.out_channels, &out,
+               vp + xi * largest * c.channels, &in, &zero, mp + xi * largest * c.out_channels,
+               &out);
+      }
+      output_tiles(mp, c.dcoefs, c.noise, c.noise_batch, c.y, first, last, c.g, c.out_channels,
+                   first, largest);
+    }
+  });
+}
+
+// Tiles per block: the scratch (36 values per tile and channel, in and out) stays within a
+// core's L2 at 64 channels; beyond, 64 tiles amortise reading the transformed filter once per
+// block (measured per shape, docs/benchmarks.md).
+int64_t tiles_per_block(int64_t channels, int64_t out_channels) {
+  return channels + out_channels <= 128 ? 32 : 64;
+}
+
+// Blocked where an image fills a block and there are blocks for every thread to take two;
+// else whole. (Both give the same bits: the same products over the same rows.)
+bool blocked_suits(const Geometry& g, int64_t batch, int64_t block) {
+  const int64_t per_image = g.tile_rows * g.tile_cols;
+  const int64_t blocks = batch * ((per_image + block - 1) / block);
+  return per_image >= 32 && blocks >= 2 * at::get_num_threads();
+}
+
 }  // namespace
 
-// Input transform, 36 products (the BLAS), output transform.
+// Input transform, 36 products (the BLAS), output transform; `form`: -1 chooses, 0 whole,
+// > 0 blocked with that many tiles per block (for the tests and the benchmark).
 torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
                       const c10::optional<torch::Tensor>& styles,
                       const c10::optional<torch::Tensor>& dcoefs,
-                      const c10::optional<torch::Tensor>& noise) {
+                      const c10::optional<torch::Tensor>& noise, int64_t form) {
   check_float_cpu(x, "x");
   check_float_cpu(u, "u");
   TORCH_CHECK(x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast),
@@ -202,24 +294,21 @@ torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
                 "noise must be a contiguous [1 or N, H, W] tensor");
     noise_batch = noise->size(0);
   }
-  const Geometry g = geometry_of(batch, height, width);
-  auto v = torch::empty({36, g.tiles, channels}, x.options());
-  auto m = torch::empty({36, g.tiles, out_channels}, x.options());
+  TORCH_CHECK(form >= -1, "form must be -1 (choose), 0 (whole) or a block size, got ", form);
   auto y = torch::empty({batch, out_channels, height, width},
                         x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  const float* xp = x.data_ptr<float>();
-  const float* sp = optional_data(styles);
-  const float* dp = optional_data(dcoefs);
-  const float* np = optional_data(noise);
-  float* vp = v.data_ptr<float>();
-  const float* mp = m.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  at::parallel_for(0, g.tiles, 4, [&](int64_t first, int64_t last) {
-    input_tiles(xp, sp, vp, first, last, g, channels);
-  });
-  at::bmm_out(m, v, u);
-  at::parallel_for(0, g.tiles, 4, [&](int64_t first, int64_t last) {
-    output_tiles(mp, dp, np, noise_batch, yp, first, last, g, out_channels);
-  });
+  const Call call{x.data_ptr<float>(), u.data_ptr<float>(),  optional_data(styles),
+                  optional_data(dcoefs), optional_data(noise), y.data_ptr<float>(),
+                  noise_batch,           channels,             out_channels,
+                  geometry_of(batch, height, width)};
+  if (form == -1) {
+    const int64_t block = tiles_per_block(channels, out_channels);
+    form = blocked_suits(call.g, batch, block) ? block : 0;
+  }
+  if (form == 0) {
+    conv3x3_whole(call, x.options());
+  } else {
+    conv3x3_blocked(call, x.options(), form);
+  }
   return y;
 }

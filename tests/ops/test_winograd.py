@@ -34,8 +34,10 @@ def _relative_error(ours, reference):
 
 
 # (batch, in, out, height, width): tile edges that cut the image (13 x 7, 5 x 9), channel counts
-# off the kernel's 64-channel blocks, one tile row, several samples.
-SHAPES = [(1, 16, 8, 8, 8), (2, 70, 130, 13, 7), (3, 5, 3, 5, 9), (1, 3, 65, 4, 17)]
+# off the kernel's 64-channel blocks, one tile row, several samples; the last one has tiles
+# enough to run in blocks of one image's tiles (the others run whole).
+SHAPES = [(1, 16, 8, 8, 8), (2, 70, 130, 13, 7), (3, 5, 3, 5, 9), (1, 3, 65, 4, 17),
+          (2, 64, 64, 40, 37)]
 
 
 @needs_build
@@ -203,15 +205,47 @@ def test_conv_keeps_onednn_where_the_per_call_transform_would_not_pay(monkeypatc
 
 
 @needs_build
-def test_a_samples_bytes_do_not_depend_on_its_batch():
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape", [(1, 64, 64, 64, 64), (3, 70, 130, 37, 29), (2, 5, 3, 21, 9)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_every_form_gives_the_same_bits(shape, threads):
+    # The kernel runs whole (one product per point over all tiles) or blocked (per block of one
+    # image's tiles), chosen by shape, batch and threads: the bits must not depend on which.
+    batch, in_channels, out_channels, height, width = shape
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(batch, in_channels, height, width,
+                    generator=gen).contiguous(memory_format=torch.channels_last)
+    u = winograd.transform_filter(torch.randn(out_channels, in_channels, 3, 3, generator=gen))
+    styles = torch.randn(batch, in_channels, generator=gen)
+    dcoefs = torch.rand(batch, out_channels, generator=gen) + 0.5
+    noise = torch.randn(batch, height, width, generator=gen)
+    module = cpu_kernels.status().module
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        whole = module.conv3x3(x, u, styles, dcoefs, noise, form=0)
+        # 7 tiles a block leaves uneven blocks. (Products over fewer than 4 rows would differ:
+        # the kernel's blocks hold at least 16 tiles.)
+        for form in (-1, 7, 32, 64, 10_000):
+            assert torch.equal(module.conv3x3(x, u, styles, dcoefs, noise, form=form), whole), form
+    finally:
+        torch.set_num_threads(previous)
+    with pytest.raises(RuntimeError, match="form must be"):
+        module.conv3x3(x, u, form=-2)
+
+
+@needs_build
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_a_samples_bytes_do_not_depend_on_its_batch(size):
     # What the endpoint promises: a request batched with others gets the bytes it gets alone.
+    # (16 px: whole form at any batch; 32-64 px: blocked in the batch, whole or blocked alone.)
     channels = winograd.MIN_CHANNELS
     gen = torch.Generator().manual_seed(6)
     batch = 8  # a product over 4 or more rows is where MKL's bits for a row change
-    x = torch.randn(batch, channels, 16, 16, generator=gen)
+    x = torch.randn(batch, channels, size, size, generator=gen)
     weight = torch.randn(channels, channels, 3, 3, generator=gen)
     styles = torch.randn(batch, channels, generator=gen)
-    noise = torch.randn(batch, 1, 16, 16, generator=gen)
+    noise = torch.randn(batch, 1, size, size, generator=gen)
     cache = WeightCache()
     with torch.no_grad():
         together = modulated_conv2d(x, weight, styles, noise=noise, padding=1,
