@@ -3,8 +3,9 @@
 oneDNN's direct 3x3 convs already run near this CPU's peak, so the only way left to make them
 faster is fewer multiplications. Each 4x4 output tile takes a 6x6 input tile through a fixed
 linear transform (B^T d B), a pointwise product with the transformed filter (G g G^T) summed
-over input channels (36 matrix products, at::bmm), and a fixed output transform (A^T m A), all
-in one call of the compiled extension (stylegan2_ops/csrc_cpu/winograd.cpp, built at install
+over input channels (36 matrix products, the BLAS's: over all tiles at once, or block by block
+of one image's tiles in cache where tiles are many; the same bits either way), and a fixed
+output transform (A^T m A), all in one call of the compiled extension (stylegan2_ops/csrc_cpu/winograd.cpp, built at install
 as `stylegan2_ops._cpu`, stylegan2_ops.cpu_kernels); without that build this path is simply
 off and oneDNN runs the conv.
 
