@@ -67,7 +67,7 @@ def _behind_a_node(t: torch.Tensor) -> torch.Tensor:
 
 def _forward(x, w, spec: ConvSpec, in_autograd: bool = False):
     if in_autograd and _by_winograd(x, w, spec):
-        return winograd.conv3x3(x, winograd.transform_filter(w))
+        return winograd.conv3x3(x, winograd.transform_filter(w), per_image=False)
     if spec.transpose:
         return F.conv_transpose2d(x, w, stride=spec.stride, padding=spec.padding,
                                   output_padding=spec.output_padding, groups=spec.groups)
@@ -153,7 +153,8 @@ class _InputGrad(torch.autograd.Function):
         if _by_winograd(grad, w, spec):
             # For a plain 3x3 conv with padding 1, dL/dx is the same conv of dL/dy with the
             # filter turned around and its channel axes swapped.
-            return winograd.conv3x3(grad, winograd.transform_filter(w.transpose(0, 1).flip([2, 3])))
+            return winograd.conv3x3(grad, winograd.transform_filter(w.transpose(0, 1).flip([2, 3])),
+                                    per_image=False)
         return _backend_grads(grad, x, w, spec, [True, False, False])[0]
 
     @staticmethod

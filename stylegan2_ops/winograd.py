@@ -4,10 +4,11 @@ oneDNN's direct 3x3 convs already run near this CPU's peak, so the only way left
 faster is fewer multiplications. Each 4x4 output tile takes a 6x6 input tile through a fixed
 linear transform (B^T d B), a pointwise product with the transformed filter (G g G^T) summed
 over input channels (36 matrix products, the BLAS's: over all tiles at once, or block by block
-of one image's tiles in cache where tiles are many; the same bits either way), and a fixed
-output transform (A^T m A), all in one call of the compiled extension (stylegan2_ops/csrc_cpu/winograd.cpp, built at install
-as `stylegan2_ops._cpu`, stylegan2_ops.cpu_kernels); without that build this path is simply
-off and oneDNN runs the conv.
+of one image's tiles in cache from 64 x 64 px, chosen by the image alone), and a fixed
+output transform (A^T m A), all in one call of the compiled extension
+(stylegan2_ops/csrc_cpu/winograd.cpp, built at install as `stylegan2_ops._cpu`,
+stylegan2_ops.cpu_kernels); without that build this path is simply off and oneDNN runs the
+conv.
 
 Results equal torch's conv2d to about 1e-5 relative (the transforms' rounding). It runs only
 where it is measured to win (paper256 at 8-256 px, 1.1-3.7x per layer, docs/kernels.md): in the
@@ -90,11 +91,14 @@ def _is_noise_plane(noise: torch.Tensor, batch: int, height: int, width: int) ->
 
 
 def conv3x3(x: torch.Tensor, transformed: torch.Tensor, styles: torch.Tensor | None = None,
-            dcoefs: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+            dcoefs: torch.Tensor | None = None, noise: torch.Tensor | None = None, *,
+            per_image: bool = True) -> torch.Tensor:
     """conv2d(x * styles, w, padding=1) * dcoefs + noise, channels_last out.
 
     transformed: transform_filter(w); styles [N, in] and dcoefs [N, out] per sample, or None;
-    noise [H, W], [1, 1, H, W] or [N, 1, H, W], or None.
+    noise [H, W], [1, 1, H, W] or [N, 1, H, W], or None. per_image: every image's matrix
+    products its own, so that its bytes never depend on its batch (inference); False lets a
+    batch share them (training: each 512-channel filter read once per call, not per image).
     """
     module = cpu_kernels.status().module
     batch, _, height, width = x.shape
@@ -105,4 +109,5 @@ def conv3x3(x: torch.Tensor, transformed: torch.Tensor, styles: torch.Tensor | N
         dcoefs = dcoefs.to(torch.float32).reshape(batch, -1).contiguous()
     if noise is not None:
         noise = noise.to(torch.float32).reshape(-1, height, width).contiguous()
-    return module.conv3x3(x, transformed.contiguous(), styles, dcoefs, noise)
+    return module.conv3x3(x, transformed.contiguous(), styles, dcoefs, noise,
+                          per_image=per_image)

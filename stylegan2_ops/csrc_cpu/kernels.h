@@ -5,11 +5,12 @@
 
 // y = conv2d(x * styles, w, padding=1) * dcoefs + noise, channels_last, from the transformed
 // filter u = [36, C, K] (winograd.cpp); form -1 chooses how (0: whole tensor, > 0: blocks of
-// that many tiles).
+// that many tiles); per_image: no image's bits depend on the others in its batch.
 torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
                       const c10::optional<torch::Tensor>& styles,
                       const c10::optional<torch::Tensor>& dcoefs,
-                      const c10::optional<torch::Tensor>& noise, int64_t form);
+                      const c10::optional<torch::Tensor>& noise, int64_t form,
+                      bool per_image);
 
 // out = clamp(act(x + b) * gain, -clamp, clamp), b along dimension `dim`, act linear or leaky
 // ReLU; out may be x itself (bias_act.cpp).

@@ -10,7 +10,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              "conv2d(x * styles, w, padding=1) * dcoefs + noise from u = [36, C, K]", no_gil,
              pybind11::arg("x"), pybind11::arg("u"), pybind11::arg("styles") = pybind11::none(),
              pybind11::arg("dcoefs") = pybind11::none(), pybind11::arg("noise") = pybind11::none(),
-             pybind11::arg("form") = -1);
+             pybind11::arg("form") = -1, pybind11::arg("per_image") = true);
   module.def("bias_act", &bias_act,
              "out = clamp(act(x + b) * gain, -clamp, clamp), act linear or leaky ReLU", no_gil,
              pybind11::arg("x"), pybind11::arg("b"), pybind11::arg("dim"), pybind11::arg("lrelu"),

@@ -172,13 +172,31 @@ void check_float_cpu(const torch::Tensor& t, const char* name) {
               " must be a float32 CPU tensor");
 }
 
-// The BLAS's single-precision product (column-major), as torch's CPU library exports it (MKL
-// inside torch's wheels). Called from inside at::parallel_for, where it runs on the calling
-// thread.
+// The BLAS's single-precision product (column-major) and MKL's per-thread thread count, as
+// torch's CPU library exports them (MKL inside torch's x86-64 wheels). Weak: a torch built
+// without them still loads this extension, and the blocked form is then off.
 extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n,
                        const int* k, const float* alpha, const float* a, const int* lda,
                        const float* b, const int* ldb, const float* beta, float* c,
-                       const int* ldc);
+                       const int* ldc) __attribute__((weak));
+// (MKL_Set_Num_Threads_Local takes its argument by value: the lower-case name is the Fortran one.)
+extern "C" int MKL_Set_Num_Threads_Local(int threads) __attribute__((weak));
+
+bool blas_available() { return sgemm_ != nullptr && MKL_Set_Num_Threads_Local != nullptr; }
+
+// MKL on one thread for this scope. torch sets MKL's thread count for its own thread only
+// (thread-local), so without this a block's product would run threaded on the thread that
+// called torch and single-threaded on the others, and round differently by which took it.
+class SequentialBlas {
+ public:
+  SequentialBlas() : previous_(MKL_Set_Num_Threads_Local(1)) {}
+  ~SequentialBlas() { MKL_Set_Num_Threads_Local(previous_); }
+  SequentialBlas(const SequentialBlas&) = delete;
+  SequentialBlas& operator=(const SequentialBlas&) = delete;
+
+ private:
+  int previous_;
+};
 
 // What one call computes, past the argument checks.
 struct Call {
@@ -188,29 +206,38 @@ struct Call {
   Geometry g;
 };
 
-// Whole-tensor form: each transform in one pass over all tiles, the 36 products as one bmm
-// (which spreads each product over the threads). Best where an image has few tiles and the
-// transformed filter is large (512 channels at 8-32 px): the filter is read once per call.
-void conv3x3_whole(const Call& c, const torch::TensorOptions& options) {
-  auto v = torch::empty({36, c.g.tiles, c.channels}, options);
-  auto m = torch::empty({36, c.g.tiles, c.out_channels}, options);
+// Whole form: each transform in one pass over the tiles of `images` images, the 36 products as
+// one bmm (which spreads each product over the threads). Best where an image has few tiles and
+// the transformed filter is large (512 channels at 8-32 px). Run image by image (one bmm per
+// image, the same buffers each time) where a sample's bytes must not depend on its batch: the
+// BLAS picks its kernels by the product's row count, and on some CPUs (MKL's AVX2 code) rows
+// then round differently in a batch than alone. Run over the whole batch at once in training,
+// where the filter is then read once.
+void conv3x3_whole(const Call& c, const torch::TensorOptions& options, bool per_image) {
+  const int64_t per_call = per_image ? c.g.tile_rows * c.g.tile_cols : c.g.tiles;
+  auto v = torch::empty({36, per_call, c.channels}, options);
+  auto m = torch::empty({36, per_call, c.out_channels}, options);
   auto u = torch::from_blob(const_cast<float*>(c.u), {36, c.channels, c.out_channels}, options);
   float* vp = v.data_ptr<float>();
   const float* mp = m.data_ptr<float>();
-  at::parallel_for(0, c.g.tiles, 4, [&](int64_t first, int64_t last) {
-    input_tiles(c.x, c.styles, vp, first, last, c.g, c.channels, 0, c.g.tiles);
-  });
-  at::bmm_out(m, v, u);
-  at::parallel_for(0, c.g.tiles, 4, [&](int64_t first, int64_t last) {
-    output_tiles(mp, c.dcoefs, c.noise, c.noise_batch, c.y, first, last, c.g, c.out_channels, 0,
-                 c.g.tiles);
-  });
+  for (int64_t base = 0; base < c.g.tiles; base += per_call) {
+    at::parallel_for(base, base + per_call, 4, [&](int64_t first, int64_t last) {
+      input_tiles(c.x, c.styles, vp, first, last, c.g, c.channels, base, per_call);
+    });
+    at::bmm_out(m, v, u);
+    at::parallel_for(base, base + per_call, 4, [&](int64_t first, int64_t last) {
+      output_tiles(mp, c.dcoefs, c.noise, c.noise_batch, c.y, first, last, c.g, c.out_channels,
+                   base, per_call);
+    });
+  }
 }
 
 // Blocked form: each thread takes a block of one image's tiles through input transform, the 36
 // products and output transform while its scratch is in its own cache. The whole-tensor form
 // writes and reads back 36 values per tile and channel through memory twice, which at 64-128
 // channels costs more than the products (64 channels at 256 px: 42 ms whole, 11 ms blocked).
+// Each block's products are one single-threaded sgemm per point over the same rows wherever
+// the image sits in the batch and however many threads run: an image's bits depend on neither.
 void conv3x3_blocked(const Call& c, const torch::TensorOptions& options, int64_t block) {
   const int64_t per_image = c.g.tile_rows * c.g.tile_cols;
   // Tiles spread evenly over an image's blocks: no short last block (the products then see
@@ -219,6 +246,7 @@ void conv3x3_blocked(const Call& c, const torch::TensorOptions& options, int64_t
   const int64_t largest = (per_image + blocks_per_image - 1) / blocks_per_image;
   const int64_t batch = c.g.tiles / per_image;
   at::parallel_for(0, batch * blocks_per_image, 1, [&](int64_t b0, int64_t b1) {
+    const SequentialBlas sequential;
     auto v = torch::empty({36 * largest * c.channels}, options);
     auto m = torch::empty({36 * largest * c.out_channels}, options);
     float* vp = v.data_ptr<float>();
@@ -250,22 +278,28 @@ int64_t tiles_per_block(int64_t channels, int64_t out_channels) {
   return channels + out_channels <= 128 ? 32 : 64;
 }
 
-// Blocked where an image fills a block and there are blocks for every thread to take two;
-// else whole. (Both give the same bits: the same products over the same rows.)
-bool blocked_suits(const Geometry& g, int64_t batch, int64_t block) {
-  const int64_t per_image = g.tile_rows * g.tile_cols;
-  const int64_t blocks = batch * ((per_image + block - 1) / block);
-  return per_image >= 32 && blocks >= 2 * at::get_num_threads();
+// Blocked for images of at least 256 tiles (64 x 64 px and up: four blocks or more, so that one
+// image keeps two threads busy), else whole (512 channels at 8-32 px, where a block would
+// re-read the 38 MB filter for a few tiles). Decided by the image alone, never by the batch or
+// the threads: the two forms' products may round differently (MKL picks kernels by the
+// product's shape and the CPU), and a sample's bytes must not depend on its batch.
+constexpr int64_t kMinBlockedTiles = 256;
+
+bool blocked_suits(const Geometry& g, int64_t channels, int64_t out_channels) {
+  return g.tile_rows * g.tile_cols >= kMinBlockedTiles && channels > 0 && out_channels > 0 &&
+         blas_available();
 }
 
 }  // namespace
 
 // Input transform, 36 products (the BLAS), output transform; `form`: -1 chooses, 0 whole,
-// > 0 blocked with that many tiles per block (for the tests and the benchmark).
+// > 0 blocked with that many tiles per block (for the tests and the benchmark); `per_image`:
+// every image's products its own (the whole form then runs image by image).
 torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
                       const c10::optional<torch::Tensor>& styles,
                       const c10::optional<torch::Tensor>& dcoefs,
-                      const c10::optional<torch::Tensor>& noise, int64_t form) {
+                      const c10::optional<torch::Tensor>& noise, int64_t form,
+                      bool per_image) {
   check_float_cpu(x, "x");
   check_float_cpu(u, "u");
   TORCH_CHECK(x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast),
@@ -302,11 +336,14 @@ torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
                   noise_batch,           channels,             out_channels,
                   geometry_of(batch, height, width)};
   if (form == -1) {
-    const int64_t block = tiles_per_block(channels, out_channels);
-    form = blocked_suits(call.g, batch, block) ? block : 0;
+    form = blocked_suits(call.g, channels, out_channels) ? tiles_per_block(channels, out_channels)
+                                                         : 0;
   }
-  if (form == 0) {
-    conv3x3_whole(call, x.options());
+  // (Nothing to block without tiles or channels; the BLAS wants leading dimensions >= 1.)
+  TORCH_CHECK(form <= 0 || blas_available(),
+              "the blocked form needs MKL's sgemm_ (not in this torch)");
+  if (form == 0 || call.g.tiles == 0 || channels == 0 || out_channels == 0) {
+    conv3x3_whole(call, x.options(), per_image);
   } else {
     conv3x3_blocked(call, x.options(), form);
   }

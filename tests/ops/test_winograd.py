@@ -1,5 +1,11 @@
 """stylegan2_ops.winograd: the CPU F(4x4, 3x3) path against torch's conv2d, when it is taken, and
 the modulated conv and synthesis layer that use it."""
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -35,9 +41,9 @@ def _relative_error(ours, reference):
 
 # (batch, in, out, height, width): tile edges that cut the image (13 x 7, 5 x 9), channel counts
 # off the kernel's 64-channel blocks, one tile row, several samples; the last one has tiles
-# enough to run in blocks of one image's tiles (the others run whole).
+# enough (256 or more per image) to run in blocks of one image's tiles (the others run whole).
 SHAPES = [(1, 16, 8, 8, 8), (2, 70, 130, 13, 7), (3, 5, 3, 5, 9), (1, 3, 65, 4, 17),
-          (2, 64, 64, 40, 37)]
+          (2, 64, 64, 66, 63)]
 
 
 @needs_build
@@ -204,30 +210,39 @@ def test_conv_keeps_onednn_where_the_per_call_transform_would_not_pay(monkeypatc
     conv(x, w[:, :, :2, :2], ConvSpec(padding=(1, 1)))  # 2x2 filter
 
 
-@needs_build
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("shape", [(1, 64, 64, 64, 64), (3, 70, 130, 37, 29), (2, 5, 3, 21, 9)],
-                         ids=lambda s: "x".join(map(str, s)))
-def test_every_form_gives_the_same_bits(shape, threads):
-    # The kernel runs whole (one product per point over all tiles) or blocked (per block of one
-    # image's tiles), chosen by shape, batch and threads: the bits must not depend on which.
+def _conv_inputs(shape, seed, shared_noise=False):
     batch, in_channels, out_channels, height, width = shape
-    gen = torch.Generator().manual_seed(sum(shape))
+    gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, in_channels, height, width,
                     generator=gen).contiguous(memory_format=torch.channels_last)
-    u = winograd.transform_filter(torch.randn(out_channels, in_channels, 3, 3, generator=gen))
+    w = torch.randn(out_channels, in_channels, 3, 3, generator=gen)
     styles = torch.randn(batch, in_channels, generator=gen)
     dcoefs = torch.rand(batch, out_channels, generator=gen) + 0.5
-    noise = torch.randn(batch, height, width, generator=gen)
+    noise = torch.randn(1 if shared_noise else batch, height, width, generator=gen)
+    return x, w, styles, dcoefs, noise
+
+
+@needs_build
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("shape,shared_noise", [((1, 64, 64, 64, 64), False),
+                                                ((3, 70, 130, 37, 29), True),
+                                                ((2, 5, 3, 21, 9), False)],
+                         ids=["64px", "odd-shared-noise", "few-channels"])
+def test_every_form_computes_the_conv(shape, shared_noise, threads):
+    # The kernel runs whole (one product per point over all tiles) or blocked (blocks of one
+    # image's tiles, each through transforms and products in cache): forced here at sizes
+    # that leave uneven blocks (7 tiles), one block per image (10000) and the chosen one (-1).
+    x, w, styles, dcoefs, noise = _conv_inputs(shape, sum(shape), shared_noise)
+    u = winograd.transform_filter(w)
+    reference = _reference(x, w, styles, dcoefs, noise[:, None])
     module = cpu_kernels.status().module
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        whole = module.conv3x3(x, u, styles, dcoefs, noise, form=0)
-        # 7 tiles a block leaves uneven blocks. (Products over fewer than 4 rows would differ:
-        # the kernel's blocks hold at least 16 tiles.)
-        for form in (-1, 7, 32, 64, 10_000):
-            assert torch.equal(module.conv3x3(x, u, styles, dcoefs, noise, form=form), whole), form
+        for form in (0, -1, 7, 32, 64, 10_000):
+            for per_image in (True, False):
+                ours = module.conv3x3(x, u, styles, dcoefs, noise, form=form, per_image=per_image)
+                assert _relative_error(ours, reference) < TOLERANCE, (form, per_image)
     finally:
         torch.set_num_threads(previous)
     with pytest.raises(RuntimeError, match="form must be"):
@@ -235,10 +250,86 @@ def test_every_form_gives_the_same_bits(shape, threads):
 
 
 @needs_build
+def test_blocked_bytes_depend_on_neither_batch_nor_threads():
+    # 64 x 64 px is 256 tiles: the blocked form, whose products per block are the same
+    # wherever the image sits and however many threads run.
+    x, w, styles, dcoefs, noise = _conv_inputs((3, 64, 64, 64, 64), 11)
+    u = winograd.transform_filter(w)
+    module = cpu_kernels.status().module
+    previous = torch.get_num_threads()
+    try:
+        results = {}
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            together = module.conv3x3(x, u, styles, dcoefs, noise)
+            alone = [module.conv3x3(x[i:i + 1].contiguous(memory_format=torch.channels_last),
+                                    u, styles[i:i + 1], dcoefs[i:i + 1], noise[i:i + 1])
+                     for i in range(3)]
+            assert torch.equal(together, torch.cat(alone))
+            results[threads] = together
+        assert torch.equal(results[1], results[2])
+    finally:
+        torch.set_num_threads(previous)
+
+
+@needs_build
+@pytest.mark.parametrize("mkl_code", ["default", "AVX2"])
+def test_a_samples_bytes_do_not_depend_on_its_batch_on_any_blas_code(mkl_code):
+    # MKL's AVX2 code (what AMD and older Intel CPUs run) rounds a product's rows differently
+    # by the product's row count, which AVX-512 code here does not: a whole batch's product
+    # then gave images other bits than alone (512 channels at 8-16 px, 64 at 16 px), so each
+    # image gets products of its own. Run in a fresh process: MKL reads its setting once.
+    check = textwrap.dedent("""
+        import torch
+        from stylegan2_ops import cpu_kernels, winograd
+        module = cpu_kernels.status().module
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for channels, size in ((512, 8), (512, 16), (64, 16), (64, 64)):
+                gen = torch.Generator().manual_seed(channels + size)
+                x = torch.randn(6, channels, size, size, generator=gen)
+                x = x.contiguous(memory_format=torch.channels_last)
+                w = torch.randn(channels, channels, 3, 3, generator=gen) / channels
+                u = winograd.transform_filter(w)
+                styles = torch.randn(6, channels, generator=gen)
+                together = winograd.conv3x3(x, u, styles)
+                for i in range(6):
+                    alone = winograd.conv3x3(x[i:i + 1], u, styles[i:i + 1])
+                    assert torch.equal(together[i:i + 1], alone), (threads, channels, size, i)
+        print("same bytes")
+    """)
+    # MKL_NUM_THREADS=1 (as this suite sets it) with torch at 2 threads is where MKL ran a
+    # product threaded on torch's thread and not on the others: blocks rounded by which
+    # thread took them, until the kernel pinned MKL to one thread per block.
+    env = dict(os.environ, MKL_NUM_THREADS="1")
+    env.pop("MKL_ENABLE_INSTRUCTIONS", None)
+    if mkl_code != "default":
+        env["MKL_ENABLE_INSTRUCTIONS"] = mkl_code
+    root = pathlib.Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", check], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert run.returncode == 0 and "same bytes" in run.stdout, run.stderr[-3000:]
+
+
+@needs_build
+@pytest.mark.parametrize("form", [-1, 0, 32])
+def test_empty_images_and_channels(form):
+    module = cpu_kernels.status().module
+    u = winograd.transform_filter(torch.randn(8, 4, 3, 3))
+    flat = torch.randn(2, 4, 0, 70).contiguous(memory_format=torch.channels_last)
+    assert module.conv3x3(flat, u, form=form).shape == (2, 8, 0, 70)
+    none_in = torch.randn(2, 0, 64, 64).contiguous(memory_format=torch.channels_last)
+    noise = torch.randn(1, 64, 64)
+    out = module.conv3x3(none_in, winograd.transform_filter(torch.randn(8, 0, 3, 3)),
+                         noise=noise, form=form)
+    assert torch.equal(out, noise.expand(2, 8, 64, 64))
+
+
+@needs_build
 @pytest.mark.parametrize("size", [16, 32, 64])
 def test_a_samples_bytes_do_not_depend_on_its_batch(size):
     # What the endpoint promises: a request batched with others gets the bytes it gets alone.
-    # (16 px: whole form at any batch; 32-64 px: blocked in the batch, whole or blocked alone.)
+    # (16-32 px: the whole form; 64 px: the blocked form.)
     channels = winograd.MIN_CHANNELS
     gen = torch.Generator().manual_seed(6)
     batch = 8  # a product over 4 or more rows is where MKL's bits for a row change
