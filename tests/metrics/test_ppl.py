@@ -155,8 +155,10 @@ def test_values_depend_on_the_seed_only_not_on_batch_or_process_split(tiny_G, ra
     shares = [path_lengths(tiny_G, random_distance, path, count=5, batch=4, seed=4,
                            workers=Workers(rank=rank, world_size=2)) for rank in (0, 1)]
     assert [len(s) for s in shares] == [3, 2]
+    # (Batches of 4 against 2: the same float32 rounding as above; 4.3e-3 relative seen with
+    # MKL's and oneDNN's AVX2 code.)
     np.testing.assert_allclose(np.concatenate([one[0::2], one[1::2]]), np.concatenate(shares),
-                               rtol=1e-3)
+                               rtol=1e-2)
     other = path_lengths(tiny_G, random_distance, path, count=5, batch=2, seed=5)
     assert not np.allclose(other, one)
 
