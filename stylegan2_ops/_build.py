@@ -108,10 +108,10 @@ def _nvcc_top(nvcc: str) -> pathlib.Path | None:
     """The toolkit folder nvcc reports for itself (its dry run prints `#$ TOP=...`)."""
     try:
         out = subprocess.run([nvcc, "--dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull],
-                             capture_output=True, text=True, timeout=60, check=False)
+                             capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    match = re.search(r"^#\$ TOP=(.+?)\s*$", out.stdout + out.stderr, re.MULTILINE)
+    match = re.search(r"^#\$ TOP=(.+?)\s*$", out.stdout + "\n" + out.stderr, re.MULTILINE)
     return pathlib.Path(match.group(1)).resolve() if match else None
 
 
@@ -128,11 +128,12 @@ def toolkit_root(guess: str | None) -> str | None:
             return os.environ[variable]
     if guess and _has_runtime_headers(pathlib.Path(guess)):
         return guess
-    candidates = [shutil.which("nvcc")]
-    if guess:
-        candidates.insert(0, str(pathlib.Path(guess) / "bin" / "nvcc"))
+    candidates = [str(pathlib.Path(guess) / "bin" / "nvcc")] if guess else []
+    candidates.append(shutil.which("nvcc"))
+    asked = set()
     for nvcc in candidates:
-        if nvcc and pathlib.Path(nvcc).is_file():
+        if nvcc and pathlib.Path(nvcc).is_file() and pathlib.Path(nvcc).resolve() not in asked:
+            asked.add(pathlib.Path(nvcc).resolve())  # (usually the same file twice)
             top = _nvcc_top(nvcc)
             if top is not None and _has_runtime_headers(top):
                 return str(top)

@@ -11,6 +11,8 @@ torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
                       const c10::optional<torch::Tensor>& dcoefs,
                       const c10::optional<torch::Tensor>& noise, int64_t form,
                       bool per_image);
+// Whether conv3x3's blocked form can run: torch's library exports the BLAS calls it needs.
+bool winograd_blocked_available();
 
 // out = clamp(act(x + b) * gain, -clamp, clamp), b along dimension `dim`, act linear or leaky
 // ReLU; out may be x itself (bias_act.cpp).

@@ -11,6 +11,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              pybind11::arg("x"), pybind11::arg("u"), pybind11::arg("styles") = pybind11::none(),
              pybind11::arg("dcoefs") = pybind11::none(), pybind11::arg("noise") = pybind11::none(),
              pybind11::arg("form") = -1, pybind11::arg("per_image") = true);
+  module.def("winograd_blocked_available", &winograd_blocked_available,
+             "whether conv3x3's blocked form can run (MKL's sgemm_ exported by torch)");
   module.def("bias_act", &bias_act,
              "out = clamp(act(x + b) * gain, -clamp, clamp), act linear or leaky ReLU", no_gil,
              pybind11::arg("x"), pybind11::arg("b"), pybind11::arg("dim"), pybind11::arg("lrelu"),

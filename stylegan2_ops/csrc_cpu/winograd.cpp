@@ -340,12 +340,13 @@ torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
                                                          : 0;
   }
   // (Nothing to block without tiles or channels; the BLAS wants leading dimensions >= 1.)
-  TORCH_CHECK(form <= 0 || blas_available(),
-              "the blocked form needs MKL's sgemm_ (not in this torch)");
   if (form == 0 || call.g.tiles == 0 || channels == 0 || out_channels == 0) {
     conv3x3_whole(call, x.options(), per_image);
   } else {
+    TORCH_CHECK(blas_available(), "the blocked form needs MKL's sgemm_ (not in this torch)");
     conv3x3_blocked(call, x.options(), form);
   }
   return y;
 }
+
+bool winograd_blocked_available() { return blas_available(); }

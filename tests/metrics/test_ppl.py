@@ -160,7 +160,7 @@ def test_values_depend_on_the_seed_only_not_on_batch_or_process_split(tiny_G, ra
     np.testing.assert_allclose(np.concatenate([one[0::2], one[1::2]]), np.concatenate(shares),
                                rtol=1e-2)
     other = path_lengths(tiny_G, random_distance, path, count=5, batch=2, seed=5)
-    assert not np.allclose(other, one)
+    assert not np.allclose(other, one, rtol=1e-2)
 
 
 def test_sg2_metrics_ppl2_wend_needs_vgg16_weights_not_a_detector(

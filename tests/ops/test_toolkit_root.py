@@ -70,3 +70,13 @@ def test_nothing_better_found_keeps_the_guess(clean_env, tmp_path):
     _script(headerless / "bin" / "nvcc", f'echo "#\\$ TOP={tmp_path / "nowhere"}" >&2\nexit 1\n')
     assert _build.toolkit_root(str(headerless)) == str(headerless)
     assert _build.toolkit_root(str(tmp_path / "missing")) == str(tmp_path / "missing")
+
+
+def test_the_dry_run_is_read_whatever_stdout_ends_with_and_asked_once(clean_env, tmp_path):
+    real = _toolkit(tmp_path / "cuda-13.0")
+    count = tmp_path / "count"
+    wrapper = _script(tmp_path / "local" / "bin" / "nvcc",
+                      f'echo x >> {count}\nprintf "no newline"\necho "#\\$ TOP={real}" >&2\n')
+    clean_env.setenv("PATH", str(wrapper.parent))  # the guess's nvcc is the one on PATH
+    assert _build.toolkit_root(str(tmp_path / "local")) == str(real.resolve())
+    assert count.read_text().count("x") == 1
