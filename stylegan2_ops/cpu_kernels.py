@@ -54,8 +54,11 @@ def status() -> CpuKernelStatus:
             result = CpuKernelStatus(False, f"failed to import ({type(error).__name__}: {error})")
         else:
             isa = module.isa()
-            result = CpuKernelStatus(True, f"{MODULE} ({_describe_isa(isa, module.supported_isa())})",
-                                     module, isa)
+            reason = f"{MODULE} ({_describe_isa(isa, module.supported_isa())})"
+            if not module.winograd_blocked_available():
+                reason += ("; Winograd convs without the in-cache form: this torch exports no "
+                           "MKL sgemm_")
+            result = CpuKernelStatus(True, reason, module, isa)
     logger.debug("CPU kernels: %s", result.reason)
     return result
 

@@ -9,6 +9,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
@@ -94,6 +95,22 @@ def test_an_unknown_instruction_set_name_is_reported_not_obeyed(monkeypatch):
     finally:
         cpu_kernels.status.cache_clear()
     assert "'avx9000' ignored: not one of baseline, avx2, avx512" in reason
+
+
+@needs_build
+def test_status_says_when_the_blocked_winograd_form_is_off(monkeypatch):
+    # On this torch (x86-64 wheels, MKL inside) the form runs; a module that reports otherwise
+    # (a torch without MKL's exports) is named in the status line `sg2 info` prints.
+    real = cpu_kernels.import_module()
+    assert real.winograd_blocked_available()
+    without = types.SimpleNamespace(isa=real.isa, supported_isa=real.supported_isa,
+                                    winograd_blocked_available=lambda: False)
+    monkeypatch.setattr(cpu_kernels, "import_module", lambda: without)
+    cpu_kernels.status.cache_clear()
+    try:
+        assert "without the in-cache form" in cpu_kernels.status().reason
+    finally:
+        cpu_kernels.status.cache_clear()
 
 
 def test_status_is_off_when_the_reference_path_is_forced(monkeypatch):
