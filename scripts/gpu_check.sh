@@ -78,8 +78,14 @@ if [ "$build" = 1 ]; then
 fi
 
 echo "== GPU tests (log: $outdir/pytest-gpu.log)"
+# About 1600 small kernel checks: four worker processes share the GPU (pytest-xdist, in the
+# test extras) so that they fit the time left; one process where xdist is missing.
+workers=()
+if "$python" -c 'import xdist' >/dev/null 2>&1; then
+    workers=(-n 4)
+fi
 tests_rc=0
-timeout 150 "$python" -m pytest tests -m gpu -q -p no:cacheprovider \
+timeout 150 "$python" -m pytest tests -m gpu -q -p no:cacheprovider ${workers[@]+"${workers[@]}"} \
     --junitxml="$outdir/pytest-gpu.xml" >"$outdir/pytest-gpu.log" 2>&1 || tests_rc=$?
 tail -n 3 "$outdir/pytest-gpu.log"
 
