@@ -206,8 +206,8 @@ struct Call {
   Geometry g;
 };
 
-// Whole form: each transform in one pass over the tiles of `images` images, the 36 products as
-// one bmm (which spreads each product over the threads). Best where an image has few tiles and
+// Whole form: each transform in one pass over the tiles, the 36 products as one bmm (which
+// spreads each product over the threads). Best where an image has few tiles and
 // the transformed filter is large (512 channels at 8-32 px). Run image by image (one bmm per
 // image, the same buffers each time) where a sample's bytes must not depend on its batch: the
 // BLAS picks its kernels by the product's row count, and on some CPUs (MKL's AVX2 code) rows
