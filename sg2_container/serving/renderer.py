@@ -5,7 +5,8 @@ batch on CPU BLAS/oneDNN (measured): matrix products pick different kernels for 
 counts, and a one-row forward takes other paths than a multi-row one. So the fully connected
 layers compute row by row (their cost is tiny next to the convolutions), and every
 forward has at least two rows (unless max_batch is 1; on a GPU: always exactly max_batch rows, one fixed shape, as
-its convolution algorithms are chosen per shape). Padding rows are copies, dropped afterwards.
+its convolution algorithms are chosen per shape). Padding rows are copies: the blocks that run
+one sample at a time (a CPU's large ones) skip them, and no image of theirs comes back.
 """
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ class Renderer:
             rows = chunk.shape[0]
             if rows < self.min_rows:
                 chunk = torch.cat([chunk, chunk[-1:].expand(self.min_rows - rows, *chunk.shape[1:])])
-            images.append(to_uint8(self.G.synthesis(chunk, noise_mode=noise_mode)[:rows]))
+            # The padding rows still shape the batched blocks; the per-sample ones skip them.
+            images.append(to_uint8(self.G.synthesis(chunk, noise_mode=noise_mode, keep=rows)))
         return np.concatenate(images)
 
     def render(self, requests: Sequence[RenderRequest]) -> list[np.ndarray | BaseException]:

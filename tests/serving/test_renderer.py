@@ -1,6 +1,7 @@
 """The renderer's batch invariance: fully connected layers compute one row at a time."""
 import copy
 
+import pytest
 import torch
 
 from sg2_container.models.networks import Generator
@@ -64,3 +65,30 @@ def test_synthesis_with_the_cpu_winograd_path_is_batch_invariant():
     if cpu_kernels.status().available:
         caches = [m.weight_cache for m in G.modules() if hasattr(m, "weight_cache")]
         assert any("winograd filter" in c._values for c in caches)
+
+
+def test_padding_rows_are_skipped_where_samples_run_one_at_a_time(monkeypatch):
+    # The renderer pads a lone request to two rows; the copy still shapes the batched blocks
+    # but costs nothing in the blocks that run one sample at a time (most of the work).
+    from sg2_container.models.networks import synthesis
+
+    G = _tiny_generator()
+    make_batch_invariant(G)
+    last = G.synthesis.blocks()[-1]
+    # Only the last block large enough to run per sample: a mix of batched and per-sample.
+    monkeypatch.setattr(synthesis, "PER_SAMPLE_MIN_ELEMENTS",
+                        last.conv1.weight.shape[0] * last.resolution ** 2)
+    calls = []
+    last.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    ws = torch.randn([1, G.num_ws, G.w_dim]).expand(2, -1, -1)
+    with torch.no_grad():
+        padded = G.synthesis(ws, noise_mode="const")
+        assert calls == [1, 1]  # per sample: the copy rendered too
+        calls.clear()
+        kept = G.synthesis(ws, noise_mode="const", keep=1)
+        assert calls == [1]
+        assert torch.equal(kept, padded[:1])
+        # Where nothing runs per sample (random noise), the whole batch runs and keep slices.
+        assert G.synthesis(ws, noise_mode="random", keep=1).shape[0] == 1
+    with pytest.raises(ValueError, match="keep must be between 1 and the batch size 2, got 3"):
+        G.synthesis(ws, keep=3)

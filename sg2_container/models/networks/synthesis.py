@@ -242,10 +242,20 @@ class SynthesisNetwork(torch.nn.Module):
     def blocks(self) -> list[SynthesisBlock]:
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
 
-    def forward(self, ws: torch.Tensor, **block_kwargs) -> torch.Tensor:
-        """ws [N, num_ws, w_dim] -> images [N, img_channels, R, R], float32, nominally [-1, 1]."""
+    def forward(self, ws: torch.Tensor, keep: int | None = None, **block_kwargs) -> torch.Tensor:
+        """ws [N, num_ws, w_dim] -> images [N, img_channels, R, R], float32, nominally [-1, 1].
+
+        keep: only the first `keep` images are wanted, the other rows pad the batch to a shape
+        (the endpoint's renderer pads a lone request to two rows): blocks that run one sample
+        at a time skip them, and `keep` images come back. The kept images' bytes are those of
+        the whole forward.
+        """
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        if keep is None:
+            keep = ws.shape[0]
+        if not min(1, ws.shape[0]) <= keep <= ws.shape[0]:
+            raise ValueError(f"keep must be between 1 and the batch size {ws.shape[0]}, got {keep}")
         ws = ws.to(torch.float32)
         # Each block's torgb shares its w with the next block's first conv.
         block_ws, w_idx = [], 0
@@ -258,9 +268,9 @@ class SynthesisNetwork(torch.nn.Module):
         for block, cur_ws in blocks[:split]:
             x, img = block(x, img, cur_ws, **block_kwargs)
         if split == len(blocks):
-            return img
+            return img[:keep]
         images = []
-        for i in range(ws.shape[0]):
+        for i in range(keep):
             xi = None if x is None else x[i:i + 1]
             imgi = None if img is None else img[i:i + 1]
             for block, cur_ws in blocks[split:]:
