@@ -128,15 +128,13 @@ def toolkit_root(guess: str | None) -> str | None:
             return os.environ[variable]
     if guess and _has_runtime_headers(pathlib.Path(guess)):
         return guess
-    candidates = [str(pathlib.Path(guess) / "bin" / "nvcc")] if guess else []
-    candidates.append(shutil.which("nvcc"))
-    asked = set()
-    for nvcc in candidates:
-        if nvcc and pathlib.Path(nvcc).is_file() and pathlib.Path(nvcc).resolve() not in asked:
-            asked.add(pathlib.Path(nvcc).resolve())  # (usually the same file twice)
-            top = _nvcc_top(nvcc)
-            if top is not None and _has_runtime_headers(top):
-                return str(top)
+    candidates = [pathlib.Path(guess) / "bin" / "nvcc"] if guess else []
+    candidates += [pathlib.Path(found)] if (found := shutil.which("nvcc")) else []
+    # (Usually the same file twice: each asked once.)
+    for nvcc in dict.fromkeys(c.resolve() for c in candidates if c.is_file()):
+        top = _nvcc_top(str(nvcc))
+        if top is not None and _has_runtime_headers(top):
+            return str(top)
     return guess
 
 

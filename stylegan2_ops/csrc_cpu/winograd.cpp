@@ -182,7 +182,6 @@ extern "C" void sgemm_(const char* transa, const char* transb, const int* m, con
 // (MKL_Set_Num_Threads_Local takes its argument by value: the lower-case name is the Fortran one.)
 extern "C" int MKL_Set_Num_Threads_Local(int threads) __attribute__((weak));
 
-bool blas_available() { return sgemm_ != nullptr && MKL_Set_Num_Threads_Local != nullptr; }
 
 // MKL on one thread for this scope. torch sets MKL's thread count for its own thread only
 // (thread-local), so without this a block's product would run threaded on the thread that
@@ -285,9 +284,8 @@ int64_t tiles_per_block(int64_t channels, int64_t out_channels) {
 // product's shape and the CPU), and a sample's bytes must not depend on its batch.
 constexpr int64_t kMinBlockedTiles = 256;
 
-bool blocked_suits(const Geometry& g, int64_t channels, int64_t out_channels) {
-  return g.tile_rows * g.tile_cols >= kMinBlockedTiles && channels > 0 && out_channels > 0 &&
-         blas_available();
+bool blocked_suits(const Geometry& g) {
+  return g.tile_rows * g.tile_cols >= kMinBlockedTiles && winograd_blocked_available();
 }
 
 }  // namespace
@@ -336,17 +334,18 @@ torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
                   noise_batch,           channels,             out_channels,
                   geometry_of(batch, height, width)};
   if (form == -1) {
-    form = blocked_suits(call.g, channels, out_channels) ? tiles_per_block(channels, out_channels)
-                                                         : 0;
+    form = blocked_suits(call.g) ? tiles_per_block(channels, out_channels) : 0;
   }
   // (Nothing to block without tiles or channels; the BLAS wants leading dimensions >= 1.)
   if (form == 0 || call.g.tiles == 0 || channels == 0 || out_channels == 0) {
     conv3x3_whole(call, x.options(), per_image);
   } else {
-    TORCH_CHECK(blas_available(), "the blocked form needs MKL's sgemm_ (not in this torch)");
+    TORCH_CHECK(winograd_blocked_available(), "the blocked form needs MKL's sgemm_ (not in this torch)");
     conv3x3_blocked(call, x.options(), form);
   }
   return y;
 }
 
-bool winograd_blocked_available() { return blas_available(); }
+bool winograd_blocked_available() {
+  return sgemm_ != nullptr && MKL_Set_Num_Threads_Local != nullptr;
+}
