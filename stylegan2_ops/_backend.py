@@ -159,22 +159,30 @@ def kernel_status() -> KernelStatus:
     return status
 
 
+@torch.compiler.assume_constant_result
+def kernels_usable() -> bool:
+    """kernel_status().available as a constant to torch.compile, which would otherwise trace
+    the loader (imports, logging, the self-check) and fail with fullgraph=True."""
+    return kernel_status().available
+
+
 def resolve(x: torch.Tensor, impl: str | None = None) -> str:
     """Returns 'cuda' or 'reference' for an op on tensor `x`.
 
     'cuda' forced on a CPU tensor or without kernels is an error, not a silent fallback.
     """
     choice = requested_impl(impl)
-    status = kernel_status()  # first call logs which path is active, once per process
+    usable = kernels_usable()  # first call logs which path is active, once per process
     if choice == "reference":
         return "reference"
     if choice == "cuda":
         if x.device.type != "cuda":
             raise RuntimeError(f"impl 'cuda' was forced but the tensor is on {x.device}")
-        if not status.available:
-            raise RuntimeError(f"impl 'cuda' was forced but the kernels are unusable: {status.reason}")
+        if not usable:
+            raise RuntimeError("impl 'cuda' was forced but the kernels are unusable: "
+                               f"{kernel_status().reason}")
         return "cuda"
-    if x.device.type == "cuda" and status.available:
+    if x.device.type == "cuda" and usable:
         return "cuda"
     return "reference"
 

@@ -216,6 +216,21 @@ def test_ops_trace_under_torch_compile(cpu_ops):
     torch.testing.assert_close(grads[1], b.grad)
 
 
+def test_public_ops_trace_with_fullgraph():
+    """The public wrappers choose their path inside traced code: the loader (imports, logging,
+    the self-check) must stay out of the graph, or fullgraph=True fails on every machine."""
+    f = setup_filter([1, 3, 3, 1])
+    b = torch.randn([4])
+
+    def layer(x):
+        y = upfirdn2d(x, f, up=2, padding=[2, 1, 2, 1], gain=4)
+        return bias_act(y, b, act="lrelu", clamp=256.0)
+
+    x = torch.randn([2, 4, 8, 8])
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), layer(x))
+
+
 # ---------------------------------------------------------------------------------------------
 # GPU: the kernels against the PyTorch path
 

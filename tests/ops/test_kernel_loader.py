@@ -310,3 +310,40 @@ def test_self_check_passes_correct_kernels_and_names_a_wrong_one():
 
     assert kernel_mismatch(torch.device("cpu"), OffByOnePixel).startswith("upfirdn2d up2: max difference")
     assert kernel_mismatch(torch.device("cpu"), NoClamp).startswith("bias_act lrelu: max difference")
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_self_check_runs_inside_no_grad_and_inference_mode(mode):
+    """A process's first op call is often generation or a snapshot grid under no_grad or
+    inference_mode: the check must still see gradients (it crashed there, turning the kernels
+    off for the whole process) and leave the caller's mode as it was."""
+    from stylegan2_ops._selfcheck import kernel_mismatch
+
+    context = torch.no_grad() if mode == "no_grad" else torch.inference_mode()
+    with context:
+        assert kernel_mismatch(torch.device("cpu"), _ReferenceAsKernels) is None
+        assert not torch.is_grad_enabled()
+        assert torch.is_inference_mode_enabled() == (mode == "inference_mode")
+
+
+def test_self_check_compares_without_tf32_convolutions():
+    """cuDNN's TF32 convolutions (the default outside training) differ from float32 by more
+    than the check's tolerance: the reference side runs with them off, then they are back."""
+    from stylegan2_ops._selfcheck import kernel_mismatch
+
+    seen = []
+
+    class Recording(_ReferenceAsKernels):
+        @staticmethod
+        def upfirdn2d(x, f, up, down, padding, flip_filter, gain):
+            seen.append(torch.backends.cudnn.allow_tf32)
+            return _ReferenceAsKernels.upfirdn2d(x, f, up, down, padding, flip_filter, gain)
+
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        assert kernel_mismatch(torch.device("cpu"), Recording) is None
+        assert seen and not any(seen)
+        assert torch.backends.cudnn.allow_tf32 is True
+    finally:
+        torch.backends.cudnn.allow_tf32 = before
