@@ -59,11 +59,19 @@ def make_filter_bank(lowpass: Sequence[float] = SYM2, num_bands: int = 4) -> np.
     return bank
 
 
+def _entry(value, like: torch.Tensor) -> torch.Tensor:
+    """A per-image tensor or a Python number as a tensor shaped like `like`. A number is filled
+    in on the device: building it from Python data would be a blocking host-to-device copy on a
+    GPU, and the pipe makes about a hundred of them per call."""
+    if isinstance(value, torch.Tensor):
+        return value.to(like.dtype).expand(like.shape)
+    return torch.full_like(like, value)
+
+
 # Batched homogeneous 2-D matrices [N, 3, 3] from per-image tensors [N] (or scalars).
 def _affine2d(a, b, c, d, e, f, like: torch.Tensor) -> torch.Tensor:
     rows = [[a, b, c], [d, e, f], [0, 0, 1]]
-    items = [torch.as_tensor(v, dtype=like.dtype, device=like.device).expand(like.shape)
-             for row in rows for v in row]
+    items = [_entry(v, like) for row in rows for v in row]
     return torch.stack(items, dim=-1).reshape(*like.shape, 3, 3)
 
 
@@ -76,7 +84,7 @@ def _scale2d(sx, sy, like):
 
 
 def _rotate2d(theta, like):
-    theta = torch.as_tensor(theta, dtype=like.dtype, device=like.device)
+    theta = _entry(theta, like)
     return _affine2d(theta.cos(), -theta.sin(), 0, theta.sin(), theta.cos(), 0, like)
 
 
@@ -173,6 +181,7 @@ class AugmentPipe(torch.nn.Module):
         self.register_buffer("p", torch.ones([]))
         self.register_buffer("Hz_geom", setup_filter(list(SYM6)))
         self.register_buffer("Hz_fbank", torch.as_tensor(make_filter_bank(), dtype=torch.float32))
+        self._constants: dict[tuple, torch.Tensor] = {}
         if len(self.imgfilter_bands) != self.Hz_fbank.shape[0]:
             raise ValueError(f"imgfilter_bands needs {self.Hz_fbank.shape[0]} entries, "
                              f"got {len(self.imgfilter_bands)}")
@@ -180,6 +189,16 @@ class AugmentPipe(torch.nn.Module):
     def extra_repr(self) -> str:
         names = GEOMETRIC + COLOR + ("imgfilter", "noise", "cutout")
         return ", ".join(f"{n}={getattr(self, n):g}" for n in names if getattr(self, n) > 0)
+
+    def _constant(self, values: tuple, like: torch.Tensor) -> torch.Tensor:
+        """`values` as a tensor on `like`'s device and dtype, made once: each construction from
+        Python data is a host-to-device copy that waits for the GPU to drain its queue."""
+        key = (values, like.dtype, like.device)
+        tensor = self._constants.get(key)
+        if tensor is None:
+            tensor = self._constants[key] = torch.tensor(values, dtype=like.dtype,
+                                                         device=like.device)
+        return tensor
 
     def forward(self, images: torch.Tensor, debug_percentile: float | None = None, *,
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -253,11 +272,12 @@ class AugmentPipe(torch.nn.Module):
         # Pad just enough (same for the whole batch) that the transformed image never samples
         # outside the reflected border, plus room for the filters.
         cx, cy = (width - 1) / 2, (height - 1) / 2
-        corners = G_inv.new_tensor([[-cx, -cy, 1], [cx, -cy, 1], [cx, cy, 1], [-cx, cy, 1]])
+        corners = self._constant(((-cx, -cy, 1), (cx, -cy, 1), (cx, cy, 1), (-cx, cy, 1)), G_inv)
         corners = (G_inv @ corners.t())[:, :2, :].permute(1, 0, 2).flatten(1)  # [xy, N * 4]
         margin = torch.cat([-corners, corners]).amax(dim=1)  # [x0, y0, x1, y1]
-        margin = margin + G_inv.new_tensor([2 * pad - cx, 2 * pad - cy] * 2)
-        margin = margin.clamp(min=0).minimum(G_inv.new_tensor([width - 1, height - 1] * 2))
+        margin = margin + self._constant((2 * pad - cx, 2 * pad - cy) * 2, G_inv)
+        margin = margin.clamp(min=0).minimum(self._constant((width - 1, height - 1) * 2, G_inv))
+        # The call's one wait for the GPU: the padding depends on the drawn transforms.
         mx0, my0, mx1, my1 = (int(m) for m in margin.ceil().tolist())
         images = F.pad(images, [mx0, mx1, my0, my1], mode="reflect")
         G_inv = _translate2d((mx0 - mx1) / 2, (my0 - my1) / 2, one) @ G_inv
@@ -280,7 +300,7 @@ class AugmentPipe(torch.nn.Module):
         """[N, 4, 4] acting on homogeneous [r, g, b, 1] columns."""
         eye = torch.eye(4, dtype=p.dtype, device=p.device)
         C = eye.expand(draws.batch, 4, 4)
-        luma = p.new_tensor([1, 1, 1, 0]) / math.sqrt(3)
+        luma = self._constant((1, 1, 1, 0), p) / math.sqrt(3)
         luma_proj = torch.outer(luma, luma)
         if self.brightness > 0:
             b = draws.normal(self.brightness_std, self.brightness * p)
@@ -320,7 +340,7 @@ class AugmentPipe(torch.nn.Module):
         if min(height, width) <= pad:
             raise UserError(f"the imgfilter augmentation needs images larger than {pad} pixels, "
                             f"got {height}x{width}; choose an augpipe without 'f'")
-        power = p.new_tensor(_BAND_POWER)
+        power = self._constant(_BAND_POWER, p)
         gain = p.new_ones([batch, num_bands])
         for band, strength in enumerate(self.imgfilter_bands):
             t_band = draws.log2_normal(self.imgfilter_std, self.imgfilter * p * strength)
@@ -392,7 +412,8 @@ class AdaController:
         signs = real_logits.detach().flatten().sign().to(torch.float64)
         if self._stats.device != signs.device:
             self._stats = self._stats.to(signs.device)
-        self._stats += torch.stack([signs.sum(), signs.new_tensor(signs.numel())])
+        self._stats[0] += signs.sum()
+        self._stats[1] += signs.numel()  # a number, not a tensor made from it (a copy to the GPU)
 
     def step(self, reduce: Callable[[torch.Tensor], None] | None = None) -> float | None:
         """Counts one training step; on every `interval`-th, updates p and returns r_t.

@@ -334,3 +334,34 @@ def test_controller_state_round_trip():
     assert torch.equal(pipe_c.p, pipe_a.p) and pipe_a.p.item() > 0
     with pytest.raises(ValueError, match="keys"):
         ada_c.load_state_dict({"sign_sum": 0})
+
+
+@pytest.mark.parametrize("name", ["bgc", "bgcfnc"])
+def test_no_tensor_is_made_from_python_data_per_call(monkeypatch, name):
+    """On a GPU each tensor built from Python numbers is a blocking host-to-device copy (the
+    CPU waits for the GPU's queue to drain); the pipe runs on every D pass of every round, so
+    after its first call it builds none: numbers are filled in on the device, constants kept."""
+    pipe = build_augment_pipe(name)
+    pipe.p.fill_(0.7)
+    images = _images((4, 3, 32, 32))
+    controller = AdaController(pipe, target=0.6, batch_size=4)
+    pipe(images)  # the first call may make the constants it keeps
+    made = []
+
+    def counting(original):
+        def wrapper(data, *args, **kwargs):
+            if not isinstance(data, torch.Tensor):
+                made.append(data)
+            return original(data, *args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(torch, "tensor", counting(torch.tensor))
+    monkeypatch.setattr(torch, "as_tensor", counting(torch.as_tensor))
+    new_tensor = torch.Tensor.new_tensor
+    monkeypatch.setattr(torch.Tensor, "new_tensor",
+                        lambda self, data, *a, **k: counting(lambda d, *a, **k: new_tensor(
+                            self, d, *a, **k))(data, *a, **k))
+    for _ in range(2):
+        out = pipe(images)
+        controller.accumulate(out.mean(dim=[1, 2, 3]))
+    assert made == []
