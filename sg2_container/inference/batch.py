@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ class Request:
     kind: str | None
     fields: Any  # the request's fields as given (JSON data)
     options: Any = None  # the decoded options, None when the request is bad
-    targets: tuple[Path, ...] = ()  # project only
+    targets: tuple[str, ...] = ()  # project only: names, resolved when the request runs
     status: str = "pending"  # pending -> done | failed | skipped
     message: str | None = None
     files: list[str] = dataclasses.field(default_factory=list)
@@ -77,19 +77,29 @@ def _options_class(kind: str) -> type:
             "interpolate": options.InterpolateOptions}[kind]
 
 
-def resolve_input(name: Any, field: str, data: Path | None, outdir: Path) -> Path:
-    """A file a request names: relative, inside the data folder, else inside the job's output
-    (so a request may use what an earlier one wrote, e.g. a projected_w.npz)."""
-    text = str(name)
-    parts = Path(text).parts
-    if not text or Path(text).is_absolute() or ".." in parts:
-        raise UserError(f"{field}={text!r} is not allowed: a file name relative to the data "
+def check_name(name: Any, field: str) -> str:
+    """A file name a request gives: checked for its form only (relative, without '..'), since
+    the file may be one that an earlier request of the job has still to write."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute() \
+            or ".." in Path(name).parts:
+        raise UserError(f"{field}={name!r} is not allowed: a file name relative to the data "
                         "folder (or to the job's output folder), without '..'")
-    for base in (data, outdir):
-        if base is not None and (base / text).is_file():
-            return base / text
-    raise UserError(f"{field}={text!r}: no such file in the data folder"
-                    f"{'' if data is None else f' ({data})'} or the output folder ({outdir})")
+    return name
+
+
+def resolve_input(name: str, field: str, data: Path | None, outdir: Path,
+                  written: set[str]) -> Path:
+    """A request's file, looked up just before the request runs: in the data folder, else
+    among the files that earlier requests of this job wrote (`written`, relative to outdir),
+    so a request may use e.g. a projected_w.npz from an earlier one, and never a file left in
+    the output folder by an older run."""
+    if data is not None and (data / name).is_file():
+        return data / name
+    if str(Path(name)) in written and (outdir / name).is_file():
+        return outdir / name
+    raise UserError(f"{field}={name!r}: no such file in the data folder"
+                    f"{'' if data is None else f' ({data})'}, nor among the files earlier "
+                    f"requests of this job wrote ({outdir})")
 
 
 def check_image(path: Path) -> None:
@@ -99,6 +109,8 @@ def check_image(path: Path) -> None:
     try:
         with PIL.Image.open(path) as image:
             image.verify()
+    except PIL.Image.DecompressionBombError as error:
+        raise UserError(f"target {path.name}: too many pixels to open safely ({error})") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise UserError(f"target {path.name}: not an image ({error})") from None
 
@@ -125,7 +137,7 @@ def parse_request(index: int, source: str, obj: Any, *, data: Path | None, outdi
             if targets is None:
                 raise UserError("project: name the images to project: \"targets\": [\"face.png\"]")
             names = targets if isinstance(targets, list) else [targets]
-            request.targets = tuple(resolve_input(n, "targets", data, outdir) for n in names)
+            request.targets = tuple(check_name(n, "targets") for n in names)
             for name in JOB_PROJECT_FIELDS:
                 if name in values:
                     raise UserError(f"project: {name} is set for the whole job (--"
@@ -139,12 +151,12 @@ def parse_request(index: int, source: str, obj: Any, *, data: Path | None, outdi
         decoded = decode_hyperparameters(cls, values)
         if kind == "project":
             decoded = {**project_defaults, **decoded}
-        for name in ("projected_w",):
-            value = decoded.get(name)
-            if isinstance(value, str):
-                decoded[name] = str(resolve_input(value, name, data, outdir))
-            elif isinstance(value, tuple):
-                decoded[name] = tuple(str(resolve_input(v, name, data, outdir)) for v in value)
+        value = decoded.get("projected_w")
+        if isinstance(value, str):
+            check_name(value, "projected_w")
+        elif isinstance(value, tuple):
+            for item in value:
+                check_name(item, "projected_w")
         missing = [n for n, f in known.items() if f.required and n not in decoded]
         if missing:
             raise UserError(f"{kind}: missing field(s) {', '.join(missing)} "
@@ -152,7 +164,31 @@ def parse_request(index: int, source: str, obj: Any, *, data: Path | None, outdi
         request.options = cls(**decoded)
     except UserError as error:
         request.status, request.message = "failed", str(error)
+    except Exception as error:  # a value no check foresaw: this request fails, not the job
+        log.exception("%s: unexpected error reading the request", source)
+        request.status, request.message = "failed", f"bad request ({_describe(error)})"
     return request
+
+
+def _describe(error: BaseException) -> str:
+    """An unexpected error in one line of bounded length, for the manifest."""
+    text = f"{type(error).__name__}: {error}"
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _decode_line(raw: bytes, first: bool) -> Any:
+    """One line of requests.jsonl -> its JSON value; UserError when it is not UTF-8 or JSON
+    (each line on its own, so one bad byte or one absurd nesting fails only its line)."""
+    try:
+        line = raw.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"not UTF-8 text: {error}") from None
+    try:
+        return json.loads(line)
+    except RecursionError:
+        raise UserError("not JSON this job reads: nested too deeply") from None
+    except ValueError as error:
+        raise UserError(f"not JSON: {error}") from None
 
 
 def read_requests(data: Path | None, outdir: Path, *, project_defaults: Mapping[str, Any],
@@ -164,21 +200,23 @@ def read_requests(data: Path | None, outdir: Path, *, project_defaults: Mapping[
         return requests
     path = data / REQUESTS_FILE
     if path.is_file():
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
+        for number, raw in enumerate(path.read_bytes().splitlines(), 1):
+            if not raw.strip():
                 continue
             source = f"{REQUESTS_FILE} line {number}"
             try:
-                obj = json.loads(line)
-            except ValueError as error:
-                bad = Request(index=len(requests), source=source, kind=None, fields=line,
-                              status="failed", message=f"not JSON: {error}")
+                obj = _decode_line(raw, number == 1)
+            except UserError as error:
+                shown = raw.decode("utf-8", "replace")
+                bad = Request(index=len(requests), source=source, kind=None,
+                              fields=shown if len(shown) <= 1000 else shown[:1000] + "...",
+                              status="failed", message=str(error))
                 requests.append(bad)
                 continue
             requests.append(parse_request(len(requests), source, obj, data=data, outdir=outdir,
                                           project_defaults=project_defaults))
     if project_data_images:
-        named = {t.resolve() for r in requests for t in r.targets}
+        named = {(data / t).resolve() for r in requests for t in r.targets}
         for image in sorted(p for p in data.iterdir()
                             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
             if image.resolve() in named:
@@ -222,11 +260,19 @@ def _now() -> str:
 
 
 def _run_one(G, request: Request, outdir: Path, device, stop: threading.Event,
-             progress: bool, distance_networks: dict) -> list[Path]:
+             progress: bool, distance_networks: dict, resolve: Callable[[str, str], Path],
+             ) -> list[Path]:
     """distance_networks: the job's loaded LPIPS networks by (vgg16, allow_random), filled on
-    the first projection, so that a folder of N images reads the VGG16 file once, not N times."""
+    the first projection, so that a folder of N images reads the VGG16 file once, not N times.
+    resolve(name, field): a file the request names -> its path, now that earlier requests ran."""
     folder = outdir / request.folder
     options = request.options
+    projected_w = getattr(options, "projected_w", None)
+    if isinstance(projected_w, str):
+        options = dataclasses.replace(options, projected_w=str(resolve(projected_w, "projected_w")))
+    elif projected_w:
+        options = dataclasses.replace(options, projected_w=tuple(
+            str(resolve(name, "projected_w")) for name in projected_w))
     if request.kind == "generate":
         from sg2_container.inference.generate import generate_to_folder
 
@@ -239,7 +285,8 @@ def _run_one(G, request: Request, outdir: Path, device, stop: threading.Event,
         from sg2_container.inference.interpolate import interpolate_to_folder
 
         return interpolate_to_folder(G, options, folder, device, stop=stop)
-    for target in request.targets:
+    targets = [resolve(name, "targets") for name in request.targets]
+    for target in targets:
         check_image(target)
     from sg2_container.inference.lpips_vgg import load_distance_network
     from sg2_container.inference.project import project_images
@@ -248,7 +295,7 @@ def _run_one(G, request: Request, outdir: Path, device, stop: threading.Event,
     if key not in distance_networks:
         distance_networks[key] = load_distance_network(
             options.vgg16, allow_random=options.allow_random_vgg16, device=device)
-    results = project_images(G, list(request.targets), folder, options, device=device, stop=stop,
+    results = project_images(G, targets, folder, options, device=device, stop=stop,
                              progress=progress, distance_network=distance_networks[key])
     if any(r.get("rehearsal") for r in results):
         request.note = REHEARSAL_NOTE
@@ -305,28 +352,45 @@ def run_requests(*, model: Path, data: Path | None, outdir: Path, device: str = 
     log.info("batch inference: %d request(s) (%d bad) -> %s", len(valid),
              len(requests) - len(valid), outdir)
     distance_networks: dict = {}
-    for position, request in enumerate(valid, 1):
-        if stop.is_set():
-            break
-        log.info("request %d (%d of %d; %s, %s): %s", request.index, position, len(valid),
-                 request.kind, request.source, json.dumps(request.fields))
-        start = time.perf_counter()
-        try:
-            files = _run_one(loaded.G, request, outdir, torch_device, stop, progress,
-                             distance_networks)
-        except Stopped as stopped:
-            request.status, request.message = "skipped", f"stopped before the end ({stopped})"
-            break
-        except UserError as error:
-            request.status, request.message = "failed", str(error)
-            log.error("request %d (%s) failed: %s", request.index, request.source, error)
-        else:
-            request.status = "done"
-            request.files = sorted(_relative(p, outdir) for p in files)
-            log.info("request %d done: %d file(s) in %s", request.index, len(files),
-                     outdir / request.folder)
-        request.seconds = round(time.perf_counter() - start, 3)
-        manifest.write("running")
+    written: set[str] = set()  # files of this job's finished requests, relative to outdir
+
+    def resolve(name: str, field: str) -> Path:
+        return resolve_input(name, field, data, outdir, written)
+
+    try:
+        for position, request in enumerate(valid, 1):
+            if stop.is_set():
+                break
+            log.info("request %d (%d of %d; %s, %s): %s", request.index, position, len(valid),
+                     request.kind, request.source, json.dumps(request.fields))
+            start = time.perf_counter()
+            try:
+                files = _run_one(loaded.G, request, outdir, torch_device, stop, progress,
+                                 distance_networks, resolve)
+            except Stopped as stopped:
+                request.status, request.message = "skipped", f"stopped before the end ({stopped})"
+                break
+            except UserError as error:
+                request.status, request.message = "failed", str(error)
+                log.error("request %d (%s) failed: %s", request.index, request.source, error)
+            except Exception as error:  # one request's failure, whatever it is, is its own
+                request.status, request.message = "failed", f"error: {_describe(error)}"
+                log.exception("request %d (%s) failed", request.index, request.source)
+            else:
+                request.status = "done"
+                request.files = sorted(_relative(p, outdir) for p in files)
+                written.update(str(Path(name)) for name in request.files)
+                log.info("request %d done: %d file(s) in %s", request.index, len(files),
+                         outdir / request.folder)
+            request.seconds = round(time.perf_counter() - start, 3)
+            manifest.write("running")
+    except BaseException as error:  # e.g. KeyboardInterrupt: the manifest must not say running
+        for request in valid:
+            if request.status == "pending":
+                request.status, request.message = "skipped", f"not run: {_describe(error)}"
+        job.update(finished=_now(), error=_describe(error))
+        manifest.write("failed")
+        raise
     skipped = [r for r in valid if r.status in ("pending", "skipped")]
     for request in skipped:
         if request.status == "pending":

@@ -130,7 +130,13 @@ def closest(value: Any, allowed: Iterable) -> str:
 
 def fail(name: str, value: Any, allowed: str) -> UserError:
     """The one error format: the option's name, the bad value, what is allowed."""
-    return UserError(f"{name}={value!r} is not allowed: {allowed}")
+    return UserError(f"{name}={_shown(value, 200)} is not allowed: {allowed}")
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """repr of a user's value, cut short: a 400-digit number should not fill the message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 # ---- values from text (command line, hyperparameters) -------------------------------------
@@ -161,18 +167,22 @@ def coerce(field: Field, value: Any) -> Any:
             return False
         raise UserError(f"{name}={value!r} is not a boolean: use 1/0 or true/false")
     if field.kind is int:
+        if isinstance(value, int):  # exact, however large: the range check says if it fits
+            return int(value)
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise UserError(f"{name}={value!r} is not an integer") from None
+            raise UserError(f"{name}={_shown(value)} is not an integer") from None
         if not number.is_integer():
-            raise UserError(f"{name}={value!r} is not an integer")
+            raise UserError(f"{name}={_shown(value)} is not an integer")
         return int(number)
     if field.kind is float:
         try:
             return float(value)
+        except OverflowError:  # an integer beyond float's range, e.g. 400 digits
+            raise UserError(f"{name}={_shown(value)} is out of range ({field.allowed()})") from None
         except (TypeError, ValueError):
-            raise UserError(f"{name}={value!r} is not a number") from None
+            raise UserError(f"{name}={_shown(value)} is not a number") from None
     return str(value)
 
 
@@ -234,7 +244,10 @@ def _check_type(field: Field, value: Any) -> Any:
             raise fail(field.name, value, field.allowed())
         return tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float's range
+            raise fail(field.name, value, field.allowed()) from None
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
         raise fail(field.name, value, field.allowed())
     return value

@@ -2,7 +2,8 @@
 import pytest
 
 from sg2_container.errors import UserError
-from sg2_container.inference.batch import check_image, parse_request, resolve_input
+from sg2_container.inference.batch import (check_image, check_name, parse_request,
+                                           resolve_input)
 
 
 def _parse(obj, tmp_path):
@@ -27,7 +28,8 @@ def test_requests_decode_through_the_option_schema(tmp_path):
     ({"style_mix": {"rows": [1]}}, "cols"),
     ({"interpolate": {"seeds": [1, 2], "frames": 0}}, "frames=0 is not allowed"),
     ({"generate": {"projected_w": "../secret.npz"}}, "without '..'"),
-    ({"generate": {"projected_w": "missing.npz"}}, "no such file"),
+    ({"generate": {"projected_w": "/etc/secret.npz"}}, "relative"),
+    ({"project": {"targets": [3]}}, "targets=3 is not allowed"),
 ])
 def test_bad_requests_are_failed_with_a_named_reason(tmp_path, obj, words):
     request = _parse(obj, tmp_path)
@@ -35,16 +37,25 @@ def test_bad_requests_are_failed_with_a_named_reason(tmp_path, obj, words):
     assert words in request.message
 
 
-def test_inputs_resolve_in_data_then_output(tmp_path):
-    (tmp_path / "data").mkdir()
-    (tmp_path / "out" / "000-project" / "f").mkdir(parents=True)
-    (tmp_path / "data" / "a.npz").write_bytes(b"x")
-    (tmp_path / "out" / "000-project" / "f" / "projected_w.npz").write_bytes(b"x")
-    assert resolve_input("a.npz", "w", tmp_path / "data", tmp_path / "out") == tmp_path / "data" / "a.npz"
-    found = resolve_input("000-project/f/projected_w.npz", "w", tmp_path / "data", tmp_path / "out")
-    assert found == tmp_path / "out" / "000-project" / "f" / "projected_w.npz"
+def test_a_missing_file_is_not_a_parse_error(tmp_path):
+    """The file may be one an earlier request has still to write: it is looked up at run time."""
+    request = _parse({"generate": {"projected_w": "000-project/f/projected_w.npz"}}, tmp_path)
+    assert request.status == "pending", request.message
+
+
+def test_inputs_resolve_in_data_then_in_what_this_job_wrote(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    (out / "000-project" / "f").mkdir(parents=True)
+    (data / "a.npz").write_bytes(b"x")
+    (out / "000-project" / "f" / "projected_w.npz").write_bytes(b"x")
+    name = "000-project/f/projected_w.npz"
+    assert resolve_input("a.npz", "w", data, out, set()) == data / "a.npz"
+    with pytest.raises(UserError, match="nor among the files earlier requests of this job wrote"):
+        resolve_input(name, "w", data, out, set())  # an older run's file
+    assert resolve_input(name, "w", data, out, {name}) == out / name
     with pytest.raises(UserError, match="relative"):
-        resolve_input(str(tmp_path / "data" / "a.npz"), "w", tmp_path / "data", tmp_path / "out")
+        check_name(str(data / "a.npz"), "w")
 
 
 def test_a_target_that_is_not_an_image_is_named(tmp_path):

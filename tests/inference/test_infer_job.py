@@ -225,3 +225,71 @@ def test_projection_without_vgg16_weights_names_what_to_supply(tmp_path, tiny_mo
     assert result.returncode == 1
     message = (base / "output" / "message").read_text()
     assert "VGG16" in message and "--vgg16" in message
+
+
+def test_a_request_uses_files_earlier_requests_of_the_job_wrote(tmp_path, tiny_model):
+    """Files named in requests are looked up when the request runs: an earlier request's
+    projected_w.npz is found; a file an older run left in the output folder is not."""
+    pytest.importorskip("sg2_container.inference.project")
+    _, model_path = tiny_model
+    face = np.full([16, 16, 3], 90, np.uint8)
+    requests = [
+        {"project": {"targets": ["face.png"], "num_steps": 2}},
+        {"interpolate": {"seeds": [1, 5], "projected_w": ["000-project/face/projected_w.npz"],
+                         "frames": 2, "formats": ["gif"]}},
+        {"generate": {"projected_w": "009-generate/seed0003.npz"}},  # only an old run's file
+        {"generate": {"seeds": [3], "save_w": True}},
+        {"generate": {"projected_w": "003-generate/seed0003.npz"}},
+        {"generate": {"projected_w": "../escape.npz"}},
+    ]
+    base = _job_tree(tmp_path, model_path, requests, images=[("face.png", _png(face))])
+    stale = base / "processing" / "output" / "test" / "009-generate"
+    stale.mkdir(parents=True)
+    np.savez(stale / "seed0003.npz", w=np.zeros([1, 4, 16], np.float32))
+    result = _run(base, "--allow-random-vgg16")
+    assert result.returncode == 0, result.stdout + result.stderr
+    entries = _manifest(base)["requests"]
+    assert [r["status"] for r in entries] == ["done", "done", "failed", "done", "done", "failed"]
+    assert entries[1]["files"] == ["001-interpolate/walk-sheet.png", "001-interpolate/walk.gif"]
+    assert "nor among the files earlier requests of this job wrote" in entries[2]["message"]
+    assert entries[4]["files"] == ["004-generate/proj00.png"]
+    assert "without '..'" in entries[5]["message"]
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels (a decompression bomb to Pillow)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_hostile_lines_and_images_fail_alone(tmp_path, tiny_model):
+    """Each of these once ended the whole job (exit 2, manifest left 'running')."""
+    pytest.importorskip("sg2_container.inference.project")
+    _, model_path = tiny_model
+    base = _job_tree(tmp_path, model_path, None, images=[("bomb.png", _png_header(60000, 60000))])
+    lines = [
+        json.dumps({"generate": {"seeds": [1], "truncation_psi": 10 ** 400}}).encode(),
+        b'{"generate": ' + b"[" * 100000 + b"]" * 100000 + b"}",
+        b'{"generate": {"seeds": [2]}} \xff',
+        json.dumps({"project": {"targets": ["bomb.png"], "num_steps": 1}}).encode(),
+        json.dumps({"generate": {"seeds": [4]}}).encode(),
+    ]
+    (base / "processing" / "data" / "requests.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    result = _run(base, "--allow-random-vgg16")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    manifest = _manifest(base)
+    assert manifest["status"] == "done"
+    entries = manifest["requests"]
+    assert [r["status"] for r in entries] == ["failed"] * 4 + ["done"]
+    assert "truncation_psi=" in entries[0]["message"] and "out of range" in entries[0]["message"]
+    assert "nested too deeply" in entries[1]["message"]
+    assert "not UTF-8" in entries[2]["message"]
+    assert "too many pixels" in entries[3]["message"]
