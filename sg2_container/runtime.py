@@ -9,10 +9,44 @@ from sg2_container import __version__
 from sg2_container.errors import UserError
 
 
+def arch_runs(capability: tuple[int, int], arch_list: list[str]) -> bool:
+    """Whether code built for `arch_list` (torch.cuda.get_arch_list(): 'sm_XY' binaries run on
+    the same major version with a minor >= Y, 'compute_XY' PTX on any GPU >= X.Y) runs on a GPU
+    of compute `capability`."""
+    for arch in arch_list:
+        kind, _, digits = arch.partition("_")
+        if not digits.isdigit() or len(digits) < 2:
+            continue
+        built = (int(digits[:-1]), int(digits[-1]))
+        if kind == "sm" and built[0] == capability[0] and built[1] <= capability[1]:
+            return True
+        if kind == "compute" and built <= tuple(capability):
+            return True
+    return False
+
+
+def check_gpu_supported(device: torch.device) -> None:
+    """A GPU this PyTorch build has no code for fails at the first kernel with 'no kernel image
+    is available', after the job has started and been paid for; say so before any work."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    capability = torch.cuda.get_device_capability(index)
+    archs = torch.cuda.get_arch_list()
+    if archs and not arch_runs(capability, archs):
+        sm = f"sm_{capability[0]}{capability[1]}"
+        raise UserError(
+            f"this GPU ({torch.cuda.get_device_name(index)}, {sm}) is not supported by this "
+            f"PyTorch build (torch {torch.__version__}, CUDA {torch.version.cuda}, compiled for "
+            f"{', '.join(archs)}): use an image built for {sm} (the sg2-container image's "
+            "CUDA_VARIANT=cu126 covers V100 / ml.p3, see docs/docker.md) or another instance type")
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks the first GPU when there is one; an unusable choice is a clear error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if device.type == "cuda":
+            check_gpu_supported(device)
+        return device
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -22,6 +56,7 @@ def resolve_device(name: str = "auto") -> torch.device:
             raise UserError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"device {name!r} does not exist: {torch.cuda.device_count()} GPU(s) visible")
+        check_gpu_supported(device)
     elif device.type != "cpu":
         raise UserError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     return device

@@ -53,6 +53,15 @@ def all_gather_objects(obj) -> list:
     return gathered
 
 
+def all_gather_tensor(tensor: torch.Tensor) -> list[torch.Tensor]:
+    """Every rank's `tensor` (same shape on all), gathered on the device without a host copy."""
+    if not active():
+        return [tensor]
+    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, tensor.contiguous())
+    return gathered
+
+
 def sum_gradients_(params: list[torch.nn.Parameter]) -> None:
     """Sums .grad over ranks in one flat all-reduce; missing grads count as zeros."""
     if not params:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from sg2_container.data.dataset import ImageFolderDataset, content_fingerprint
+from sg2_container.errors import UserError
 from sg2_container.io.atomic import write_text_atomically
 from sg2_container.io.signals import ignore_stop_signals
 from sg2_container.models.files import save_model
@@ -147,6 +148,18 @@ def _restore(run: _Run, checkpoint: ckpt.Checkpoint) -> None:
             run.ada.num_steps = run.counters.batch_idx
 
 
+def _check_ranks_agree(latest: ckpt.Checkpoint | None, run_dir: Path) -> None:
+    """Every process must continue from the same checkpoint: ranks that read different ones
+    (a checkpoint folder neither shared nor synced to every host) would run different phases
+    and wait on each other's collectives forever."""
+    seen = dist_utils.all_gather_objects(latest.path.name if latest is not None else None)
+    if len(set(seen)) > 1:
+        found = ", ".join(f"rank {rank}: {name or 'none'}" for rank, name in enumerate(seen))
+        raise UserError(f"the processes found different checkpoints in {run_dir} ({found}); "
+                        "every host needs the same checkpoint folder (shared, or synced from "
+                        "the same S3 location before the job starts)")
+
+
 def _check_finite(run: _Run, last_checkpoint: Path | None) -> None:
     """Stops a diverged run before anything of it is saved; every rank agrees."""
     bad = ckpt.non_finite_tensors({"G": run.G, "D": run.D, "G_ema": run.G_ema})
@@ -176,7 +189,15 @@ def _draw_latents(run: _Run):
         c = torch.from_numpy(np.stack([run.dataset.get_label(int(i)) for i in idx.flatten()]))
         c = c.reshape(len(PHASES), plan.batch_size, -1)
     share = slice(rank * plan.batch_per_gpu_step, (rank + 1) * plan.batch_per_gpu_step)
-    return z[:, share].to(run.device), c[:, share].to(run.device)
+    return _to_device(z[:, share], run.device), _to_device(c[:, share], run.device)
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor to `device` without making the CPU wait for the GPU's queue (a plain copy
+    from pageable memory would, once per step): staged in pinned memory, copied asynchronously."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def _update_w_avg(run: _Run, w_means: list[torch.Tensor]) -> None:
@@ -189,13 +210,13 @@ def _update_w_avg(run: _Run, w_means: list[torch.Tensor]) -> None:
         for mean in w_means:  # already in chunk order; stays on the device
             w_avg.copy_(mean.lerp(w_avg, beta))
         return
-    gathered = dist_utils.all_gather_objects(torch.stack(w_means).cpu())
+    gathered = dist_utils.all_gather_tensor(torch.stack(w_means))  # on the device, no wait
     # Phase-major order within the step: rank r's chunks of a phase follow rank r-1's.
     num_phases_calls = len(w_means) // run.plan.num_rounds
     for call in range(num_phases_calls):
         for rank_means in gathered:
             for mean in rank_means[call * run.plan.num_rounds:(call + 1) * run.plan.num_rounds]:
-                w_avg.copy_(mean.to(w_avg.device).lerp(w_avg, beta))
+                w_avg.copy_(mean.lerp(w_avg, beta))
 
 
 def _optimisation_step(run: _Run, reals: torch.Tensor, real_c: torch.Tensor, timings: dict) -> None:
@@ -357,6 +378,7 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
 
     # Before anything is written: a newer or differently-optioned checkpoint stops the job here.
     latest = ckpt.find_latest(run_dir, move_aside=group.is_main)
+    _check_ranks_agree(latest, run_dir)
     if latest is not None:
         _restore(run, latest)
         counters = run.counters
@@ -440,6 +462,8 @@ def _end_tick(run: _Run, reporter: Reporter, timings: dict, *, start_time: float
     """Reports the tick (status line, event file; statistics gathered from every rank) and
     starts the next one: counters advanced, statistics and timings emptied."""
     counters, device = run.counters, run.device
+    if device.type == "cuda":  # the tick's queued GPU work belongs to the tick, not to the next
+        torch.cuda.synchronize(device)
     tick_end_time = time.time()
     merged = TickStats()
     for part in dist_utils.all_gather_objects(run.tick_stats.state()):

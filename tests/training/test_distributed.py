@@ -1,4 +1,5 @@
 """Two gloo processes on one CPU machine train one job; they equal one process."""
+import pytest
 import torch
 
 from sg2_container.training import checkpoint as ckpt
@@ -34,3 +35,22 @@ def test_a_checkpoint_from_two_processes_continues_in_one(tiny_options, tmp_path
     assert second.finished and second.cur_nimg == 24
     state = ckpt.load_checkpoint(ckpt.list_checkpoints(tmp_path / "run")[-1])
     assert state["loop"]["world_size"] == 1 and state.ranks[0].ada["num_steps"] == 6
+
+
+def test_processes_that_found_different_checkpoints_stop_before_training(monkeypatch, tmp_path):
+    """Ranks continuing from different checkpoints would run different phases and hang in
+    each other's collectives: the run stops at once, naming what each process found."""
+    from sg2_container.errors import UserError
+    from sg2_container.training import distributed as dist_utils
+    from sg2_container.training import loop
+
+    class Found:
+        path = tmp_path / "checkpoint-000000000128.pt"
+
+    monkeypatch.setattr(dist_utils, "all_gather_objects",
+                        lambda name: [name, None, "checkpoint-000000000064.pt"])
+    with pytest.raises(UserError, match=r"rank 0: checkpoint-000000000128.pt, rank 1: none, "
+                                        r"rank 2: checkpoint-000000000064.pt"):
+        loop._check_ranks_agree(Found(), tmp_path)
+    monkeypatch.setattr(dist_utils, "all_gather_objects", lambda name: [name, name])
+    loop._check_ranks_agree(Found(), tmp_path)  # agreeing ranks go on
