@@ -41,11 +41,10 @@ def _build_inputs(params, image_uri=None, **settings_values):
     from sg2_container.pipeline.options import (
         PipelineParameters,
         PipelineSettings,
-        field_values,
         parse_param_args,
     )
 
-    overrides = field_values(parse_param_args(params))
+    overrides = parse_param_args(params)
     if image_uri is not None:
         overrides.setdefault("image_uri", image_uri)
     return PipelineParameters(**overrides), PipelineSettings(**settings_values)
@@ -60,12 +59,12 @@ def _definition(values, settings) -> dict:
 @pipeline.command("parameters")
 def parameters_command():
     """List the pipeline's parameters, their defaults and what they mean."""
-    from sg2_container.options.schema import fields
-    from sg2_container.pipeline.options import PipelineParameters, parameter_name
+    from sg2_container.pipeline.options import parameter_fields, parameter_text
 
-    for name, field in fields(PipelineParameters).items():
-        default = field.spec.default_text if field.default is None else field.default
-        click.echo(f"{parameter_name(name):<24} {str(default)!s:<24} {field.spec.help}")
+    for name, field in parameter_fields().items():
+        empty = field.default is None or field.default == ""
+        default = field.spec.default_text if empty else parameter_text(field, field.default)
+        click.echo(f"{name:<24} {default or '':<24} {field.spec.help}")
 
 
 @pipeline.command("definition")
@@ -223,11 +222,18 @@ def upsert_command(role_arn, image_uri, bucket, params, **settings):
 def start_command(params, name, region, display_name):
     """Start an execution; parameters not given keep the pipeline's defaults. Prints its ARN."""
     from sg2_container.pipeline import service
-    from sg2_container.pipeline.options import PipelineSettings, parse_param_args
+    from sg2_container.pipeline.options import (
+        PipelineSettings,
+        check_display_name,
+        parameter_texts,
+        parse_param_args,
+    )
 
     with user_errors_as_click():
-        overrides = parse_param_args(params)
+        overrides = parameter_texts(parse_param_args(params))
         PipelineSettings(name=name, region=region)
+        if display_name is not None:
+            check_display_name("--display-name", display_name)
         with _aws_errors(f"starting pipeline {name}"):
             arn = service.start(_client("sagemaker", region), name, overrides, display_name)
     click.echo(arn)

@@ -17,9 +17,11 @@ from typing import Any
 
 from sg2_container.pipeline import layout
 from sg2_container.pipeline.options import (
+    PARAMETER_TYPES,
     PipelineParameters,
     PipelineSettings,
     parameter_fields,
+    parameter_value,
 )
 
 log = logging.getLogger(__name__)
@@ -78,15 +80,12 @@ def _session(sdk, settings: PipelineSettings, boto_session=None):
 
 
 def _parameters(sdk, values: PipelineParameters) -> dict[str, Any]:
-    """One SDK parameter per PipelineParameters field, its default the field's value."""
-    kinds = {str: "ParameterString", int: "ParameterInteger", float: "ParameterFloat"}
+    """One SDK parameter per PipelineParameters field, its default the field's value, its
+    type the one `start` sends text for (options.PARAMETER_TYPES)."""
     made = {}
     for name, field in parameter_fields().items():
-        value = getattr(values, field.name)
-        if field.kind is bool:  # the article passes mirror as 1/0
-            made[field.name] = sdk["parameters"].ParameterInteger(name, default_value=int(value))
-        else:
-            made[field.name] = getattr(sdk["parameters"], kinds[field.kind])(name, default_value=value)
+        kind = getattr(sdk["parameters"], "Parameter" + PARAMETER_TYPES[field.kind])
+        made[field.name] = kind(name, default_value=parameter_value(field, getattr(values, field.name)))
     return made
 
 

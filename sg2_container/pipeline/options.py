@@ -25,6 +25,7 @@ TOPIC_ARN = re.compile(r"arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}")
 REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
 BUCKET = re.compile(r"(?=[a-z0-9])[a-z0-9.-]{1,61}[a-z0-9]")
 PIPELINE_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}")
+DISPLAY_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,81}")  # PipelineExecutionDisplayName
 EXAMPLE_ACCOUNT = "111122223333"  # AWS's documentation account: offline definitions only
 
 ALLOWED_S3 = "an S3 URI s3://BUCKET[/KEY] (lowercase bucket name)"
@@ -55,6 +56,12 @@ def check_role_arn(name: str, value: str) -> None:
 def check_topic_arn(name: str, value: str, allowed_extra: str = "") -> None:
     if not TOPIC_ARN.fullmatch(value):
         raise fail(name, value, "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)" + allowed_extra)
+
+
+def check_display_name(name: str, value: str) -> None:
+    if not DISPLAY_NAME.fullmatch(value):
+        raise fail(name, value, "letters, digits and hyphens, starting and ending with a letter "
+                   "or digit, up to 82 characters")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -142,6 +149,26 @@ def parameter_fields() -> dict[str, Any]:
     return {parameter_name(n): f for n, f in fields(PipelineParameters).items()}
 
 
+# A field's kind -> its SageMaker parameter type; booleans are Integer 1/0, as the article
+# passes mirror.
+PARAMETER_TYPES = {str: "String", int: "Integer", float: "Float", bool: "Integer"}
+
+
+def parameter_value(field: Any, value: Any) -> Any:
+    """A typed field value as the pipeline's parameter of PARAMETER_TYPES[field.kind] holds
+    it (a definition's DefaultValue)."""
+    return int(value) if field.kind is bool else value
+
+
+def parameter_text(field: Any, value: Any) -> str:
+    """The text StartPipelineExecution takes for a typed value: SageMaker parses an Integer
+    parameter's text as an integer and a Float's as a number, so `true`, `32.0` or ` 2` given
+    to an Integer parameter would be refused there; bool -> 1/0, int -> digits, float -> its
+    repr (1e3 -> 1000.0), a string as it is."""
+    value = parameter_value(field, value)
+    return repr(float(value)) if field.kind is float else str(value)
+
+
 def field_values(overrides: Mapping[str, str]) -> dict[str, Any]:
     """Parameter names and text values -> typed PipelineParameters field values."""
     known = parameter_fields()
@@ -158,8 +185,9 @@ def field_values(overrides: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def parse_param_args(items: Iterable[str]) -> dict[str, str]:
-    """['Kimg=1', 'Cfg=auto'] -> {'Kimg': '1', 'Cfg': 'auto'}; a malformed item is named."""
+def parse_param_args(items: Iterable[str]) -> dict[str, Any]:
+    """['Kimg=1', 'Mirror=true'] -> {'kimg': 1.0, 'mirror': True}, validated together as
+    PipelineParameters; a malformed item, an unknown name or a bad value is named."""
     parsed: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -167,8 +195,17 @@ def parse_param_args(items: Iterable[str]) -> dict[str, str]:
             raise UserError(f"--param {item!r}: use NAME=VALUE, e.g. Kimg=1 "
                             f"(names: {', '.join(parameter_fields())})")
         parsed[name.strip()] = value
-    PipelineParameters(**field_values(parsed))  # unknown names, bad values fail here, first
-    return parsed
+    values = field_values(parsed)
+    PipelineParameters(**values)  # unknown names, bad values fail here, first
+    return values
+
+
+def parameter_texts(values: Mapping[str, Any]) -> dict[str, str]:
+    """Typed field values (from `parse_param_args`) -> {parameter name: the text SageMaker
+    takes}, as StartPipelineExecution's PipelineParameters."""
+    known = fields(PipelineParameters)
+    return {parameter_name(name): parameter_text(known[name], value)
+            for name, value in values.items()}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

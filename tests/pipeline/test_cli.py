@@ -1,6 +1,7 @@
 """`sg2 pipeline`: bad input is a named error before anything reaches AWS; upsert, start and
 status against moto's SageMaker."""
 import json
+import pathlib
 
 import boto3
 import pytest
@@ -8,6 +9,8 @@ from click.testing import CliRunner
 from moto import mock_aws
 
 from sg2_container.cli.main import cli
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 ROLE = "arn:aws:iam::123456789012:role/service-role/SageMakerExecution"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sg2-container:1"
@@ -86,3 +89,56 @@ def test_start_of_a_pipeline_that_does_not_exist_is_one_line():
     result = run("start", "--name", "nothing-here")
     assert result.exit_code == 1
     assert "starting pipeline nothing-here" in result.output and "Traceback" not in result.output
+
+
+@mock_aws
+def test_start_sends_each_value_as_the_text_its_parameter_type_takes():
+    """Integer parameters get digits (Mirror is Integer 1/0), Float ones a number SageMaker
+    parses; the raw text (true, 32.0, ' 2', 1e3) would be refused by the service."""
+    sagemaker = boto3.client("sagemaker")
+    assert run("upsert", "--role-arn", ROLE, "--image-uri", IMAGE, "--bucket", "b-1").exit_code == 0
+    started = run("start", "--param", "Mirror=true", "--param", "Resolution=32.0",
+                  "--param", "Gpus= 2", "--param", "Kimg=1e3", "--param", "Cfg=auto",
+                  "--display-name", "designer-42--retry-1")
+    assert started.exit_code == 0, started.output
+    execution = started.output.strip()
+    sent = sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=execution)
+    assert {p["Name"]: p["Value"] for p in sent["PipelineParameters"]} == {
+        "Mirror": "1", "Resolution": "32", "Gpus": "2", "Kimg": "1000.0", "Cfg": "auto"}
+    described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution)
+    assert described["PipelineExecutionDisplayName"] == "designer-42--retry-1"
+
+
+def test_the_text_sent_parses_as_the_type_the_definition_declares():
+    """One rule for both: each parameter's default, as `start` would send it, reads back as
+    the definition's DefaultValue under the definition's Type."""
+    from sg2_container.pipeline.options import parameter_fields, parameter_text
+
+    body = json.loads((REPO / "tests" / "data" / "pipeline-definition.json").read_text())
+    parse = {"Integer": int, "Float": float, "String": str}
+    fields = parameter_fields()
+    for parameter in body["Parameters"]:
+        field = fields[parameter["Name"]]
+        if field.default is None:  # an S3 location placed under the bucket
+            continue
+        text = parameter_text(field, field.default)
+        assert parse[parameter["Type"]](text) == parameter["DefaultValue"], parameter
+
+
+@pytest.mark.parametrize("display_name", ["run 1", "-run", "run-", "r" * 83, "run_1"])
+@mock_aws
+def test_a_display_name_sagemaker_would_refuse_is_named_first(display_name):
+    result = run("start", "--display-name", display_name)
+    assert result.exit_code != 0
+    assert "--display-name" in result.output and "letters, digits" in result.output
+    assert "starting pipeline" not in result.output  # nothing was sent
+
+
+def test_parameters_show_defaults_as_sagemaker_holds_them():
+    result = run("parameters")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line for line in result.output.splitlines()}
+    assert rows["Mirror"].split()[1] == "1"
+    assert rows["Resolution"].split()[1] == "256"
+    assert "the Lambda's SNS_TOPIC_ARN" in rows["NotificationTopicArn"]
+    assert "preset value" in rows["Batch"] and "preset value" in rows["Cbase"]
