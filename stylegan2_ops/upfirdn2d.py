@@ -14,6 +14,10 @@ import torch
 from stylegan2_ops import _backend, _kernels
 from stylegan2_ops._reference import upfirdn2d_reference
 
+# The kernel indexes with 32-bit integers; larger tensors (e.g. batch 64 of 32 channels at
+# 1025 x 1025) take the reference path, which has no such limit.
+KERNEL_MAX_NUMEL = 2**31 - 1
+
 Scaling = Union[int, Sequence[int]]
 Padding = Union[int, Sequence[int]]
 
@@ -119,7 +123,8 @@ def upfirdn2d(
             f"upfirdn2d output would be empty ({out_h}x{out_w}) for input {list(x.shape)}, "
             f"filter {fh}x{fw}, up {up}, down {down}, padding {list(pads)}"
         )
-    if _backend.resolve(x, impl) == "cuda":
+    out_numel = x.shape[0] * x.shape[1] * out_h * out_w
+    if _backend.resolve(x, impl) == "cuda" and max(x.numel(), out_numel) <= KERNEL_MAX_NUMEL:
         return _kernels.upfirdn2d(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
     return upfirdn2d_reference(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
 

@@ -216,6 +216,25 @@ def test_ops_trace_under_torch_compile(cpu_ops):
     torch.testing.assert_close(grads[1], b.grad)
 
 
+def test_tensors_beyond_the_kernels_32_bit_indexing_take_the_reference_path(monkeypatch):
+    """The kernel refuses tensors over 2^31 - 1 elements (e.g. generating batch 64 at 1024 px):
+    those take the reference path instead of failing; the limit is scaled down here."""
+    import importlib
+
+    from stylegan2_ops import _backend
+
+    module = importlib.import_module("stylegan2_ops.upfirdn2d")  # the package exports the op
+    calls = []
+    monkeypatch.setattr(_backend, "resolve", lambda x, impl=None: "cuda")
+    monkeypatch.setattr(_kernels, "upfirdn2d", lambda x, *args: calls.append(x.shape) or x)
+    monkeypatch.setattr(module, "KERNEL_MAX_NUMEL", 2 * 4 * 16 * 16)
+    f = setup_filter([1, 3, 3, 1])
+    upfirdn2d(torch.randn([2, 4, 8, 8]), f, up=2, padding=[2, 1, 2, 1], gain=4)
+    assert calls == [torch.Size([2, 4, 8, 8])]  # output 2 x 4 x 16 x 16: at the limit
+    out = upfirdn2d(torch.randn([2, 4, 9, 9]), f, up=2, padding=[2, 1, 2, 1], gain=4)
+    assert calls == [torch.Size([2, 4, 8, 8])] and out.shape == (2, 4, 18, 18)
+
+
 def test_public_ops_trace_with_fullgraph():
     """The public wrappers choose their path inside traced code: the loader (imports, logging,
     the self-check) must stay out of the graph, or fullgraph=True fails on every machine."""
