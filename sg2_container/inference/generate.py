@@ -17,7 +17,8 @@ import torch
 from sg2_container.errors import Stopped, UserError
 from sg2_container.inference.latents import load_ws_file, save_ws_file, ws_for_seeds
 from sg2_container.inference.options import NOISE_MODES, GenerateOptions  # noqa: F401 (re-export)
-from sg2_container.io.images import to_uint8, write_grid, write_png
+from sg2_container.inference.progress import Progress
+from sg2_container.io.images import output_folder, to_uint8, write_grid, write_png
 
 log = logging.getLogger(__name__)
 
@@ -99,33 +100,43 @@ def generate_to_folder(G, options: GenerateOptions, outdir: Path, device, *,
                        stop: threading.Event | None = None) -> list[Path]:
     """Writes seed{seed:04d}.png (or proj{idx:02d}.png for --projected-w, the reference's
     names), plus seed{seed:04d}.npz with --save-w and grid.png with --grid; returns the paths."""
-    outdir.mkdir(parents=True, exist_ok=True)
+    output_folder(outdir)
     written: list[Path] = []
-    images: list[np.ndarray] = []
+    images: list[np.ndarray] = []  # kept for grid.png only
+    count = 0
     if options.projected_w is not None:
         ws = torch.from_numpy(load_ws_file(options.projected_w, G.num_ws, G.w_dim))
         if options.class_idx is not None:
             log.warning("--class ignored with --projected-w: the W vectors already carry it")
         log.info("rendering the %d W vector(s) of %s (seeds ignored)", len(ws), options.projected_w)
         batch_size = batch_size_for(options, device)
+        progress = Progress(len(ws), "image", f"generate -> {outdir}")
         for idx, image in enumerate(synthesize(G, ws, noise_mode=options.noise_mode,
                                                batch_size=batch_size, stop=stop,
                                                precision=options.precision)):
             path = outdir / f"proj{idx:02d}.png"
             write_png(image, path)
             written.append(path)
-            images.append(image)
+            count += 1
+            progress.update(count)
+            if options.grid:
+                images.append(image)
     else:
+        progress = Progress(len(options.seed_values), "image", f"generate -> {outdir}")
         for seed, image, ws in generate(G, options, device, stop=stop):
             path = outdir / f"seed{seed:04d}.png"
             write_png(image, path)
             written.append(path)
-            images.append(image)
+            count += 1
+            progress.update(count)
+            if options.grid:
+                images.append(image)
             if options.save_w:
                 w_path = outdir / f"seed{seed:04d}.npz"
                 save_ws_file(w_path, ws[None], seed=np.int64(seed))
                 written.append(w_path)
-    log.info("wrote %d image(s) to %s", len(images), outdir)
+    written = list(dict.fromkeys(written))  # a repeated seed writes the same file again
+    log.info("wrote %d image(s) to %s", sum(p.suffix == ".png" for p in written), outdir)
     if options.grid:
         path = outdir / "grid.png"
         write_grid(np.stack(images), path)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sg2_container.errors import UserError
 from sg2_container.inference.generate import batch_size_for, seed_ws, synthesize
 from sg2_container.inference.latents import load_ws_file
-from sg2_container.inference.options import InterpolateOptions
-from sg2_container.inference.video import write_video
-from sg2_container.io.images import write_grid
+from sg2_container.inference.options import MAX_FRAMES, InterpolateOptions
+from sg2_container.inference.progress import Progress
+from sg2_container.inference.video import write_videos
+from sg2_container.io.images import output_folder, write_grid
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,40 @@ def slerp_rows(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tenso
     return direction * torch.lerp(norm_a, norm_b, t)
 
 
+def walk_length(keys: int, frames: int, loop: bool) -> int:
+    """Frames of a walk through `keys` key points (see walk)."""
+    return keys * frames if loop else (keys - 1) * frames + 1
+
+
+def walk_chunks(keys: Iterable[torch.Tensor], frames: int, kind: str, loop: bool,
+                chunk: int = 64) -> Iterator[torch.Tensor]:
+    """The walk's ws in order, at most `chunk` frames at a time, from key points
+    [num_ws, w_dim] given one by one: memory stays that of a chunk however long the walk."""
+    first = previous = None
+
+    def segment(a: torch.Tensor, b: torch.Tensor) -> Iterator[torch.Tensor]:
+        t_all = torch.arange(frames, dtype=a.dtype) / frames
+        for begin in range(0, frames, chunk):
+            t = t_all[begin:begin + chunk]
+            if kind == "slerp":
+                yield slerp(a, b, t)
+            else:
+                yield a[None] + (b - a)[None] * t.reshape(-1, 1, 1)
+
+    for key in keys:
+        if previous is None:
+            first = key
+        else:
+            yield from segment(previous, key)
+        previous = key
+    if previous is None:
+        return
+    if loop:
+        yield from segment(previous, first)
+    else:
+        yield previous[None]
+
+
 def walk(keys: torch.Tensor, frames: int, kind: str, loop: bool) -> torch.Tensor:
     """ws for every frame [T, num_ws, w_dim] from key points [K, num_ws, w_dim].
 
@@ -50,36 +87,34 @@ def walk(keys: torch.Tensor, frames: int, kind: str, loop: bool) -> torch.Tensor
     ends the walk (K-1 segments + 1 frame), with `loop` a segment back to the first key closes
     it (K segments), so the video repeats seamlessly.
     """
-    ends = torch.cat([keys[1:], keys[:1]]) if loop else keys[1:]
-    t = torch.arange(frames, dtype=keys.dtype) / frames
-    parts = []
-    for a, b in zip(keys, ends):
-        if kind == "slerp":
-            parts.append(slerp(a, b, t))
-        else:
-            parts.append(a[None] + (b - a)[None] * t.reshape(-1, 1, 1))
-    if not loop:
-        parts.append(keys[-1:])
-    return torch.cat(parts)
+    return torch.cat(list(walk_chunks(iter(keys), frames, kind, loop)))
 
 
-def key_points(G, options: InterpolateOptions, device, base: Path | None = None) -> torch.Tensor:
-    """[K, num_ws, w_dim]: the seeds' ws (truncated), then every W vector of each W file
-    (relative file names are taken from `base` when given)."""
-    parts = []
-    if options.seeds:
-        parts.append(seed_ws(G, options.seed_values, truncation_psi=options.truncation_psi,
-                             class_idx=options.class_idx, device=device).cpu())
-    for name in options.projected_w:
-        path = Path(name) if base is None else base / name
-        parts.append(torch.from_numpy(load_ws_file(path, G.num_ws, G.w_dim)))
-    keys = torch.cat(parts).float()
-    if len(keys) < 2:
-        from sg2_container.errors import UserError
-
-        raise UserError(f"interpolate: {len(keys)} key point; a walk needs at least 2 (seeds "
+def key_points(G, options: InterpolateOptions, device, base: Path | None = None,
+               chunk: int = 256) -> tuple[int, Iterator[torch.Tensor]]:
+    """(K, the key points [num_ws, w_dim] one by one): the seeds' ws (truncated, mapped
+    `chunk` seeds at a time), then every W vector of each W file (relative file names are taken
+    from `base` when given). The files are read now, so a bad one fails before any rendering."""
+    seeds = options.seed_values
+    files = [torch.from_numpy(load_ws_file(Path(name) if base is None else base / name,
+                                           G.num_ws, G.w_dim)) for name in options.projected_w]
+    count = len(seeds) + sum(len(f) for f in files)
+    if count < 2:
+        raise UserError(f"interpolate: {count} key point; a walk needs at least 2 (seeds "
                         "and/or W vectors)")
-    return keys
+    if seeds:
+        seed_ws(G, seeds[:1], truncation_psi=options.truncation_psi,
+                class_idx=options.class_idx, device=device)  # a missing class fails now
+
+    def keys() -> Iterator[torch.Tensor]:
+        for begin in range(0, len(seeds), chunk):
+            yield from seed_ws(G, seeds[begin:begin + chunk],
+                               truncation_psi=options.truncation_psi,
+                               class_idx=options.class_idx, device=device).cpu().float()
+        for ws in files:
+            yield from ws.float()
+
+    return count, keys()
 
 
 def sheet_indices(total: int, count: int) -> list[int]:
@@ -93,21 +128,40 @@ def sheet_indices(total: int, count: int) -> list[int]:
 def interpolate_to_folder(G, options: InterpolateOptions, outdir: Path, device, *,
                           stop: threading.Event | None = None, base: Path | None = None,
                           name: str = "walk") -> list[Path]:
-    """Writes walk.mp4 and/or walk.gif and walk-sheet.png; returns their paths."""
-    keys = key_points(G, options, device, base)
-    ws = walk(keys, options.frames, options.kind, options.loop)
-    log.info("interpolate: %d key points, %d frames (%s%s)", len(keys), len(ws), options.kind,
+    """Writes walk.mp4 and/or walk.gif and walk-sheet.png; returns their paths.
+
+    The frames stream from the renderer to the writers: only the contact sheet's frames are
+    kept (and, for a GIF, what its writer holds), so the walk's length does not set the memory.
+    """
+    count, keys = key_points(G, options, device, base)
+    total = walk_length(count, options.frames, options.loop)
+    if total > MAX_FRAMES:
+        raise UserError(f"interpolate: {count} key points x frames={options.frames} make {total} "
+                        f"frames; the limit is {MAX_FRAMES} (use fewer key points or frames)")
+    log.info("interpolate: %d key points, %d frames (%s%s)", count, total, options.kind,
              ", loop" if options.loop else "")
+    output_folder(outdir)
     batch_size = batch_size_for(options, device)
-    frames = list(synthesize(G, ws, noise_mode=options.noise_mode, batch_size=batch_size,
-                             stop=stop))
-    outdir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for fmt in dict.fromkeys(options.formats):
-        written.append(write_video(frames, outdir / f"{name}.{fmt}", fps=options.fps))
-    chosen = np.stack([frames[i] for i in sheet_indices(len(frames), options.sheet_frames)])
+    on_sheet = set(sheet_indices(total, options.sheet_frames))
+    sheet_frames: list[np.ndarray] = []
+    formats = list(dict.fromkeys(options.formats))
+    progress = Progress(total, "frame", f"interpolate -> {outdir}")
+
+    def frames() -> Iterator[np.ndarray]:
+        index = 0
+        for ws in walk_chunks(keys, options.frames, options.kind, options.loop):
+            for frame in synthesize(G, ws, noise_mode=options.noise_mode, batch_size=batch_size,
+                                    stop=stop):
+                if index in on_sheet:
+                    sheet_frames.append(frame)
+                index += 1
+                progress.update(index)
+                yield frame
+
+    written = write_videos(frames(), [outdir / f"{name}.{fmt}" for fmt in formats],
+                           fps=options.fps)
     sheet = outdir / f"{name}-sheet.png"
-    write_grid(chosen, sheet)
+    write_grid(np.stack(sheet_frames), sheet)
     written.append(sheet)
     log.info("wrote %s", ", ".join(str(p) for p in written))
     return written

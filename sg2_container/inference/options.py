@@ -18,6 +18,12 @@ from sg2_container.options.schema import fail, option, validate
 PRECISIONS = ("float32", "bfloat16")
 INTERPOLATION_KINDS = ("lerp", "slerp")
 VIDEO_FORMATS = ("mp4", "gif")
+# Frames of one walk: 100,000 is about 55 minutes at 30 fps. A typo such as seeds 0-50000 with
+# frames 1000 (50 M frames) would otherwise run for weeks.
+MAX_FRAMES = 100_000
+# Cells of one style-mixing grid (rows x cols): grid.png alone holds (rows+1) x (cols+1) images,
+# 3.4 GB at 1024 px for 32 x 32.
+MAX_STYLE_MIX_CELLS = 1024
 
 _SEEDS_HELP = "numbers and inclusive ranges, e.g. '0-7' or '1,5,10-12'"
 _TRUNC_HELP = "Truncation psi: 1 = no truncation; lower trades variety for typicality."
@@ -121,8 +127,10 @@ class StyleMixOptions:
 
     def __post_init__(self) -> None:
         validate(self)
-        seed_list("rows", self.rows)
-        seed_list("cols", self.cols)
+        cells = len(seed_list("rows", self.rows)) * len(seed_list("cols", self.cols))
+        if cells > MAX_STYLE_MIX_CELLS:
+            raise UserError(f"style-mix: rows x cols = {cells} cells; the limit is "
+                            f"{MAX_STYLE_MIX_CELLS} (e.g. 32 x 32): use fewer row or column seeds")
         if not self.styles:
             raise fail("styles", self.styles, "at least one layer index, e.g. '0-6'")
         layer_list("styles", self.styles)
@@ -166,7 +174,12 @@ class InterpolateOptions:
     def __post_init__(self) -> None:
         validate(self)
         if self.seeds:
-            seed_list("seeds", self.seeds)
+            seeds = len(seed_list("seeds", self.seeds))
+            frames = seeds * self.frames if self.loop else (seeds - 1) * self.frames + 1
+            if frames > MAX_FRAMES:
+                raise UserError(f"interpolate: {seeds} seeds x frames={self.frames} make "
+                                f"{frames} frames; the limit is {MAX_FRAMES} (use fewer seeds "
+                                "or frames)")
         if not self.formats:
             raise fail("formats", self.formats, "one or more of " + ", ".join(VIDEO_FORMATS))
         if not self.seeds and not self.projected_w:

@@ -22,6 +22,22 @@ def to_uint8(images) -> np.ndarray:
     return scaled.permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
 
 
+def output_folder(path: str | os.PathLike) -> Path:
+    """Creates an output folder (and its parents) before any work, so that one which cannot be
+    made (no permission, a read-only or virtual file system) is a UserError naming it."""
+    from sg2_container.errors import UserError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(f"no permission to write in {path}")
+    except OSError as error:
+        raise UserError(f"output folder {path}: cannot create or write in it "
+                        f"({error.strerror or error})") from None
+    return path
+
+
 def write_png(array: np.ndarray, path: str | os.PathLike) -> Path:
     """Writes one uint8 [H, W, C] image (C = 1: gray, 3: RGB) as a PNG, atomically."""
     import PIL.Image

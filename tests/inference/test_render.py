@@ -216,3 +216,52 @@ def test_options_decode_like_requests():
     assert options.row_seeds == [1, 2] and options.col_seeds == [3] and options.style_layers == [0, 1]
     options = InterpolateOptions(**decode_hyperparameters(InterpolateOptions, {"seeds": "1-3"}))
     assert options.seed_values == [1, 2, 3]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["interpolate", "--seeds", "0-50000", "--frames", "1000"],
+     "50001 seeds x frames=1000 make 50000001 frames; the limit is 100000"),
+    (["style-mix", "--rows", "0-9999", "--cols", "0-9999"],
+     "rows x cols = 100000000 cells; the limit is 1024"),
+    (["style-mix", "--rows", "0-99", "--cols", "0-99"], "rows x cols = 10000 cells"),
+])
+def test_work_beyond_the_caps_is_refused_before_loading_the_model(tmp_path, tiny_model, args,
+                                                                   words):
+    """These once ran out of memory (11 GB and growing, or 38 GB) with no output."""
+    _, path = tiny_model
+    result = CliRunner().invoke(cli, [*args, "--network", str(path), "--outdir",
+                                      str(tmp_path / "o")])
+    assert result.exit_code == 1, result.output
+    assert words in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_walk_is_rendered_in_chunks_not_all_at_once(tmp_path, tiny_model):
+    """The walk's ws and frames stream to the writers: synthesis sees chunks of at most 64
+    frames, and the sheet still holds the frames it names."""
+    from sg2_container.inference.interpolate import interpolate_to_folder, walk_chunks
+
+    G, _ = tiny_model
+    keys = ws_for_seeds(G, [1, 2, 3])
+    chunks = list(walk_chunks(iter(keys), 100, "slerp", loop=True))
+    assert max(len(c) for c in chunks) == 64
+    assert torch.equal(torch.cat(chunks), walk(keys, 100, "slerp", loop=True))
+    seen = []
+    G.synthesis.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    options = InterpolateOptions(seeds=("1,2",), frames=150, formats=("gif", "mp4"),
+                                 sheet_frames=2, batch_size=100)
+    written = interpolate_to_folder(G, options, tmp_path, torch.device("cpu"))
+    assert sum(seen) == 151 and max(seen) == 64
+    assert [p.name for p in written] == ["walk.gif", "walk.mp4", "walk-sheet.png"]
+    sheet = _read(tmp_path / "walk-sheet.png")
+    with torch.no_grad():
+        last = to_uint8(G.synthesis(ws_for_seeds(G, [2]), noise_mode="const"))[0]
+    assert np.abs(sheet[:, 16:] - last).max() <= 1
+
+
+def test_a_repeated_seed_is_one_file(tmp_path, tiny_model):
+    _, path = tiny_model
+    result = CliRunner().invoke(cli, ["generate", "--network", str(path), "--seeds", "3,3",
+                                      "--outdir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 image(s)" in result.output
