@@ -131,7 +131,7 @@ def run_command(local, workdir, params, bucket, sns_topic_arn, until, new_execut
             raise click.UsageError("only --local runs are supported here; start an execution "
                                    "on SageMaker with `sg2 pipeline start`")
         if sns_topic_arn is not None:
-            check_topic_arn("sns-topic-arn", sns_topic_arn)
+            check_topic_arn("--sns-topic-arn", sns_topic_arn)
         values, built = _build_inputs(params, bucket=bucket, **settings)
         body = _definition(values, built)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -279,11 +279,11 @@ def notify_rule_command(topic_arn, name, region, account, rule_name, create):
     from sg2_container.pipeline.options import PipelineSettings, check_topic_arn
 
     with user_errors_as_click():
-        check_topic_arn("topic-arn", topic_arn)
+        check_topic_arn("--topic-arn", topic_arn)
         PipelineSettings(name=name, region=region)
         account = account or topic_arn.split(":")[4]
         if not (account.isdigit() and len(account) == 12):
-            raise UserError(f"account={account!r} is not allowed: a 12-digit AWS account id")
+            raise UserError(f"--account={account!r} is not allowed: a 12-digit AWS account id")
         partition = topic_arn.split(":")[1]
         rule = rules.failure_rule(rules.pipeline_arn(region, account, name, partition),
                                   topic_arn, rule_name)

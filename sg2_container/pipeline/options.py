@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sg2_container.errors import UserError
@@ -64,6 +64,18 @@ def check_display_name(name: str, value: str) -> None:
                    "or digit, up to 82 characters")
 
 
+def _validate(instance: Any, shown: Callable[[str], str]) -> None:
+    """The schema's `validate`, its error naming the field as the user typed it (`shown`:
+    the CamelCase parameter, the --flag) rather than by its Python name."""
+    try:
+        validate(instance)
+    except UserError as error:
+        name, sep, rest = str(error).partition("=")  # schema.fail's one format: NAME=VALUE ...
+        if sep and name in fields(type(instance)):
+            raise UserError(f"{shown(name)}={rest}") from None
+        raise
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PipelineParameters:
     """The pipeline's parameters and their defaults (the article's, unless said otherwise).
@@ -113,7 +125,7 @@ class PipelineParameters:
                                   help="Optimisation steps of each projection (infer --num-steps).")
 
     def __post_init__(self) -> None:
-        validate(self)
+        _validate(self, parameter_name)
         for name in ("input_data_uri", "inference_input_uri", "output_uri", "checkpoint_uri"):
             value = getattr(self, name)
             if value is not None:
@@ -178,10 +190,7 @@ def field_values(overrides: Mapping[str, str]) -> dict[str, Any]:
             raise UserError(f"unknown pipeline parameter {name!r}{closest(name, known)}; "
                             f"valid: {', '.join(known)}")
         field = known[name]
-        try:
-            values[field.name] = coerce(field, text)
-        except UserError as error:
-            raise UserError(f"{name}: {error}") from None
+        values[field.name] = coerce(dataclasses.replace(field, name=name), text)
     return values
 
 
@@ -234,23 +243,25 @@ class PipelineSettings:
         "projection; for local runs where the weights are not at hand.")
 
     def __post_init__(self) -> None:
-        validate(self)
+        """Errors name the --flag: settings are typed as options of `sg2 pipeline` commands."""
+        flag = {name: field.flag for name, field in fields(PipelineSettings).items()}
+        _validate(self, flag.__getitem__)
         if not PIPELINE_NAME.fullmatch(self.name):
-            raise fail("name", self.name, "letters, digits and hyphens (up to 256)")
+            raise fail(flag["name"], self.name, "letters, digits and hyphens (up to 256)")
         if not REGION.fullmatch(self.region):
-            raise fail("region", self.region, "an AWS region such as us-east-1")
+            raise fail(flag["region"], self.region, "an AWS region such as us-east-1")
         if not BUCKET.fullmatch(self.bucket):
-            raise fail("bucket", self.bucket, "an S3 bucket name (lowercase, 3-63 characters), "
-                       "without s3://")
-        check_role_arn("role_arn", self.role_arn)
+            raise fail(flag["bucket"], self.bucket, "an S3 bucket name (lowercase, 3-63 "
+                       "characters), without s3://")
+        check_role_arn(flag["role_arn"], self.role_arn)
         if self.notify_lambda_arn is not None and not LAMBDA_ARN.fullmatch(self.notify_lambda_arn):
-            raise fail("notify_lambda_arn", self.notify_lambda_arn,
+            raise fail(flag["notify_lambda_arn"], self.notify_lambda_arn,
                        "a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME)")
         if self.max_wait_hours is not None and not self.spot:
-            raise fail("max_wait_hours", self.max_wait_hours, "only with --spot")
+            raise fail(flag["max_wait_hours"], self.max_wait_hours, f"only with {flag['spot']}")
         if self.max_wait_hours is not None and self.max_wait_hours < self.max_run_hours:
-            raise fail("max_wait_hours", self.max_wait_hours,
-                       f">= max_run_hours ({self.max_run_hours:g})")
+            raise fail(flag["max_wait_hours"], self.max_wait_hours,
+                       f">= {flag['max_run_hours']} ({self.max_run_hours:g})")
 
     @property
     def account(self) -> str:

@@ -26,15 +26,27 @@ def run(*args):
     (["definition", "--param", "InputDataUri=my-bucket/uploads"], ["InputDataUri", "S3 URI"]),
     (["definition", "--param", "OutputUri=https://example.com/x"], ["OutputUri", "S3 URI"]),
     (["definition", "--param", "TrainInstanceType=p3.2xlarge"], ["TrainInstanceType", "ml.m5.xlarge"]),
-    (["definition", "--param", "Cfg=paper255"], ["cfg", "paper256"]),
-    (["definition", "--param", "Kimg=lots"], ["Kimg", "not a number"]),
-    (["definition", "--role-arn", "SageMakerExecution"], ["role_arn", "IAM role ARN"]),
+    # Errors name what the user typed: the CamelCase parameter or the --flag.
+    (["definition", "--param", "Cfg=paper255"], ["Cfg='paper255' is not allowed", "paper256"]),
+    (["definition", "--param", "Kimg=lots"], ["Kimg='lots' is not a number"]),
+    (["definition", "--param", "Mirror=maybe"], ["Mirror='maybe' is not a boolean"]),
+    (["definition", "--param", "InferenceSteps=0"], ["InferenceSteps=0 is not allowed", ">= 1"]),
+    (["definition", "--param", "Resolution=33"], ["Resolution=33 is not allowed", "power of two"]),
+    (["definition", "--spot", "--max-run-hours", "10", "--max-wait-hours", "5"],
+     ["--max-wait-hours=5.0 is not allowed", "--max-run-hours (10)"]),
+    (["definition", "--max-wait-hours", "100"], ["--max-wait-hours=100.0", "only with --spot"]),
+    (["definition", "--role-arn", "SageMakerExecution"], ["--role-arn=", "IAM role ARN"]),
+    (["definition", "--name", "sg2_pipeline"], ["--name='sg2_pipeline' is not allowed"]),
     (["upsert", "--role-arn", "arn:aws:iam::123:role/x", "--image-uri", IMAGE, "--bucket", "b-1"],
-     ["role_arn", "IAM role ARN"]),
-    (["upsert", "--role-arn", ROLE, "--image-uri", IMAGE, "--bucket", "s3://b-1"], ["bucket", "without s3://"]),
+     ["--role-arn=", "IAM role ARN"]),
+    (["upsert", "--role-arn", ROLE, "--image-uri", IMAGE, "--bucket", "s3://b-1"],
+     ["--bucket=", "without s3://"]),
     (["start", "--param", "InferenceInstanceType=g4dn.xlarge"], ["InferenceInstanceType", "ml."]),
+    (["start", "--region", "Frankfurt"], ["--region='Frankfurt' is not allowed"]),
     (["status", "not-an-arn"], ["EXECUTION_ARN", "pipeline execution ARN"]),
-    (["notify-rule", "--topic-arn", "designer-mail"], ["topic-arn", "SNS topic ARN"]),
+    (["notify-rule", "--topic-arn", "designer-mail"], ["--topic-arn=", "SNS topic ARN"]),
+    (["notify-rule", "--topic-arn", "arn:aws:sns:us-east-1:123456789012:t", "--account", "42"],
+     ["--account='42' is not allowed"]),
 ])
 @mock_aws
 def test_bad_input_is_named_before_anything_reaches_aws(args, words):
@@ -142,3 +154,4 @@ def test_parameters_show_defaults_as_sagemaker_holds_them():
     assert rows["Resolution"].split()[1] == "256"
     assert "the Lambda's SNS_TOPIC_ARN" in rows["NotificationTopicArn"]
     assert "preset value" in rows["Batch"] and "preset value" in rows["Cbase"]
+
