@@ -38,6 +38,7 @@ def pipeline() -> None:
 
 
 def _build_inputs(params, image_uri=None, **settings_values):
+    from sg2_container.errors import UserError
     from sg2_container.pipeline.options import (
         PipelineParameters,
         PipelineSettings,
@@ -46,7 +47,10 @@ def _build_inputs(params, image_uri=None, **settings_values):
 
     overrides = parse_param_args(params)
     if image_uri is not None:
-        overrides.setdefault("image_uri", image_uri)
+        if overrides.get("image_uri", image_uri) != image_uri:
+            raise UserError(f"--param ImageUri={overrides['image_uri']} and --image-uri "
+                            f"{image_uri} disagree: give the image once")
+        overrides["image_uri"] = image_uri
     return PipelineParameters(**overrides), PipelineSettings(**settings_values)
 
 

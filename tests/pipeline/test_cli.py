@@ -155,3 +155,15 @@ def test_parameters_show_defaults_as_sagemaker_holds_them():
     assert "the Lambda's SNS_TOPIC_ARN" in rows["NotificationTopicArn"]
     assert "preset value" in rows["Batch"] and "preset value" in rows["Cbase"]
 
+
+@mock_aws
+def test_upsert_refuses_two_different_images():
+    other = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sg2-container:2"
+    result = run("upsert", "--role-arn", ROLE, "--image-uri", IMAGE, "--bucket", "b-1",
+                 "--param", f"ImageUri={other}")
+    assert result.exit_code != 0
+    assert "--image-uri" in result.output and "ImageUri" in result.output and other in result.output
+    assert boto3.client("sagemaker").list_pipelines()["PipelineSummaries"] == []
+    same = run("upsert", "--role-arn", ROLE, "--image-uri", IMAGE, "--bucket", "b-1",
+               "--param", f"ImageUri={IMAGE}")
+    assert same.exit_code == 0, same.output
