@@ -4,7 +4,9 @@ Deployable on its own (imports only boto3 and the standard library): handler
 `sg2_container.pipeline.notify.handler`, or this file uploaded as `notify.py` with handler
 `notify.handler`. The SNS topic comes from the event's `topic_arn` or the function's
 `SNS_TOPIC_ARN` environment variable, never from the code. A missing topic or an SNS error is
-logged and returned as `{"statusCode": 4xx/5xx, "message": why}`.
+logged and raised as NotificationFailed: a LambdaStep whose function returns normally counts as
+Succeeded whatever it returns, so only an exception fails the step and the execution, which
+the failure rule (rules.py) then reports.
 """
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ log = logging.getLogger(__name__)
 TOPIC_ENV = "SNS_TOPIC_ARN"
 DEFAULT_SUBJECT = "StyleGAN2 Inference"
 MAX_SUBJECT = 100  # SNS limit on e-mail subjects
+
+
+class NotificationFailed(RuntimeError):
+    """Nothing was sent; the message says why (and holds the text that was not sent)."""
 
 
 def compose(event: dict) -> tuple[str, str]:
@@ -55,7 +61,15 @@ def notify(event: dict, *, sns_client=None, environ=None) -> dict:
     return {"statusCode": 200, "message": message, "message_id": response.get("MessageId", "")}
 
 
+def sent(result: dict) -> dict:
+    """`notify`'s result when it was sent; NotificationFailed with the reason otherwise."""
+    if result.get("statusCode") != 200:
+        raise NotificationFailed(f"{result.get('statusCode')}: {result.get('message')}")
+    return result
+
+
 def handler(event, context):
-    """Lambda entry point (the LambdaStep passes its inputs as the event)."""
+    """Lambda entry point (the LambdaStep passes its inputs as the event). Raises when
+    nothing was sent, so that the step fails instead of succeeding silently."""
     logging.getLogger().setLevel(logging.INFO)
-    return notify(event or {})
+    return sent(notify(event or {}))

@@ -378,11 +378,10 @@ class LocalPipelineRun:
         result = notify.notify(event, sns_client=self.sns, environ=environ)
         if isinstance(self.sns, LocalSns):
             self.notifications += sorted(set(self.sns.folder.glob("*.json")) - before)
-        if result.get("statusCode") == 200:
-            self.messages.append(notify.compose(event))
+        try:  # what the deployed handler does with the result: raise, failing the step
+            notify.sent(result)
+        except notify.NotificationFailed as error:
+            raise StepFailed(f"the notification handler raised NotificationFailed: {error}") from error
+        self.messages.append(notify.compose(event))
         for key, value in result.items():
             self.properties[f"Steps.{name}.OutputParameters['{key}']"] = value
-        if result.get("statusCode") != 200:
-            # On SageMaker the step succeeds with this statusCode; here the run says it plainly.
-            raise StepFailed(f"the notification handler answered {result.get('statusCode')}: "
-                             f"{result.get('message')}")

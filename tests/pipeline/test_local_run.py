@@ -219,3 +219,35 @@ def test_a_stop_signal_during_training_stops_the_run_and_notifies(tmp_path):
     assert f"[{layout.INFER_STEP}] Executing" not in out
     messages = [json.loads(p.read_text()) for p in sorted((workdir / "notifications").glob("*.json"))]
     assert messages and "Stopped" in json.dumps(messages[-1])
+
+
+class _RefusingSns:
+    """An SNS client whose topic refuses the notification step's message (the failure
+    rule's message, which has no subject of ours, is recorded)."""
+
+    def __init__(self):
+        self.sent = []
+
+    def publish(self, TopicArn, Message, Subject=None):
+        if Subject is not None:
+            raise RuntimeError(f"AuthorizationError: not allowed to publish to {TopicArn}")
+        self.sent.append(Message)
+        return {"MessageId": "m-1"}
+
+
+def test_a_notification_that_cannot_be_sent_fails_the_step_and_the_run(tmp_path):
+    """As on SageMaker, where the handler raises and the LambdaStep fails."""
+    body = {"Version": "2020-12-01", "Parameters": [], "Steps": [{
+        "Name": layout.NOTIFY_STEP, "Type": "Lambda",
+        "FunctionArn": "arn:aws:lambda:us-east-1:111122223333:function:sg2-pipeline-notify",
+        "Arguments": {"output_uri": "s3://b/results", "subject": layout.NOTIFY_SUBJECT,
+                      "pipeline_execution_arn": {"Get": "Execution.PipelineExecutionArn"}}}]}
+    topic = "arn:aws:sns:us-east-1:111122223333:designer-mail"
+    sns = _RefusingSns()
+    report = LocalPipelineRun(body, tmp_path / "run", pipeline_arn=PIPELINE_ARN, sns_client=sns,
+                              topic_arn=topic).run()
+    assert report.status == "Failed"
+    assert _events(report) == [(layout.NOTIFY_STEP, "Failed")]
+    assert "NotificationFailed" in report.failure_reason and "AuthorizationError" in report.failure_reason
+    message, = sns.sent  # the failure rule's message went out instead
+    assert message.startswith("StyleGAN2 pipeline Failed")

@@ -3,6 +3,7 @@ import json
 import logging
 
 import boto3
+import pytest
 from moto import mock_aws
 
 from sg2_container.pipeline import notify, rules
@@ -50,24 +51,29 @@ def test_topic_from_the_function_environment(monkeypatch):
 
 
 @mock_aws
-def test_missing_topic_is_a_clear_failure_that_is_logged(monkeypatch, caplog):
+def test_missing_topic_fails_the_lambda_and_is_logged(monkeypatch, caplog):
+    """A LambdaStep that returns normally counts as Succeeded: the handler raises instead."""
     monkeypatch.delenv(notify.TOPIC_ENV, raising=False)
     with caplog.at_level(logging.ERROR, logger=notify.__name__):
-        result = notify.handler({"output_uri": OUTPUT, "pipeline_execution_arn": EXECUTION}, None)
-    assert result["statusCode"] == 400
-    assert "NotificationTopicArn" in result["message"] and notify.TOPIC_ENV in result["message"]
-    assert OUTPUT in result["message"]  # the message that could not be sent is not lost
+        with pytest.raises(notify.NotificationFailed) as raised:
+            notify.handler({"output_uri": OUTPUT, "pipeline_execution_arn": EXECUTION}, None)
+    reason = str(raised.value)
+    assert "NotificationTopicArn" in reason and notify.TOPIC_ENV in reason
+    assert OUTPUT in reason  # the message that could not be sent is not lost
     assert any("no SNS topic" in r.getMessage() for r in caplog.records)
+    # notify() itself still answers with the status and the reason.
+    assert notify.notify({"output_uri": OUTPUT}, environ={})["statusCode"] == 400
 
 
 @mock_aws
-def test_sns_error_is_a_clear_failure_that_is_logged(caplog):
+def test_sns_error_fails_the_lambda_and_is_logged(caplog):
     missing = f"arn:aws:sns:{REGION}:123456789012:no-such-topic"
     with caplog.at_level(logging.ERROR, logger=notify.__name__):
-        result = notify.handler({"topic_arn": missing, "output_uri": OUTPUT}, None)
-    assert result["statusCode"] == 502
-    assert missing in result["message"] and "failed" in result["message"]
+        with pytest.raises(notify.NotificationFailed) as raised:
+            notify.handler({"topic_arn": missing, "output_uri": OUTPUT}, None)
+    assert missing in str(raised.value) and "failed" in str(raised.value)
     assert any(missing in r.getMessage() for r in caplog.records)
+    assert notify.notify({"topic_arn": missing, "output_uri": OUTPUT})["statusCode"] == 502
 
 
 def _failed_event(pipeline_arn, status="Failed"):
