@@ -26,15 +26,22 @@ def event_pattern(pipeline: str) -> dict:
     }
 
 
-def input_transformer() -> dict:
-    """The message EventBridge sends: status, execution and failure reason, in words."""
+# The event's detail has the status, the execution's ARN and display name, times and the
+# pipeline ARN, but no failure reason: the message says where to read the failing step's.
+STATUS_HINT = ("For the step that failed or stopped and its reason, run "
+               "`sg2 pipeline status <execution>`.")
+
+
+def input_transformer(hint: str = STATUS_HINT) -> dict:
+    """The message EventBridge sends, from fields the status-change event has; `hint` says
+    where the failing step's reason is (the local run names its job folder instead)."""
     return {
         "InputPathsMap": {"status": "$.detail.currentPipelineExecutionStatus",
                           "execution": "$.detail.pipelineExecutionArn",
-                          "reason": "$.detail.failureReason"},
+                          "name": "$.detail.pipelineExecutionDisplayName"},
         "InputTemplate": json.dumps(
-            "StyleGAN2 pipeline <status>: no results this time. Execution: <execution>. "
-            "Reason: <reason>. See `sg2 pipeline status <execution>`."),
+            f"StyleGAN2 pipeline <status>: no results this time. Execution <name>: "
+            f"<execution>. {hint}"),
     }
 
 

@@ -10,7 +10,9 @@ are copied into the job's /opt/ml tree, outputs copied out when the job succeeds
 the checkpoint URI's folder itself (SageMaker syncs it while the job runs). Lambda steps call
 our notification handler with an SNS stand-in that writes each message to
 `notifications/NNN.json` (or with a real SNS client). A failed or stopped step ends the run
-and sends the failure rule's message (rules.py), as EventBridge would.
+and sends the failure rule's message (rules.py) made from the status-change event SageMaker
+would emit, as EventBridge would; that event has no failure reason, so the console shows it
+and the message names the failed step's job folder.
 
 The execution id is kept in the work dir: running again is a retry of the same execution
 (as SageMaker's RetryPipelineExecution), so the training step resumes from its checkpoints.
@@ -20,6 +22,7 @@ guards refuse a changed dataset or run-defining option rather than lose progress
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import re
@@ -80,6 +83,11 @@ class StepFailed(Exception):
     def __init__(self, reason: str, state: str = "Failed"):
         super().__init__(reason)
         self.state = state
+
+
+def _now() -> str:
+    """An event time as EventBridge writes it (ISO 8601, UTC)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def s3_folder(workdir: Path, uri: str) -> Path:
@@ -221,18 +229,39 @@ class LocalPipelineRun:
         self._save_state("Executing", [])
         events: list[StepEvent] = []
         status, reason = "Succeeded", ""
+        started = _now()
         with stop_on_signals(doing="no further step starts") as stop:
             status, reason = self._run_steps(until, events, stop)
         if status != "Succeeded":
-            message = rules.transformed_message({"detail": {
-                "currentPipelineExecutionStatus": status,
-                "pipelineExecutionArn": self.execution_arn, "failureReason": reason}})
+            event = self._status_change_event(status, started, _now())
+            message = rules.transformed_message(event, rules.input_transformer(
+                self._where_to_look(events[-1].step if events else None)))
             path = self._publish(None, message)
             if path:
                 self.notifications.append(path)
         self._save_state(status, events)
         return RunReport(self.execution_id, self.execution_arn, status, events, reason,
                          list(self.messages), list(self.notifications))
+
+    def _status_change_event(self, status: str, started: str, ended: str) -> dict:
+        """The "Pipeline Execution Status Change" event SageMaker would emit: its fields only."""
+        return {"source": "aws.sagemaker", "detail-type": rules.DETAIL_TYPE,
+                "resources": [self.pipeline_arn], "detail": {
+                    "currentPipelineExecutionStatus": status,
+                    "previousPipelineExecutionStatus": "Executing",
+                    "executionStartTime": started, "executionEndTime": ended,
+                    "pipelineArn": self.pipeline_arn, "pipelineExecutionArn": self.execution_arn,
+                    "pipelineExecutionDisplayName": self.execution_id}}
+
+    def _where_to_look(self, step: str | None) -> str:
+        """The failure message's pointer: `sg2 pipeline status` cannot read a local run."""
+        jobs = self.workdir / "jobs" / self.execution_id
+        if step is None:
+            return f"Locally, each step's job folder is under {jobs}; the log is on the console."
+        if not (jobs / step).is_dir():  # a Lambda step
+            return f"Locally, step {step}'s reason and log are on the console."
+        return (f"Locally, step {step}'s job folder is {jobs / step} (output/failure or "
+                "output/message holds the reason); its log is on the console.")
 
     def _run_steps(self, until: str | None, events: list[StepEvent], stop) -> tuple[str, str]:
         """Runs the steps in order until one fails, `until` is done, or a stop signal came

@@ -120,12 +120,14 @@ def test_a_broken_hyperparameter_fails_the_training_step_and_notifies(tmp_path):
     assert text.startswith("UserError: train:") and "paper257" in text and "paper256" in text
     assert text in report.failure_reason and report.failure_reason.startswith(
         f"Step {layout.TRAIN_STEP} failed")
-    # The failure rule's message, as EventBridge would send it; no success notification.
+    # The failure rule's message, as EventBridge would send it (the event has no reason: the
+    # message names where it is); no success notification.
     notes = sorted((workdir / "notifications").glob("*.json"))
     assert len(notes) == 1
     message = json.loads(notes[0].read_text())["message"]
     assert message.startswith("StyleGAN2 pipeline Failed: no results this time.")
-    assert report.execution_arn in message and "paper257" in message
+    assert report.execution_arn in message and "paper257" not in message
+    assert str(failure.parent.parent.resolve()) in message and "sg2 pipeline status" not in message
     assert not list((workdir / "s3" / BUCKET / "sg2" / "output" / report.execution_id).glob("model"))
 
 
@@ -178,7 +180,8 @@ def test_missing_uploads_fail_the_first_step_with_the_folder_to_fill(tmp_path):
     assert f"s3://{BUCKET}/sg2/uploads" in report.failure_reason
     assert str(folder) in report.failure_reason
     note = json.loads(next((workdir / "notifications").glob("*.json")).read_text())
-    assert "Failed" in note["message"] and str(folder) in note["message"]
+    job = workdir.resolve() / "jobs" / report.execution_id / layout.PREPARE_STEP
+    assert "Failed" in note["message"] and f"job folder is {job}" in note["message"]
 
 
 def test_run_without_local_or_with_a_bad_topic_is_refused(tmp_path):

@@ -77,12 +77,29 @@ def test_sns_error_fails_the_lambda_and_is_logged(caplog):
 
 
 def _failed_event(pipeline_arn, status="Failed"):
+    """A "Pipeline Execution Status Change" event as EventBridge receives it: these are all
+    the detail's fields (it has no failure reason)."""
     return {"Source": "aws.sagemaker", "DetailType": rules.DETAIL_TYPE, "Detail": json.dumps({
         "pipelineArn": pipeline_arn, "pipelineExecutionArn": f"{pipeline_arn}/execution/abc123",
-        "pipelineExecutionDisplayName": "run-1", "currentPipelineExecutionStatus": status,
-        "previousPipelineExecutionStatus": "Executing",
-        "executionStartTime": "2024-05-01T10:00:00Z", "executionEndTime": "2024-05-01T11:00:00Z",
-        "failureReason": "Step failure: One or multiple steps failed."})}
+        "pipelineExecutionDisplayName": "execution-1714557600000",
+        "pipelineExecutionDescription": "",
+        "currentPipelineExecutionStatus": status, "previousPipelineExecutionStatus": "Executing",
+        "executionStartTime": "2024-05-01T10:00:00Z", "executionEndTime": "2024-05-01T11:00:00Z"})}
+
+
+def test_failure_message_uses_only_the_events_fields_and_says_where_the_reason_is():
+    pipeline = rules.pipeline_arn(REGION, "123456789012", "sg2-stylegan2")
+    detail = json.loads(_failed_event(pipeline)["Detail"])
+    transformer = rules.input_transformer()
+    for path in transformer["InputPathsMap"].values():  # no made-up field
+        assert path.startswith("$.detail.") and path.removeprefix("$.detail.") in detail, path
+    message = rules.transformed_message({"detail": detail})
+    execution = f"{pipeline}/execution/abc123"
+    assert message == (
+        "StyleGAN2 pipeline Failed: no results this time. Execution execution-1714557600000: "
+        f"{execution}. For the step that failed or stopped and its reason, run "
+        f"`sg2 pipeline status {execution}`.")
+    assert "<" not in message  # every placeholder filled
 
 
 def test_failure_rule_pattern_matches_failed_and_stopped_executions_only():
