@@ -251,9 +251,9 @@ def status_command(execution_arn, as_json):
     from sg2_container.pipeline import service
 
     with user_errors_as_click():
-        region = execution_arn.split(":")[3] if execution_arn.count(":") >= 5 else ""
+        region = service.execution_region("EXECUTION_ARN", execution_arn)
         with _aws_errors(f"reading {execution_arn}"):
-            report = service.status(_client("sagemaker", region or "us-east-1"), execution_arn)
+            report = service.status(_client("sagemaker", region), execution_arn)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -262,6 +262,22 @@ def status_command(execution_arn, as_json):
     for step in report["steps"]:
         reason = f"  {step['reason']}" if step["reason"] else ""
         click.echo(f"  {step['name']:<24} {step['status']:<12}{reason}")
+
+
+@pipeline.command("retry")
+@click.argument("execution_arn")
+def retry_command(execution_arn):
+    """Retry a failed or stopped execution under its own id: its training step resumes from
+    the checkpoints under CheckpointUri/<execution id> and steps that succeeded are not run
+    again (SageMaker's RetryPipelineExecution; `start` begins a new execution, whose training
+    starts over). The execution keeps its parameters. Prints its ARN."""
+    from sg2_container.pipeline import service
+
+    with user_errors_as_click():
+        region = service.execution_region("EXECUTION_ARN", execution_arn)
+        with _aws_errors(f"retrying {execution_arn}"):
+            arn = service.retry(_client("sagemaker", region), execution_arn)
+    click.echo(arn)
 
 
 @pipeline.command("notify-rule")

@@ -1,12 +1,26 @@
 """The pipeline on SageMaker through boto3: upsert a definition, start an execution with
-parameter overrides, report an execution's steps. No SDK needed once the JSON exists.
+parameter overrides, retry one, report an execution's steps. No SDK needed once the JSON exists.
 """
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Mapping
 
 from sg2_container.errors import UserError
+
+# The API's pattern for PipelineExecutionArn.
+EXECUTION_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]*:\d{12}:pipeline/.+/execution/.+")
+
+
+def execution_region(name: str, execution_arn: str) -> str:
+    """The region of a pipeline execution ARN; a value that is not one is named."""
+    if not EXECUTION_ARN.fullmatch(execution_arn):
+        raise UserError(f"{name}={execution_arn!r} is not allowed: a pipeline execution ARN "
+                        "(arn:aws:sagemaker:REGION:ACCOUNT:pipeline/NAME/execution/ID), as "
+                        "printed by `sg2 pipeline start`")
+    return execution_arn.split(":")[3]
 
 
 def upsert(client, name: str, definition: dict, role_arn: str,
@@ -33,12 +47,19 @@ def start(client, name: str, parameters: Mapping[str, str], display_name: str | 
     return client.start_pipeline_execution(**kwargs)["PipelineExecutionArn"]
 
 
+def retry(client, execution_arn: str, token: str | None = None) -> str:
+    """Retries a failed or stopped execution under its own id (so CheckpointUri/<id> is the
+    same folder and training resumes); returns its ARN. `token` makes a repeat of the same
+    request a no-op (SageMaker wants 32-128 characters)."""
+    execution_region("EXECUTION_ARN", execution_arn)
+    return client.retry_pipeline_execution(
+        PipelineExecutionArn=execution_arn,
+        ClientRequestToken=token or uuid.uuid4().hex)["PipelineExecutionArn"]
+
+
 def status(client, execution_arn: str) -> dict:
     """{"status", "failure_reason", "steps": [{"name", "status", "start", "end", "reason"}]}."""
-    if not execution_arn.startswith("arn:") or ":pipeline/" not in execution_arn:
-        raise UserError(f"EXECUTION_ARN={execution_arn!r} is not allowed: a pipeline execution "
-                        "ARN (arn:aws:sagemaker:REGION:ACCOUNT:pipeline/NAME/execution/ID), as "
-                        "printed by `sg2 pipeline start`")
+    execution_region("EXECUTION_ARN", execution_arn)
     described = client.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
     steps = []
     paginator_kwargs = dict(PipelineExecutionArn=execution_arn, SortOrder="Ascending")
