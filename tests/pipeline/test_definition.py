@@ -180,3 +180,23 @@ def test_definition_command_without_network_or_credentials(tmp_path):
                             cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == json.loads(EXPECTED.read_text(encoding="utf-8"))
+
+
+# Instance families with a GPU the image's default variant cannot run on (docs/docker.md):
+# ml.p3 is a V100 (sm_70), which only the cu126 variant runs on; ml.p2 (K80) neither.
+NOT_ON_CU130 = ("ml.p2.", "ml.p3.")
+
+
+def test_default_instances_run_the_default_image_variant():
+    """The pipeline's defaults must run on the image built by default (Dockerfile and
+    buildspec: cu130), or a default upsert fails at the training step's first CUDA call."""
+    import re
+
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    buildspec = (REPO / "buildspec.yml").read_text(encoding="utf-8")
+    variant = re.search(r"^ARG CUDA_VARIANT=(\S+)$", dockerfile, re.M).group(1)
+    assert re.search(rf'^\s+CUDA_VARIANT: "{variant}"$', buildspec, re.M), "buildspec differs"
+    values = PipelineParameters()
+    if variant == "cu130":
+        for name in ("train_instance_type", "inference_instance_type"):
+            assert not getattr(values, name).startswith(NOT_ON_CU130), name
