@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--cfg", default="paper256")
     parser.add_argument("--res", type=int, default=32)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch-gpu", type=int, default=None,
+                        help="Images per GPU and accumulation round [default: batch / gpus].")
     parser.add_argument("--cbase", type=int, default=2048)
     parser.add_argument("--cmax", type=int, default=64)
     args = parser.parse_args()
@@ -38,7 +40,8 @@ def main() -> None:
         job = LocalJob(base_dir=Path(tmp) / "opt_ml", channels={"train": data}, hyperparameters={
             "gpus": 1, "augpipe": "bg", "gamma": 10, "cfg": args.cfg, "mirror": 1, "snap": 10,
             "kimg": 1000, "metrics": "none", "outdir": "/opt/ml/checkpoints", "batch": args.batch,
-            "cbase": args.cbase, "cmax": args.cmax, "kimg-per-tick": 1000})
+            "cbase": args.cbase, "cmax": args.cmax, "kimg-per-tick": 1000,
+            **({"batch-gpu": args.batch_gpu} if args.batch_gpu else {})})
         lay_out(job)
         env = dict(os.environ, SAGEMAKER_BASE_DIR=str(job.base_dir))
         marks: dict[str, float] = {}

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,5 +72,33 @@ def test_summary_parser_reads_the_bench_output(capsys):
     cases = gpu_check.parse_ops(capsys.readouterr().out)
     case = cases["upfirdn2d D conv1 pre-filter, 256px"]
     assert case["reference_ms"] == 12.0 and case["cuda_ms"] == 1.5 and case["kernel_speedup"] == 8.0
-    assert gpu_check.parse("train_kernels_mixed", "cfg paper256 @ 256px, batch 64, cbase None, "
-                           "cmax None: 12.3 s/kimg over 0.256 kimg")["sec_per_kimg"] == 12.3
+    assert gpu_check.parse("train_kernels_mixed", "cfg paper256 @ 256px, batch 64 (per GPU and "
+                           "round 8), cbase None, cmax None: 12.3 s/kimg over 1.024 kimg"
+                           )["sec_per_kimg"] == 12.3
+
+
+def test_a_step_past_its_time_ends_with_everything_it_started(tmp_path):
+    """bench.job starts a training job of its own: a timeout must not leave it on the GPU,
+    and what the step printed (stdout and stderr) stays in its log."""
+    script = ("import subprocess, sys, time\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+              "print('child', child.pid, flush=True)\n"
+              "print('a log line', file=sys.stderr, flush=True)\n"
+              "time.sleep(120)\n")
+    result = gpu_check.run_step("ops", ["-c", script], {}, 3, tmp_path)
+    assert result["status"] == "timeout after 3 s"
+    text = (tmp_path / "ops.log").read_text()
+    assert "a log line" in text
+    child = int(text.split("child ")[1].split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
