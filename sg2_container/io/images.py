@@ -12,7 +12,7 @@ import numpy as np
 
 from sg2_container.io.atomic import write_atomically
 
-_PIL_MODES = {1: "L", 3: "RGB"}
+_PIL_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
 
 def to_uint8(images) -> np.ndarray:
@@ -38,19 +38,40 @@ def output_folder(path: str | os.PathLike) -> Path:
     return path
 
 
-def write_png(array: np.ndarray, path: str | os.PathLike) -> Path:
-    """Writes one uint8 [H, W, C] image (C = 1: gray, 3: RGB) as a PNG, atomically."""
+def pil_image(array: np.ndarray):
+    """One uint8 [H, W, C] image as a PIL image: C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA
+    (every channel count a model may have, bounds.MAX_IMG_CHANNELS)."""
     import PIL.Image
 
     if array.ndim != 3 or array.shape[2] not in _PIL_MODES or array.dtype != np.uint8:
         raise ValueError(
             f"cannot save a {array.dtype} array of shape {list(array.shape)} as PNG "
-            "(uint8 [H, W, C] with 1 or 3 channels allowed)"
+            "(uint8 [H, W, C] with 1 to 4 channels allowed)"
         )
     channels = array.shape[2]
     pixels = array[:, :, 0] if channels == 1 else array
-    image = PIL.Image.fromarray(np.ascontiguousarray(pixels), _PIL_MODES[channels])
-    return write_atomically(path, lambda f: image.save(f, format="PNG"))
+    return PIL.Image.fromarray(np.ascontiguousarray(pixels), _PIL_MODES[channels])
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """One uint8 [H, W, C] image as PNG bytes, in the mode write_png writes."""
+    import io
+
+    buffer = io.BytesIO()
+    pil_image(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_png(array: np.ndarray, path: str | os.PathLike) -> Path:
+    """Writes one uint8 [H, W, C] image as a PNG (see pil_image), atomically; an OSError (a
+    folder that cannot be written) is a UserError naming the file."""
+    from sg2_container.errors import UserError
+
+    image = pil_image(array)
+    try:
+        return write_atomically(path, lambda f: image.save(f, format="PNG"))
+    except OSError as error:
+        raise UserError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 def tile(arrays: np.ndarray, columns: int) -> np.ndarray:

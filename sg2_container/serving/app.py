@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import io
 import logging
@@ -22,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sg2_container.errors import UserError
+from sg2_container.io.images import png_bytes
 from sg2_container.serving.batcher import Batcher, Busy
 from sg2_container.serving.options import SAGEMAKER_PAYLOAD_LIMIT, ServeOptions
 from sg2_container.serving.request import (
@@ -35,17 +37,9 @@ from sg2_container.serving.request import (
 
 log = logging.getLogger(__name__)
 
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """One uint8 [H, W, C] image as PNG bytes, in the mode `sg2 generate` writes (L or RGB)."""
-    import PIL.Image
-
-    mode = {1: "L", 3: "RGB"}.get(image.shape[2])
-    if mode is None:
-        raise ValueError(f"cannot encode {image.shape[2]} channels as PNG (1 or 3 allowed)")
-    buffer = io.BytesIO()
-    PIL.Image.fromarray(image[:, :, 0] if mode == "L" else image, mode).save(buffer, format="PNG")
-    return buffer.getvalue()
+# Bodies above this many bytes are parsed in a thread of their own (a 6 MB body takes ~0.4 s
+# to decode; on the event loop /ping would wait for it, and SageMaker allows /ping 2 s).
+LARGE_BODY = 64 * 1024
 
 
 def npy_bytes(images: np.ndarray) -> bytes:
@@ -70,7 +64,7 @@ def load_renderers(options: ServeOptions):
     """One Renderer (model copy) per device, each warmed up; runs in a worker thread."""
     import torch
 
-    from sg2_container.models.files import load_model
+    from sg2_container.inference.model_source import load_generator
     from sg2_container.runtime import resolve_device
     from sg2_container.serving.renderer import Renderer
 
@@ -81,7 +75,7 @@ def load_renderers(options: ServeOptions):
     renderers = []
     for device in devices:
         started = time.perf_counter()
-        renderer = Renderer(load_model(options.network, device=device).G_ema, device,
+        renderer = Renderer(load_generator(options.network, device=device).G, device,
                             max_batch=options.max_batch)
         renderer.warm_up()
         renderers.append(renderer)
@@ -94,6 +88,7 @@ def create_app(options: ServeOptions, *, on_fatal: Callable[[BaseException], Non
     """The app; `on_fatal(error)` is called when the model cannot be loaded (the server should
     then exit: an endpoint that can never answer must fail its deployment)."""
     state = _State()
+    parser = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
 
     async def load() -> None:
         try:
@@ -123,6 +118,7 @@ def create_app(options: ServeOptions, *, on_fatal: Callable[[BaseException], Non
             await loading
             if state.batcher is not None:
                 await state.batcher.stop()
+            parser.shutdown(wait=False, cancel_futures=True)
 
     async def ping(request: Request) -> Response:
         if state.batcher is None:
@@ -139,14 +135,20 @@ def create_app(options: ServeOptions, *, on_fatal: Callable[[BaseException], Non
             body = await _read_body(request, SAGEMAKER_PAYLOAD_LIMIT)
             if state.batcher is None:
                 return _error(503, "not ready: the model is loading; poll /ping")
-            render_request = parse_request(body, state.batcher.renderers[0].info,
-                                           options.max_images)
+            info = state.batcher.renderers[0].info
+            if len(body) > LARGE_BODY:  # parsed off the event loop, one at a time: /ping waits
+                render_request = await asyncio.get_running_loop().run_in_executor(  # for none
+                    parser, parse_request, body, info, options.max_images)
+            else:
+                render_request = parse_request(body, info, options.max_images)
             if media_type == PNG and render_request.count != 1:
                 raise RequestError(
                     f"Accept: image/png holds one image and this request makes "
                     f"{render_request.count}; ask for {JSON} or {NPY}", status=406)
             images = await asyncio.wait_for(state.batcher.render(render_request),
                                             options.request_timeout_s)
+            response = await asyncio.get_running_loop().run_in_executor(
+                None, _encode, images, render_request, media_type)
         except RequestError as error:
             return JSONResponse(error.body(), status_code=error.status)
         except UserError as error:
@@ -159,8 +161,6 @@ def create_app(options: ServeOptions, *, on_fatal: Callable[[BaseException], Non
         except Exception as error:  # noqa: BLE001 - one request fails, the server keeps serving
             log.exception("an /invocations request failed")
             return _error(500, f"internal error: {type(error).__name__}: {error}")
-        response = await asyncio.get_running_loop().run_in_executor(
-            None, _encode, images, render_request, media_type)
         log.debug("%d image(s) in %.1f ms", len(images), (time.perf_counter() - started) * 1e3)
         return response
 

@@ -14,7 +14,8 @@ class ServeOptions:
     """What the server listens on, renders with, and how it batches."""
 
     network: str = option(metavar="FILE", hyperparameter=False, help=(
-        "Model file: ours (.pt) or a reference network pickle (.pkl, read safely)."))
+        "The model: our model file (.pt), a reference network pickle (.pkl, read safely), a "
+        "training job's model.tar.gz, or a folder holding one of them."))
     host: str = option("127.0.0.1", hyperparameter=False, help=(
         "Address to listen on (0.0.0.0 for every interface, as in the container)."))
     port: int = option(8080, min=1, max=65535, hyperparameter=False, help="TCP port to listen on.")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from typing import Any
 
 import numpy as np
@@ -147,6 +146,26 @@ def _short(value: Any) -> str:
 def parse_request(body: bytes, network: NetworkInfo, max_images: int) -> RenderRequest:
     """Validates every field; the first problem found is raised as a RequestError."""
     try:
+        return _parse(body, network, max_images)
+    except RecursionError:  # JSON nested thousands deep: the client's to fix
+        raise RequestError("the body is nested too deeply; send an object such as "
+                           '{"seed": 42}') from None
+
+
+def max_values(network: NetworkInfo, max_images: int) -> int:
+    """The most numbers a valid body can hold: max_images W's (plus room for the other
+    fields). Seeds and mixes need far fewer."""
+    return max_images * network.num_ws * network.w_dim + 1000
+
+
+def _parse(body: bytes, network: NetworkInfo, max_images: int) -> RenderRequest:
+    # Counted at C speed before json.loads (which holds the GIL for its whole run): a 6 MB
+    # body of 3,000,000 seeds is refused in milliseconds, not parsed for half a second.
+    limit = max_values(network, max_images)
+    if body.count(b",") > limit:
+        raise RequestError(f"the body holds more than {limit} values, more than any request "
+                           f"of at most {max_images} images (this endpoint's max_images) needs")
+    try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RequestError(f"the body is not JSON ({error}); send an object such as "
@@ -179,7 +198,9 @@ def parse_request(body: bytes, network: NetworkInfo, max_images: int) -> RenderR
                              w=_parse_w(data["w"], network, max_images))
 
     psi = data.get("truncation_psi", 1.0)
-    if (not isinstance(psi, (int, float)) or isinstance(psi, bool) or not math.isfinite(psi)
+    # The range check alone also refuses NaN and infinities, and compares a 400-digit integer
+    # exactly (math.isfinite would overflow on it).
+    if (not isinstance(psi, (int, float)) or isinstance(psi, bool)
             or not PSI_RANGE[0] <= psi <= PSI_RANGE[1]):
         raise RequestError(f"truncation_psi={_short(psi)} is not allowed: a number from "
                            f"{PSI_RANGE[0]:g} to {PSI_RANGE[1]:g} (1 = no truncation)",
@@ -189,6 +210,9 @@ def parse_request(body: bytes, network: NetworkInfo, max_images: int) -> RenderR
         if class_idx is not None:
             raise RequestError(f"class={_short(class_idx)}: the network is unconditional; leave "
                                "class out", field="class")
+    elif class_idx is None:
+        raise RequestError(f"class is required: the network is conditional, give an integer "
+                           f"from 0 to {network.c_dim - 1}", field="class")
     elif not _is_int(class_idx) or not 0 <= class_idx < network.c_dim:
         raise RequestError(f"class={_short(class_idx)} is not allowed: the network is "
                            f"conditional, give an integer from 0 to {network.c_dim - 1}",
@@ -239,7 +263,7 @@ def _parse_w(value: Any, network: NetworkInfo, max_images: int) -> np.ndarray:
     shape = f"[{network.num_ws}, {network.w_dim}] or [N, {network.num_ws}, {network.w_dim}]"
     try:
         w = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, RecursionError):  # e.g. a 400-digit number
         raise RequestError(f"w is not a nested list of numbers of shape {shape}",
                            field="w") from None
     if w.ndim == 2:

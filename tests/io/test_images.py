@@ -28,8 +28,10 @@ def test_default_columns_make_a_square_and_gray_stays_gray(tmp_path):
 
 
 def test_bad_arrays_are_named(tmp_path):
-    with pytest.raises(ValueError, match="1 or 3 channels"):
-        write_png(np.zeros([4, 4, 4], dtype=np.uint8), tmp_path / "x.png")
+    with pytest.raises(ValueError, match="1 to 4 channels"):
+        write_png(np.zeros([4, 4, 5], dtype=np.uint8), tmp_path / "x.png")
+    with Image.open(write_png(np.zeros([4, 4, 4], dtype=np.uint8), tmp_path / "a.png")) as image:
+        assert image.mode == "RGBA"  # a 4-channel model's images
     with pytest.raises(ValueError, match="columns"):
         tile(_images(2, 3), 0)
 

@@ -189,3 +189,58 @@ def test_unknown_routes_and_methods(served):
     server, _, _ = served
     assert httpx.get(server.url + "/invocations").status_code == 405
     assert httpx.get(server.url + "/nothing").status_code == 404
+
+
+def test_ping_stays_fast_while_large_bodies_arrive(served):
+    """Eight 6 MB bodies of 3,000,000 seeds once held the event loop for seconds (SageMaker
+    allows /ping 2 s)."""
+    import threading
+    import time
+
+    server, _, _ = served
+    body = b'{"seeds": [' + b",".join([b"1"] * 3_000_000) + b"]}"
+    answers, latencies = [], []
+
+    def big():
+        answers.append(httpx.post(server.url + "/invocations", content=body, timeout=60))
+
+    threads = [threading.Thread(target=big) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        started = time.perf_counter()
+        assert httpx.get(server.url + "/ping", timeout=30).status_code == 200
+        latencies.append(time.perf_counter() - started)
+        time.sleep(0.02)
+    for thread in threads:
+        thread.join()
+    assert [a.status_code for a in answers] == [400] * 8
+    assert max(latencies) < 1.0, latencies
+
+
+def test_model_tar_gz_and_a_four_channel_model(tmp_path):
+    """`sg2 serve` takes what the batch job takes (a training job's model.tar.gz), and a
+    4-channel model answers RGBA PNGs instead of a plain-text 500."""
+    import tarfile
+
+    import torch
+
+    from sg2_container.models.files import save_model
+    from sg2_container.models.networks import Generator
+    from tests.serving.server import TINY_G
+
+    torch.manual_seed(0)
+    save_model(tmp_path / "model.pt", G_ema=Generator(c_dim=0, img_channels=4, **TINY_G).eval())
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "model.pt", arcname="model.pt")
+    server = Server.sg2_serve(tmp_path / "model.tar.gz", tmp_path)
+    try:
+        server.ping_codes_until_ready()
+        answer = post(server, {"seed": 3}, accept="image/png")
+        assert answer.status_code == 200, answer.text
+        with PIL.Image.open(io.BytesIO(answer.content)) as image:
+            assert image.mode == "RGBA" and image.size == (16, 16)
+        answer = post(server, {"seeds": [1, 2]})
+        assert answer.status_code == 200 and answer.json()["channels"] == 4
+    finally:
+        assert server.stop() == 0, server.log()
