@@ -32,10 +32,14 @@ def _common(command):
     return command
 
 
-def _load(network_path, device):
+def _load(network_path, device, outdir):
+    """The output folder first (one that cannot be made fails before the model loads), then
+    the generator on its device."""
     from sg2_container.inference.model_source import load_generator
+    from sg2_container.io.images import output_folder
     from sg2_container.runtime import resolve_device
 
+    output_folder(outdir)
     torch_device = resolve_device(device)
     return load_generator(network_path, device=torch_device).G, torch_device
 
@@ -53,7 +57,7 @@ def generate(network_path, device, outdir, **values):
         from sg2_container.inference.generate import generate_to_folder
 
         options = GenerateOptions(**values)
-        G, torch_device = _load(network_path, device)
+        G, torch_device = _load(network_path, device, outdir)
         written = generate_to_folder(G, options, outdir, torch_device)
         images = [p for p in written if p.suffix == ".png" and p.name != "grid.png"]
         click.echo(f"wrote {len(images)} image(s) to {outdir}")
@@ -72,7 +76,7 @@ def style_mix(network_path, device, outdir, **values):
         from sg2_container.inference.style_mix import style_mix_to_folder
 
         options = StyleMixOptions(**values)
-        G, torch_device = _load(network_path, device)
+        G, torch_device = _load(network_path, device, outdir)
         written = style_mix_to_folder(G, options, outdir, torch_device)
         click.echo(f"wrote {len(written) - 1} image(s) and {outdir / 'grid.png'}")
 
@@ -98,6 +102,6 @@ def interpolate(network_path, device, outdir, **values):
         from sg2_container.inference.interpolate import interpolate_to_folder
 
         options = InterpolateOptions(**values)
-        G, torch_device = _load(network_path, device)
+        G, torch_device = _load(network_path, device, outdir)
         written = interpolate_to_folder(G, options, outdir, torch_device)
         click.echo("wrote " + ", ".join(str(p) for p in written))

@@ -16,8 +16,9 @@ from sg2_container.options.schema import click_options
 
 @click.command("project")
 @click.option("--network", "network_path", required=True,
-              type=click.Path(exists=True, dir_okay=False),
-              help="Model file: ours (.pt) or a reference network pickle (.pkl, read safely).")
+              type=click.Path(exists=True),
+              help="The model: our model file (.pt), a reference network pickle (.pkl, read "
+                   "safely), a training job's model.tar.gz, or a folder holding one of them.")
 @click.option("--target", "targets", multiple=True, metavar="IMG",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Image to project (any format Pillow reads; centre-cropped to a square and "
@@ -45,7 +46,8 @@ def project_command(network_path: str, targets: tuple[Path, ...], more_targets: 
         from sg2_container.errors import Stopped
         from sg2_container.inference.project import project_images
         from sg2_container.io.signals import stop_on_signals
-        from sg2_container.models.files import load_model
+        from sg2_container.inference.model_source import load_generator
+        from sg2_container.io.images import output_folder
         from sg2_container.runtime import resolve_device
         from sg2_container.sagemaker.jobs import EXIT_STOPPED
 
@@ -53,11 +55,12 @@ def project_command(network_path: str, targets: tuple[Path, ...], more_targets: 
         all_targets = list(targets) + list(more_targets)
         if not all_targets:
             raise UserError("no target image: give --target IMG (repeat it for several)")
+        output_folder(outdir)  # a folder that cannot be made fails before the model loads
         torch_device = resolve_device(device)
-        bundle = load_model(network_path, device=torch_device)
+        G = load_generator(network_path, device=torch_device).G
         try:
             with stop_on_signals(doing="stopping the projection between steps") as stop:
-                results = project_images(bundle.G_ema, all_targets, outdir, options,
+                results = project_images(G, all_targets, outdir, options,
                                          device=torch_device, stop=stop)
         except Stopped as stopped:
             click.echo(f"stopped: {stopped}", err=True)

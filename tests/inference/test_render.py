@@ -265,3 +265,40 @@ def test_a_repeated_seed_is_one_file(tmp_path, tiny_model):
                                       "--outdir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "wrote 1 image(s)" in result.output
+
+
+def test_an_output_folder_that_cannot_be_made_is_named_before_the_model_loads(tmp_path):
+    for command in (["generate", "--seeds", "1"], ["project", "--target", str(tmp_path / "f.png")]):
+        # The network is a folder with no model in it: the folder check comes first.
+        result = CliRunner().invoke(cli, [*command, "--network", str(tmp_path), "--outdir",
+                                          "/proc/sg2-test/out"])
+        assert result.exit_code == 1, result.output
+        assert "output folder /proc/sg2-test/out: cannot create or write in it" in result.output
+
+
+def test_a_four_channel_model_writes_rgba_pngs(tmp_path):
+    from sg2_container.models.files import save_model
+    from sg2_container.models.networks import Generator
+    from tests.inference.conftest import TINY_G
+
+    save_model(tmp_path / "rgba.pt", G_ema=Generator(c_dim=0, img_channels=4, **TINY_G).eval())
+    result = CliRunner().invoke(cli, ["generate", "--network", str(tmp_path / "rgba.pt"),
+                                      "--seeds", "1,2", "--grid", "--outdir", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    for name in ("seed0001.png", "grid.png"):
+        with PIL.Image.open(tmp_path / "o" / name) as image:
+            assert image.mode == "RGBA"
+
+
+def test_project_takes_a_model_tar_gz(tmp_path, tiny_model):
+    import tarfile
+
+    _, path = tiny_model
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as tar:
+        tar.add(path, arcname="model.pt")
+    PIL.Image.fromarray(np.full([16, 16, 3], 80, np.uint8)).save(tmp_path / "face.png")
+    result = CliRunner().invoke(cli, ["project", "--network", str(tmp_path / "model.tar.gz"),
+                                      "--target", str(tmp_path / "face.png"), "--num-steps", "1",
+                                      "--allow-random-vgg16", "--outdir", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p" / "face" / "projected_w.npz").is_file()
