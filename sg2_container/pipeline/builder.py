@@ -4,11 +4,13 @@ Pipeline.
 
 Building needs no credentials and no network: the session is a boto3 session with the
 region and placeholder keys, every S3 location is explicit, the Lambda is named by ARN, the
-SDK's telemetry is switched off through the session's own config, and the region variable and
-role-validation switch V3 reads are defaulted before it is imported.
+SDK's telemetry is switched off through the session's own config, the region variable and
+role-validation switch V3 reads are defaulted before it is imported, and the EC2 instance
+metadata lookup is off while the SDK loads and builds (`_offline`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,6 +31,27 @@ log = logging.getLogger(__name__)
 # Telemetry off: passed to the SDK session as its config, so no file or variable is needed.
 SDK_CONFIG = {"SchemaVersion": "1.0",
               "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+
+
+METADATA_SWITCH = "AWS_EC2_METADATA_DISABLED"
+
+
+@contextlib.contextmanager
+def _offline():
+    """Importing the SDK creates a boto3 client (sagemaker.ai_registry.air_hub); without
+    credentials, botocore then asks the EC2 instance metadata service (169.254.169.254, with
+    retries and timeouts). Building needs no credentials, so that lookup is off meanwhile; the
+    caller's setting comes back after, because `upsert` and `start` may need the instance's
+    role for their own clients in the same process."""
+    before = os.environ.get(METADATA_SWITCH)
+    os.environ[METADATA_SWITCH] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(METADATA_SWITCH, None)
+        else:
+            os.environ[METADATA_SWITCH] = before
 
 
 def _sdk(region: str):
@@ -103,11 +126,12 @@ def hyperparameters(sdk, p: dict[str, Any]) -> dict[str, Any]:
 
 def build_pipeline(values: PipelineParameters, settings: PipelineSettings, *, boto_session=None):
     """The article's four steps on our image, wired by data dependencies only."""
-    sdk = _sdk(settings.region)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return _build(sdk, values.with_bucket(settings.bucket), settings,
-                      _session(sdk, settings, boto_session))
+    with _offline():
+        sdk = _sdk(settings.region)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _build(sdk, values.with_bucket(settings.bucket), settings,
+                          _session(sdk, settings, boto_session))
 
 
 def _build(sdk, values: PipelineParameters, settings: PipelineSettings, session):
@@ -195,7 +219,7 @@ def _build(sdk, values: PipelineParameters, settings: PipelineSettings, session)
 def definition(values: PipelineParameters, settings: PipelineSettings) -> dict:
     """The pipeline definition as SageMaker stores it, built offline."""
     pipeline = build_pipeline(values, settings)
-    with warnings.catch_warnings():
+    with _offline(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return json.loads(pipeline.definition())
 

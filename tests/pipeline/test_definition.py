@@ -200,3 +200,53 @@ def test_default_instances_run_the_default_image_variant():
     if variant == "cu130":
         for name in ("train_instance_type", "inference_instance_type"):
             assert not getattr(values, name).startswith(NOT_ON_CU130), name
+
+
+GUARD = '''
+import json, socket, sys
+attempts = []
+def refuse(address):
+    if address[0] not in ("127.0.0.1", "::1", "localhost"):
+        attempts.append(list(address[:2]))
+        raise OSError(f"network access to {address!r}")
+connect = socket.socket.connect
+def guarded(self, address):
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        refuse(address)
+    return connect(self, address)
+socket.socket.connect = guarded
+create_connection = socket.create_connection
+socket.create_connection = lambda address, *a, **k: (refuse(address),
+                                                     create_connection(address, *a, **k))[1]
+from sg2_container.cli.main import cli
+try:
+    cli(["pipeline", "definition", "-o", sys.argv[1]], standalone_mode=False)
+finally:
+    print("ATTEMPTS " + json.dumps(attempts), file=sys.stderr)
+'''
+
+
+def test_definition_without_credentials_never_asks_the_instance_metadata_service(tmp_path):
+    """No AWS variables and no credentials files: importing the SDK creates a boto3 client,
+    whose credential lookup would end at 169.254.169.254 (retries and timeouts, swallowed)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, "-c", GUARD, str(tmp_path / "d.json")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "ATTEMPTS []" in result.stderr, result.stderr[-2000:]
+    assert json.loads((tmp_path / "d.json").read_text()) == json.loads(EXPECTED.read_text())
+
+
+@pytest.mark.parametrize("before", [None, "false"])
+def test_the_metadata_switch_is_the_callers_again_after_building(monkeypatch, before):
+    """upsert and start build, then call AWS in the same process, maybe with the instance's
+    role: the build's offline setting must not outlive it."""
+    from sg2_container.pipeline import builder
+
+    if before is None:
+        monkeypatch.delenv(builder.METADATA_SWITCH, raising=False)
+    else:
+        monkeypatch.setenv(builder.METADATA_SWITCH, before)
+    builder.definition(PipelineParameters(), PipelineSettings())
+    assert os.environ.get(builder.METADATA_SWITCH) == before
