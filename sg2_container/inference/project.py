@@ -205,6 +205,10 @@ def load_target(path: Path, resolution: int, channels: int) -> np.ndarray:
     try:
         with PIL.Image.open(path) as opened:
             image = PIL.ImageOps.exif_transpose(opened)
+            if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+                # 16-bit gray: convert() would clip every value above 255 to white.
+                levels = np.asarray(image, dtype=np.float64) / 257
+                image = PIL.Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8))
             image = image.convert("RGB" if channels == 3 else "L")
     except PIL.Image.DecompressionBombError as error:
         raise UserError(f"target {path}: too many pixels to open safely ({error})") from None

@@ -87,5 +87,6 @@ def run_infer(args: list[str], stop: threading.Event) -> None:
                           "allow_random_vgg16": options.allow_random_vgg16},
         project_data_images=options.project_images,
         stop=stop,
+        progress=True,  # a log line every 30 s per projection: hours on a CPU otherwise silent
     )
     log.info("results in %s (manifest.json lists every request)", outdir)

@@ -302,3 +302,15 @@ def test_project_takes_a_model_tar_gz(tmp_path, tiny_model):
                                       "--allow-random-vgg16", "--outdir", str(tmp_path / "p")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p" / "face" / "projected_w.npz").is_file()
+
+
+def test_a_16_bit_target_keeps_its_levels(tmp_path):
+    """A 16-bit gray PNG (mode I;16) once came out almost white: convert() clips at 255."""
+    from sg2_container.inference.project import load_target
+
+    levels = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 257)
+    PIL.Image.fromarray(levels).save(tmp_path / "deep.png")
+    with PIL.Image.open(tmp_path / "deep.png") as image:
+        assert image.mode.startswith("I")
+    target = load_target(tmp_path / "deep.png", 16, 3)
+    assert np.abs(target[:, :, 0].astype(int) - np.arange(256).reshape(16, 16)).max() <= 1
