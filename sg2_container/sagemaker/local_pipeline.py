@@ -54,6 +54,13 @@ log = logging.getLogger(__name__)
 S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]*[a-z0-9])(?:/(.*))?")
 STATE_FILE = "execution.json"
 LOCAL_TOPIC = "local:notifications"  # what the SNS stand-in records as the topic
+# The training job's advice when a resume would change the run (training/checkpoint.py); in a
+# pipeline the outdir is the execution's checkpoint folder, so the way to a new run differs.
+CHANGED_OPTIONS = "--allow-changed-options"
+CHANGED_OPTIONS_IN_A_PIPELINE = (
+    "In a pipeline run the checkpoints are this execution's (CheckpointUri/<execution id>), "
+    "which a re-run retries: rerun with the parameters it was started with to continue it, or "
+    "add --new-execution to start a new run (a new id, training from zero) with the new values")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,14 +380,15 @@ class LocalPipelineRun:
                 raise UserError(f"channel {channel['ChannelName']}: nothing at {uri} (locally "
                                 f"{source})")
             channels[channel["ChannelName"]] = source
-        checkpoints = None
+        checkpoints, resumed = None, False
         if args.get("CheckpointConfig"):
             config = args["CheckpointConfig"]
             if config.get("LocalPath", layout.CHECKPOINT_LOCAL_PATH) != layout.CHECKPOINT_LOCAL_PATH:
                 raise UserError(f"CheckpointConfig.LocalPath {config['LocalPath']!r}: the local "
                                 f"run syncs {layout.CHECKPOINT_LOCAL_PATH} only")
             checkpoints = s3_folder(self.workdir, config["S3Uri"])
-            if checkpoints.exists() and any(checkpoints.iterdir()):
+            resumed = checkpoints.exists() and any(checkpoints.iterdir())
+            if resumed:
                 log.info("checkpoints of an earlier attempt at %s: the job resumes from them",
                          config["S3Uri"])
         hyperparameters = {str(k): str(v) for k, v in (args.get("HyperParameters") or {}).items()}
@@ -393,7 +401,10 @@ class LocalPipelineRun:
                               "output", "model.tar.gz"])
         if code in (EXIT_OK, EXIT_STOPPED):  # SageMaker packs the model of a stopped job too
             _packed_model(base / "model", s3_folder(self.workdir, artifacts))
-        self._outcome(code, failure_reason(base), f"training job {name}")
+        reason = failure_reason(base)
+        if code != EXIT_OK and resumed and reason and CHANGED_OPTIONS in reason:
+            reason = f"{reason.rstrip()}. {CHANGED_OPTIONS_IN_A_PIPELINE}"
+        self._outcome(code, reason, f"training job {name}")
         self.properties[f"Steps.{name}.ModelArtifacts.S3ModelArtifacts"] = artifacts
         self.properties[f"Steps.{name}.TrainingJobName"] = job_name
 

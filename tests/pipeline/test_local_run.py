@@ -254,3 +254,17 @@ def test_a_notification_that_cannot_be_sent_fails_the_step_and_the_run(tmp_path)
     assert "NotificationFailed" in report.failure_reason and "AuthorizationError" in report.failure_reason
     message, = sns.sent  # the failure rule's message went out instead
     assert message.startswith("StyleGAN2 pipeline Failed")
+
+
+def test_a_retry_with_changed_parameters_says_to_start_a_new_execution(tmp_path):
+    """The training job's own advice (a new outdir, or --allow-changed-options) does not fit
+    a pipeline, whose outdir is the execution's checkpoint folder."""
+    workdir = tmp_path / "run"
+    _uploads(workdir, count=2)
+    first = LocalPipelineRun(_definition(), workdir, pipeline_arn=PIPELINE_ARN).run(
+        until=layout.TRAIN_STEP)
+    assert first.status == "Succeeded", first.failure_reason
+    again = LocalPipelineRun(_definition(Gamma="3"), workdir, pipeline_arn=PIPELINE_ARN).run(
+        until=layout.TRAIN_STEP)
+    assert again.execution_id == first.execution_id and again.status == "Failed"
+    assert "gamma" in again.failure_reason and "--new-execution" in again.failure_reason
