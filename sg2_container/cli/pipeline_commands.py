@@ -301,6 +301,12 @@ def notify_rule_command(topic_arn, name, region, account, rule_name, create):
     with user_errors_as_click():
         check_topic_arn("--topic-arn", topic_arn)
         PipelineSettings(name=name, region=region)
+        topic_region = topic_arn.split(":")[3]
+        if topic_region != region:
+            raise UserError(f"--topic-arn {topic_arn} is in {topic_region}, the rule in --region "
+                            f"{region}: EventBridge sends to an SNS topic in the rule's own region "
+                            "only, and the rule must be in the pipeline's region; use a topic in "
+                            f"{region} (or --region {topic_region} if the pipeline is there)")
         account = account or topic_arn.split(":")[4]
         if not (account.isdigit() and len(account) == 12):
             raise UserError(f"--account={account!r} is not allowed: a 12-digit AWS account id")
@@ -312,5 +318,5 @@ def notify_rule_command(topic_arn, name, region, account, rule_name, create):
             return
         with _aws_errors(f"creating rule {rule_name}"):
             arn = rules.create_failure_rule(rule, events_client=_client("events", region),
-                                            sns_client=_client("sns", region))
+                                            sns_client=_client("sns", topic_region))
     click.echo(arn)

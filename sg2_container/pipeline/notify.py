@@ -47,10 +47,11 @@ def notify(event: dict, *, sns_client=None, environ=None) -> dict:
                   f"{TOPIC_ENV} on the Lambda function; message not sent: {message.strip()}")
         log.error("%s", reason)
         return {"statusCode": 400, "message": reason}
-    if sns_client is None:
+    if sns_client is None:  # in the topic's region: SNS takes a topic ARN only there
         import boto3
 
-        sns_client = boto3.client("sns")
+        parts = topic.split(":")
+        sns_client = boto3.client("sns", region_name=parts[3] if len(parts) > 5 else None)
     try:
         response = sns_client.publish(TopicArn=topic, Subject=subject, Message=message)
     except Exception as error:  # botocore ClientError, endpoint or credential errors alike

@@ -77,11 +77,12 @@ def topic_policy_statement(topic_arn: str, rule_arn: str) -> dict:
 
 
 def create_failure_rule(rule: dict, *, events_client, sns_client) -> str:
-    """Puts the rule and its target, and adds the topic-policy statement; returns the rule ARN."""
-    rule_arn = events_client.put_rule(**rule["Rule"])["RuleArn"]
-    events_client.put_targets(Rule=rule["Rule"]["Name"], Targets=rule["Targets"])
+    """Puts the rule and its target, and adds the topic-policy statement; returns the rule ARN.
+    The topic is read first, so a topic that is missing or not ours leaves no rule behind."""
     topic = rule["Targets"][0]["Arn"]
     attributes = sns_client.get_topic_attributes(TopicArn=topic)["Attributes"]
+    rule_arn = events_client.put_rule(**rule["Rule"])["RuleArn"]
+    events_client.put_targets(Rule=rule["Rule"]["Name"], Targets=rule["Targets"])
     policy = json.loads(attributes.get("Policy") or '{"Version": "2012-10-17", "Statement": []}')
     statement = topic_policy_statement(topic, rule_arn)
     policy["Statement"] = [s for s in policy.get("Statement", []) if s.get("Sid") != statement["Sid"]]

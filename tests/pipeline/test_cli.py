@@ -218,3 +218,25 @@ def test_retry_of_something_that_is_not_an_execution_is_named(arn, monkeypatch):
     result = run("retry", arn)
     assert result.exit_code != 0
     assert "EXECUTION_ARN" in result.output and "pipeline execution ARN" in result.output
+
+
+@pytest.mark.parametrize("create", [[], ["--create"]])
+@mock_aws
+def test_notify_rule_refuses_a_topic_in_another_region(create):
+    """EventBridge targets an SNS topic in the rule's region only; --create made the rule and
+    then failed at the topic, leaving half a setup."""
+    boto3.client("sns", region_name="us-east-1").create_topic(Name="designer-mail")
+    topic = "arn:aws:sns:us-east-1:123456789012:designer-mail"
+    result = run("notify-rule", "--topic-arn", topic, "--region", "eu-west-1", *create)
+    assert result.exit_code != 0
+    assert "us-east-1" in result.output and "eu-west-1" in result.output
+    for region in ("eu-west-1", "us-east-1"):
+        assert boto3.client("events", region_name=region).list_rules()["Rules"] == []
+
+
+@mock_aws
+def test_notify_rule_create_reads_the_topic_in_its_region():
+    topic = boto3.client("sns", region_name="eu-west-1").create_topic(Name="mail")["TopicArn"]
+    result = run("notify-rule", "--topic-arn", topic, "--region", "eu-west-1", "--create")
+    assert result.exit_code == 0, result.output
+    assert boto3.client("events", region_name="eu-west-1").list_rules()["Rules"]

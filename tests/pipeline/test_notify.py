@@ -140,3 +140,34 @@ def test_created_rule_targets_the_topic_and_lets_eventbridge_publish():
 
     described = events.describe_rule(Name="sg2-stylegan2-failed")
     assert json.loads(described["EventPattern"]) == rules.event_pattern(pipeline)
+
+
+@mock_aws
+def test_publishes_to_a_topic_in_another_region_than_the_functions():
+    """SNS takes a topic ARN only in the topic's region; the Lambda runs in the pipeline's."""
+    sns = boto3.client("sns", region_name="eu-west-1")
+    topic = sns.create_topic(Name="designer-mail")["TopicArn"]
+    sqs = boto3.client("sqs", region_name="eu-west-1")
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    assert boto3.session.Session().region_name == REGION  # the function's own region
+    result = notify.handler({"topic_arn": topic, "output_uri": OUTPUT,
+                             "pipeline_execution_arn": EXECUTION}, None)
+    assert result["statusCode"] == 200
+    body, = _received(sqs, queue)
+    assert OUTPUT in body["Message"]
+
+
+@mock_aws
+def test_a_topic_that_cannot_be_read_leaves_no_rule_behind():
+    from botocore.exceptions import ClientError
+
+    missing = f"arn:aws:sns:{REGION}:123456789012:no-such-topic"
+    rule = rules.failure_rule(rules.pipeline_arn(REGION, "123456789012", "sg2-stylegan2"),
+                              missing, "sg2-stylegan2-failed")
+    events = boto3.client("events", region_name=REGION)
+    with pytest.raises(ClientError):
+        rules.create_failure_rule(rule, events_client=events,
+                                  sns_client=boto3.client("sns", region_name=REGION))
+    assert events.list_rules()["Rules"] == []
