@@ -71,6 +71,22 @@ def parameters_command():
         click.echo(f"{name:<24} {default or '':<24} {field.spec.help}")
 
 
+def _check_output(output: str) -> None:
+    """A file we can write: its folder exists and is writable, and it is not a folder."""
+    import os
+
+    from sg2_container.errors import UserError
+
+    path = Path(output)
+    folder = path.parent
+    if not folder.is_dir():
+        raise UserError(f"--output {output}: the folder {folder} does not exist; create it first")
+    if path.is_dir():
+        raise UserError(f"--output {output} is a folder: name the JSON file to write")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise UserError(f"--output {output}: {path if path.exists() else folder} is not writable")
+
+
 @pipeline.command("definition")
 @_param_option
 @click.option("--role-arn", default=None, metavar="ARN",
@@ -83,13 +99,17 @@ def parameters_command():
 def definition_command(params, role_arn, bucket, output, **settings):
     """Print the pipeline definition JSON, built offline (no credentials, no network)."""
     with user_errors_as_click():
+        if output:
+            _check_output(output)  # before the build, which takes seconds
         if role_arn is not None:
             settings["role_arn"] = role_arn
         values, built = _build_inputs(params, bucket=bucket, **settings)
         text = json.dumps(_definition(values, built), indent=2) + "\n"
     if output:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise click.ClickException(f"--output {output}: {error.strerror or error}") from error
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)

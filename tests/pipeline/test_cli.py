@@ -240,3 +240,15 @@ def test_notify_rule_create_reads_the_topic_in_its_region():
     result = run("notify-rule", "--topic-arn", topic, "--region", "eu-west-1", "--create")
     assert result.exit_code == 0, result.output
     assert boto3.client("events", region_name="eu-west-1").list_rules()["Rules"]
+
+
+@pytest.mark.parametrize("where", ["missing/folder/definition.json", "."])
+def test_definition_output_that_cannot_be_written_is_named_before_building(where, tmp_path,
+                                                                         monkeypatch):
+    from sg2_container.cli import pipeline_commands
+
+    monkeypatch.setattr(pipeline_commands, "_definition", lambda *a: pytest.fail("built"))
+    target = tmp_path / where
+    result = run("definition", "-o", str(target))
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "--output" in result.output and str(target) in result.output
