@@ -158,8 +158,6 @@ def run_command(local, workdir, params, bucket, sns_topic_arn, until, new_execut
             check_topic_arn("--sns-topic-arn", sns_topic_arn)
         values, built = _build_inputs(params, bucket=bucket, **settings)
         body = _definition(values, built)
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "definition.json").write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
         sns_client = None
         if sns_topic_arn is not None:
             sns_client = _client("sns", sns_topic_arn.split(":")[3])

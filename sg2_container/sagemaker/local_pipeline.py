@@ -21,10 +21,13 @@ guards refuse a changed dataset or run-defining option rather than lose progress
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import fcntl
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -53,6 +56,8 @@ log = logging.getLogger(__name__)
 
 S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]*[a-z0-9])(?:/(.*))?")
 STATE_FILE = "execution.json"
+DEFINITION_FILE = "definition.json"  # the definition the latest run executed
+LOCK_FILE = ".lock"
 LOCAL_TOPIC = "local:notifications"  # what the SNS stand-in records as the topic
 # The training job's advice when a resume would change the run (training/checkpoint.py); in a
 # pipeline the outdir is the execution's checkpoint folder, so the way to a new run differs.
@@ -164,6 +169,34 @@ def _copy_out(source: Path, target: Path) -> None:
     shutil.copytree(source, target, dirs_exist_ok=True, symlinks=False)
 
 
+@contextlib.contextmanager
+def _workdir_lock(workdir: Path, holder: str):
+    """One run per work dir at a time: two would share the execution id, and each step's
+    attempt replaces the step's job folder, deleting the tree a running job writes to. The
+    lock (flock on WORKDIR/.lock) goes with the process, however it ends; the file names its
+    holder for the error of the next one."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / LOCK_FILE, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            handle.seek(0)
+            other = handle.read().strip() or "holder not yet named"
+            raise UserError(f"{workdir} is in use by another `sg2 pipeline run --local` ({other}); "
+                            "wait for it to end or stop it, or use another --workdir") from error
+        handle.seek(0)
+        handle.truncate()
+        handle.write(holder + "\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class LocalPipelineRun:
     """One execution (or retry) of a definition under `workdir`."""
 
@@ -233,20 +266,23 @@ class LocalPipelineRun:
         if until is not None and until not in self.steps:
             raise UserError(f"--until {until!r}: not a step of this pipeline; steps: "
                             f"{', '.join(self.order)}")
-        self._save_state("Executing", [])
-        events: list[StepEvent] = []
-        status, reason = "Succeeded", ""
         started = _now()
-        with stop_on_signals(doing="no further step starts") as stop:
-            status, reason = self._run_steps(until, events, stop)
-        if status != "Succeeded":
-            event = self._status_change_event(status, started, _now())
-            message = rules.transformed_message(event, rules.input_transformer(
-                self._where_to_look(events[-1].step if events else None)))
-            path = self._publish(None, message)
-            if path:
-                self.notifications.append(path)
-        self._save_state(status, events)
+        holder = f"pid {os.getpid()}, execution {self.execution_id}, since {started}"
+        with _workdir_lock(self.workdir, holder):
+            write_text_atomically(self.workdir / DEFINITION_FILE,
+                                  json.dumps(self.definition, indent=2) + "\n")
+            self._save_state("Executing", [])
+            events: list[StepEvent] = []
+            with stop_on_signals(doing="no further step starts") as stop:
+                status, reason = self._run_steps(until, events, stop)
+            if status != "Succeeded":
+                event = self._status_change_event(status, started, _now())
+                message = rules.transformed_message(event, rules.input_transformer(
+                    self._where_to_look(events[-1].step if events else None)))
+                path = self._publish(None, message)
+                if path:
+                    self.notifications.append(path)
+            self._save_state(status, events)
         return RunReport(self.execution_id, self.execution_arn, status, events, reason,
                          list(self.messages), list(self.notifications))
 

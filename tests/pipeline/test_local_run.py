@@ -13,6 +13,7 @@ from PIL import Image
 
 from sg2_container.cli.main import cli
 from sg2_container.data.synthetic import write_synthetic_folder
+from sg2_container.errors import UserError
 from sg2_container.pipeline import builder, layout, rules
 from sg2_container.pipeline.options import PipelineParameters, PipelineSettings
 from sg2_container.sagemaker.local_pipeline import LocalPipelineRun, s3_folder
@@ -268,3 +269,34 @@ def test_a_retry_with_changed_parameters_says_to_start_a_new_execution(tmp_path)
         until=layout.TRAIN_STEP)
     assert again.execution_id == first.execution_id and again.status == "Failed"
     assert "gamma" in again.failure_reason and "--new-execution" in again.failure_reason
+
+
+def test_a_second_run_on_a_busy_workdir_is_refused_and_touches_nothing(tmp_path):
+    """Two runs on one work dir share the execution id; the second would delete the job tree
+    the first is writing to."""
+    import fcntl
+
+    workdir = tmp_path / "run"
+    _uploads(workdir, count=2)
+    first = LocalPipelineRun(_definition(), workdir, pipeline_arn=PIPELINE_ARN)
+    state = json.dumps({"execution_id": first.execution_id, "status": "Executing", "steps": []})
+    (workdir / "execution.json").write_text(state)  # as the first run records it
+    running = workdir / "jobs" / first.execution_id / layout.PREPARE_STEP / "output"
+    running.mkdir(parents=True)
+    (running / "being-written").write_text("x")
+    with open(workdir / ".lock", "a+") as held:  # what the first run holds while it runs
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write(f"pid 4242, execution {first.execution_id}, since 2026-01-01T00:00:00Z\n")
+        held.flush()
+        with pytest.raises(UserError) as refused:
+            LocalPipelineRun(_definition(), workdir, pipeline_arn=PIPELINE_ARN).run()
+    message = str(refused.value)
+    assert str(workdir) in message and "pid 4242" in message and first.execution_id in message
+    assert "--workdir" in message
+    assert (running / "being-written").exists()
+    assert (workdir / "execution.json").read_text() == state
+    # Once the other run has ended, the lock is free again.
+    report = LocalPipelineRun(_definition(), workdir, pipeline_arn=PIPELINE_ARN).run(
+        until=layout.PREPARE_STEP)
+    assert report.status == "Succeeded", report.failure_reason
+    assert (workdir / "definition.json").is_file()
