@@ -160,6 +160,8 @@ LABEL org.opencontainers.image.title="sg2-container" \
       org.opencontainers.image.version="${IMAGE_VERSION}" \
       org.opencontainers.image.revision="${VCS_REF}" \
       org.opencontainers.image.licenses="Apache-2.0"
+# `serve` listens on $SAGEMAKER_BIND_TO_PORT (default 8080), so SageMaker may choose the port.
+LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
 
 # Fails the build if the entrypoint is missing or cannot import in this image, or if the
 # endpoint's server packages (the [serve] extra) are missing.

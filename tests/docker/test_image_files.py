@@ -150,6 +150,11 @@ def test_final_stage_runtime_settings(by_stage):
     labels = " ".join(i.value for i in final if i.keyword == "LABEL")
     for key in ("title", "description", "version", "revision", "licenses"):
         assert f"org.opencontainers.image.{key}=" in labels
+    # serve honours SAGEMAKER_BIND_TO_PORT, which SageMaker uses only with this label.
+    from sg2_container.sagemaker import serve
+
+    assert serve.PORT_VARIABLE == "SAGEMAKER_BIND_TO_PORT"
+    assert "com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true" in labels.split()
     runs = " ".join(i.value for i in final if i.keyword == "RUN")
     for compiler in ("build-essential", "gcc", "g++", "python3-dev", "nvcc"):
         assert compiler not in runs.split(), f"the runtime stage installs {compiler}"
