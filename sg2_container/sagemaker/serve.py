@@ -30,7 +30,8 @@ Runs a SageMaker endpoint: HTTP on 0.0.0.0:$SAGEMAKER_BIND_TO_PORT (default 8080
 and POST /invocations. The model is the network file in <base>/model (our .pt, a reference
 .pkl, or the extracted model.tar.gz contents; $SG2_MODEL_FILE names it when several qualify).
 Settings from the environment: {settings}.
-SIGTERM: stop accepting, finish in-flight requests, exit 0. See docs/serving.md.
+SIGTERM: stop accepting, finish in-flight requests, exit 0; requests still running after
+SG2_DRAIN_TIMEOUT_S are answered 503 and the exit is 130. See docs/serving.md.
 """
 
 
@@ -92,7 +93,8 @@ def serve_options(env: Mapping[str, str]):
 
 
 def run_serve(args: list[str]) -> int:
-    """The hosting mode; exit code from the one job runner (0 after a clean drain)."""
+    """The hosting mode; exit code from the one job runner (0 after a clean drain, 130 when
+    the drain cut requests off)."""
     import sys
 
     from sg2_container.sagemaker.jobs import run_job
@@ -104,9 +106,14 @@ def run_serve(args: list[str]) -> int:
         log.warning("serve: ignoring arguments %s; settings come from the environment", args)
 
     def body(stop) -> None:
+        from sg2_container.errors import Stopped
         from sg2_container.serving.server import run_server
 
-        run_server(serve_options(os.environ), stop)
+        options = serve_options(os.environ)
+        cut_off = run_server(options, stop)
+        if cut_off:
+            raise Stopped(f"{cut_off} in-flight request(s) were still running after "
+                          f"drain_timeout_s={options.drain_timeout_s:g} s and got 503")
 
     return run_job("serve", body, paths.failure_path(),
                    doing_on_stop="finishing in-flight requests")

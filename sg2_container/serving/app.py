@@ -4,6 +4,9 @@ The model loads in the background after the server starts listening, so /ping ca
 until it is loaded and warmed up, then 200. Every failure of one request becomes a JSON answer
 {"error": ..., "field": ...} with a 4xx (the client's to fix) or 5xx status; none stops the
 server.
+
+On a stop (SageMaker's SIGTERM, then SIGKILL after its grace period), requests still in flight
+when the drain runs out are answered 503 in the same JSON shape.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import concurrent.futures
 import contextlib
 import io
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -52,12 +56,25 @@ def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
     return JSONResponse({"error": message, "field": field}, status_code=status)
 
 
-class _State:
-    """What the routes share: the batcher once the model is ready, or why loading failed."""
+class Endpoint:
+    """What the routes and the server share: the batcher once the model is ready, why loading
+    failed, and what a stop cut short."""
 
-    def __init__(self):
+    def __init__(self, options: ServeOptions):
+        self.options = options
         self.batcher: Batcher | None = None
         self.failure: BaseException | None = None
+        self.in_flight: set[asyncio.Task] = set()
+        self.cut_off = 0  # requests answered 503 because the drain ran out
+
+    def begin_drain(self) -> None:
+        """Called on the event loop when the server stops accepting: requests still running
+        `drain_timeout_s` from now are cut off (answered 503)."""
+        asyncio.get_running_loop().call_later(self.options.drain_timeout_s, self._cut_off)
+
+    def _cut_off(self) -> None:
+        for task in list(self.in_flight):
+            task.cancel(msg="drain_timeout_s ran out")
 
 
 def load_renderers(options: ServeOptions):
@@ -84,10 +101,12 @@ def load_renderers(options: ServeOptions):
     return renderers
 
 
-def create_app(options: ServeOptions, *, on_fatal: Callable[[BaseException], None]) -> Starlette:
-    """The app; `on_fatal(error)` is called when the model cannot be loaded (the server should
-    then exit: an endpoint that can never answer must fail its deployment)."""
-    state = _State()
+def create_app(options: ServeOptions, *, stop: threading.Event,
+               on_fatal: Callable[[BaseException], None]) -> Starlette:
+    """The app, its Endpoint in `app.state.endpoint`; `stop` is the signal handler's event.
+    `on_fatal(error)` is called when the model cannot be loaded (the server should then exit:
+    an endpoint that can never answer must fail its deployment)."""
+    state = Endpoint(options)
     parser = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
 
     async def load() -> None:
@@ -129,6 +148,21 @@ def create_app(options: ServeOptions, *, on_fatal: Callable[[BaseException], Non
                              "queued_images": batcher.queued_images})
 
     async def invocations(request: Request) -> Response:
+        task = asyncio.current_task()
+        state.in_flight.add(task)
+        try:
+            return await answer(request)
+        except asyncio.CancelledError:
+            if not stop.is_set():
+                raise
+            task.uncancel()  # the cancel was the drain's: it becomes this request's answer
+            state.cut_off += 1
+            return _error(503, f"the server is stopping: this request did not finish within "
+                               f"drain_timeout_s={options.drain_timeout_s:g} s; retry it")
+        finally:
+            state.in_flight.discard(task)
+
+    async def answer(request: Request) -> Response:
         started = time.perf_counter()
         try:
             media_type = choose_media_type(request.headers.get("accept"))
@@ -164,9 +198,11 @@ def create_app(options: ServeOptions, *, on_fatal: Callable[[BaseException], Non
         log.debug("%d image(s) in %.1f ms", len(images), (time.perf_counter() - started) * 1e3)
         return response
 
-    return Starlette(routes=[Route("/ping", ping, methods=["GET"]),
-                             Route("/invocations", invocations, methods=["POST"])],
-                     lifespan=lifespan)
+    app = Starlette(routes=[Route("/ping", ping, methods=["GET"]),
+                            Route("/invocations", invocations, methods=["POST"])],
+                    lifespan=lifespan)
+    app.state.endpoint = state
+    return app
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

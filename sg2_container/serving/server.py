@@ -3,8 +3,9 @@
 Signals follow the project's one rule (io/signals.py): the caller's stop_on_signals sets an
 event; uvicorn's own handlers are not installed (they would re-raise the signal after the
 drain, so the process would die of SIGTERM instead of exiting 0). On the event, uvicorn stops
-accepting connections, lets in-flight requests finish (at most drain_timeout_s), and then the
-batcher stops.
+accepting connections and lets in-flight requests finish; the app answers those still running
+after drain_timeout_s with 503 (uvicorn's own cut-off, a plain-text 500 per request with a
+traceback each, is set DRAIN_BACKSTOP_S later and does not come first), then the batcher stops.
 """
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from sg2_container.serving.options import ServeOptions
 
 log = logging.getLogger(__name__)
 
+DRAIN_BACKSTOP_S = 1.0
 
-def run_server(options: ServeOptions, stop: threading.Event) -> None:
-    """Serves until `stop` is set (returns after the drain) or the model cannot be loaded
-    (raises what loading raised)."""
+
+def run_server(options: ServeOptions, stop: threading.Event) -> int:
+    """Serves until `stop` is set or the model cannot be loaded (raises what loading raised).
+    Returns how many in-flight requests the drain cut off (0: a clean stop)."""
     require_packages()
     import uvicorn
 
@@ -36,6 +39,7 @@ def run_server(options: ServeOptions, stop: threading.Event) -> None:
             if stop.is_set() and not self.should_exit:
                 log.info("draining: no new connections; waiting up to %g s for %s",
                          options.drain_timeout_s, "in-flight requests")
+                endpoint.begin_drain()
                 self.should_exit = True
             return await super().on_tick(counter)
 
@@ -45,10 +49,11 @@ def run_server(options: ServeOptions, stop: threading.Event) -> None:
         failures.append(error)
         server.should_exit = True
 
-    app = create_app(options, on_fatal=on_fatal)
+    app = create_app(options, stop=stop, on_fatal=on_fatal)
+    endpoint = app.state.endpoint
     config = uvicorn.Config(app, host=options.host, port=options.port, log_config=None,
                             access_log=options.access_log, lifespan="on",
-                            timeout_graceful_shutdown=options.drain_timeout_s,
+                            timeout_graceful_shutdown=options.drain_timeout_s + DRAIN_BACKSTOP_S,
                             timeout_keep_alive=75)  # > SageMaker's 60 s keep-alive
     server = Server(config)
     log.info("serving %s on http://%s:%d (POST /invocations, GET /ping)", options.network,
@@ -61,4 +66,9 @@ def run_server(options: ServeOptions, stop: threading.Event) -> None:
                             "use, or the address not this machine's?)") from None
     if failures:
         raise failures[0]
-    log.info("stopped cleanly")
+    if endpoint.cut_off:
+        log.warning("stopped: drain_timeout_s=%g s ran out with %d request(s) in flight; each "
+                    "was answered 503", options.drain_timeout_s, endpoint.cut_off)
+    else:
+        log.info("stopped cleanly")
+    return endpoint.cut_off

@@ -132,3 +132,61 @@ def test_sagemaker_serve_finds_the_model_in_opt_ml_model(tmp_path):
     assert code == 0, server.log()
     assert "model.pt" in server.log()
     assert not os.path.exists(base / "output" / "failure")
+
+
+def _slow_model(path, resolution: int) -> None:
+    """A network whose forwards take a while on a CPU (thin but large), so work is surely
+    still running when a stop comes."""
+    tiny_model(path, img_resolution=resolution,
+               synthesis_kwargs=dict(channel_base=16384, channel_max=32))
+
+
+def test_requests_still_running_when_the_drain_runs_out_get_503_json_and_exit_130(tmp_path):
+    """SageMaker's SIGTERM with more work in flight than drain_timeout_s allows: each request
+    cut off is answered 503 in the endpoint's JSON shape, the log says how many in one line
+    (no traceback per request), and the container exits 130 (Stopped), not 0."""
+    base = tmp_path / "ml"
+    (base / "model").mkdir(parents=True)
+    _slow_model(base / "model" / "model.pt", 256)
+    port = free_port()
+    env = environment(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
+                      SG2_DEVICE="cpu", SG2_MAX_BATCH="4", SG2_DRAIN_TIMEOUT_S="1",
+                      OMP_NUM_THREADS="1")
+    server = Server([sys.executable, "-m", "sg2_container.sagemaker.entrypoint", "serve"], port,
+                    tmp_path / "log", env=env)
+    try:
+        server.ping_codes_until_ready()
+        clients = 6
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            futures = [pool.submit(httpx.post, server.url + "/invocations",
+                                   json={"seeds": f"{16 * i}-{16 * i + 15}"}, timeout=60)
+                       for i in range(clients)]
+            deadline = time.monotonic() + 20
+            while httpx.get(server.url + "/ping").json()["batches"] < 1:
+                assert time.monotonic() < deadline, "no batch started"
+                time.sleep(0.01)
+            signalled = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            answers = [future.result() for future in futures]
+        code = server.process.wait(timeout=30)
+        exited = time.monotonic()
+    finally:
+        server.stop()
+    log = server.log()
+    statuses = [answer.status_code for answer in answers]
+    cut = [answer for answer in answers if answer.status_code == 503]
+    assert set(statuses) <= {200, 503} and cut, statuses
+    for answer in cut:
+        assert answer.headers["content-type"] == "application/json"
+        body = answer.json()
+        assert body["field"] is None
+        assert "stopping" in body["error"] and "drain_timeout_s=1 s" in body["error"]
+    assert code == 130, log
+    assert exited - signalled < 10
+    assert "Traceback" not in log and "CancelledError" not in log, log
+    assert "stopped cleanly" not in log
+    cut_lines = [line for line in log.splitlines() if "ran out with" in line]
+    assert len(cut_lines) == 1 and f"with {len(cut)} request(s) in flight" in cut_lines[0], log
+    failure = (base / "output" / "failure").read_text()
+    assert failure.startswith("Stopped: serve stopped by a signal: "
+                              f"{len(cut)} in-flight request(s)"), failure
