@@ -5,8 +5,9 @@ until it is loaded and warmed up, then 200. Every failure of one request becomes
 {"error": ..., "field": ...} with a 4xx (the client's to fix) or 5xx status; none stops the
 server.
 
-On a stop (SageMaker's SIGTERM, then SIGKILL after its grace period), requests still in flight
-when the drain runs out are answered 503 in the same JSON shape.
+On a stop (SageMaker's SIGTERM, then SIGKILL after its grace period) nothing waits past its
+bound: a model still loading is abandoned (no batcher starts, nothing says ready), and requests
+still in flight when the drain runs out are answered 503 in the same JSON shape.
 """
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ log = logging.getLogger(__name__)
 # Bodies above this many bytes are parsed in a thread of their own (a 6 MB body takes ~0.4 s
 # to decode; on the event loop /ping would wait for it, and SageMaker allows /ping 2 s).
 LARGE_BODY = 64 * 1024
+# On a stop, how long the shutdown waits for a model load still running (it stops by itself
+# before a warm-up and before the next device's copy); then it is abandoned: importing torch or
+# one warm-up of a big model on a CPU can outlast SageMaker's grace period.
+LOAD_STOP_WAIT_S = 2.0
 
 
 def npy_bytes(images: np.ndarray) -> bytes:
@@ -66,6 +71,7 @@ class Endpoint:
         self.failure: BaseException | None = None
         self.in_flight: set[asyncio.Task] = set()
         self.cut_off = 0  # requests answered 503 because the drain ran out
+        self.load_abandoned = False
 
     def begin_drain(self) -> None:
         """Called on the event loop when the server stops accepting: requests still running
@@ -77,8 +83,9 @@ class Endpoint:
             task.cancel(msg="drain_timeout_s ran out")
 
 
-def load_renderers(options: ServeOptions):
-    """One Renderer (model copy) per device, each warmed up; runs in a worker thread."""
+def load_renderers(options: ServeOptions, stop: threading.Event):
+    """One Renderer (model copy) per device, each warmed up; runs in a thread of its own.
+    None when `stop` was set: it is checked between the steps that take time."""
     import torch
 
     from sg2_container.inference.model_source import load_generator
@@ -91,14 +98,49 @@ def load_renderers(options: ServeOptions):
         devices = [resolve_device(name.strip()) for name in options.device.split(",")]
     renderers = []
     for device in devices:
+        if stop.is_set():
+            break
         started = time.perf_counter()
-        renderer = Renderer(load_generator(options.network, device=device).G, device,
-                            max_batch=options.max_batch)
-        renderer.warm_up()
-        renderers.append(renderer)
+        renderers.append(Renderer(load_generator(options.network, device=device).G, device,
+                                  max_batch=options.max_batch))
+        if stop.is_set():
+            break
+        renderers[-1].warm_up()
         log.info("model %s ready on %s (loaded and warmed up in %.1f s)", options.network,
                  device, time.perf_counter() - started)
-    return renderers
+    else:
+        return renderers
+    for renderer in renderers:
+        renderer.close()
+    return None
+
+
+def _in_daemon_thread(function: Callable, *args) -> asyncio.Future:
+    """function(*args) in a daemon thread, as a future of the running loop: unlike the loop's
+    executor, neither the loop's shutdown nor the interpreter's exit waits for it."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result, error) -> None:
+        if future.done():  # abandoned
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            outcome = (function(*args), None)
+        except BaseException as error:  # noqa: BLE001 - handed to the awaiting task
+            outcome = (None, error)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:  # the loop is closed: the server stopped without it
+            pass
+
+    threading.Thread(target=run, name="load-model", daemon=True).start()
+    return future
 
 
 def create_app(options: ServeOptions, *, stop: threading.Event,
@@ -111,8 +153,9 @@ def create_app(options: ServeOptions, *, stop: threading.Event,
 
     async def load() -> None:
         try:
-            renderers = await asyncio.get_running_loop().run_in_executor(
-                None, load_renderers, options)
+            renderers = await _in_daemon_thread(load_renderers, options, stop)
+        except asyncio.CancelledError:
+            raise
         except BaseException as error:  # noqa: BLE001 - reported, then the server exits
             if isinstance(error, UserError):
                 log.error("cannot serve: %s", error)
@@ -120,6 +163,11 @@ def create_app(options: ServeOptions, *, stop: threading.Event,
                 log.exception("cannot serve: loading the model failed")
             state.failure = error
             on_fatal(error)
+            return
+        if renderers is None or stop.is_set():  # stopping: never ready, nothing to batch
+            for renderer in renderers or ():
+                renderer.close()
+            log.info("loading ended early: the server is stopping")
             return
         batcher = Batcher(renderers, max_batch=options.max_batch,
                           batch_wait_ms=options.batch_wait_ms, max_queue=options.max_queue)
@@ -134,7 +182,12 @@ def create_app(options: ServeOptions, *, stop: threading.Event,
         try:
             yield
         finally:
-            await loading
+            await asyncio.wait([loading], timeout=LOAD_STOP_WAIT_S)
+            if not loading.done():
+                state.load_abandoned = True
+                log.warning("the model load was still running %g s into the stop: abandoned "
+                            "(the process exits without it)", LOAD_STOP_WAIT_S)
+                loading.cancel()
             if state.batcher is not None:
                 await state.batcher.stop()
             parser.shutdown(wait=False, cancel_futures=True)

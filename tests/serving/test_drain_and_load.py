@@ -11,6 +11,7 @@ import time
 
 import httpx
 import numpy as np
+import pytest
 
 from tests.serving.server import Server, environment, free_port, tiny_model
 
@@ -190,3 +191,49 @@ def test_requests_still_running_when_the_drain_runs_out_get_503_json_and_exit_13
     failure = (base / "output" / "failure").read_text()
     assert failure.startswith("Stopped: serve stopped by a signal: "
                               f"{len(cut)} in-flight request(s)"), failure
+
+
+def _ping(server) -> int | None:
+    try:
+        return httpx.get(server.url + "/ping", timeout=5).status_code
+    except httpx.TransportError:
+        return None
+
+
+def _wait_until(server, condition, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert server.process.poll() is None and time.monotonic() < deadline, server.log()
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("when", ["listening", "first copy ready"])
+def test_sigterm_while_the_model_loads_exits_promptly_and_never_says_ready(tmp_path, when):
+    """A stop while the model loads (eight copies here, so loading takes a while) does not wait
+    for the load and its warm-ups: nothing starts the batcher or says ready, exit 0. Early on
+    (torch still importing) the load is abandoned after LOAD_STOP_WAIT_S; between copies it
+    ends by itself."""
+    from sg2_container.serving.app import LOAD_STOP_WAIT_S
+
+    network = tmp_path / "model.pt"
+    _slow_model(network, 256)
+    server = Server.sg2_serve(network, tmp_path, "--device", ",".join(["cpu"] * 8))
+    try:
+        if when == "listening":  # torch is still importing in the loading thread
+            _wait_until(server, lambda: _ping(server) == 503)
+        else:
+            _wait_until(server, lambda: " ready on cpu " in server.log())
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        code = server.process.wait(timeout=120)
+        exited = time.monotonic()
+    finally:
+        server.stop()
+    log = server.log()
+    assert code == 0, log
+    assert "ready: /ping answers 200" not in log, log
+    assert "stopped before the model was ready" in log, log
+    assert log.count(" ready on cpu ") < 8
+    assert exited - signalled < LOAD_STOP_WAIT_S + 6, log
+    if when == "first copy ready":
+        assert "loading ended early" in log and "abandoned" not in log, log
