@@ -108,7 +108,8 @@ def _parameters(sdk, values: PipelineParameters) -> dict[str, Any]:
     made = {}
     for name, field in parameter_fields().items():
         kind = getattr(sdk["parameters"], "Parameter" + PARAMETER_TYPES[field.kind])
-        made[field.name] = kind(name, default_value=parameter_value(field, getattr(values, field.name)))
+        default = parameter_value(field, getattr(values, field.name))
+        made[field.name] = kind(name, default_value=default)
     return made
 
 

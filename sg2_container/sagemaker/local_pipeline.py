@@ -457,7 +457,8 @@ class LocalPipelineRun:
         try:  # what the deployed handler does with the result: raise, failing the step
             notify.sent(result)
         except notify.NotificationFailed as error:
-            raise StepFailed(f"the notification handler raised NotificationFailed: {error}") from error
+            raise StepFailed(f"the notification handler raised NotificationFailed: {error}") \
+                from error
         self.messages.append(notify.compose(event))
         for key, value in result.items():
             self.properties[f"Steps.{name}.OutputParameters['{key}']"] = value

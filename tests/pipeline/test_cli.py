@@ -209,7 +209,8 @@ def test_retry_sends_a_token_sagemaker_accepts():
     assert 32 <= len(sent["ClientRequestToken"]) <= 128
 
 
-@pytest.mark.parametrize("arn", ["not-an-arn", "arn:aws:sagemaker:us-east-1:123456789012:pipeline/x",
+@pytest.mark.parametrize("arn", ["not-an-arn",
+                                 "arn:aws:sagemaker:us-east-1:123456789012:pipeline/x",
                                  EXECUTION.replace("sagemaker", "sns")])
 def test_retry_of_something_that_is_not_an_execution_is_named(arn, monkeypatch):
     from sg2_container.cli import pipeline_commands

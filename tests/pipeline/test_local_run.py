@@ -252,7 +252,8 @@ def test_a_notification_that_cannot_be_sent_fails_the_step_and_the_run(tmp_path)
                               topic_arn=topic).run()
     assert report.status == "Failed"
     assert _events(report) == [(layout.NOTIFY_STEP, "Failed")]
-    assert "NotificationFailed" in report.failure_reason and "AuthorizationError" in report.failure_reason
+    assert "NotificationFailed" in report.failure_reason
+    assert "AuthorizationError" in report.failure_reason
     message, = sns.sent  # the failure rule's message went out instead
     assert message.startswith("StyleGAN2 pipeline Failed")
 

@@ -149,8 +149,8 @@ def test_publishes_to_a_topic_in_another_region_than_the_functions():
     topic = sns.create_topic(Name="designer-mail")["TopicArn"]
     sqs = boto3.client("sqs", region_name="eu-west-1")
     queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    attributes = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=attributes["Attributes"]["QueueArn"])
     assert boto3.session.Session().region_name == REGION  # the function's own region
     result = notify.handler({"topic_arn": topic, "output_uri": OUTPUT,
                              "pipeline_execution_arn": EXECUTION}, None)
