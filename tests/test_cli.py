@@ -150,3 +150,27 @@ def test_generate_max_seeds_raises_the_cap_on_purpose(tmp_path):
     accepted = CliRunner().invoke(cli, args + ["--max-seeds", "3"])
     assert accepted.exit_code == 0, accepted.output
     assert len(list((tmp_path / "o").iterdir())) == 3
+
+
+@pytest.mark.parametrize("command, quiet", [
+    (["generate", "--seeds", "0-3"], []),
+    (["generate", "--seeds", "0-3"], ["-q"]),
+    (["interpolate", "--seeds", "1,2", "--frames", "4", "--format", "gif"], []),
+])
+def test_progress_lines_reach_the_terminal_unless_quiet(tmp_path, command, quiet):
+    """A real `sg2` process: the progress lines (logged at INFO, every 30 s; here every 0 s)
+    are on stderr by default, and -q hides them."""
+    _, path = _model(tmp_path)
+    outdir = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "sg2_container.cli.main", *quiet, *command, "--network",
+         str(path), "--outdir", str(outdir), "--progress-every-s", "0"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stderr.splitlines()
+                if f"{command[0]} -> {outdir}: 1/" in line]
+    if quiet:
+        assert not progress, result.stderr
+    else:
+        noun = "images" if command[0] == "generate" else "frames"
+        assert progress and "INFO" in progress[0] and f" {noun} (" in progress[0], result.stderr

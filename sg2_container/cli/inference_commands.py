@@ -9,6 +9,7 @@ import click
 
 from sg2_container.cli.errors import user_errors_as_click
 from sg2_container.inference.options import GenerateOptions, InterpolateOptions, StyleMixOptions
+from sg2_container.inference.progress import EVERY_S
 from sg2_container.options.schema import click_options
 
 
@@ -32,6 +33,13 @@ def _common(command):
     return command
 
 
+def _progress_every(command):
+    """A hidden --progress-every-s: the tests see a progress line without a 30 s run."""
+    return click.option("--progress-every-s", "progress_every_s", default=EVERY_S, hidden=True,
+                        type=click.FloatRange(min=0),
+                        help="Seconds between progress lines (INFO; hidden by -q).")(command)
+
+
 def _load(network_path, device, outdir):
     """The output folder first (one that cannot be made fails before the model loads), then
     the generator on its device."""
@@ -46,8 +54,9 @@ def _load(network_path, device, outdir):
 
 @click.command()
 @_common
+@_progress_every
 @click_options(GenerateOptions)
-def generate(network_path, device, outdir, **values):
+def generate(network_path, device, outdir, progress_every_s, **values):
     """Render one PNG per seed (or per W vector of --projected-w) from G_ema.
 
     The same seed gives the same image as the reference's generate tool for the same weights,
@@ -58,7 +67,8 @@ def generate(network_path, device, outdir, **values):
 
         options = GenerateOptions(**values)
         G, torch_device = _load(network_path, device, outdir)
-        written = generate_to_folder(G, options, outdir, torch_device)
+        written = generate_to_folder(G, options, outdir, torch_device,
+                                     progress_every_s=progress_every_s)
         images = [p for p in written if p.suffix == ".png" and p.name != "grid.png"]
         click.echo(f"wrote {len(images)} image(s) to {outdir}")
 
@@ -88,11 +98,12 @@ def _join_files(ctx, param, values):
 
 @click.command()
 @_common
+@_progress_every
 @click_options(InterpolateOptions, exclude=("projected_w",))
 @click.option("--projected-w", "projected_w", multiple=True, callback=_join_files, metavar="FILE",
               help="A W file to walk through after the seeds (a projection's projected_w.npz or "
                    "a `generate --save-w` file; each W vector in it is a key point); repeatable.")
-def interpolate(network_path, device, outdir, **values):
+def interpolate(network_path, device, outdir, progress_every_s, **values):
     """A walk through W between seeds and/or projected W vectors, as a video and a contact sheet.
 
     Key points: the --seeds in order, then the W vectors of each --projected-w file. Writes
@@ -103,5 +114,6 @@ def interpolate(network_path, device, outdir, **values):
 
         options = InterpolateOptions(**values)
         G, torch_device = _load(network_path, device, outdir)
-        written = interpolate_to_folder(G, options, outdir, torch_device)
+        written = interpolate_to_folder(G, options, outdir, torch_device,
+                                        progress_every_s=progress_every_s)
         click.echo("wrote " + ", ".join(str(p) for p in written))

@@ -17,7 +17,7 @@ import torch
 from sg2_container.errors import Stopped, UserError
 from sg2_container.inference.latents import load_ws_file, save_ws_file, ws_for_seeds
 from sg2_container.inference.options import NOISE_MODES, GenerateOptions  # noqa: F401 (re-export)
-from sg2_container.inference.progress import Progress
+from sg2_container.inference.progress import EVERY_S, Progress
 from sg2_container.io.images import output_folder, to_uint8, write_grid, write_png
 
 log = logging.getLogger(__name__)
@@ -97,9 +97,11 @@ def generate(G, options: GenerateOptions, device, stop: threading.Event | None =
 
 
 def generate_to_folder(G, options: GenerateOptions, outdir: Path, device, *,
-                       stop: threading.Event | None = None) -> list[Path]:
+                       stop: threading.Event | None = None,
+                       progress_every_s: float = EVERY_S) -> list[Path]:
     """Writes seed{seed:04d}.png (or proj{idx:02d}.png for --projected-w, the reference's
-    names), plus seed{seed:04d}.npz with --save-w and grid.png with --grid; returns the paths."""
+    names), plus seed{seed:04d}.npz with --save-w and grid.png with --grid; returns the paths.
+    A progress line is logged every `progress_every_s` seconds."""
     output_folder(outdir)
     written: list[Path] = []
     images: list[np.ndarray] = []  # kept for grid.png only
@@ -110,7 +112,7 @@ def generate_to_folder(G, options: GenerateOptions, outdir: Path, device, *,
             log.warning("--class ignored with --projected-w: the W vectors already carry it")
         log.info("rendering the %d W vector(s) of %s (seeds ignored)", len(ws), options.projected_w)
         batch_size = batch_size_for(options, device)
-        progress = Progress(len(ws), "image", f"generate -> {outdir}")
+        progress = Progress(len(ws), "image", f"generate -> {outdir}", progress_every_s)
         for idx, image in enumerate(synthesize(G, ws, noise_mode=options.noise_mode,
                                                batch_size=batch_size, stop=stop,
                                                precision=options.precision)):
@@ -122,7 +124,8 @@ def generate_to_folder(G, options: GenerateOptions, outdir: Path, device, *,
             if options.grid:
                 images.append(image)
     else:
-        progress = Progress(len(options.seed_values), "image", f"generate -> {outdir}")
+        progress = Progress(len(options.seed_values), "image", f"generate -> {outdir}",
+                            progress_every_s)
         for seed, image, ws in generate(G, options, device, stop=stop):
             path = outdir / f"seed{seed:04d}.png"
             write_png(image, path)

@@ -14,7 +14,7 @@ from sg2_container.errors import UserError
 from sg2_container.inference.generate import batch_size_for, seed_ws, synthesize
 from sg2_container.inference.latents import load_ws_file
 from sg2_container.inference.options import MAX_FRAMES, InterpolateOptions
-from sg2_container.inference.progress import Progress
+from sg2_container.inference.progress import EVERY_S, Progress
 from sg2_container.inference.video import write_videos
 from sg2_container.io.images import output_folder, write_grid
 
@@ -127,8 +127,9 @@ def sheet_indices(total: int, count: int) -> list[int]:
 
 def interpolate_to_folder(G, options: InterpolateOptions, outdir: Path, device, *,
                           stop: threading.Event | None = None, base: Path | None = None,
-                          name: str = "walk") -> list[Path]:
-    """Writes walk.mp4 and/or walk.gif and walk-sheet.png; returns their paths.
+                          name: str = "walk", progress_every_s: float = EVERY_S) -> list[Path]:
+    """Writes walk.mp4 and/or walk.gif and walk-sheet.png; returns their paths. A progress
+    line is logged every `progress_every_s` seconds.
 
     The frames stream from the renderer to the writers: only the contact sheet's frames are
     kept (and, for a GIF, what its writer holds), so the walk's length does not set the memory.
@@ -145,7 +146,7 @@ def interpolate_to_folder(G, options: InterpolateOptions, outdir: Path, device, 
     on_sheet = set(sheet_indices(total, options.sheet_frames))
     sheet_frames: list[np.ndarray] = []
     formats = list(dict.fromkeys(options.formats))
-    progress = Progress(total, "frame", f"interpolate -> {outdir}")
+    progress = Progress(total, "frame", f"interpolate -> {outdir}", progress_every_s)
 
     def frames() -> Iterator[np.ndarray]:
         index = 0

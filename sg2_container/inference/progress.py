@@ -7,11 +7,13 @@ import time
 
 log = logging.getLogger(__name__)
 
+EVERY_S = 30.0  # seconds between progress lines
+
 
 class Progress:
     """update(done) logs 'what: done/total nouns' when `every` seconds passed since the last."""
 
-    def __init__(self, total: int, noun: str, what: str, every: float = 30.0):
+    def __init__(self, total: int, noun: str, what: str, every: float = EVERY_S):
         self.total, self.noun, self.what, self.every = total, noun, what, every
         self.start = self.last = time.monotonic()
 
