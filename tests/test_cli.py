@@ -174,3 +174,31 @@ def test_progress_lines_reach_the_terminal_unless_quiet(tmp_path, command, quiet
     else:
         noun = "images" if command[0] == "generate" else "frames"
         assert progress and "INFO" in progress[0] and f" {noun} (" in progress[0], result.stderr
+
+
+@pytest.mark.parametrize("psi, allowed", [(-5.0, False), (-2.01, False), (2.5, False),
+                                          (-2.0, True), (0.7, True), (2.0, True)])
+def test_the_cli_and_the_endpoint_allow_the_same_truncation(tmp_path, psi, allowed):
+    """One range: `--trunc -5` was accepted by the CLI while the endpoint said -2 to 2."""
+    from sg2_container.serving.request import NetworkInfo, RequestError, parse_request
+
+    body = json.dumps({"seed": 1, "truncation_psi": psi}).encode()
+    net = NetworkInfo(num_ws=6, w_dim=16, c_dim=0)
+    _, path = _model(tmp_path)
+    outdir = tmp_path / "out"
+    for command in (["generate", "--seeds", "1"],
+                    ["style-mix", "--rows", "1", "--cols", "2", "--styles", "0-1"],
+                    ["interpolate", "--seeds", "1,2", "--frames", "2", "--format", "gif"]):
+        result = CliRunner().invoke(cli, command + ["--network", str(path), "--outdir",
+                                                    str(outdir), "--trunc", str(psi)])
+        if allowed:
+            assert result.exit_code == 0, result.output
+        else:
+            assert result.exit_code == 1 and f"truncation_psi={psi} is not allowed: a number " \
+                "from -2 to 2 (1 = no truncation)" in result.output, result.output
+            assert not outdir.exists()
+    if allowed:
+        assert parse_request(body, net, 4).truncation_psi == psi
+    else:
+        with pytest.raises(RequestError, match="a number from -2 to 2"):
+            parse_request(body, net, 4)

@@ -24,6 +24,11 @@ MAX_FRAMES = 100_000
 # Cells of one style-mixing grid (rows x cols): grid.png alone holds (rows+1) x (cols+1) images,
 # 3.4 GB at 1024 px for 32 x 32.
 MAX_STYLE_MIX_CELLS = 1024
+# Truncation psi: 1 is none, 0 the average W; further out the images fall apart. One range for
+# the commands, the batch job's requests and the endpoint.
+TRUNCATION_PSI_RANGE = (-2.0, 2.0)
+TRUNCATION_PSI_ALLOWED = (f"a number from {TRUNCATION_PSI_RANGE[0]:g} to "
+                          f"{TRUNCATION_PSI_RANGE[1]:g} (1 = no truncation)")
 
 _SEEDS_HELP = "numbers and inclusive ranges, e.g. '0-7' or '1,5,10-12'"
 _TRUNC_HELP = "Truncation psi: 1 = no truncation; lower trades variety for typicality."
@@ -33,6 +38,19 @@ _BATCH_HELP = ("Images rendered per forward pass, a speed setting: with const or
                "image stays the same up to a rare one-level rounding difference. The default is "
                "the fastest measured: 8, but 1 on a CPU with --noise-mode random (such a batch "
                "holds every image's activations at once: slower and 5x the memory at 1024 px).")
+
+
+def truncation_psi_allowed(value) -> bool:
+    """A number (not a bool) in TRUNCATION_PSI_RANGE; a comparison alone also refuses NaN and
+    infinities, and compares a 400-digit integer exactly (math.isfinite would overflow)."""
+    low, high = TRUNCATION_PSI_RANGE
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and low <= value <= high)
+
+
+def _check_truncation_psi(options) -> None:
+    if not truncation_psi_allowed(options.truncation_psi):
+        raise fail("truncation_psi", options.truncation_psi, TRUNCATION_PSI_ALLOWED)
 
 
 def _trunc(note: str = ""):
@@ -101,6 +119,7 @@ class GenerateOptions:
 
     def __post_init__(self) -> None:
         validate(self)
+        _check_truncation_psi(self)
         if self.projected_w is None:
             seed_list("seeds", self.seeds, self.max_seeds)
 
@@ -127,6 +146,7 @@ class StyleMixOptions:
 
     def __post_init__(self) -> None:
         validate(self)
+        _check_truncation_psi(self)
         cells = len(seed_list("rows", self.rows)) * len(seed_list("cols", self.cols))
         if cells > MAX_STYLE_MIX_CELLS:
             raise UserError(f"style-mix: rows x cols = {cells} cells; the limit is "
@@ -173,6 +193,7 @@ class InterpolateOptions:
 
     def __post_init__(self) -> None:
         validate(self)
+        _check_truncation_psi(self)
         if self.seeds:
             seeds = len(seed_list("seeds", self.seeds))
             frames = seeds * self.frames if self.loop else (seeds - 1) * self.frames + 1

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from sg2_container.errors import UserError
+from sg2_container.inference.options import TRUNCATION_PSI_ALLOWED, truncation_psi_allowed
 from sg2_container.inference.seeds import MAX_SEED, TooManySeeds, parse_seeds
 from sg2_container.options.choices import NOISE_MODES
 from sg2_container.options.schema import closest
@@ -16,7 +17,6 @@ from sg2_container.options.schema import closest
 FIELDS = ("seed", "seeds", "truncation_psi", "class", "noise_mode", "w", "mix")
 SOURCES = ("seed", "seeds", "w", "mix")
 MIX_FIELDS = ("row_seeds", "col_seeds", "styles")
-PSI_RANGE = (-2.0, 2.0)
 
 JSON = "application/json"
 PNG = "image/png"
@@ -198,13 +198,9 @@ def _parse(body: bytes, network: NetworkInfo, max_images: int) -> RenderRequest:
                              w=_parse_w(data["w"], network, max_images))
 
     psi = data.get("truncation_psi", 1.0)
-    # The range check alone also refuses NaN and infinities, and compares a 400-digit integer
-    # exactly (math.isfinite would overflow on it).
-    if (not isinstance(psi, (int, float)) or isinstance(psi, bool)
-            or not PSI_RANGE[0] <= psi <= PSI_RANGE[1]):
-        raise RequestError(f"truncation_psi={_short(psi)} is not allowed: a number from "
-                           f"{PSI_RANGE[0]:g} to {PSI_RANGE[1]:g} (1 = no truncation)",
-                           field="truncation_psi")
+    if not truncation_psi_allowed(psi):
+        raise RequestError(f"truncation_psi={_short(psi)} is not allowed: "
+                           f"{TRUNCATION_PSI_ALLOWED}", field="truncation_psi")
     class_idx = data.get("class")
     if network.c_dim == 0:
         if class_idx is not None:
