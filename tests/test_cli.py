@@ -202,3 +202,21 @@ def test_the_cli_and_the_endpoint_allow_the_same_truncation(tmp_path, psi, allow
     else:
         with pytest.raises(RequestError, match="a number from -2 to 2"):
             parse_request(body, net, 4)
+
+
+def test_style_mix_names_layers_out_of_range_as_ranges(tmp_path):
+    """`--styles 0-99` on a 6-layer network: the error says 0-99 and 6-99, not 100 numbers
+    twice."""
+    from sg2_container.inference.seeds import format_seeds, parse_seeds
+
+    for text in ("0-3,7", "5,3,99", "0", "1-2,4-6,8"):
+        assert format_seeds(parse_seeds(text)) == text
+    assert parse_seeds(format_seeds([2, 2, 3, 1])) == [2, 2, 3, 1]
+    _, path = _model(tmp_path)
+    result = CliRunner().invoke(cli, ["style-mix", "--network", str(path), "--rows", "1",
+                                      "--cols", "2", "--styles", "0-99", "--outdir",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert ("styles=0-99: layer indices must be in 0..5 for this network (6 ws); out of "
+            "range: 6-99") in result.output, result.output
+    assert "7, 8" not in result.output

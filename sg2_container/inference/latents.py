@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from sg2_container.errors import UserError
+from sg2_container.inference.seeds import format_seeds
 
 
 def z_for_seeds(seeds: Sequence[int], z_dim: int) -> np.ndarray:
@@ -32,8 +33,8 @@ def mix_styles(row_ws: torch.Tensor, col_ws: torch.Tensor, styles: Sequence[int]
     num_ws = row_ws.shape[1]
     bad = [s for s in styles if not 0 <= int(s) < num_ws]
     if bad:
-        raise UserError(f"styles={list(styles)}: layer indices must be in 0..{num_ws - 1} for this "
-                        f"network ({num_ws} ws); got {bad}")
+        raise UserError(f"styles={format_seeds(styles)}: layer indices must be in 0..{num_ws - 1} "
+                        f"for this network ({num_ws} ws); out of range: {format_seeds(bad)}")
     mixed = row_ws[:, None].repeat(1, col_ws.shape[0], 1, 1)
     index = list(dict.fromkeys(int(s) for s in styles))
     mixed[:, :, index] = col_ws[None, :, index]

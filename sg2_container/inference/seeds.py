@@ -45,6 +45,20 @@ def parse_seeds(text: str, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
     return seeds
 
 
+def format_seeds(values) -> str:
+    """The text form parse_seeds reads, with runs as ranges: [0, 1, 2, 3, 7] -> '0-3,7' (an
+    error about 100 layer indices should not list them all)."""
+    parts: list[str] = []
+    values = [int(v) for v in values]
+    start = 0
+    for i in range(1, len(values) + 1):
+        if i == len(values) or values[i] != values[i - 1] + 1:
+            first, last = values[start], values[i - 1]
+            parts.append(str(first) if first == last else f"{first}-{last}")
+            start = i
+    return ",".join(parts)
+
+
 def _check_count(count: int, max_seeds: int, text: str) -> None:
     if count > max_seeds:
         raise TooManySeeds(
