@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -124,14 +125,26 @@ def read_model_payload(path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        what = refused_objects(exc)
         raise UserError(
-            f"{path.name}: cannot be read safely: it holds objects a model file never needs "
-            f"({first})"
+            f"{path.name}: cannot be read safely: it contains objects we refuse to load"
+            + (f" ({what})" if what else "") + "; a model file holds only tensors and plain values"
         ) from exc
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as exc:
         raise UserError(f"{path.name}: the file is truncated or corrupt ({exc})") from exc
     return check_payload(payload, path.name)
+
+
+def refused_objects(error: pickle.UnpicklingError) -> str:
+    """What torch's weights_only unpickler refused ('posix.system'), without its advice to
+    load the file with weights_only=False or to allow the class: we never load untrusted
+    pickles."""
+    text = str(error)
+    names = re.findall(r"GLOBAL ([\w.]+)", text)
+    if names:
+        return ", ".join(dict.fromkeys(names))
+    detail = re.search(r"WeightsUnpickler error: ([^\n]+)", text)
+    return detail.group(1).strip()[:160] if detail else ""
 
 
 def check_zip_crcs(path: Path) -> None:

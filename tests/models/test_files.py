@@ -1,4 +1,5 @@
 """Our model file: round trip, loadable with weights_only, clear errors, atomic writes."""
+import os
 import zipfile
 
 import pytest
@@ -136,11 +137,30 @@ class _Gadget:
     pass
 
 
-def test_torch_file_with_code_objects(tmp_path):
+class _RunsACommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("make, refused", [
+    (lambda tmp: _Gadget(), f"{__name__}._Gadget"),
+    (lambda tmp: _RunsACommand(tmp / "pwned"), f"{os.system.__module__}.system"),
+])
+def test_torch_file_with_code_objects(tmp_path, make, refused):
+    """Refused, naming the object; PyTorch's advice to re-run with weights_only=False (or to
+    allow the class) is not passed on: we never load untrusted pickles."""
     path = tmp_path / "gadget.pt"
-    torch.save({"format": "sg2-model", "x": _Gadget()}, path)
-    with pytest.raises(UserError, match=r"gadget\.pt: cannot be read safely"):
+    torch.save({"format": "sg2-model", "G_ema": make(tmp_path)}, path)
+    with pytest.raises(UserError) as caught:
         files.load_model(path)
+    message = str(caught.value)
+    assert message == (f"gadget.pt: cannot be read safely: it contains objects we refuse to "
+                       f"load ({refused}); a model file holds only tensors and plain values")
+    assert "weights_only" not in message and "trust" not in message
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_newer_format_version(model_file):
