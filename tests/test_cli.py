@@ -220,3 +220,20 @@ def test_style_mix_names_layers_out_of_range_as_ranges(tmp_path):
     assert ("styles=0-99: layer indices must be in 0..5 for this network (6 ws); out of "
             "range: 6-99") in result.output, result.output
     assert "7, 8" not in result.output
+
+
+@pytest.mark.parametrize("seeds", ["\u0663", "1,\u0663", "0-\u0663", "\uff11", "1_000", "+3"])
+def test_seeds_are_ascii_digits_only(tmp_path, seeds):
+    """`--seeds ٣` rendered seed 3 (int() reads any script's digits): refused by name, on the
+    command line and at the endpoint alike."""
+    from sg2_container.serving.request import NetworkInfo, RequestError, parse_request
+
+    _, path = _model(tmp_path)
+    result = CliRunner().invoke(cli, ["generate", "--network", str(path), "--seeds", seeds,
+                                      "--outdir", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "bad seed" in result.output, result.output
+    assert "use numbers (digits 0-9)" in result.output
+    assert not (tmp_path / "out").exists()
+    body = json.dumps({"seeds": seeds}).encode()
+    with pytest.raises(RequestError, match="bad seed"):
+        parse_request(body, NetworkInfo(num_ws=6, w_dim=16, c_dim=0), 4)

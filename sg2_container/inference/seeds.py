@@ -1,12 +1,17 @@
 """Seed lists as users type them: '0-7', '1,5,9' or a mix such as '0-3,10'."""
 from __future__ import annotations
 
+import re
+
 from sg2_container.errors import UserError
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState accepts seeds in [0, 2**32)
 # Images one request may ask for: '0-99999999' would otherwise build a 100 M list and run for
 # days. Raised per call (`max_seeds`, `sg2 generate --max-seeds`).
 DEFAULT_MAX_SEEDS = 100_000
+# int() also reads '٣' (Arabic-Indic 3), '1_000' and '+3'; a seed is written in ASCII digits.
+# (A minus sign is read, so '-3' is reported as out of range rather than as a bad seed.)
+_NUMBER = re.compile(r"-?[0-9]+")
 
 
 class TooManySeeds(UserError):
@@ -26,17 +31,17 @@ def parse_seeds(text: str, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
         try:
             if "-" in part[1:]:
                 first, last = part.split("-", 1)
-                lo, hi = int(first), int(last)
+                lo, hi = _number(first), _number(last)
                 if hi < lo:
                     raise UserError(f"seed range {part!r} is empty: it counts down")
                 _check_count(len(seeds) + hi - lo + 1, max_seeds, text)
                 seeds.extend(range(lo, hi + 1))
             else:
-                seeds.append(int(part))
+                seeds.append(_number(part))
                 _check_count(len(seeds), max_seeds, text)
         except ValueError:
-            raise UserError(f"bad seed {part!r} in {text!r}: use numbers and ranges such as "
-                            f"'0-7' or '1,5,9'") from None
+            raise UserError(f"bad seed {part!r} in {text!r}: use numbers (digits 0-9) and ranges "
+                            f"such as '0-7' or '1,5,9'") from None
     if not seeds:
         raise UserError(f"no seeds in {text!r}: use numbers and ranges such as '0-7' or '1,5,9'")
     bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
@@ -57,6 +62,13 @@ def format_seeds(values) -> str:
             parts.append(str(first) if first == last else f"{first}-{last}")
             start = i
     return ",".join(parts)
+
+
+def _number(text: str) -> int:
+    text = text.strip()
+    if not _NUMBER.fullmatch(text):
+        raise ValueError(text)
+    return int(text)
 
 
 def _check_count(count: int, max_seeds: int, text: str) -> None:
