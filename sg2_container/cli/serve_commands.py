@@ -18,12 +18,15 @@ def serve(**kwargs) -> None:
     The body is JSON, e.g. {"seed": 42} or {"seeds": [1, 2], "truncation_psi": 0.7}; the
     Accept header picks image/png, application/json or application/x-npy. Concurrent requests
     are batched into one forward pass. Ctrl-C or SIGTERM stops accepting, finishes what is in
-    flight, and exits 0. See docs/serving.md.
+    flight, and exits 0; 130 when the drain timeout cut requests off. See docs/serving.md.
     """
     with user_errors_as_click():
         from sg2_container.io.signals import stop_on_signals
+        from sg2_container.sagemaker.jobs import EXIT_STOPPED
         from sg2_container.serving.server import run_server
 
         options = ServeOptions(**kwargs)
         with stop_on_signals(doing="finishing in-flight requests") as stop:
-            run_server(options, stop)
+            cut_off = run_server(options, stop)
+    if cut_off:
+        raise SystemExit(EXIT_STOPPED)

@@ -142,19 +142,24 @@ def _slow_model(path, resolution: int) -> None:
                synthesis_kwargs=dict(channel_base=16384, channel_max=32))
 
 
-def test_requests_still_running_when_the_drain_runs_out_get_503_json_and_exit_130(tmp_path):
+@pytest.mark.parametrize("entry", ["container", "sg2 serve"])
+def test_requests_still_running_when_the_drain_runs_out_get_503_json_and_exit_130(tmp_path, entry):
     """SageMaker's SIGTERM with more work in flight than drain_timeout_s allows: each request
     cut off is answered 503 in the endpoint's JSON shape, the log says how many in one line
-    (no traceback per request), and the container exits 130 (Stopped), not 0."""
+    (no traceback per request), and the container (or `sg2 serve`) exits 130 (Stopped), not 0."""
     base = tmp_path / "ml"
     (base / "model").mkdir(parents=True)
     _slow_model(base / "model" / "model.pt", 256)
-    port = free_port()
-    env = environment(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
-                      SG2_DEVICE="cpu", SG2_MAX_BATCH="4", SG2_DRAIN_TIMEOUT_S="1",
-                      OMP_NUM_THREADS="1")
-    server = Server([sys.executable, "-m", "sg2_container.sagemaker.entrypoint", "serve"], port,
-                    tmp_path / "log", env=env)
+    if entry == "container":
+        port = free_port()
+        env = environment(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
+                          SG2_DEVICE="cpu", SG2_MAX_BATCH="4", SG2_DRAIN_TIMEOUT_S="1",
+                          OMP_NUM_THREADS="1")
+        server = Server([sys.executable, "-m", "sg2_container.sagemaker.entrypoint", "serve"],
+                        port, tmp_path / "log", env=env)
+    else:
+        server = Server.sg2_serve(base / "model" / "model.pt", tmp_path, "--device", "cpu",
+                                  "--max-batch", "4", "--drain-timeout-s", "1")
     try:
         server.ping_codes_until_ready()
         clients = 6
@@ -188,6 +193,8 @@ def test_requests_still_running_when_the_drain_runs_out_get_503_json_and_exit_13
     assert "stopped cleanly" not in log
     cut_lines = [line for line in log.splitlines() if "ran out with" in line]
     assert len(cut_lines) == 1 and f"with {len(cut)} request(s) in flight" in cut_lines[0], log
+    if entry == "sg2 serve":
+        return  # no failure file outside the container
     failure = (base / "output" / "failure").read_text()
     assert failure.startswith("Stopped: serve stopped by a signal: "
                               f"{len(cut)} in-flight request(s)"), failure
