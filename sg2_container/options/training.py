@@ -174,7 +174,8 @@ class TrainingOptions:
                                 help="Start from these weights: a model file, a network pickle, "
                                 "or a published name (file supplied).")
     freezed: int = option(0, min=0, help="Freeze-D: number of discriminator layers to freeze.")
-    fp32: bool = option(False, help="Disable mixed precision (fp16 top blocks) and clamping.")
+    fp32: bool = option(False, help="Disable mixed precision (fp16 top blocks, on GPUs; a CPU "
+                        "computes them in float32 anyway) and clamping.")
     nhwc: bool = option(False, help="Channels-last memory format for the fp16 blocks.")
     nobench: bool = option(False, help="Disable cuDNN benchmarking.")
     allow_tf32: bool = option(False, help="Allow TF32 for matmul and convolutions.")

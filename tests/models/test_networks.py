@@ -177,7 +177,29 @@ def test_conv_clamp_variant_matches_reference(golden_tiny):
     assert unclamped.abs().max() <= 2 * variant["conv_clamp"] * 4  # the clamp is really active
 
 
-def test_fp16_blocks_run_and_force_fp32_restores_float32(golden_tiny):
+def test_fp16_blocks_compute_in_float32_on_a_cpu(golden_tiny):
+    """Half precision is a GPU speed-up; on a CPU it is slower and less exact, so blocks marked
+    fp16 compute there exactly as with force_fp32."""
+    kwargs = copy.deepcopy(golden_tiny["G_kwargs"])
+    kwargs["synthesis_kwargs"]["num_fp16_res"] = 2
+    G = Generator(**kwargs).eval()
+    G.load_state_dict(golden_tiny["G_state_dict"])
+    ws = golden_tiny["outputs"]["ws_psi1"]
+    with torch.no_grad():
+        marked = G.synthesis(ws, noise_mode="const")
+        full = G.synthesis(ws, noise_mode="const", force_fp32=True)
+    assert [b.use_fp16 for b in G.synthesis.blocks()] == [False, False, True, True]
+    assert torch.equal(marked, full)
+    torch.testing.assert_close(full, golden_tiny["outputs"]["img_ws_const"], rtol=1e-4, atol=1e-4)
+
+
+def test_fp16_blocks_run_in_half_where_half_runs(golden_tiny, monkeypatch):
+    """The GPU's half path (casts, clamps, the float32 image sum), run on a CPU by letting the
+    blocks take half precision here."""
+    from sg2_container.models.networks import synthesis
+
+    monkeypatch.setattr(synthesis, "runs_in_half", lambda use_fp16, force_fp32, device:
+                        use_fp16 and not force_fp32)
     kwargs = copy.deepcopy(golden_tiny["G_kwargs"])
     kwargs["synthesis_kwargs"]["num_fp16_res"] = 2
     G = Generator(**kwargs).eval()
@@ -189,7 +211,6 @@ def test_fp16_blocks_run_and_force_fp32_restores_float32(golden_tiny):
     assert half.dtype == torch.float32 and torch.isfinite(half).all()
     torch.testing.assert_close(full, golden_tiny["outputs"]["img_ws_const"], rtol=1e-4, atol=1e-4)
     assert 0 < (half - full).abs().max() < 0.1
-    assert [b.use_fp16 for b in G.synthesis.blocks()] == [False, False, True, True]
 
 
 # ---- the other golden op cases ----------------------------------------------------------
@@ -485,3 +506,12 @@ def test_second_order_parameter_gradients_equal_torchs_own_convolution(monkeypat
     for name, grad in ours.items():
         scale = theirs[name].abs().max().item()
         assert (grad - theirs[name]).abs().max().item() <= 1e-4 * scale + 1e-7, name
+
+
+@pytest.mark.parametrize("use_fp16, force_fp32, device, half", [
+    (True, False, "cuda", True), (True, True, "cuda", False), (False, False, "cuda", False),
+    (True, False, "cpu", False), (True, False, "meta", False)])
+def test_half_precision_only_on_gpus(use_fp16, force_fp32, device, half):
+    from sg2_container.models.networks.layers import runs_in_half
+
+    assert runs_in_half(use_fp16, force_fp32, torch.device(device)) is half

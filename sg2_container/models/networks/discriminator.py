@@ -11,6 +11,7 @@ from sg2_container.models.networks.layers import (
     Conv2dLayer,
     FullyConnectedLayer,
     activation_memory_format,
+    runs_in_half,
 )
 from sg2_container.models.networks.mapping import MappingNetwork, check_latents
 from sg2_container.models.networks.synthesis import (
@@ -59,10 +60,11 @@ class DiscriminatorBlock(torch.nn.Module):
                                     channels_last=self.channels_last)
 
     def forward(self, x, img, force_fp32: bool = False):
-        dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
         like = x if x is not None else img
+        half = runs_in_half(self.use_fp16, force_fp32, like.device)
+        dtype = torch.float16 if half else torch.float32
         memory_format = activation_memory_format(
-            self.channels_last and not force_fp32, like.device,
+            self.channels_last and half, like.device,
             activations=like.shape[0] * self.conv0.weight.shape[0] * self.resolution**2,
             weights=self.conv0.weight.numel())
         if x is not None:

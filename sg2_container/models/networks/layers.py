@@ -35,6 +35,14 @@ def memory_format_for(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
+def runs_in_half(use_fp16: bool, force_fp32: bool, device: torch.device) -> bool:
+    """Whether a block marked fp16 computes in float16 here: on GPUs only. Half precision is the
+    reference's GPU speed-up; on a CPU it is slower than float32 (paper256 generation at batch 1
+    2x, a conv's backward far more, where oneDNN has no half kernel) and less exact (~1e-2),
+    so CPU runs compute those blocks in float32, as if force_fp32 were given (clamps kept)."""
+    return use_fp16 and not force_fp32 and device.type == "cuda"
+
+
 def activation_memory_format(channels_last: bool, device: torch.device, activations: int,
                              weights: int) -> torch.memory_format:
     """The layout a block's activations run in.

@@ -14,6 +14,7 @@ from sg2_container.models.networks.layers import (
     activation_memory_format,
     memory_format_for,
     modulated_conv2d,
+    runs_in_half,
 )
 from sg2_container.options.choices import NOISE_MODES
 from stylegan2_ops import WeightCache, bias_act, records_graph, setup_filter, upsample2d
@@ -177,9 +178,10 @@ class SynthesisBlock(torch.nn.Module):
                 **layer_kwargs):
         """ws: [N, num_conv + num_torgb, w_dim]; returns (features, image so far)."""
         w_iter = iter(ws.unbind(dim=1))
-        dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
+        half = runs_in_half(self.use_fp16, force_fp32, ws.device)
+        dtype = torch.float16 if half else torch.float32
         memory_format = activation_memory_format(
-            self.channels_last and not force_fp32, ws.device,
+            self.channels_last and half, ws.device,
             activations=ws.shape[0] * self.conv1.weight.shape[0] * self.resolution**2,
             weights=self.conv1.weight.numel())
 
