@@ -12,6 +12,7 @@ import logging
 import os
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -58,18 +59,17 @@ class ImageFolderDataset:
         if os.path.isdir(self.path):
             self._kind = "folder"
             names = self._list_folder()
-        elif os.path.isfile(self.path) and zipfile.is_zipfile(self.path):
+        elif os.path.isfile(self.path):
             self._kind = "zip"
             names = sorted(
                 n for n in self._open_zip().namelist() if n.lower().endswith(IMAGE_EXTENSIONS)
             )
+        elif os.path.exists(self.path):
+            raise UserError(f"dataset {self.path!r}: neither a folder nor a zip file")
         else:
-            raise UserError(f"dataset {self.path!r}: not found, or neither a folder nor a zip file")
+            raise UserError(f"dataset {self.path!r}: not found")
         if not names:
-            raise UserError(
-                f"dataset {self.path!r}: no PNG or JPEG images found (run `sg2 prepare` to make "
-                "a training zip from other formats)"
-            )
+            raise UserError(f"dataset {self.path!r}: no PNG or JPEG images found ({self._hint()})")
         self._names = names
         self.image_shape = self._check_headers(resolution)
         self.label_error: str | None = None
@@ -181,10 +181,30 @@ class ImageFolderDataset:
                     names.append(os.path.relpath(full, self.path).replace(os.sep, "/"))
         return sorted(names)
 
+    def _hint(self) -> str:
+        """What to do about a dataset without images: a folder holding zips names the zip."""
+        if self._kind == "folder":
+            zips = sorted(n for n in os.listdir(self.path) if n.lower().endswith(".zip"))
+            if zips:
+                return (f"the folder holds {', '.join(zips[:3])}: point data at the zip, e.g. "
+                        f"{os.path.join(self.path, zips[0])!r}")
+        return "run `sg2 prepare` to make a training zip from other formats"
+
     def _open_zip(self) -> zipfile.ZipFile:
         """One ZipFile per process: a handle inherited through fork would share its offset."""
         if self._zip is None or self._zip_pid != os.getpid():
-            self._zip = zipfile.ZipFile(self.path)
+            try:
+                self._zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as e:
+                if not self.path.lower().endswith(".zip"):
+                    raise UserError(
+                        f"dataset {self.path!r}: not a zip file; the dataset is a zip (as "
+                        "`sg2 prepare` writes) or a folder of PNG/JPEG images"
+                    ) from e
+                raise UserError(
+                    f"dataset {self.path!r}: not a valid zip file ({e}); a corrupt or incomplete "
+                    "upload? Upload it again, or re-run `sg2 prepare`"
+                ) from e
             self._zip_pid = os.getpid()
         return self._zip
 
@@ -203,17 +223,24 @@ class ImageFolderDataset:
             )
 
     def _read(self, name: str) -> bytes:
-        if self._kind == "zip":
-            return self._open_zip().read(name)
-        with open(os.path.join(self.path, name), "rb") as f:
-            return f.read()
+        return self._read_head(name, -1)
 
     def _read_head(self, name: str, size: int) -> bytes:
-        if self._kind == "zip":
+        """The first `size` bytes of a member (-1: all); a damaged zip member is a UserError."""
+        if self._kind == "folder":
+            with open(os.path.join(self.path, name), "rb") as f:
+                return f.read(size)
+        try:
             with self._open_zip().open(name) as f:
                 return f.read(size)
-        with open(os.path.join(self.path, name), "rb") as f:
-            return f.read(size)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            # A stored member's CRC is checked once its last byte is read; a deflated member
+            # fails as soon as the damaged bytes are decompressed.
+            reason = "CRC mismatch" if "CRC" in str(e) else f"{type(e).__name__}: {e}"
+            raise UserError(
+                f"dataset {self.path!r}: {name!r} in the zip is damaged ({reason}); upload the "
+                "zip again, or re-run `sg2 prepare` to make a new one"
+            ) from e
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()

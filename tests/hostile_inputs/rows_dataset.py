@@ -56,6 +56,19 @@ def _zip_member_claims_1gb(tmp_path):
     return _open(path, use_labels=False)
 
 
+def _zip_member_bit_flip(tmp_path):
+    """One flipped byte in a stored member: the CRC-32 no longer matches (a damaged upload)."""
+    root = _folder(tmp_path)
+    path = tmp_path / "set.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name in NAMES:
+            zf.write(root / name, name)
+    data = bytearray(path.read_bytes())
+    data[data.rindex(b"IEND") - 8] ^= 0xFF  # inside the last image's pixel data
+    path.write_bytes(bytes(data))
+    return _open(path, use_labels=False)
+
+
 def _sparse_folder_member(tmp_path, name, size, use_labels=False):
     root = _folder(tmp_path)
     with open(root / name, "wb") as f:
@@ -88,6 +101,9 @@ ROWS = [
     Row("zip-member-1gb", "zip whose directory says an image member holds 1 GiB",
         "'img0.png' is 1073741824 bytes; files over 268435456 bytes (256 MiB) are refused",
         _zip_member_claims_1gb),
+    Row("zip-member-bit-flip", "zip with one flipped byte in an image (CRC-32 mismatch)",
+        "'img2.png' in the zip is damaged (CRC mismatch); upload the zip again",
+        _zip_member_bit_flip),
     Row("folder-image-1gb", "1 GiB image file in a dataset folder",
         "'img1.png' is 1073741824 bytes; files over 268435456 bytes (256 MiB) are refused",
         lambda tmp: _sparse_folder_member(tmp, "img1.png", 2**30)),

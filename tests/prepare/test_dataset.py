@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import zipfile
 from multiprocessing.reduction import ForkingPickler
 
@@ -151,12 +152,66 @@ def test_truncated_image_fails_on_load_naming_the_file(tmp_path):
         dataset[3]
 
 
+def _damage_member(path, name, at):
+    """Flips one byte `at` bytes into a member's stored data, as a bad upload would."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(name)
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    data[info.header_offset + 30 + name_len + extra_len + at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_a_damaged_zip_member_is_named_when_read(tmp_path, compression):
+    big = {name: (128, 128) for name in FOUR}  # 48 KiB of noise: start-up reads the first 4 KiB
+    folder = make_images(tmp_path / "s", big)
+    path = tmp_path / "set.zip"
+    with zipfile.ZipFile(path, "w", compression) as zf:
+        for name in sorted(big):
+            zf.write(folder / name, name)
+    _damage_member(path, "1/img3.png", 30_000)
+    dataset = ImageFolderDataset(path)
+    dataset[0]
+    with pytest.raises(UserError, match=r"'1/img3.png' in the zip is damaged .* re-run `sg2 prepare`"):
+        dataset[3]
+
+
+def test_a_damaged_jpeg_in_a_zip_is_named_at_start(tmp_path):
+    folder = make_images(tmp_path / "s", {"a.jpg": (16, 16), "b.jpg": (16, 16)})
+    path = _zip_folder(folder, tmp_path / "set.zip")
+    _damage_member(path, "b.jpg", 50)
+    with pytest.raises(UserError, match=r"'b.jpg' in the zip is damaged \(CRC mismatch\)"):
+        ImageFolderDataset(path)
+
+
+def test_a_corrupt_or_cut_zip_is_not_called_missing(tmp_path):
+    good = _zip_folder(make_images(tmp_path / "s", FOUR), tmp_path / "good.zip")
+    (tmp_path / "cut.zip").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (tmp_path / "noise.zip").write_bytes(bytes(range(256)) * 8)
+    for name in ("cut.zip", "noise.zip"):
+        with pytest.raises(UserError, match="not a valid zip file .* incomplete upload"):
+            ImageFolderDataset(tmp_path / name)
+    (tmp_path / "set.tar").write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="not a zip file; the dataset is a zip .* or a folder"):
+        ImageFolderDataset(tmp_path / "set.tar")
+
+
+def test_a_folder_holding_the_zip_says_to_point_at_it(tmp_path):
+    channel = tmp_path / "train"
+    channel.mkdir()
+    _zip_folder(make_images(tmp_path / "s", FOUR), channel / "train.zip")
+    with pytest.raises(UserError, match=r"folder holds train.zip: point data at the zip, e.g. "
+                                        r"'.*train/train.zip'"):
+        ImageFolderDataset(channel)
+
+
 def test_empty_dataset_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no images")
     with pytest.raises(UserError, match="no PNG or JPEG images found"):
         ImageFolderDataset(tmp_path / "empty")
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="missing.zip': not found$"):
         ImageFolderDataset(tmp_path / "missing.zip")
 
 
