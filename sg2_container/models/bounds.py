@@ -3,9 +3,8 @@
 A model file or pickle of a few bytes can ask for a network of any size (`img_resolution:
 1048576`), and a dataset header or label file can imply one; building it would allocate
 absurd memory before any shape check. Every size read from outside passes through here first.
-The bounds are far above any published StyleGAN2 model (1024 px, 512 channels, 8 mapping
-layers, 512-d latents) and far below what would exhaust a training instance. Torch-free, so the
-dataset code can use it in data-loader workers. Listed in docs/model-files.md.
+The sizes themselves live in options/sizes.py, so that the training options refuse the same
+values at start. Torch-free, so the dataset code can use it in data-loader workers. Listed in docs/model-files.md.
 """
 from __future__ import annotations
 
@@ -14,18 +13,19 @@ import math
 from typing import Any
 
 from sg2_container.errors import UserError
-
-MAX_RESOLUTION = 4096  # img_resolution; also the largest training image side
-MAX_LATENT_DIM = 4096  # z_dim, w_dim, cmap_dim, mapping embed/layer features
-MAX_CLASSES = 32768  # c_dim: label width, so also class indices and label vector length
-MAX_IMG_CHANNELS = 4
-MAX_CHANNEL_MAX = 2048  # channels of any layer
-MAX_CHANNEL_BASE = 2**20
-MAX_MAPPING_LAYERS = 64
-MAX_FP16_RES = 16
-MAX_MBSTD_GROUP = 1024
-MAX_MBSTD_CHANNELS = 64
-MAX_FREEZE_LAYERS = 1024
+from sg2_container.options.sizes import (  # noqa: F401  (the sizes, defined once for all rooms)
+    MAX_CHANNEL_BASE,
+    MAX_CHANNEL_MAX,
+    MAX_CLASSES,
+    MAX_FP16_RES,
+    MAX_FREEZE_LAYERS,
+    MAX_IMG_CHANNELS,
+    MAX_LATENT_DIM,
+    MAX_MAPPING_LAYERS,
+    MAX_MBSTD_CHANNELS,
+    MAX_MBSTD_GROUP,
+    MAX_RESOLUTION,
+)
 
 
 @dataclasses.dataclass(frozen=True)

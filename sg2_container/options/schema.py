@@ -85,10 +85,15 @@ class Field:
             noun = "a power of two"
         bounds = []
         if self.spec.min is not None:
-            bounds.append(f"{'>' if self.spec.min_exclusive else '>='} {self.spec.min:g}")
+            bounds.append(f"{'>' if self.spec.min_exclusive else '>='} {_number(self.spec.min)}")
         if self.spec.max is not None:
-            bounds.append(f"<= {self.spec.max:g}")
+            bounds.append(f"<= {_number(self.spec.max)}")
         return noun + (" " + " and ".join(bounds) if bounds else "")
+
+
+def _number(bound: float) -> str:
+    """A bound as written: 4294967295 in full, not 4.29497e+09; 0.5 as 0.5."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 @functools.cache

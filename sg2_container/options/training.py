@@ -12,6 +12,12 @@ from sg2_container.options.choices import AUGPIPE_NAMES, FILTER_AUGPIPES
 from sg2_container.options.metric_specs import METRIC_NAMES as SPEC_NAMES
 from sg2_container.options.metric_specs import NOT_IN_THIS_BUILD
 from sg2_container.options.schema import closest, fail, option, validate
+from sg2_container.options.sizes import (
+    MAX_CHANNEL_BASE,
+    MAX_CHANNEL_MAX,
+    MAX_FREEZE_LAYERS,
+    MAX_MAPPING_LAYERS,
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -173,7 +179,8 @@ class TrainingOptions:
     resume: str | None = option(None, metavar="PKL",
                                 help="Start from these weights: a model file, a network pickle, "
                                 "or a published name (file supplied).")
-    freezed: int = option(0, min=0, help="Freeze-D: number of discriminator layers to freeze.")
+    freezed: int = option(0, min=0, max=MAX_FREEZE_LAYERS,
+                          help="Freeze-D: number of discriminator layers to freeze.")
     fp32: bool = option(False, help="Disable mixed precision (fp16 top blocks, on GPUs; a CPU "
                         "computes them in float32 anyway) and clamping.")
     nhwc: bool = option(False, help="Channels-last memory format for the fp16 blocks.")
@@ -181,11 +188,11 @@ class TrainingOptions:
     allow_tf32: bool = option(False, help="Allow TF32 for matmul and convolutions.")
     workers: int = option(3, min=0, help="Data-loading worker processes (0: load in the main "
                           "process).")
-    cbase: int | None = option(None, min=1, default_text="preset value",
+    cbase: int | None = option(None, min=1, max=MAX_CHANNEL_BASE, default_text="preset value",
                                help="Channel base (smaller = faster, for experiments).")
-    cmax: int | None = option(None, min=1, default_text="512",
+    cmax: int | None = option(None, min=1, max=MAX_CHANNEL_MAX, default_text="512",
                               help="Maximum channels per layer.")
-    map: int | None = option(None, min=1, default_text="preset value",
+    map: int | None = option(None, min=1, max=MAX_MAPPING_LAYERS, default_text="preset value",
                              help="Number of mapping layers.")
     keep: int = option(3, min=1, help="Newest full checkpoints to keep.")
     kimg_per_tick: float = option(4.0, min=0, min_exclusive=True,

@@ -144,3 +144,27 @@ def test_docs_sagemaker_md_names_every_hyperparameter():
     missing = [name for name, field in schema.fields(TrainingOptions).items()
                if field.spec.hyperparameter and f"`{name}`" not in section]
     assert missing == [], f"add to docs/sagemaker.md's Hyperparameters section: {missing}"
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"map": 65}, "map=65 is not allowed: an integer >= 1 and <= 64"),
+    ({"cmax": 2049}, "cmax=2049 is not allowed: an integer >= 1 and <= 2048"),
+    ({"cbase": 2**20 + 1}, "cbase=1048577 is not allowed: an integer >= 1 and <= 1048576"),
+    ({"freezed": 1025}, "freezed=1025 is not allowed: an integer >= 0 and <= 1024"),
+])
+def test_network_sizes_the_model_file_would_refuse_are_refused_at_start(values, message):
+    """A run must not train for hours and then fail to save its model (models/bounds.py)."""
+    with pytest.raises(UserError) as info:
+        TrainingOptions(data="d.zip", outdir="o", **values)
+    assert str(info.value) == message
+
+
+def test_the_largest_network_options_make_kwargs_a_model_file_accepts():
+    from sg2_container.models.bounds import check_network_kwargs
+    from sg2_container.options import make_plan
+
+    options = TrainingOptions(data="d.zip", outdir="o", cfg="paper256", map=64, cmax=2048,
+                              cbase=2**20, freezed=1024)
+    plan = make_plan(options, resolution=64, img_channels=3, c_dim=0)
+    check_network_kwargs("G", plan.G_kwargs, "test")
+    check_network_kwargs("D", plan.D_kwargs, "test")
