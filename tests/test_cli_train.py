@@ -50,7 +50,7 @@ def test_bad_values_name_what_is_allowed(tmp_path):
     data = write_synthetic_dataset(tmp_path / "d.zip", count=8, resolution=16)
     base = ["train", "--data", str(data), "--outdir", str(tmp_path / "run")]
     result = CliRunner().invoke(cli, base + ["--cfg", "paper257"])
-    assert result.exit_code == 2 and "'paper257' is not one of 'auto', 'stylegan2', 'paper256'" in result.output
+    assert result.exit_code == 1 and "'paper257' is not one of 'auto', 'stylegan2', 'paper256'" in result.output
     result = CliRunner().invoke(cli, base + ["--gamma", "-1"])
     assert result.exit_code == 1 and "gamma=-1.0 is not allowed: a number >= 0" in result.output
     result = CliRunner().invoke(cli, base + ["--aug", "noaug", "--augpipe", "bg"])
@@ -58,6 +58,54 @@ def test_bad_values_name_what_is_allowed(tmp_path):
     result = CliRunner().invoke(cli, base + ["--metrics", "fid50k_fll"])
     assert result.exit_code == 1 and "metrics='fid50k_fll'" in result.output
     assert "fid50k_full, kid50k_full" in result.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--data", "d.zip"], "Missing option '--outdir'"),
+    (["train", "--data", "d.zip", "--outdir", "o", "--gpus", "two"],
+     "gpus='two' is not an integer"),
+    (["train", "--data", "d.zip", "--outdir", "o", "--cfg", "paper257"], "'paper257' is not one of"),
+    (["train", "--data", "d.zip", "--outdir", "o", "--learning-rate", "1"],
+     "No such option '--learning-rate'"),
+    (["prepare", "--source", "s", "--dest", "d.zip", "--channels", "4"], "'4' is not one of"),
+    (["tarin"], "No such command 'tarin'"),
+    (["--bogus", "train"], "No such option '--bogus'"),
+])
+def test_usage_errors_exit_1_as_the_exit_code_table_says(args, message):
+    """docs/sagemaker.md: 1 is the user's to fix, 2 a crash; click's own convention is 2."""
+    result = subprocess.run([sys.executable, "-m", "sg2_container.cli.main", *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_crash_exits_2_with_one_error_line_after_the_traceback(tmp_path, monkeypatch):
+    from sg2_container.data import prepare
+
+    def crash(options):
+        raise FileNotFoundError(2, "No such file or directory", "/proc/.x.zip.work")
+
+    monkeypatch.setattr(prepare, "prepare", crash)
+    result = CliRunner().invoke(cli, ["prepare", "--source", str(tmp_path), "--dest",
+                                      str(tmp_path / "x.zip"), "--width", "32"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.rstrip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and result.output.count("Traceback") == 1
+    assert lines[-1] == ("Error: internal error (a bug; please report it with the traceback "
+                         "above): FileNotFoundError: [Errno 2] No such file or directory: "
+                         "'/proc/.x.zip.work'")
+
+
+def test_ctrl_c_in_a_command_without_its_own_handler_exits_130(tmp_path, monkeypatch):
+    from sg2_container.data import prepare
+
+    def interrupted(options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare, "prepare", interrupted)
+    result = CliRunner().invoke(cli, ["prepare", "--source", str(tmp_path), "--dest",
+                                      str(tmp_path / "x.zip"), "--width", "32"])
+    assert result.exit_code == 130 and "stopped (Ctrl-C)" in result.output
 
 
 def test_ctrl_c_saves_and_the_same_command_continues(tmp_path):

@@ -1,9 +1,11 @@
-"""Only the CLI turns library errors into click errors."""
+"""Only the CLI turns library errors into click errors, and exceptions into exit codes."""
 import contextlib
+import traceback
 
 import click
 
 from sg2_container.errors import UserError
+from sg2_container.sagemaker.jobs import EXIT_INTERNAL_ERROR, EXIT_STOPPED, EXIT_USER_ERROR
 
 
 @contextlib.contextmanager
@@ -13,3 +15,35 @@ def user_errors_as_click():
         yield
     except UserError as error:
         raise click.ClickException(str(error)) from error
+
+
+class InternalError(click.ClickException):
+    """A crash: exit 2 with one line; the traceback was printed above it for a bug report."""
+
+    exit_code = EXIT_INTERNAL_ERROR
+
+
+@contextlib.contextmanager
+def table_exit_codes():
+    """The job runner's exit-code table for `sg2`: click's usage errors (exit 2 by click's own
+    convention) become the user's errors (1), an unexpected exception a crash (2), and Ctrl-C
+    without a handler of its own exits 130.
+
+    Commands that stop cleanly raise SystemExit(130) themselves; --help's exit passes as is.
+    """
+    try:
+        yield
+    except click.UsageError as error:
+        error.exit_code = EXIT_USER_ERROR
+        raise
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise
+    except KeyboardInterrupt:
+        click.echo("stopped (Ctrl-C)", err=True)
+        raise SystemExit(EXIT_STOPPED) from None
+    except Exception as error:
+        click.echo(traceback.format_exc().rstrip(), err=True)
+        raise InternalError(
+            f"internal error (a bug; please report it with the traceback above): "
+            f"{type(error).__name__}: {error}"
+        ) from error

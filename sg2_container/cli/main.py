@@ -16,10 +16,24 @@ from sg2_container.cli import (
     system_commands,
     train_commands,
 )
+from sg2_container.cli.errors import table_exit_codes
 from sg2_container.io.allocator import keep_freed_memory
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """The `sg2` group: every command exits by the job runner's table (0 done, 1 the user's
+    error, usage errors included, 2 a crash, 130 stopped), as docs/sagemaker.md promises."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        with table_exit_codes():
+            return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx):
+        with table_exit_codes():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="sg2")
 @click.option("-v", "--verbose", count=True, help="More log output (-v: debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
