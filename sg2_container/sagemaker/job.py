@@ -73,12 +73,31 @@ def find_vgg16(channels: dict[str, Path]) -> Path | None:
     return _channel_file(channels, CHANNEL, "VGG16 weights")
 
 
+def _refuse_uri(key: str, value: str, instead: str) -> None:
+    """A path hyperparameter holding a URI: the job would take s3://b/x as the folder ./s3:/b/x."""
+    if "://" in value:
+        raise UserError(f"{key}={value!r} is not allowed: {key} is a path in the container; "
+                        f"{instead}")
+
+
 def resolve_options(values: dict[str, object]):
     """Hyperparameters -> TrainingOptions with the job's paths filled in."""
     from sg2_container.options import TrainingOptions
 
     values = dict(values)
+    if values.get("outdir"):
+        outdir_text = str(values["outdir"])
+        _refuse_uri("outdir", outdir_text, "to keep checkpoints in S3, set the estimator's "
+                    "checkpoint_s3_uri and leave outdir at /opt/ml/checkpoints, which SageMaker "
+                    "syncs to it")
+        if not os.path.isabs(outdir_text):
+            raise UserError(f"outdir={outdir_text!r} is not allowed: a relative path is a folder "
+                            "in the container's working directory, lost when the job ends; use "
+                            "/opt/ml/checkpoints (synced to checkpoint_s3_uri)")
     if values.get("data"):
+        _refuse_uri("data", str(values["data"]), "S3 data goes in an input channel "
+                    "(fit(inputs={'train': 's3://...'})), which SageMaker copies to "
+                    "/opt/ml/input/data/train; data can then be left out")
         data = paths.translate(str(values["data"]))
         if not data.exists():
             raise UserError(f"data={values['data']!r} does not exist in the container; channels "

@@ -87,6 +87,10 @@ def test_sigkill_mid_write_leaves_the_previous_checkpoint_usable(opt_ml):
     ({"augpipe": "bgx"}, ["augpipe='bgx'", "bgc"]),
     ({"kimg": -1}, ["kimg=-1.0", "> 0"]),
     ({"data": "/opt/ml/input/data/train/missing.zip"}, ["data='/opt/ml/input/data/train/missing.zip' does not exist"]),
+    ({"outdir": "s3://my-bucket/sg2/checkpoints"},
+     ["outdir='s3://my-bucket/sg2/checkpoints' is not allowed", "checkpoint_s3_uri"]),
+    ({"outdir": "runs/x"}, ["outdir='runs/x' is not allowed: a relative path", "/opt/ml/checkpoints"]),
+    ({"data": "s3://my-bucket/sg2/animeface.zip"}, ["is not allowed", "input channel"]),
 ])
 def test_bad_hyperparameters_fail_with_a_reason_and_lose_nothing(opt_ml, change, words):
     keep = opt_ml.base / "checkpoints" / "checkpoint-000000000004.pt"
