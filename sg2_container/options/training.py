@@ -112,6 +112,7 @@ def network_kwargs(preset: Preset, resolution: int, img_channels: int = 3, c_dim
 
 
 AUG_MODES = ("ada", "noaug", "fixed")
+MAX_SEED = 2**32 - 1  # numpy's RandomState (subset choice, data order) takes 32-bit seeds
 NO_RESUME = ("", "none", "null", "noresume")
 METRIC_NAMES = ("none", *SPEC_NAMES)
 PUBLISHED_RESUME = {
@@ -155,7 +156,7 @@ class TrainingOptions:
                                         "are then not comparable with published ones.")
     metrics_allow_small: bool = option(False, help="Compute legacy 50k-real metrics on a "
                                        "smaller dataset (with a warning) instead of refusing.")
-    seed: int = option(0, min=0, help="Random seed (weights, data order, latents).")
+    seed: int = option(0, min=0, max=MAX_SEED, help="Random seed (weights, data order, latents).")
     cond: bool = option(False, help="Class-conditional training on dataset.json labels.")
     subset: int | None = option(None, min=1, default_text="all images",
                                 help="Train on a random subset of N images.")
@@ -305,6 +306,10 @@ def make_plan(options: TrainingOptions, resolution: int, img_channels: int, c_di
     G_kwargs, D_kwargs = network_kwargs(
         preset, resolution, img_channels, c_dim, fp32=options.fp32,
         channel_base=options.cbase, channel_max=options.cmax or 512, map_layers=options.map)
+    if D_kwargs["channel_base"] < resolution:  # a block has channel_base // resolution channels
+        raise UserError(f"cbase={options.cbase} is not allowed for this {resolution}x{resolution} "
+                        f"dataset: the {resolution}px blocks would have no channels; cbase must "
+                        f"be at least {resolution}")
     if options.nhwc:
         G_kwargs["synthesis_kwargs"]["fp16_channels_last"] = True
         D_kwargs["block_kwargs"]["fp16_channels_last"] = True

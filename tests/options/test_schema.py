@@ -168,3 +168,23 @@ def test_the_largest_network_options_make_kwargs_a_model_file_accepts():
     plan = make_plan(options, resolution=64, img_channels=3, c_dim=0)
     check_network_kwargs("G", plan.G_kwargs, "test")
     check_network_kwargs("D", plan.D_kwargs, "test")
+
+
+@pytest.mark.parametrize("raw", ["99999999999999999999", "4294967296"])
+def test_a_seed_numpy_cannot_take_is_refused_at_start(raw):
+    """numpy's RandomState (subset, data order) takes seeds below 2^32; beyond, the run crashed."""
+    decoded = schema.decode_hyperparameters(TrainingOptions, {"seed": raw})
+    with pytest.raises(UserError) as info:
+        TrainingOptions(data="d.zip", outdir="o", **decoded)
+    assert str(info.value) == f"seed={raw} is not allowed: an integer >= 0 and <= 4294967295"
+    assert TrainingOptions(data="d.zip", outdir="o", seed=2**32 - 1).seed == 4294967295
+
+
+def test_a_channel_base_below_the_resolution_is_a_user_error():
+    from sg2_container.options import make_plan
+
+    options = TrainingOptions(data="d.zip", outdir="o", cbase=16)
+    with pytest.raises(UserError, match=r"cbase=16 is not allowed for this 32x32 dataset: .* "
+                                        r"cbase must be at least 32"):
+        make_plan(options, resolution=32, img_channels=3, c_dim=0)
+    assert make_plan(options, resolution=16, img_channels=3, c_dim=0).D_kwargs["channel_base"] == 16
