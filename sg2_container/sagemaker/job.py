@@ -105,8 +105,11 @@ def resolve_options(values: dict[str, object]):
     else:
         data = find_dataset(channel_dirs())
     values["data"] = str(data)
-    input_dir = paths.input_data_dir()
-    if not (data.resolve() == input_dir.resolve() or input_dir.resolve() in data.resolve().parents):
+    # Lexically, symlinks not followed: a channel may be a link (the local stand-in links the
+    # user's files in), and following it would call every such dataset "outside".
+    input_dir = Path(os.path.abspath(paths.input_data_dir()))
+    lexical = Path(os.path.abspath(data))
+    if not (lexical == input_dir or input_dir in lexical.parents):
         log.warning("data=%s is outside the job's input channels (%s): it must already be in the "
                     "image; channels present: %s", values["data"], input_dir,
                     sorted(channel_dirs()) or "none")

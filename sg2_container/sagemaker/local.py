@@ -64,6 +64,21 @@ def _link_checkpoints(source: Path, target: Path) -> None:
     target.symlink_to(source.resolve())
 
 
+def _clear_model_dir(model: Path) -> None:
+    """SageMaker gives every job an empty /opt/ml/model: a model left by an earlier run would
+    otherwise pass for this run's when this one fails. Checkpoints there (outdir=/opt/ml/model)
+    are never deleted: the user moves them."""
+    if model.is_symlink() or model.is_file():
+        model.unlink()
+    elif model.exists():
+        kept = sorted(p.name for p in model.rglob("checkpoint-*.pt"))
+        if kept:
+            raise UserError(f"{model} holds checkpoints of an earlier run ({', '.join(kept[:3])}); "
+                            "SageMaker starts every job with an empty model folder, so move them "
+                            "(to resume, train with outdir=/opt/ml/checkpoints)")
+        shutil.rmtree(model)
+
+
 def lay_out(job: LocalJob) -> Path:
     """Writes input/config/*.json and the channels; keeps existing checkpoints (to resume)."""
     base = job.base_dir
@@ -92,6 +107,7 @@ def lay_out(job: LocalJob) -> Path:
             _link_or_copy(source, channel_dir / source.name, job.copy_inputs)
     if job.checkpoints is not None:
         _link_checkpoints(job.checkpoints, base / "checkpoints")
+    _clear_model_dir(base / "model")
     for folder in ("checkpoints", "model", "output/data", "output/tensorboard"):
         (base / folder).mkdir(parents=True, exist_ok=True)
     failure = base / "output" / "failure"
@@ -123,7 +139,9 @@ def run_entrypoint(base_dir: Path, arguments: list[str], forward_as: int | None 
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return process.wait()
+        code = process.wait()
+        # Killed by a signal: Popen says -N, docker (and a shell) 128 + N, e.g. 137 for SIGKILL.
+        return 128 - code if code < 0 else code
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

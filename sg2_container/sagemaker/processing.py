@@ -78,15 +78,22 @@ def split_command(args: list[str]) -> tuple[str, list[str]]:
     return name, args[1:] if args[0] == name else args
 
 
+def _translate_argument(arg: str) -> str:
+    """A path written for the container (/opt/ml/..., alone or as --opt=/opt/ml/...) moved
+    under the actual base dir, so local stand-ins see the same files."""
+    prefix, sep, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    if value.startswith(paths.DEFAULT_BASE_DIR + "/"):
+        return f"{prefix}{sep}{paths.translate(value)}"
+    return arg
+
+
 def run_processing(args: list[str]) -> int:
     """Runs `args` as a processing job; returns the process exit code (jobs.py's table)."""
     command = command_named(args) or "processing"
 
     def body(stop: threading.Event) -> None:
         name, rest = split_command(args)
-        # Paths written for the container (/opt/ml/...) also work under a local base dir.
-        rest = [str(paths.translate(a)) if a.startswith(paths.DEFAULT_BASE_DIR + "/") else a
-                for a in rest]
+        rest = [_translate_argument(a) for a in rest]
         log.info("processing command: %s %s", name, " ".join(rest))
         COMMANDS[name].run(rest, stop)
 

@@ -1,0 +1,107 @@
+"""`sg2 local`: the stand-in must behave as the platform does (paths, exit codes, fresh model)."""
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sg2_container.cli.main import cli
+from sg2_container.errors import UserError
+from sg2_container.sagemaker.local import LocalJob, lay_out, run_entrypoint
+from tests.sagemaker.conftest import ARTICLE, SMALL
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_a_linked_channel_is_not_called_outside_the_channels(tmp_path, animeface_zip, caplog,
+                                                             monkeypatch, as_folder):
+    from sg2_container.sagemaker.job import resolve_options
+
+    source = animeface_zip.parent if as_folder else animeface_zip
+    base = lay_out(LocalJob(base_dir=tmp_path / "sm", hyperparameters={},
+                            channels={"train": source}))
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
+    caplog.set_level(logging.WARNING)
+    options = resolve_options({"outdir": "/opt/ml/checkpoints", "gpus": 1})
+    assert options.data == str(base / "input" / "data" / "train" / "animeface.zip")
+    assert "outside the job's input channels" not in caplog.text
+    resolve_options({"data": str(animeface_zip), "outdir": "/opt/ml/checkpoints", "gpus": 1})
+    assert "outside the job's input channels" in caplog.text  # a path that is outside still is
+
+
+def test_a_job_killed_by_sigkill_exits_137_as_docker_reports(tmp_path, animeface_zip):
+    base = tmp_path / "sm"
+    lay_out(LocalJob(base_dir=base, hyperparameters={**ARTICLE, **SMALL, "kimg": 10},
+                     channels={"train": animeface_zip}))
+    killed = []
+
+    def kill_the_job():
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            for pid in _children(os.getpid()):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_job)
+    killer.start()
+    code = run_entrypoint(base, ["train"])
+    killer.join()
+    assert killed and code == 137
+
+
+def test_processing_arguments_with_equals_are_moved_under_the_base_dir(tmp_path):
+    from sg2_container.data.synthetic import write_synthetic_folder
+
+    uploads = write_synthetic_folder(tmp_path / "uploads", count=4, resolution=16)
+    result = CliRunner().invoke(cli, [
+        "local", "process", "--base-dir", str(tmp_path / "opt_ml"), "--input", f"input={uploads}",
+        "--output", f"train={tmp_path / 'out'}", "--", "--source=/opt/ml/processing/input/",
+        "--dest=/opt/ml/processing/train/animeface.zip", "--width=16", "--height", "16"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "animeface.zip").exists()
+
+
+def test_every_local_job_starts_with_an_empty_model_folder(tmp_path, animeface_zip):
+    base = tmp_path / "sm"
+    job = LocalJob(base_dir=base, hyperparameters={}, channels={"train": animeface_zip})
+    lay_out(job)
+    (base / "model" / "model.pt").write_bytes(b"the previous run's model")
+    (base / "model" / "samples").mkdir()
+    lay_out(job)
+    assert (base / "model").is_dir() and not any((base / "model").iterdir())
+    precious = base / "model" / "checkpoint-000000000004.pt"  # an outdir=/opt/ml/model run
+    precious.write_bytes(b"state")
+    with pytest.raises(UserError, match="holds checkpoints of an earlier run"):
+        lay_out(job)
+    assert precious.read_bytes() == b"state"
+
+
+def test_local_train_passes_a_failed_jobs_code_on_with_a_fresh_model_folder(tmp_path, animeface_zip):
+    """A failing second run must not leave the first run's model.pt as if it were its own."""
+    base = tmp_path / "sm"
+    (base / "model").mkdir(parents=True)
+    (base / "model" / "model.pt").write_bytes(b"stale")
+    hp = tmp_path / "hp.json"
+    hp.write_text(json.dumps({**ARTICLE, **SMALL, "cfg": "paper257"}))
+    result = CliRunner().invoke(cli, ["local", "train", "--hyperparameters", str(hp), "--channel",
+                                      f"train={animeface_zip}", "--base-dir", str(base)])
+    assert result.exit_code == 1 and "cfg='paper257'" in result.output
+    assert not (base / "model" / "model.pt").exists()
