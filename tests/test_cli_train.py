@@ -55,6 +55,9 @@ def test_bad_values_name_what_is_allowed(tmp_path):
     assert result.exit_code == 1 and "gamma=-1.0 is not allowed: a number >= 0" in result.output
     result = CliRunner().invoke(cli, base + ["--aug", "noaug", "--augpipe", "bg"])
     assert result.exit_code == 1 and "no augpipe with aug='noaug'" in result.output
+    result = CliRunner().invoke(cli, base + ["--batch", "32", "--dry-run"])
+    assert result.exit_code == 1 and "batch=32 is larger than the dataset" in result.output
+    assert "gives 8 images; choose a batch of at most 8" in result.output
     result = CliRunner().invoke(cli, base + ["--metrics", "fid50k_fll"])
     assert result.exit_code == 1 and "metrics='fid50k_fll'" in result.output
     assert "fid50k_full, kid50k_full" in result.output

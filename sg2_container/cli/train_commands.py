@@ -21,8 +21,11 @@ def train(dry_run: bool, **values) -> None:
     Ctrl-C or SIGTERM finishes the current step, saves a checkpoint and exits with code 130;
     running the same command again continues exactly where it stopped.
     """
+    from sg2_container.data.dataset import check_batch_fits
+
     with user_errors_as_click():
         options = TrainingOptions(**values)
+        check_batch_fits(options.data, options.batch, options.subset, options.mirror)
         if dry_run:
             import dataclasses
 

@@ -172,14 +172,7 @@ class ImageFolderDataset:
     # --- files -------------------------------------------------------------------------------
 
     def _list_folder(self) -> list[str]:
-        names = []
-        for dirpath, dirnames, filenames in os.walk(self.path):
-            dirnames.sort()
-            for filename in filenames:
-                if filename.lower().endswith(IMAGE_EXTENSIONS):
-                    full = os.path.join(dirpath, filename)
-                    names.append(os.path.relpath(full, self.path).replace(os.sep, "/"))
-        return sorted(names)
+        return _folder_image_names(self.path)
 
     def _hint(self) -> str:
         """What to do about a dataset without images: a folder holding zips names the zip."""
@@ -337,6 +330,52 @@ class ImageFolderDataset:
         if self.label_kind != "class" or self._raw_labels is None:
             return None
         return self._raw_labels.sum(axis=0).astype(np.int64).tolist()
+
+
+def _folder_image_names(root: str) -> list[str]:
+    names = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for filename in filenames:
+            if filename.lower().endswith(IMAGE_EXTENSIONS):
+                full = os.path.join(dirpath, filename)
+                names.append(os.path.relpath(full, root).replace(os.sep, "/"))
+    return sorted(names)
+
+
+def count_images(path: str | os.PathLike[str], subset: int | None = None,
+                 mirror: bool = False) -> int | None:
+    """Images training draws from (subset and mirror counted), from the file names alone (no
+    image is read); None when the dataset cannot be listed: opening it says why."""
+    path = os.fspath(path)
+    try:
+        if os.path.isdir(path):
+            count = len(_folder_image_names(path))
+        else:
+            with zipfile.ZipFile(path) as archive:
+                count = sum(n.lower().endswith(IMAGE_EXTENSIONS) for n in archive.namelist())
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, ValueError):
+        return None
+    if subset is not None:
+        count = min(count, subset)
+    return count * (2 if mirror else 1)
+
+
+def check_batch_fits(data: str, batch: int | None, subset: int | None, mirror: bool) -> None:
+    """An explicit batch larger than the dataset is refused before anything is built.
+
+    The reference loops over the data, so each image would be repeated in every batch; a batch
+    that large is almost always a typo, and its memory (batch 100000) killed the job without a
+    word. The preset batch is left alone, as in the reference (paper256's 64 on 40 images).
+    """
+    if batch is None:
+        return
+    available = count_images(data, subset, mirror)
+    if available is not None and 0 < available < batch:
+        how = " (mirror doubles them)" if mirror else ""
+        raise UserError(f"batch={batch} is larger than the dataset: {data!r} gives {available} "
+                        f"images{how}{f' with subset={subset}' if subset else ''}; choose a batch "
+                        f"of at most {available}")
 
 
 def _describe(shape: tuple[int, int, int]) -> str:

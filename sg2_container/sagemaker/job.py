@@ -151,10 +151,12 @@ def run_training_job(args: list[str] | None = None) -> int:
 
 
 def _train(stop: threading.Event) -> None:
+    from sg2_container.data.dataset import check_batch_fits
     from sg2_container.sagemaker.model_export import export_model
     from sg2_container.training.launch import Topology, run_training
 
     options = resolve_options(read_hyperparameters(paths.config_dir() / "hyperparameters.json"))
+    check_batch_fits(options.data, options.batch, options.subset, options.mirror)
     hosts = read_host_config()
     topology = Topology()
     if hosts.num_nodes > 1:

@@ -10,7 +10,7 @@ from multiprocessing.reduction import ForkingPickler
 import numpy as np
 import pytest
 
-from sg2_container.data.dataset import ImageFolderDataset
+from sg2_container.data.dataset import ImageFolderDataset, check_batch_fits, count_images
 from sg2_container.errors import UserError
 from tests.prepare.inputs import make_images
 
@@ -257,3 +257,20 @@ def test_one_dataset_json_rule_for_the_reader_and_prepare(tmp_path, labels, matc
     with pytest.raises(UserError, match=match):
         prepare(PrepareOptions(source=str(folder), dest=str(tmp_path / "out.zip"), labels="json",
                                width=16, height=16))
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_a_batch_larger_than_the_dataset_names_both(tmp_path, as_zip):
+    folder = make_images(tmp_path / "s", FOUR)
+    path = str(_zip_folder(folder, tmp_path / "set.zip") if as_zip else folder)
+    assert (count_images(path), count_images(path, mirror=True)) == (4, 8)
+    assert count_images(path, subset=3, mirror=True) == 6
+    check_batch_fits(path, 8, None, True)
+    check_batch_fits(path, None, None, False)  # the preset's batch loops, as in the reference
+    with pytest.raises(UserError, match=r"batch=100000 is larger than the dataset: .* gives 8 "
+                                        r"images \(mirror doubles them\); choose a batch of at "
+                                        r"most 8"):
+        check_batch_fits(path, 100000, None, True)
+    with pytest.raises(UserError, match=r"gives 2 images with subset=2"):
+        check_batch_fits(path, 4, 2, False)
+    assert count_images(tmp_path / "missing.zip") is None  # opening it says why

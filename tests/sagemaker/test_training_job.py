@@ -91,6 +91,8 @@ def test_sigkill_mid_write_leaves_the_previous_checkpoint_usable(opt_ml):
      ["outdir='s3://my-bucket/sg2/checkpoints' is not allowed", "checkpoint_s3_uri"]),
     ({"outdir": "runs/x"}, ["outdir='runs/x' is not allowed: a relative path", "/opt/ml/checkpoints"]),
     ({"data": "s3://my-bucket/sg2/animeface.zip"}, ["is not allowed", "input channel"]),
+    ({"batch": 100000}, ["batch=100000 is larger than the dataset",
+                         "gives 64 images (mirror doubles them)", "at most 64"]),
 ])
 def test_bad_hyperparameters_fail_with_a_reason_and_lose_nothing(opt_ml, change, words):
     keep = opt_ml.base / "checkpoints" / "checkpoint-000000000004.pt"
