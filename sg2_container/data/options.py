@@ -20,6 +20,9 @@ SMALL_POLICIES = ("upscale", "skip")
 LABEL_SOURCES = ("auto", "json", "folders", "none")
 CHANNELS = (1, 3)
 NAMED_COLORS = {"black": (0, 0, 0), "white": (255, 255, 255)}
+# Archive names --dest refuses: only .zip is written, and any other name is taken as a folder.
+NOT_WRITTEN_ARCHIVES = (".tar", ".tgz", ".gz", ".bz2", ".tbz", ".tbz2", ".xz", ".txz", ".zst",
+                        ".7z", ".rar")
 MIN_SIZE = 4
 MAX_SIZE = 16384
 # Pillow's own default limit (about 9459 x 9459): large enough for camera photos.
@@ -91,6 +94,9 @@ class PrepareOptions:
             raise fail("source", self.source, "a folder, a .zip or a .tar of images")
         if not self.dest:
             raise fail("dest", self.dest, "a .zip file name or a folder")
+        if self.dest.lower().endswith(NOT_WRITTEN_ARCHIVES):
+            raise fail("dest", self.dest, "a .zip file or a folder (other archives are not "
+                       "written: the name would become a folder)")
         if os.path.abspath(self.source) == os.path.abspath(self.dest):
             raise fail("dest", self.dest, "a path other than --source")
         if self.width is None and self.height is None:

@@ -46,6 +46,9 @@ _PRESET_DETAILS = {
     "duplicate_name": "a later entry of the archive has the same name",
     "missing_label": "no label for this file (not in dataset.json, or not inside a class folder)",
     "unreadable": "sparse tar member",
+    "broken_link": "a symbolic link to nothing, or a loop of links",
+    "not_a_file": "a FIFO, socket or device (never opened: reading a FIFO would wait forever)",
+    "folder_link": "a link to a folder: not followed, as links can loop (copy the folder in)",
 }
 
 
@@ -64,10 +67,15 @@ def prepare(
     start = time.monotonic()
     dest = Path(options.dest)
     _check_paths(options)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        scratch = tempfile.TemporaryDirectory(prefix=f".{dest.name}.work-", dir=dest.parent)
+    except OSError as e:
+        raise UserError(f"--dest: cannot write in {str(dest.parent)!r} ({e.strerror or e}); "
+                        "give a path in a writable folder") from e
     report_path = _report_path(options)
     workers = options.num_workers
-    with tempfile.TemporaryDirectory(prefix=f".{dest.name}.work-", dir=dest.parent) as workdir:
+    with scratch as workdir:
         listing = list_source(options.source, options.labels, workdir)
         if listing.kind == "folder":  # our own earlier output may sit inside the source folder
             ours = {os.path.abspath(dest), os.path.abspath(report_path)}

@@ -26,6 +26,9 @@ SKIP_REASONS = {
     "unsupported_mode": "a pixel format that cannot be converted to 8-bit gray or RGB",
     "unreadable": "the file could not be read from the source",
     "duplicate_name": "the archive holds another file of the same name (the last one is used)",
+    "broken_link": "a symbolic link whose target is missing, or a loop of links",
+    "not_a_file": "a FIFO, socket or device, not a regular file",
+    "folder_link": "a symbolic link to a folder, which is not followed",
 }
 CONVERSIONS = {
     "exif_orientation": "rotated/flipped upright per its EXIF orientation",

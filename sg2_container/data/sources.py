@@ -12,6 +12,7 @@ import logging
 import lzma
 import os
 import shutil
+import stat
 import tarfile
 import zipfile
 from dataclasses import dataclass, replace
@@ -107,21 +108,27 @@ def is_image_name(name: str) -> bool:
 
 
 def _list_folder(root: Path) -> list[SourceItem]:
+    """Every entry that is not a folder becomes an item; links to nothing, FIFOs, devices and
+    links to folders (not walked: they can loop) are items skipped with their reason, so the
+    report counts them."""
     items = []
     base = str(root)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
-        for filename in filenames:
+        skipped = [(d, "folder_link") for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for filename, reason in [*((f, None) for f in filenames), *skipped]:
             full = os.path.join(dirpath, filename)
-            try:
-                stat = os.stat(full)
-            except OSError:  # a broken link
-                log.debug("ignoring %s: cannot stat it", full)
-                continue
-            if not os.path.isfile(full):  # sockets, devices
-                continue
             rel = os.path.relpath(full, root).replace(os.sep, "/")
-            items.append(SourceItem(name=rel, kind="file", path=base, size=stat.st_size))
+            size = 0
+            if reason is None:
+                try:
+                    status = os.stat(full)
+                except OSError:  # a link to nothing (ENOENT) or a loop of links (ELOOP)
+                    reason = "broken_link" if os.path.islink(full) else "unreadable"
+                else:
+                    size = status.st_size
+                    reason = None if stat.S_ISREG(status.st_mode) else "not_a_file"
+            items.append(SourceItem(name=rel, kind="file", path=base, size=size, skip=reason))
     return items
 
 

@@ -39,6 +39,8 @@ GOOD = {"source": "in", "dest": "out.zip", "width": 256, "height": 256}
         ({"labels": "csv"}, "labels='csv' is not allowed: one of auto, json, folders, none"),
         ({"workers": 0}, "workers=0 is not allowed: an integer >= 1"),
         ({"dest": "in"}, "dest='in' is not allowed: a path other than --source"),
+        ({"dest": "o9.tar"}, "dest='o9.tar' is not allowed: a .zip file or a folder"),
+        ({"dest": "out/train.TAR.GZ"}, "dest='out/train.TAR.GZ' is not allowed: a .zip file or"),
         ({"width": 256.0}, "width=256.0 is not allowed: a power of two"),
         ({"workers": True}, "workers=True is not allowed: an integer >= 1"),
     ],

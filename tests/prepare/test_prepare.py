@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import zipfile
 from pathlib import Path
@@ -248,3 +249,29 @@ def test_output_inside_the_source_folder_is_not_read_back(tmp_path):
     first = prepare(_options(source, source / "train.zip"))
     second = prepare(_options(source, source / "train.zip"))
     assert first.num_inputs == second.num_inputs == 2 and second.num_skipped == 0
+
+
+def test_links_to_nothing_fifos_and_folder_links_are_counted(tmp_path):
+    """The help says anything unreadable is skipped and counted: these were dropped silently."""
+    source = make_images(tmp_path / "src", {"a.png": (40, 40), "sub/b.png": (40, 40)})
+    (source / "dangling.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (source / "loop.png").symlink_to(source / "loop.png")
+    os.mkfifo(source / "fifo.png")
+    (source / "sub" / "up").symlink_to(source)  # a folder link that would loop if walked
+    dest = tmp_path / "out" / "train.zip"
+    report = prepare(_options(source, dest))
+    saved = json.loads((dest.parent / "prepare_report.json").read_text())
+    assert saved["num_written"] == 2 and saved["num_inputs"] == 6
+    assert saved["skipped"] == {"broken_link": 2, "folder_link": 1, "not_a_file": 1}
+    assert {f["name"]: f["reason"] for f in saved["skipped_files"]} == {
+        "dangling.jpg": "broken_link", "loop.png": "broken_link", "fifo.png": "not_a_file",
+        "sub/up": "folder_link"}
+    assert "skipped 4 (2 broken_link, 1 folder_link, 1 not_a_file)" in report.summary()
+
+
+def test_a_destination_that_cannot_be_written_is_a_user_error(tmp_path):
+    source = make_images(tmp_path / "src", {"a.png": (40, 40)})
+    (tmp_path / "file").write_text("a file, not a folder")
+    with pytest.raises(UserError, match=r"--dest: cannot write in '.*file' \(.*\); give a path "
+                                        r"in a writable folder"):
+        prepare(_options(source, tmp_path / "file" / "train.zip"))
