@@ -66,8 +66,9 @@ def test_bad_values_name_what_is_allowed(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["train", "--data", "d.zip"], "Missing option '--outdir'"),
     (["train", "--data", "d.zip", "--outdir", "o", "--gpus", "two"],
-     "gpus='two' is not an integer"),
-    (["train", "--data", "d.zip", "--outdir", "o", "--cfg", "paper257"], "'paper257' is not one of"),
+     "gpus='two' is not an integer (a power of two >= 1)"),
+    (["train", "--data", "d.zip", "--outdir", "o", "--cfg", "paper257"],
+     "'paper257' is not one of"),
     (["train", "--data", "d.zip", "--outdir", "o", "--learning-rate", "1"],
      "No such option '--learning-rate'"),
     (["prepare", "--source", "s", "--dest", "d.zip", "--channels", "4"], "'4' is not one of"),
@@ -93,7 +94,8 @@ def test_a_crash_exits_2_with_one_error_line_after_the_traceback(tmp_path, monke
                                       str(tmp_path / "x.zip"), "--width", "32"])
     assert result.exit_code == 2, result.output
     lines = result.output.rstrip().splitlines()
-    assert lines[0] == "Traceback (most recent call last):" and result.output.count("Traceback") == 1
+    assert lines[0] == "Traceback (most recent call last):"
+    assert result.output.count("Traceback") == 1
     assert lines[-1] == ("Error: internal error (a bug; please report it with the traceback "
                          "above): FileNotFoundError: [Errno 2] No such file or directory: "
                          "'/proc/.x.zip.work'")

@@ -177,9 +177,10 @@ def coerce(field: Field, value: Any) -> Any:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise UserError(f"{name}={_shown(value)} is not an integer") from None
+            raise UserError(
+                f"{name}={_shown(value)} is not an integer ({field.allowed()})") from None
         if not number.is_integer():
-            raise UserError(f"{name}={_shown(value)} is not an integer")
+            raise UserError(f"{name}={_shown(value)} is not an integer ({field.allowed()})")
         return int(number)
     if field.kind is float:
         try:
@@ -187,7 +188,7 @@ def coerce(field: Field, value: Any) -> Any:
         except OverflowError:  # an integer beyond float's range, e.g. 400 digits
             raise UserError(f"{name}={_shown(value)} is out of range ({field.allowed()})") from None
         except (TypeError, ValueError):
-            raise UserError(f"{name}={_shown(value)} is not a number") from None
+            raise UserError(f"{name}={_shown(value)} is not a number ({field.allowed()})") from None
     return str(value)
 
 

@@ -76,9 +76,9 @@ def test_hyperparameter_encodings_decode_to_typed_values(raw, expected):
 
 @pytest.mark.parametrize("raw,message", [
     ({"cuont": "1"}, "unknown hyperparameter 'cuont' (did you mean 'count'?)"),
-    ({"count": "2.5"}, "count=2.5 is not an integer"),
+    ({"count": "2.5"}, "count=2.5 is not an integer (an integer >= 1 and <= 8)"),
     ({"loud": "perhaps"}, "loud='perhaps' is not a boolean"),
-    ({"ratio": "\"much\""}, "ratio='much' is not a number"),
+    ({"ratio": "\"much\""}, "ratio='much' is not a number (a number >= 0)"),
     ({"mode": "{\"a\": 1}"}, "mode={'a': 1} must be a single value"),
 ])
 def test_bad_hyperparameters_are_named(raw, message):
