@@ -157,8 +157,9 @@ def _damage_member(path, name, at):
     with zipfile.ZipFile(path) as zf:
         info = zf.getinfo(name)
     data = bytearray(path.read_bytes())
-    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
-    data[info.header_offset + 30 + name_len + extra_len + at] ^= 0xFF
+    at_header = info.header_offset
+    name_len, extra_len = struct.unpack("<HH", data[at_header + 26:at_header + 30])
+    data[at_header + 30 + name_len + extra_len + at] ^= 0xFF
     path.write_bytes(bytes(data))
 
 
@@ -173,7 +174,8 @@ def test_a_damaged_zip_member_is_named_when_read(tmp_path, compression):
     _damage_member(path, "1/img3.png", 30_000)
     dataset = ImageFolderDataset(path)
     dataset[0]
-    with pytest.raises(UserError, match=r"'1/img3.png' in the zip is damaged .* re-run `sg2 prepare`"):
+    with pytest.raises(UserError,
+                       match=r"'1/img3.png' in the zip is damaged .* re-run `sg2 prepare`"):
         dataset[3]
 
 

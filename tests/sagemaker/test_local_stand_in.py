@@ -94,7 +94,8 @@ def test_every_local_job_starts_with_an_empty_model_folder(tmp_path, animeface_z
     assert precious.read_bytes() == b"state"
 
 
-def test_local_train_passes_a_failed_jobs_code_on_with_a_fresh_model_folder(tmp_path, animeface_zip):
+def test_local_train_passes_a_failed_jobs_code_on_with_a_fresh_model_folder(tmp_path,
+                                                                             animeface_zip):
     """A failing second run must not leave the first run's model.pt as if it were its own."""
     base = tmp_path / "sm"
     (base / "model").mkdir(parents=True)
