@@ -1,5 +1,4 @@
 """`sg2 local`: rehearse SageMaker jobs on this machine against a local /opt/ml tree."""
-import json
 from pathlib import Path
 
 import click
@@ -41,15 +40,11 @@ def local_train(hp_path, channels, checkpoints, base_dir):
     """Run a training job as SageMaker would run the image: `sg2-sagemaker train` in a
     subprocess with SAGEMAKER_BASE_DIR=BASE. Ctrl-C stops it the way StopTrainingJob does
     (SIGTERM-like: checkpoint, then exit); running the command again resumes."""
+    from sg2_container.sagemaker.hyperparameters import load_hyperparameters_file
     from sg2_container.sagemaker.local import LocalJob, failure_reason, run_local
 
     with user_errors_as_click():
-        try:
-            hyperparameters = json.loads(Path(hp_path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise click.ClickException(f"{hp_path} is not valid JSON: {error}") from error
-        if not isinstance(hyperparameters, dict):
-            raise click.ClickException(f"{hp_path} must hold a JSON object")
+        hyperparameters = load_hyperparameters_file(Path(hp_path))
         job = LocalJob(base_dir=base_dir.resolve(), hyperparameters=hyperparameters,
                        channels=channels, checkpoints=checkpoints)
         code = run_local(job, "train")

@@ -19,13 +19,21 @@ def decode_hyperparameters(raw: dict[str, str]) -> dict[str, object]:
     return decode_for(TrainingOptions, raw)
 
 
+def load_hyperparameters_file(path: Path) -> dict:
+    """The raw JSON object of a hyperparameters file; anything else is a UserError naming it."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not valid UTF-8 text ({error.reason} at byte "
+                        f"{error.start}); save it as UTF-8 JSON") from error
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not valid JSON ({error})") from error
+    if not isinstance(raw, dict):
+        raise UserError(f"{path} must hold a JSON object of name -> value")
+    return raw
+
+
 def read_hyperparameters(path: Path) -> dict[str, object]:
     if not path.exists():
         return {}
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path.name} is not valid JSON ({error})") from error
-    if not isinstance(raw, dict):
-        raise UserError(f"{path.name} must hold a JSON object of name -> value")
-    return decode_hyperparameters(raw)
+    return decode_hyperparameters(load_hyperparameters_file(path))

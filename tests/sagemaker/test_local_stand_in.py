@@ -106,3 +106,11 @@ def test_local_train_passes_a_failed_jobs_code_on_with_a_fresh_model_folder(tmp_
                                       f"train={animeface_zip}", "--base-dir", str(base)])
     assert result.exit_code == 1 and "cfg='paper257'" in result.output
     assert not (base / "model" / "model.pt").exists()
+
+
+def test_local_train_names_a_hyperparameters_file_that_is_not_utf8(tmp_path, animeface_zip):
+    hp = tmp_path / "hp.json"
+    hp.write_bytes(b'{"gamma": "\xff"}')
+    result = CliRunner().invoke(cli, ["local", "train", "--hyperparameters", str(hp), "--channel",
+                                      f"train={animeface_zip}", "--base-dir", str(tmp_path / "sm")])
+    assert result.exit_code == 1 and f"{hp} is not valid UTF-8 text" in result.output

@@ -107,6 +107,20 @@ def test_bad_hyperparameters_fail_with_a_reason_and_lose_nothing(opt_ml, change,
     assert keep.read_bytes() == b"precious"
 
 
+@pytest.mark.parametrize("content,words", [
+    (b'{"gamma": "\xff10"}', ["hyperparameters.json is not valid UTF-8", "byte 11"]),
+    (b'{"gamma": 10', ["hyperparameters.json is not valid JSON"]),
+    (b'["gamma", 10]', ["hyperparameters.json must hold a JSON object"]),
+])
+def test_an_unreadable_hyperparameters_file_is_named(opt_ml, content, words):
+    (opt_ml.base / "input" / "config" / "hyperparameters.json").write_bytes(content)
+    code, out = opt_ml.run("train")
+    assert code == 1, out
+    assert opt_ml.failure.startswith("UserError: train: ") and "Traceback" not in out
+    for word in words:
+        assert word in opt_ml.failure, opt_ml.failure
+
+
 def test_missing_channel_names_what_is_needed(opt_ml):
     (opt_ml.base / "input" / "data" / "train" / "animeface.zip").unlink()
     (opt_ml.base / "input" / "data" / "train").rmdir()
