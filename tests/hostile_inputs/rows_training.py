@@ -9,10 +9,10 @@ from tests.hostile_inputs.table import Row, user_error
 from tests.sagemaker.conftest import ARTICLE, SMALL, FakeOptMl
 
 
-def _job(tmp_path, prepare=None, **values):
-    """A training job with the article's hyperparameters changed by `values`; its failure text
-    (exit code 1 and no checkpoint asserted)."""
-    dataset = write_synthetic_dataset(tmp_path / "animeface.zip", count=8, resolution=16)
+def _job(tmp_path, prepare=None, count=8, **values):
+    """A training job on `count` images with the article's hyperparameters changed by `values`;
+    its failure text (exit code 1 and no checkpoint asserted)."""
+    dataset = write_synthetic_dataset(tmp_path / "animeface.zip", count=count, resolution=16)
     opt_ml = FakeOptMl(tmp_path / "opt_ml", dataset)
     if prepare is not None:
         prepare(opt_ml.base)
@@ -60,7 +60,13 @@ ROWS = [
         "holds files that are not this run's (thesis.docx)",
         lambda tmp: _job(tmp, prepare=_foreign_file, outdir="/opt/ml/model")),
     Row("job-gpus-over-devices", "`gpus: 64` on a machine without GPUs",
-        "gpus=64 is not allowed: no GPU is used", lambda tmp: _job(tmp, gpus=64, batch=64)),
+        "gpus=64 is not allowed: no GPU is used", lambda tmp: _job(tmp, count=32, gpus=64, batch=64)),
+    Row("job-batch-over-dataset", "`batch: 100000` on 8 images (the memory killed the job)",
+        "batch=100000 is larger than the dataset", lambda tmp: _job(tmp, batch=100000)),
+    Row("job-outdir-s3", "`outdir: \"s3://my-bucket/sg2/checkpoints\"` (trained into ./s3:/...)",
+        "is not allowed: outdir is a path in the container; to keep checkpoints in S3, set the "
+        "estimator's checkpoint_s3_uri",
+        lambda tmp: _job(tmp, outdir="s3://my-bucket/sg2/checkpoints")),
     Row("job-unknown-key", "hyperparameter `gama: 10` (a typo)",
         "unknown hyperparameter 'gama' (did you mean 'gamma'?)", lambda tmp: _job(tmp, gama=10)),
     Row("job-resume-missing", "`resume: \"/opt/ml/input/data/train/nothere.pkl\"`",
