@@ -35,6 +35,18 @@ MAX_LABELS_FILE_BYTES = 512 * 2**20
 log = logging.getLogger(__name__)
 
 
+class DatasetError(UserError):
+    """A bad image found while reading, maybe in a DataLoader worker. torch re-raises a worker's
+    exception as `type(text)`, its traceback folded into the text, and the failure file keeps
+    only the first 1 KB: this keeps the message alone, so the failure names the file."""
+
+    def __init__(self, message: str) -> None:
+        marker = f"{type(self).__module__}.{type(self).__qualname__}: "
+        if message.startswith("Caught ") and marker in message:
+            message = message.rsplit(marker, 1)[1].strip()
+        super().__init__(message)
+
+
 class ImageFolderDataset:
     """Images [C, H, W] uint8 with float32 labels, sorted by relative name.
 
@@ -158,12 +170,12 @@ class ImageFolderDataset:
                 im.load()
                 array = np.array(im)  # writable: torch refuses read-only arrays
         except (OSError, ValueError, SyntaxError, EOFError) as e:
-            raise UserError(f"dataset {self.path!r}: cannot decode {name!r} ({e})") from e
+            raise DatasetError(f"dataset {self.path!r}: cannot decode {name!r} ({e})") from e
         if array.ndim == 2:
             array = array[:, :, np.newaxis]
         image = array.transpose(2, 0, 1)
         if image.shape != self.image_shape or image.dtype != np.uint8:
-            raise UserError(
+            raise DatasetError(
                 f"dataset {self.path!r}: {name!r} decodes to {list(image.shape)} {image.dtype}; "
                 f"expected {list(self.image_shape)} uint8 like the first image"
             )
@@ -230,7 +242,7 @@ class ImageFolderDataset:
             # A stored member's CRC is checked once its last byte is read; a deflated member
             # fails as soon as the damaged bytes are decompressed.
             reason = "CRC mismatch" if "CRC" in str(e) else f"{type(e).__name__}: {e}"
-            raise UserError(
+            raise DatasetError(
                 f"dataset {self.path!r}: {name!r} in the zip is damaged ({reason}); upload the "
                 "zip again, or re-run `sg2 prepare` to make a new one"
             ) from e

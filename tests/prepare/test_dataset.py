@@ -179,6 +179,21 @@ def test_a_damaged_zip_member_is_named_when_read(tmp_path, compression):
         dataset[3]
 
 
+def test_a_damaged_member_read_in_a_data_worker_keeps_its_message(tmp_path):
+    """torch re-raises a worker's error with the worker's traceback in its text; the job's
+    failure file keeps 1 KB, so the text must be the message alone."""
+    from torch.utils.data import DataLoader
+
+    big = {name: (128, 128) for name in FOUR}
+    path = _zip_folder(make_images(tmp_path / "s", big), tmp_path / "set.zip")
+    _damage_member(path, "1/img3.png", 30_000)
+    with pytest.raises(UserError) as info:
+        list(DataLoader(ImageFolderDataset(path), batch_size=2, num_workers=1))
+    assert str(info.value) == (f"dataset {str(path)!r}: '1/img3.png' in the zip is damaged (CRC "
+                               "mismatch); upload the zip again, or re-run `sg2 prepare` to make "
+                               "a new one")
+
+
 def test_a_damaged_jpeg_in_a_zip_is_named_at_start(tmp_path):
     folder = make_images(tmp_path / "s", {"a.jpg": (16, 16), "b.jpg": (16, 16)})
     path = _zip_folder(folder, tmp_path / "set.zip")
