@@ -102,12 +102,18 @@ def max_diff(a_path: Path, b_path: Path) -> dict[str, float]:
     return {key: (a[key] - b[key]).abs().max().item() for key in a}
 
 
+def model_kind(args) -> str:
+    return ("networks with fp16 top blocks (as mixed-precision runs save them)"
+            if args.mixed_precision else "float32 networks")
+
+
 def bench_generation(base: Side, ours: Side, tmp: Path, args) -> None:
     weights = str(tmp / "G.pt")
-    setup = dict(kind="generate", weights=weights, res=256, cfg="paper256", cbase=None, cmax=512)
+    setup = dict(kind="generate", weights=weights, res=256, cfg="paper256", cbase=None, cmax=512,
+                 fp32=not args.mixed_precision)
     base.ask("setup", load=False, **setup)
     ours.ask("setup", load=True, **setup)
-    print("## G_ema generation, paper256 @ 256 px, float32, const noise", flush=True)
+    print(f"## G_ema generation, paper256 @ 256 px, {model_kind(args)}, const noise", flush=True)
     print(f"| batch | {TIMING_HEADER} | ours img/s | max abs diff |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for batch in args.batches:
@@ -123,7 +129,7 @@ def bench_train(base: Side, ours: Side, tmp: Path, args) -> None:
     res, batch = 64, 8
     weights = str(tmp / "GD.pt")
     setup = dict(kind="train", weights=weights, res=res, cfg=args.train_cfg,
-                 cbase=args.train_cbase, cmax=args.train_cmax)
+                 cbase=args.train_cbase, cmax=args.train_cmax, fp32=not args.mixed_precision)
     base.ask("setup", load=False, **setup)
     ours.ask("setup", load=True, **setup)
     for side in (base, ours):
@@ -133,7 +139,8 @@ def bench_train(base: Side, ours: Side, tmp: Path, args) -> None:
     worst = max(diffs, key=diffs.get)
     times = interleaved([base, ours], "train", args.repeat, batch=batch, res=res, seed=2)
     print(f"## G+D training step, cfg {args.train_cfg} @ {res} px (channel base "
-          f"{args.train_cbase or 'of the preset'}, max {args.train_cmax}), batch {batch}, float32",
+          f"{args.train_cbase or 'of the preset'}, max {args.train_cmax}), batch {batch}, "
+          f"{model_kind(args)}",
           flush=True)
     print(f"| {TIMING_HEADER} | max abs diff R1 grads | largest param-grad diff |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -153,6 +160,10 @@ def main() -> None:
     parser.add_argument("--train-cfg", default="paper256")
     parser.add_argument("--train-cbase", type=int, default=None)
     parser.add_argument("--train-cmax", type=int, default=512)
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="Networks with fp16 top blocks and clamps, as the default training "
+                             "(mixed precision) and the reference's pickles have them, instead "
+                             "of --fp32 ones: each side computes them as it does on a CPU.")
     parser.add_argument("--threads", type=int, default=None,
                         help="Math threads per side (default: torch's, one per core).")
     parser.add_argument("--same-allocator", action="store_true",

@@ -23,10 +23,11 @@ class Worker:
         self.G = self.D = None
         self.gamma = 0.0
 
-    def setup(self, kind, weights, load, res, cfg, cbase, cmax):
-        """Builds the networks; the first worker saves its weights, the second loads them."""
+    def setup(self, kind, weights, load, res, cfg, cbase, cmax, fp32=True):
+        """Builds the networks; the first worker saves its weights, the second loads them.
+        fp32=False: fp16 top blocks and clamps, as a mixed-precision run saves them."""
         preset = resolve_preset(cfg, res)
-        G_kwargs, D_kwargs = network_kwargs(preset, res, fp32=True, channel_base=cbase,
+        G_kwargs, D_kwargs = network_kwargs(preset, res, fp32=fp32, channel_base=cbase,
                                             channel_max=cmax)
         torch.manual_seed(0)
         self.G = Generator(**G_kwargs)
