@@ -37,13 +37,14 @@ def kernel_mismatch(device: torch.device, kernels=None) -> str | None:
     """None when the kernel ops match the reference path on `device`, else what differs.
 
     The first op call of a process runs this, often inside `no_grad` or `inference_mode`
-    (generation, a training run's first snapshot grid), and the check needs gradients; and
-    cuDNN's TF32 convolutions in the reference path would differ by more than the tolerance.
+    (generation, a training run's first snapshot grid), or autocast (bfloat16 generation), and
+    the check needs gradients and float32 on both sides; cuDNN's TF32 convolutions in the
+    reference path would differ by more than the tolerance.
     """
     cudnn = torch.backends.cudnn
     with torch.inference_mode(False), torch.enable_grad(), cudnn.flags(
             enabled=cudnn.enabled, benchmark=False, deterministic=cudnn.deterministic,
-            allow_tf32=False):
+            allow_tf32=False), torch.autocast(device.type, enabled=False):
         return _mismatch(device, kernels)
 
 

@@ -291,6 +291,15 @@ class _ReferenceAsKernels:
         return bias_act_reference(x, b, dim, activation(act), alpha, gain, clamp)
 
 
+class _AutocastImmune(_ReferenceAsKernels):
+    """Like the compiled kernels, computes in the input's dtype whatever autocast says."""
+
+    @staticmethod
+    def upfirdn2d(x, f, up, down, padding, flip_filter, gain):
+        with torch.autocast("cpu", enabled=False):
+            return _ReferenceAsKernels.upfirdn2d(x, f, up, down, padding, flip_filter, gain)
+
+
 def test_self_check_passes_correct_kernels_and_names_a_wrong_one():
     from stylegan2_ops._selfcheck import kernel_mismatch
 
@@ -312,18 +321,20 @@ def test_self_check_passes_correct_kernels_and_names_a_wrong_one():
     assert kernel_mismatch(torch.device("cpu"), NoClamp).startswith("bias_act lrelu: max difference")
 
 
-@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "autocast"])
 def test_self_check_runs_inside_no_grad_and_inference_mode(mode):
     """A process's first op call is often generation or a snapshot grid under no_grad or
     inference_mode: the check must still see gradients (it crashed there, turning the kernels
     off for the whole process) and leave the caller's mode as it was."""
     from stylegan2_ops._selfcheck import kernel_mismatch
 
-    context = torch.no_grad() if mode == "no_grad" else torch.inference_mode()
+    context = {"no_grad": torch.no_grad(), "inference_mode": torch.inference_mode(),
+               "autocast": torch.autocast("cpu", dtype=torch.bfloat16)}[mode]
     with context:
-        assert kernel_mismatch(torch.device("cpu"), _ReferenceAsKernels) is None
-        assert not torch.is_grad_enabled()
+        assert kernel_mismatch(torch.device("cpu"), _AutocastImmune) is None
+        assert torch.is_grad_enabled() == (mode == "autocast")
         assert torch.is_inference_mode_enabled() == (mode == "inference_mode")
+        assert torch.is_autocast_enabled("cpu") == (mode == "autocast")
 
 
 def test_self_check_compares_without_tf32_convolutions():
