@@ -101,6 +101,25 @@ def test_a_crash_exits_2_with_one_error_line_after_the_traceback(tmp_path, monke
                          "'/proc/.x.zip.work'")
 
 
+def test_a_user_error_from_any_command_exits_1_not_as_a_crash(tmp_path):
+    """dataset synthetic into a path under a file: the user's to fix (exit 1, one line)."""
+    afile = tmp_path / "file"
+    afile.write_text("")
+    result = CliRunner().invoke(cli, ["dataset", "synthetic", str(afile / "sub"), "--count", "1"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    assert f"output folder {afile / 'sub'}: cannot create or write in it" in result.output
+
+
+def test_a_reader_that_closes_the_pipe_is_not_a_crash():
+    """`sg2 pipeline parameters | true`: the reader is gone before the output; no bug report."""
+    result = subprocess.run(f"{sys.executable} -m sg2_container.cli.main pipeline parameters "
+                            "| true", shell=True, capture_output=True, text=True, timeout=60,
+                            executable="/bin/bash", env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr, \
+        result.stderr
+
+
 def test_ctrl_c_in_a_command_without_its_own_handler_exits_130(tmp_path, monkeypatch):
     from sg2_container.data import prepare
 

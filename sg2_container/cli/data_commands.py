@@ -102,11 +102,14 @@ def synthetic_command(dest: Path, count: int, resolution: int, layout: str, seed
     """Make a procedural dataset (coloured shapes on gradients) for trying things out; no
     downloads. Classes: circle, square, triangle."""
     from sg2_container.data.synthetic import write_synthetic_dataset, write_synthetic_folder
+    from sg2_container.io.images import output_folder
 
-    if layout == "zip":
-        write_synthetic_dataset(dest, count, resolution, seed)
-    else:
-        write_synthetic_folder(dest, count, resolution, seed)
+    with user_errors_as_click():
+        output_folder(dest.parent if layout == "zip" else dest)  # refused by name, up front
+        if layout == "zip":
+            write_synthetic_dataset(dest, count, resolution, seed)
+        else:
+            write_synthetic_folder(dest, count, resolution, seed)
     click.echo(f"wrote {count} images to {dest}")
 
 

@@ -38,6 +38,10 @@ def table_exit_codes():
         raise
     except (click.ClickException, click.exceptions.Exit, click.Abort):
         raise
+    except UserError as error:  # a command without its own user_errors_as_click
+        raise click.ClickException(str(error)) from error
+    except BrokenPipeError:  # `sg2 ... | head` closed the pipe: the reader's choice, no crash
+        raise
     except KeyboardInterrupt:
         click.echo("stopped (Ctrl-C)", err=True)
         raise SystemExit(EXIT_STOPPED) from None
