@@ -123,9 +123,13 @@ def upfirdn2d(
             f"upfirdn2d output would be empty ({out_h}x{out_w}) for input {list(x.shape)}, "
             f"filter {fh}x{fw}, up {up}, down {down}, padding {list(pads)}"
         )
-    out_numel = x.shape[0] * x.shape[1] * out_h * out_w
-    if _backend.resolve(x, impl) == "cuda" and max(x.numel(), out_numel) <= KERNEL_MAX_NUMEL:
-        return _kernels.upfirdn2d(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
+    if _backend.resolve(x, impl) == "cuda":
+        largest = max(x.numel(), x.shape[0] * x.shape[1] * out_h * out_w)
+        if largest <= KERNEL_MAX_NUMEL:
+            return _kernels.upfirdn2d(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
+        if impl == "cuda":  # forced: no silent fallback (resolve's rule)
+            raise RuntimeError(f"impl 'cuda' was forced but the kernel indexes at most "
+                               f"{KERNEL_MAX_NUMEL} elements; this call has {largest}")
     return upfirdn2d_reference(x, f, (upx, upy), (downx, downy), pads, flip_filter, gain)
 
 

@@ -46,3 +46,21 @@ def test_a_supported_gpu_is_taken(fake_gpu):
     fake_gpu((9, 0), CU130)
     assert resolve_device("auto") == torch.device("cuda")
     assert resolve_device("cuda:0") == torch.device("cuda", 0)
+
+
+def test_an_endpoint_on_several_unsupported_gpus_is_refused_before_loading(fake_gpu, monkeypatch,
+                                                                          tmp_path):
+    """`device auto` with several GPUs takes them all: each is checked like a single one."""
+    import threading
+
+    from sg2_container.inference import model_source
+    from sg2_container.serving.app import load_renderers
+    from sg2_container.serving.options import ServeOptions
+
+    fake_gpu((7, 0), CU130)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(model_source, "load_generator",
+                        lambda *a, **k: pytest.fail("loaded a model for an unusable GPU"))
+    options = ServeOptions(network=str(tmp_path / "model.pt"), device="auto")
+    with pytest.raises(UserError, match=r"sm_70\) is not supported"):
+        load_renderers(options, threading.Event())

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from sg2_container.errors import UserError
 
 # The API's pattern for PipelineExecutionArn.
-EXECUTION_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]*:\d{12}:pipeline/.+/execution/.+")
+EXECUTION_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:pipeline/.+/execution/.+")
 
 
 def execution_region(name: str, execution_arn: str) -> str:

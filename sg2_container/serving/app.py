@@ -93,7 +93,7 @@ def load_renderers(options: ServeOptions, stop: threading.Event):
     from sg2_container.serving.renderer import Renderer
 
     if options.device.strip() == "auto" and torch.cuda.device_count() > 1:
-        devices = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+        devices = [resolve_device(f"cuda:{i}") for i in range(torch.cuda.device_count())]
     else:
         devices = [resolve_device(name.strip()) for name in options.device.split(",")]
     renderers = []

@@ -233,6 +233,8 @@ def test_tensors_beyond_the_kernels_32_bit_indexing_take_the_reference_path(monk
     assert calls == [torch.Size([2, 4, 8, 8])]  # output 2 x 4 x 16 x 16: at the limit
     out = upfirdn2d(torch.randn([2, 4, 9, 9]), f, up=2, padding=[2, 1, 2, 1], gain=4)
     assert calls == [torch.Size([2, 4, 8, 8])] and out.shape == (2, 4, 18, 18)
+    with pytest.raises(RuntimeError, match="impl 'cuda' was forced but the kernel indexes"):
+        upfirdn2d(torch.randn([2, 4, 9, 9]), f, up=2, padding=[2, 1, 2, 1], gain=4, impl="cuda")
 
 
 def test_public_ops_trace_with_fullgraph():

@@ -211,7 +211,8 @@ def test_retry_sends_a_token_sagemaker_accepts():
 
 @pytest.mark.parametrize("arn", ["not-an-arn",
                                  "arn:aws:sagemaker:us-east-1:123456789012:pipeline/x",
-                                 EXECUTION.replace("sagemaker", "sns")])
+                                 EXECUTION.replace("sagemaker", "sns"),
+                                 "arn:aws:sagemaker::123456789012:pipeline/x/execution/y"])
 def test_retry_of_something_that_is_not_an_execution_is_named(arn, monkeypatch):
     from sg2_container.cli import pipeline_commands
 
