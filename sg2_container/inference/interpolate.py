@@ -13,7 +13,7 @@ import torch
 from sg2_container.errors import UserError
 from sg2_container.inference.generate import batch_size_for, seed_ws, synthesize
 from sg2_container.inference.latents import load_ws_file
-from sg2_container.inference.options import MAX_FRAMES, InterpolateOptions
+from sg2_container.inference.options import MAX_FRAMES, InterpolateOptions, walk_length
 from sg2_container.inference.progress import EVERY_S, Progress
 from sg2_container.inference.video import write_videos
 from sg2_container.io.images import output_folder, write_grid
@@ -44,11 +44,6 @@ def slerp_rows(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tenso
     weight_b = torch.where(small, t, torch.sin(t * angle) / safe_sin)
     direction = weight_a * unit_a + weight_b * unit_b
     return direction * torch.lerp(norm_a, norm_b, t)
-
-
-def walk_length(keys: int, frames: int, loop: bool) -> int:
-    """Frames of a walk through `keys` key points (see walk)."""
-    return keys * frames if loop else (keys - 1) * frames + 1
 
 
 def walk_chunks(keys: Iterable[torch.Tensor], frames: int, kind: str, loop: bool,

@@ -70,6 +70,12 @@ def _batch():
                   help=_BATCH_HELP)
 
 
+def walk_length(keys: int, frames: int, loop: bool) -> int:
+    """Frames of a walk through `keys` key points, `frames` per step (back to the first when
+    looping)."""
+    return keys * frames if loop else (keys - 1) * frames + 1
+
+
 def seed_list(field: str, items: tuple, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
     """A seed field (text items such as '0-7', or numbers) -> the seeds, checked."""
     from sg2_container.inference.seeds import parse_seeds
@@ -196,7 +202,7 @@ class InterpolateOptions:
         _check_truncation_psi(self)
         if self.seeds:
             seeds = len(seed_list("seeds", self.seeds))
-            frames = seeds * self.frames if self.loop else (seeds - 1) * self.frames + 1
+            frames = walk_length(seeds, self.frames, self.loop)
             if frames > MAX_FRAMES:
                 raise UserError(f"interpolate: {seeds} seeds x frames={self.frames} make "
                                 f"{frames} frames; the limit is {MAX_FRAMES} (use fewer seeds "

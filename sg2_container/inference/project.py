@@ -43,6 +43,7 @@ from sg2_container.errors import UserError
 from sg2_container.inference.generate import check_stop, class_labels
 from sg2_container.inference.latents import save_ws_file
 from sg2_container.inference.lpips_vgg import REHEARSAL_WARNING, LpipsVgg16, load_distance_network
+from sg2_container.inference.progress import EVERY_S
 from sg2_container.inference.project_options import VIDEO_NAME, ProjectOptions
 from sg2_container.inference.video import write_video
 from sg2_container.io.atomic import commit, remove_stale_temp_files, temp_path
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 W_STATS_SEED = 123  # the reference draws its W statistics from this fixed seed
 W_STATS_BATCH = 1000  # latents mapped per forward pass while gathering the statistics
 NOISE_PYRAMID_MIN = 8  # the noise regulariser pools each map down to this size
-LOG_EVERY_S = 30.0  # progress log interval when stderr is not a terminal (job logs)
 
 
 @dataclasses.dataclass
@@ -146,7 +146,6 @@ def project(G, target: np.ndarray, distance: LpipsVgg16, *,
     if tuple(target.shape) != size or target.dtype != np.uint8:
         raise ValueError(f"target must be uint8 {list(size)}, got {target.dtype} {list(target.shape)}")
     G = copy.deepcopy(G).eval().requires_grad_(False).to(device)
-    force_fp32 = device.type != "cuda"  # half precision on a CPU is slow and inexact
     # w_stats: w_statistics() for these options, computed once by callers with several targets.
     w_avg, w_std = w_stats or w_statistics(G, options.w_avg_samples, options.class_idx, device)
 
@@ -172,7 +171,7 @@ def project(G, target: np.ndarray, distance: LpipsVgg16, *,
             group["lr"] = learning_rate(t, options)
         w_noise = torch.randn(w_opt.shape, generator=generator).to(device)
         ws = (w_opt + w_noise * w_noise_scale(t, w_std, options)).repeat(1, G.num_ws, 1)
-        synth = G.synthesis(ws, noise_mode="const", force_fp32=force_fp32)
+        synth = G.synthesis(ws, noise_mode="const")  # fp16 blocks: half on GPUs only
         synth = (synth + 1) * 127.5
         dist = (target_features - distance.features(synth)).square().sum()
         loss = dist + options.regularize_noise_weight * noise_regularisation(noise_maps)
@@ -257,7 +256,7 @@ class _StepProgress:
             self.bar.set_postfix(distance=f"{dist:.4f}", refresh=False)
             return
         now = time.monotonic()
-        if self.enabled and (now - self.last >= LOG_EVERY_S or step == self.total):
+        if self.enabled and (now - self.last >= EVERY_S or step == self.total):
             self.last = now
             rate = step / max(now - self.start, 1e-9)
             log.info("%s: step %d/%d, distance %.4f (%.2f steps/s)", self.label, step, self.total,
@@ -271,8 +270,7 @@ class _StepProgress:
 @torch.no_grad()
 def _render(G, ws: torch.Tensor, device) -> np.ndarray:
     """uint8 [R, R, C] of ws [1, num_ws, w_dim], with the model's stored noise maps."""
-    force_fp32 = torch.device(device).type != "cuda"
-    return to_uint8(G.synthesis(ws.to(device), noise_mode="const", force_fp32=force_fp32))[0]
+    return to_uint8(G.synthesis(ws.to(device), noise_mode="const"))[0]
 
 
 def _video_frames(G, target: np.ndarray, projection: Projection, device,

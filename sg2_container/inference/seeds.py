@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 
 from sg2_container.errors import UserError
+from sg2_container.options.sizes import MAX_SEED
 
-MAX_SEED = 2**32 - 1  # numpy's RandomState accepts seeds in [0, 2**32)
 # Images one request may ask for: '0-99999999' would otherwise build a 100 M list and run for
 # days. Raised per call (`max_seeds`, `sg2 generate --max-seeds`).
 DEFAULT_MAX_SEEDS = 100_000

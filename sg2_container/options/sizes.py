@@ -17,3 +17,4 @@ MAX_FP16_RES = 16
 MAX_MBSTD_GROUP = 1024
 MAX_MBSTD_CHANNELS = 64
 MAX_FREEZE_LAYERS = 1024
+MAX_SEED = 2**32 - 1  # numpy's RandomState takes 32-bit seeds (data order, subsets, latents)

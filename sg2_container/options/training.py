@@ -17,6 +17,7 @@ from sg2_container.options.sizes import (
     MAX_CHANNEL_MAX,
     MAX_FREEZE_LAYERS,
     MAX_MAPPING_LAYERS,
+    MAX_SEED,
 )
 
 
@@ -112,7 +113,6 @@ def network_kwargs(preset: Preset, resolution: int, img_channels: int = 3, c_dim
 
 
 AUG_MODES = ("ada", "noaug", "fixed")
-MAX_SEED = 2**32 - 1  # numpy's RandomState (subset choice, data order) takes 32-bit seeds
 NO_RESUME = ("", "none", "null", "noresume")
 METRIC_NAMES = ("none", *SPEC_NAMES)
 PUBLISHED_RESUME = {
