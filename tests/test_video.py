@@ -60,3 +60,22 @@ def test_what_a_killed_writer_left_for_the_same_video_is_removed(tmp_path):
         path.write_bytes(b"half a video")
     write_video(_frames(), tmp_path / "walk.mp4", fps=10)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, "walk.mp4"])
+
+
+def test_a_writer_failing_to_close_does_not_leave_the_others_running(tmp_path, monkeypatch):
+    """gif then mp4: the GIF's save fails (a full disk here); the MP4's ffmpeg is ended too and
+    nothing is left in the folder."""
+    from sg2_container.inference import video
+
+    aborted = []
+    def full_disk(self):
+        raise OSError(28, "full")
+
+    monkeypatch.setattr(video._Gif, "close", full_disk)
+    original_abort = video._Mp4.abort
+    monkeypatch.setattr(video._Mp4, "abort",
+                        lambda self: aborted.append(self) or original_abort(self))
+    with pytest.raises(OSError, match="full"):
+        video.write_videos(_frames(), [tmp_path / "walk.gif", tmp_path / "walk.mp4"], fps=10)
+    assert len(aborted) == 1 and aborted[0].writer.closed
+    assert list(tmp_path.iterdir()) == []

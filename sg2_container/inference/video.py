@@ -40,8 +40,13 @@ def write_videos(frames: Iterable[np.ndarray], paths: list[Path], fps: float = 3
             for writer in writers:
                 writer.abort()
             raise
-        for writer in writers:
-            writer.close()
+        for index, writer in enumerate(writers):
+            try:
+                writer.close()
+            except BaseException:  # the others are not left running (ffmpeg) or holding frames
+                for other in writers[index + 1:]:
+                    other.abort()
+                raise
         for tmp in temps:
             fsync_file(tmp)
         return [commit(tmp, path) for tmp, path in zip(temps, paths)]
