@@ -51,6 +51,7 @@ class Request:
     files: list[str] = dataclasses.field(default_factory=list)
     seconds: float | None = None
     note: str | None = None
+    crashed: bool = False  # failed on an unexpected error (a bug, the machine), not the input
 
     @property
     def folder(self) -> str:
@@ -167,6 +168,7 @@ def parse_request(index: int, source: str, obj: Any, *, data: Path | None, outdi
     except Exception as error:  # a value no check foresaw: this request fails, not the job
         log.exception("%s: unexpected error reading the request", source)
         request.status, request.message = "failed", f"bad request ({_describe(error)})"
+        request.crashed = True
     return request
 
 
@@ -307,6 +309,16 @@ def _run_one(G, request: Request, outdir: Path, device, stop: threading.Event,
     return [Path(f) for r in results for f in r.get("files", [])]
 
 
+def _raise_if_crashed(requests: list[Request], outcome: str) -> None:
+    """A job whose requests all failed is the user's to fix (exit 1) only when no failure was
+    unexpected; otherwise it is a crash (exit 2), as the job runner's table says."""
+    crashed = [r for r in requests if r.crashed]
+    if crashed:
+        raise RuntimeError(f"{outcome}; {len(crashed)} failed on an unexpected error (the "
+                           f"traceback is in the log), the first ({crashed[0].source}): "
+                           f"{crashed[0].message}")
+
+
 def run_requests(*, model: Path, data: Path | None, outdir: Path, device: str = "auto",
                  project_defaults: Mapping[str, Any] | None = None,
                  project_data_images: bool = True, stop: threading.Event | None = None,
@@ -315,7 +327,8 @@ def run_requests(*, model: Path, data: Path | None, outdir: Path, device: str = 
     in outdir/<NNN>-<kind>/ and outdir/manifest.json. Returns the manifest.
 
     Raises UserError when there is no valid request or none succeeded (after writing the
-    manifest), and errors.Stopped when `stop` was set before the end.
+    manifest; RuntimeError when one of those failures was unexpected, a crash), and
+    errors.Stopped when `stop` was set before the end.
     """
     from sg2_container.inference.model_source import load_generator
     from sg2_container.runtime import resolve_device
@@ -333,6 +346,7 @@ def run_requests(*, model: Path, data: Path | None, outdir: Path, device: str = 
     valid = [r for r in requests if r.status == "pending"]
     if not valid:
         manifest.write("failed")
+        _raise_if_crashed(requests, "no request could be read")
         found = "no requests.jsonl and no images" if not requests else \
             f"{len(requests)} request(s), none valid (see {manifest.path.name})"
         raise UserError(f"nothing to do: {found} in the data folder {data}; put images to "
@@ -375,6 +389,7 @@ def run_requests(*, model: Path, data: Path | None, outdir: Path, device: str = 
                 log.error("request %d (%s) failed: %s", request.index, request.source, error)
             except Exception as error:  # one request's failure, whatever it is, is its own
                 request.status, request.message = "failed", f"error: {_describe(error)}"
+                request.crashed = True
                 log.exception("request %d (%s) failed", request.index, request.source)
             else:
                 request.status = "done"
@@ -404,6 +419,7 @@ def run_requests(*, model: Path, data: Path | None, outdir: Path, device: str = 
     done = [r for r in requests if r.status == "done"]
     document = manifest.write("done" if done else "failed")
     if not done:
+        _raise_if_crashed(requests, "no request succeeded")
         first = next(r for r in requests if r.status == "failed")
         raise UserError(f"no request succeeded; the first failure ({first.source}): "
                         f"{first.message}")

@@ -63,3 +63,30 @@ def test_a_target_that_is_not_an_image_is_named(tmp_path):
     bad.write_text("hello")
     with pytest.raises(UserError, match="target face.png: not an image"):
         check_image(bad)
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_a_job_whose_requests_all_failed_is_a_crash_only_if_one_failed_unexpectedly(
+        tmp_path, tiny_model, monkeypatch, crash):
+    """Every request failing on its input is the user's to fix (UserError, exit 1); when one
+    failed on an unexpected error (a bug, an out-of-memory) the job is a crash (exit 2)."""
+    import json
+
+    from sg2_container.inference import batch
+
+    _, model = tiny_model
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "requests.jsonl").write_text(json.dumps({"generate": {"seeds": [1]}}) + "\n")
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory") if crash else UserError("seed 1: not liked")
+
+    monkeypatch.setattr(batch, "_run_one", failing)
+    expected = RuntimeError if crash else UserError
+    with pytest.raises(expected, match="no request succeeded") as raised:
+        batch.run_requests(model=model, data=data, outdir=tmp_path / "out", device="cpu",
+                           project_data_images=False)
+    assert type(raised.value) is expected
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["counts"]["failed"] == 1
