@@ -148,11 +148,21 @@ def _restore(run: _Run, checkpoint: ckpt.Checkpoint) -> None:
             run.ada.num_steps = run.counters.batch_idx
 
 
-def _check_ranks_agree(latest: ckpt.Checkpoint | None, run_dir: Path) -> None:
+def _check_ranks_agree(latest: ckpt.Checkpoint | None, refusal: UserError | None,
+                       run_dir: Path) -> None:
     """Every process must continue from the same checkpoint: ranks that read different ones
     (a checkpoint folder neither shared nor synced to every host) would run different phases
-    and wait on each other's collectives forever."""
-    seen = dist_utils.all_gather_objects(latest.path.name if latest is not None else None)
+    and wait on each other's collectives forever. A rank that refused the folder (a newer
+    format, changed options) stops them all, with its reason."""
+    name = latest.path.name if latest is not None else None
+    seen = dist_utils.all_gather_objects((name, None if refusal is None else str(refusal)))
+    reasons = [(rank, reason) for rank, (_, reason) in enumerate(seen) if reason is not None]
+    if refusal is not None:
+        raise refusal
+    if reasons:
+        rank, reason = reasons[0]
+        raise UserError(f"rank {rank} refused the checkpoints in {run_dir}: {reason}")
+    seen = [found for found, _ in seen]
     if len(set(seen)) > 1:
         found = ", ".join(f"rank {rank}: {name or 'none'}" for rank, name in enumerate(seen))
         raise UserError(f"the processes found different checkpoints in {run_dir} ({found}); "
@@ -377,8 +387,11 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
     total_nimg = int(round(plan.total_kimg * 1000))
 
     # Before anything is written: a newer or differently-optioned checkpoint stops the job here.
-    latest = ckpt.find_latest(run_dir, move_aside=group.is_main)
-    _check_ranks_agree(latest, run_dir)
+    try:
+        latest, refusal = ckpt.find_latest(run_dir, move_aside=group.is_main), None
+    except UserError as error:  # every rank must hear it, or the others wait in the next
+        latest, refusal = None, error  # collective forever
+    _check_ranks_agree(latest, refusal, run_dir)
     if latest is not None:
         _restore(run, latest)
         counters = run.counters

@@ -47,10 +47,15 @@ def test_processes_that_found_different_checkpoints_stop_before_training(monkeyp
     class Found:
         path = tmp_path / "checkpoint-000000000128.pt"
 
-    monkeypatch.setattr(dist_utils, "all_gather_objects",
-                        lambda name: [name, None, "checkpoint-000000000064.pt"])
+    monkeypatch.setattr(dist_utils, "all_gather_objects", lambda mine: [
+        mine, (None, None), ("checkpoint-000000000064.pt", None)])
     with pytest.raises(UserError, match=r"rank 0: checkpoint-000000000128.pt, rank 1: none, "
                                         r"rank 2: checkpoint-000000000064.pt"):
-        loop._check_ranks_agree(Found(), tmp_path)
-    monkeypatch.setattr(dist_utils, "all_gather_objects", lambda name: [name, name])
-    loop._check_ranks_agree(Found(), tmp_path)  # agreeing ranks go on
+        loop._check_ranks_agree(Found(), None, tmp_path)
+    monkeypatch.setattr(dist_utils, "all_gather_objects", lambda mine: [mine, mine])
+    loop._check_ranks_agree(Found(), None, tmp_path)  # agreeing ranks go on
+    # One rank refused the folder (say, changed options): the others stop too, with its reason.
+    monkeypatch.setattr(dist_utils, "all_gather_objects", lambda mine: [
+        mine, (None, "checkpoint-000000000128.pt: the options changed (gamma)")])
+    with pytest.raises(UserError, match=r"rank 1 refused the checkpoints in .*gamma"):
+        loop._check_ranks_agree(Found(), None, tmp_path)
