@@ -177,17 +177,28 @@ def test_conv_clamp_variant_matches_reference(golden_tiny):
     assert unclamped.abs().max() <= 2 * variant["conv_clamp"] * 4  # the clamp is really active
 
 
-def test_fp16_blocks_compute_in_float32_on_a_cpu(golden_tiny):
-    """Half precision is a GPU speed-up; on a CPU it is slower and less exact, so blocks marked
-    fp16 compute there exactly as with force_fp32."""
+def _golden_with_fp16_blocks(golden_tiny):
+    """The golden tiny G with its top two blocks marked fp16."""
     kwargs = copy.deepcopy(golden_tiny["G_kwargs"])
     kwargs["synthesis_kwargs"]["num_fp16_res"] = 2
     G = Generator(**kwargs).eval()
     G.load_state_dict(golden_tiny["G_state_dict"])
+    return G
+
+
+def _marked_and_forced(G, golden_tiny):
+    """Images as the blocks' marks say, and with force_fp32."""
     ws = golden_tiny["outputs"]["ws_psi1"]
     with torch.no_grad():
-        marked = G.synthesis(ws, noise_mode="const")
-        full = G.synthesis(ws, noise_mode="const", force_fp32=True)
+        return (G.synthesis(ws, noise_mode="const"),
+                G.synthesis(ws, noise_mode="const", force_fp32=True))
+
+
+def test_fp16_blocks_compute_in_float32_on_a_cpu(golden_tiny):
+    """Half precision is a GPU speed-up; on a CPU it is slower and less exact, so blocks marked
+    fp16 compute there exactly as with force_fp32."""
+    G = _golden_with_fp16_blocks(golden_tiny)
+    marked, full = _marked_and_forced(G, golden_tiny)
     assert [b.use_fp16 for b in G.synthesis.blocks()] == [False, False, True, True]
     assert torch.equal(marked, full)
     torch.testing.assert_close(full, golden_tiny["outputs"]["img_ws_const"], rtol=1e-4, atol=1e-4)
@@ -200,14 +211,7 @@ def test_fp16_blocks_run_in_half_where_half_runs(golden_tiny, monkeypatch):
 
     monkeypatch.setattr(synthesis, "runs_in_half", lambda use_fp16, force_fp32, device:
                         use_fp16 and not force_fp32)
-    kwargs = copy.deepcopy(golden_tiny["G_kwargs"])
-    kwargs["synthesis_kwargs"]["num_fp16_res"] = 2
-    G = Generator(**kwargs).eval()
-    G.load_state_dict(golden_tiny["G_state_dict"])
-    ws = golden_tiny["outputs"]["ws_psi1"]
-    with torch.no_grad():
-        half = G.synthesis(ws, noise_mode="const")
-        full = G.synthesis(ws, noise_mode="const", force_fp32=True)
+    half, full = _marked_and_forced(_golden_with_fp16_blocks(golden_tiny), golden_tiny)
     assert half.dtype == torch.float32 and torch.isfinite(half).all()
     torch.testing.assert_close(full, golden_tiny["outputs"]["img_ws_const"], rtol=1e-4, atol=1e-4)
     assert 0 < (half - full).abs().max() < 0.1
