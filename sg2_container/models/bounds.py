@@ -117,6 +117,13 @@ def check_network_kwargs(part: str, kwargs: Any, where: str) -> None:
         present, value = _lookup(kwargs, name)
         if present:
             check_value(f"{part} {name}", value, bound, where)
+    base_name = "channel_base" if part == "D" else "synthesis_kwargs.channel_base"
+    has_base, base = _lookup(kwargs, base_name)
+    has_res, resolution = _lookup(kwargs, "img_resolution")
+    if has_base and has_res and base < resolution:  # both checked above: ints in range
+        raise UserError(f"{where}: {part} {base_name} = {base} gives the {resolution} px blocks "
+                        f"no channels (channel_base // resolution); expected at least "
+                        f"{resolution}")
     for name in CLAMP_KWARGS:
         present, value = _lookup(kwargs, name)
         if present and value is not None and not (

@@ -188,3 +188,18 @@ def test_a_channel_base_below_the_resolution_is_a_user_error():
                                         r"cbase must be at least 32"):
         make_plan(options, resolution=32, img_channels=3, c_dim=0)
     assert make_plan(options, resolution=16, img_channels=3, c_dim=0).D_kwargs["channel_base"] == 16
+
+
+@pytest.mark.parametrize("part, kwargs", [
+    ("G", {"img_resolution": 256, "synthesis_kwargs": {"channel_base": 128}}),
+    ("D", {"img_resolution": 256, "channel_base": 128}),
+])
+def test_a_model_file_whose_channel_base_leaves_blocks_empty_is_refused(part, kwargs):
+    """Such kwargs made the networks raise a ValueError (a crash, exit 2, in generate or
+    convert); the file's check names them instead."""
+    from sg2_container.models.bounds import check_network_kwargs
+
+    with pytest.raises(UserError, match=rf"{part} .*channel_base = 128 gives the 256 px blocks "
+                                        r"no channels .*at least 256"):
+        check_network_kwargs(part, kwargs, "model.pt")
+    check_network_kwargs(part, {**kwargs, "img_resolution": 128}, "model.pt")
