@@ -68,11 +68,12 @@ def main() -> None:
                          f"{first}; give a longer --kimg or fewer --warmup-ticks")
     steady = ticks[first:]
     sec = sum(t["Timing/sec_per_tick"]["mean"] for t in steady)
-    kimg = ticks[-1]["Progress/kimg"]["mean"] - ticks[first - 1]["Progress/kimg"]["mean"]
+    measured_kimg = (ticks[-1]["Progress/kimg"]["mean"]
+                     - ticks[first - 1]["Progress/kimg"]["mean"])
     memory = peak_memory(device)
     print(f"cfg {args.cfg} @ {args.res}px, batch {args.batch} (per GPU and round "
           f"{args.batch_gpu or args.batch}), cbase {args.cbase}, cmax {args.cmax}: "
-          f"{sec / kimg:.1f} s/kimg over {kimg:.3f} kimg (steady state), run total {total:.1f} s, {memory}")
+          f"{sec / measured_kimg:.1f} s/kimg over {measured_kimg:.3f} kimg (steady state), run total {total:.1f} s, {memory}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from PIL import Image, ImageFile
 
 from sg2_container.data.options import PrepareOptions
 from sg2_container.data.png import encode_png
+from sg2_container.io.images import SIXTEEN_BIT_MODES, sixteen_bit_to_8bit
 
 # Formats we decode; anything else is "not_an_image" even if Pillow could open it.
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
@@ -37,7 +38,6 @@ _ORIENTATIONS = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _OTHER_COLOR_SPACES = ("YCbCr", "LAB", "HSV")
 
 
@@ -113,7 +113,7 @@ def _decode(data: bytes, options: PrepareOptions, notes: list[str]) -> Image.Ima
     except Exception as e:  # a decoder may raise anything on damaged data
         reason = "truncated" if "truncated" in str(e).lower() else "corrupt"
         raise Skip(reason, _describe(e)) from e
-    if sixteen_bit and im.mode not in _SIXTEEN_BIT_MODES:
+    if sixteen_bit and im.mode not in SIXTEEN_BIT_MODES:
         notes.append("16bit_to_8bit")  # Pillow already kept the high byte of each sample
     return im
 
@@ -161,9 +161,8 @@ def _to_8bit(im: Image.Image, options: PrepareOptions, notes: list[str]) -> Imag
     if mode == "1":
         im = im.convert("L")
         notes.append("bilevel_to_gray")
-    elif mode in _SIXTEEN_BIT_MODES:
-        samples = np.asarray(im).astype(np.int64).clip(0, 65535)
-        im = Image.fromarray(((samples * 255 + 32767) // 65535).astype(np.uint8))
+    elif mode in SIXTEEN_BIT_MODES:
+        im = sixteen_bit_to_8bit(im)
         notes.append("16bit_to_8bit")
     elif mode in ("P", "PA"):
         has_alpha = mode == "PA" or "transparency" in im.info

@@ -105,7 +105,6 @@ def generate_to_folder(G, options: GenerateOptions, outdir: Path, device, *,
     output_folder(outdir)
     written: list[Path] = []
     images: list[np.ndarray] = []  # kept for grid.png only
-    count = 0
     if options.projected_w is not None:
         ws = torch.from_numpy(load_ws_file(options.projected_w, G.num_ws, G.w_dim))
         if options.class_idx is not None:
@@ -119,18 +118,16 @@ def generate_to_folder(G, options: GenerateOptions, outdir: Path, device, *,
             path = outdir / f"proj{idx:02d}.png"
             write_png(image, path)
             written.append(path)
-            count += 1
-            progress.update(count)
+            progress.update(idx + 1)
             if options.grid:
                 images.append(image)
     else:
         progress = Progress(len(options.seed_values), "image", f"generate -> {outdir}",
                             progress_every_s)
-        for seed, image, ws in generate(G, options, device, stop=stop):
+        for count, (seed, image, ws) in enumerate(generate(G, options, device, stop=stop), 1):
             path = outdir / f"seed{seed:04d}.png"
             write_png(image, path)
             written.append(path)
-            count += 1
             progress.update(count)
             if options.grid:
                 images.append(image)

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from sg2_container.errors import UserError
-from sg2_container.inference.generate import batch_size_for, seed_ws, synthesize
+from sg2_container.inference.generate import batch_size_for, class_labels, seed_ws, synthesize
 from sg2_container.inference.latents import load_ws_file
-from sg2_container.inference.options import MAX_FRAMES, InterpolateOptions, walk_length
+from sg2_container.inference.options import InterpolateOptions, check_walk_length
 from sg2_container.inference.progress import EVERY_S, Progress
 from sg2_container.inference.video import write_videos
 from sg2_container.io.images import output_folder, write_grid
@@ -98,8 +98,7 @@ def key_points(G, options: InterpolateOptions, device, base: Path | None = None,
         raise UserError(f"interpolate: {count} key point; a walk needs at least 2 (seeds "
                         "and/or W vectors)")
     if seeds:
-        seed_ws(G, seeds[:1], truncation_psi=options.truncation_psi,
-                class_idx=options.class_idx, device=device)  # a missing class fails now
+        class_labels(G, options.class_idx, 0, device)  # a missing class fails now
 
     def keys() -> Iterator[torch.Tensor]:
         for begin in range(0, len(seeds), chunk):
@@ -130,10 +129,7 @@ def interpolate_to_folder(G, options: InterpolateOptions, outdir: Path, device, 
     kept (and, for a GIF, what its writer holds), so the walk's length does not set the memory.
     """
     count, keys = key_points(G, options, device, base)
-    total = walk_length(count, options.frames, options.loop)
-    if total > MAX_FRAMES:
-        raise UserError(f"interpolate: {count} key points x frames={options.frames} make {total} "
-                        f"frames; the limit is {MAX_FRAMES} (use fewer key points or frames)")
+    total = check_walk_length(count, options.frames, options.loop, "key points")
     log.info("interpolate: %d key points, %d frames (%s%s)", count, total, options.kind,
              ", loop" if options.loop else "")
     output_folder(outdir)

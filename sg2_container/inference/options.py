@@ -76,6 +76,15 @@ def walk_length(keys: int, frames: int, loop: bool) -> int:
     return keys * frames if loop else (keys - 1) * frames + 1
 
 
+def check_walk_length(keys: int, frames: int, loop: bool, noun: str) -> int:
+    """The walk's frame count; a UserError past MAX_FRAMES (`noun`: what the keys are)."""
+    total = walk_length(keys, frames, loop)
+    if total > MAX_FRAMES:
+        raise UserError(f"interpolate: {keys} {noun} x frames={frames} make {total} frames; the "
+                        f"limit is {MAX_FRAMES} (use fewer {noun} or frames)")
+    return total
+
+
 def seed_list(field: str, items: tuple, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
     """A seed field (text items such as '0-7', or numbers) -> the seeds, checked."""
     from sg2_container.inference.seeds import parse_seeds
@@ -201,12 +210,8 @@ class InterpolateOptions:
         validate(self)
         _check_truncation_psi(self)
         if self.seeds:
-            seeds = len(seed_list("seeds", self.seeds))
-            frames = walk_length(seeds, self.frames, self.loop)
-            if frames > MAX_FRAMES:
-                raise UserError(f"interpolate: {seeds} seeds x frames={self.frames} make "
-                                f"{frames} frames; the limit is {MAX_FRAMES} (use fewer seeds "
-                                "or frames)")
+            check_walk_length(len(seed_list("seeds", self.seeds)), self.frames, self.loop,
+                              "seeds")
         if not self.formats:
             raise fail("formats", self.formats, "one or more of " + ", ".join(VIDEO_FORMATS))
         if not self.seeds and not self.projected_w:

@@ -47,7 +47,7 @@ from sg2_container.inference.progress import EVERY_S
 from sg2_container.inference.project_options import VIDEO_NAME, ProjectOptions
 from sg2_container.inference.video import write_video
 from sg2_container.io.atomic import commit, remove_stale_temp_files, temp_path
-from sg2_container.io.images import to_uint8, write_png
+from sg2_container.io.images import SIXTEEN_BIT_MODES, sixteen_bit_to_8bit, to_uint8, write_png
 
 __all__ = ["ProjectOptions", "Projection", "load_target", "project", "project_images"]
 
@@ -204,10 +204,8 @@ def load_target(path: Path, resolution: int, channels: int) -> np.ndarray:
     try:
         with PIL.Image.open(path) as opened:
             image = PIL.ImageOps.exif_transpose(opened)
-            if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
-                # 16-bit gray: convert() would clip every value above 255 to white.
-                levels = np.asarray(image, dtype=np.float64) / 257
-                image = PIL.Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8))
+            if image.mode in SIXTEEN_BIT_MODES:
+                image = sixteen_bit_to_8bit(image)
             image = image.convert("RGB" if channels == 3 else "L")
     except PIL.Image.DecompressionBombError as error:
         raise UserError(f"target {path}: too many pixels to open safely ({error})") from None

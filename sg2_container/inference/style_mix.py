@@ -36,16 +36,6 @@ def style_mix_images(G, options: StyleMixOptions, device, stop: threading.Event 
         yield from zip([(row, c) for c in cols], synthesize(G, mixed, **render))
 
 
-def style_mix_grid(images: dict[tuple[int, int], np.ndarray], rows: list[int],
-                   cols: list[int]) -> np.ndarray:
-    """(rows + 1) x (cols + 1) cells: black top-left corner, the column seeds along the top,
-    the row seeds down the left, each mix at (row, col)."""
-    grid = _Grid(rows, cols)
-    for key, image in images.items():
-        grid.put(key, image)
-    return grid.array
-
-
 class _Grid:
     """The style-mixing grid, filled cell by cell as images arrive."""
 

@@ -38,6 +38,18 @@ def output_folder(path: str | os.PathLike) -> Path:
     return path
 
 
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # Pillow's 16/32-bit gray modes
+
+
+def sixteen_bit_to_8bit(image):
+    """A 16-bit (or 32-bit integer) gray PIL image as 8-bit 'L', levels scaled by 255/65535 and
+    rounded: Pillow's convert() would clip every value above 255 to white."""
+    import PIL.Image
+
+    samples = np.asarray(image).astype(np.int64).clip(0, 65535)
+    return PIL.Image.fromarray(((samples * 255 + 32767) // 65535).astype(np.uint8))
+
+
 def pil_image(array: np.ndarray):
     """One uint8 [H, W, C] image as a PIL image: C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA
     (every channel count a model may have, bounds.MAX_IMG_CHANNELS)."""

@@ -71,7 +71,6 @@ class Endpoint:
         self.failure: BaseException | None = None
         self.in_flight: set[asyncio.Task] = set()
         self.cut_off = 0  # requests answered 503 because the drain ran out
-        self.load_abandoned = False
 
     def begin_drain(self) -> None:
         """Called on the event loop when the server stops accepting: requests still running
@@ -184,7 +183,6 @@ def create_app(options: ServeOptions, *, stop: threading.Event,
         finally:
             await asyncio.wait([loading], timeout=LOAD_STOP_WAIT_S)
             if not loading.done():
-                state.load_abandoned = True
                 log.warning("the model load was still running %g s into the stop: abandoned "
                             "(the process exits without it)", LOAD_STOP_WAIT_S)
                 loading.cancel()

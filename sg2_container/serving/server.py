@@ -69,7 +69,7 @@ def run_server(options: ServeOptions, stop: threading.Event) -> int:
     if endpoint.cut_off:
         log.warning("stopped: drain_timeout_s=%g s ran out with %d request(s) in flight; each "
                     "was answered 503", options.drain_timeout_s, endpoint.cut_off)
-    elif endpoint.load_abandoned or endpoint.batcher is None:
+    elif endpoint.batcher is None:  # an abandoned load never set it
         log.info("stopped before the model was ready")
     else:
         log.info("stopped cleanly")

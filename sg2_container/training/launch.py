@@ -145,9 +145,8 @@ def _worker(options, local_rank, rank, world_size, master_addr, port, use_cuda, 
 
 def _work(options, local_rank, rank, world_size, master_addr, port, use_cuda, stop, results):
     """Trains as one rank of the process group; a UserError travels to the parent."""
-    from sg2_container.training.loop import train
-
     from sg2_container.runtime import check_gpu_supported
+    from sg2_container.training.loop import train
 
     device = dist_utils.local_device(local_rank, use_cuda)
     try:

@@ -156,15 +156,14 @@ def _check_ranks_agree(latest: ckpt.Checkpoint | None, refusal: UserError | None
     format, changed options) stops them all, with its reason."""
     name = latest.path.name if latest is not None else None
     seen = dist_utils.all_gather_objects((name, None if refusal is None else str(refusal)))
-    reasons = [(rank, reason) for rank, (_, reason) in enumerate(seen) if reason is not None]
     if refusal is not None:
         raise refusal
-    if reasons:
-        rank, reason = reasons[0]
-        raise UserError(f"rank {rank} refused the checkpoints in {run_dir}: {reason}")
-    seen = [found for found, _ in seen]
-    if len(set(seen)) > 1:
-        found = ", ".join(f"rank {rank}: {name or 'none'}" for rank, name in enumerate(seen))
+    for rank, (_, reason) in enumerate(seen):
+        if reason is not None:
+            raise UserError(f"rank {rank} refused the checkpoints in {run_dir}: {reason}")
+    names = [found for found, _ in seen]
+    if len(set(names)) > 1:
+        found = ", ".join(f"rank {rank}: {name or 'none'}" for rank, name in enumerate(names))
         raise UserError(f"the processes found different checkpoints in {run_dir} ({found}); "
                         "every host needs the same checkpoint folder (shared, or synced from "
                         "the same S3 location before the job starts)")
