@@ -70,7 +70,7 @@ class ImageFolderDataset:
         self._zip_pid = 0
         if os.path.isdir(self.path):
             self._kind = "folder"
-            names = self._list_folder()
+            names = _folder_image_names(self.path)
         elif os.path.isfile(self.path):
             self._kind = "zip"
             names = sorted(
@@ -182,9 +182,6 @@ class ImageFolderDataset:
         return image
 
     # --- files -------------------------------------------------------------------------------
-
-    def _list_folder(self) -> list[str]:
-        return _folder_image_names(self.path)
 
     def _hint(self) -> str:
         """What to do about a dataset without images: a folder holding zips names the zip."""

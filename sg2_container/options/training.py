@@ -21,6 +21,11 @@ from sg2_container.options.sizes import (
 )
 
 
+# How a resume refusing changed options (allow_changed_options) words it: the local pipeline
+# runner recognises that refusal by these words to add a pipeline's way out.
+CHANGED_OPTIONS = "was written with other options that change what the run is"
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Preset:
     """Base hyperparameters of one --cfg (facts: the reference's preset table)."""

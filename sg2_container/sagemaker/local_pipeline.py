@@ -42,6 +42,7 @@ from sg2_container.errors import UserError
 from sg2_container.io.atomic import write_atomically, write_text_atomically
 from sg2_container.io.signals import stop_on_signals
 from sg2_container.pipeline import definition as pipeline_definition
+from sg2_container.options.training import CHANGED_OPTIONS
 from sg2_container.pipeline import layout, notify, rules
 from sg2_container.sagemaker.jobs import EXIT_OK, EXIT_STOPPED
 from sg2_container.sagemaker.local import (
@@ -59,9 +60,8 @@ STATE_FILE = "execution.json"
 DEFINITION_FILE = "definition.json"  # the definition the latest run executed
 LOCK_FILE = ".lock"
 LOCAL_TOPIC = "local:notifications"  # what the SNS stand-in records as the topic
-# The training job's advice when a resume would change the run (training/checkpoint.py); in a
-# pipeline the outdir is the execution's checkpoint folder, so the way to a new run differs.
-CHANGED_OPTIONS = "--allow-changed-options"
+# Added to the training job's refusal of changed options (options.training.CHANGED_OPTIONS): in
+# a pipeline the outdir is the execution's checkpoint folder, so the way to a new run differs.
 CHANGED_OPTIONS_IN_A_PIPELINE = (
     "In a pipeline run the checkpoints are this execution's (CheckpointUri/<execution id>), "
     "which a re-run retries: rerun with the parameters it was started with to continue it, or "
@@ -301,7 +301,7 @@ class LocalPipelineRun:
         jobs = self.workdir / "jobs" / self.execution_id
         if step is None:
             return f"Locally, each step's job folder is under {jobs}; the log is on the console."
-        if not (jobs / step).is_dir():  # a Lambda step
+        if self.steps[step].get("Type") == "Lambda":  # no job folder
             return f"Locally, step {step}'s reason and log are on the console."
         return (f"Locally, step {step}'s job folder is {jobs / step} (output/failure or "
                 "output/message holds the reason); its log is on the console.")

@@ -37,6 +37,7 @@ from sg2_container.io.atomic import remove_stale_temp_files, write_atomically
 from sg2_container.models.files import check_zip_crcs
 from sg2_container.models.state import cpu_state_dict, load_state_checked
 from sg2_container.options import TrainingOptions, TrainingPlan, make_plan
+from sg2_container.options.training import CHANGED_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +253,7 @@ def check_same_run(checkpoint: Checkpoint, meaning: dict, options: TrainingOptio
                     checkpoint.path.name, listing, hint)
         return
     raise ChangedOptions(
-        f"{checkpoint.path.name} in {checkpoint.path.parent} was written with other options "
-        f"that change what the run is: {listing}{hint}. Run with the checkpoint's values, use a "
+        f"{checkpoint.path.name} in {checkpoint.path.parent} {CHANGED_OPTIONS}: {listing}{hint}. Run with the checkpoint's values, use a "
         f"new outdir for a new run, or accept the change on purpose with --allow-changed-options "
         f"(hyperparameter allow_changed_options=true)")
 

@@ -197,9 +197,9 @@ def test_default_instances_run_the_default_image_variant():
     variant = re.search(r"^ARG CUDA_VARIANT=(\S+)$", dockerfile, re.M).group(1)
     assert re.search(rf'^\s+CUDA_VARIANT: "{variant}"$', buildspec, re.M), "buildspec differs"
     values = PipelineParameters()
-    if variant == "cu130":
-        for name in ("train_instance_type", "inference_instance_type"):
-            assert not getattr(values, name).startswith(NOT_ON_CU130), name
+    cannot_run = {"cu130": NOT_ON_CU130, "cu126": ("ml.p2.",)}[variant]  # a new variant: add it
+    for name in ("train_instance_type", "inference_instance_type"):
+        assert not getattr(values, name).startswith(cannot_run), name
 
 
 GUARD = '''
