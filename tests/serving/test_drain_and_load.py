@@ -167,9 +167,16 @@ def test_requests_still_running_when_the_drain_runs_out_get_503_json_and_exit_13
             futures = [pool.submit(httpx.post, server.url + "/invocations",
                                    json={"seeds": f"{16 * i}-{16 * i + 15}"}, timeout=60)
                        for i in range(clients)]
+            # Each request (16 images > max_batch) is a batch of its own, so started batches
+            # plus queued requests count the requests that reached the server: signal only
+            # once all have, else a late client meets a closed socket instead of a 503.
             deadline = time.monotonic() + 20
-            while httpx.get(server.url + "/ping").json()["batches"] < 1:
-                assert time.monotonic() < deadline, "no batch started"
+            while True:
+                ping = httpx.get(server.url + "/ping").json()
+                arrived = ping["batches"] + ping["queued_images"] // 16
+                if ping["batches"] >= 1 and arrived == clients:
+                    break
+                assert time.monotonic() < deadline, f"not all requests arrived: {ping}"
                 time.sleep(0.01)
             signalled = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
