@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 class ProcessGroupInfo:
     rank: int = 0
     world_size: int = 1
+    # A gloo group of the same processes for flags the host decides on (stop requests): over
+    # NCCL, reading the agreed flag back would wait for every kernel queued so far, each step.
+    flags: object | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def is_main(self) -> bool:
@@ -36,13 +39,14 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank when it is True on at least one (stop requests)."""
+def any_rank(flag: bool, group: ProcessGroupInfo) -> bool:
+    """True on every rank when it is True on at least one (stop requests); a host-side
+    exchange, so the GPUs' queued work goes on meanwhile."""
     if not active():
         return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item() > 0)
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=group.flags)
+    return bool(value.item())
 
 
 def all_gather_objects(obj) -> list:
@@ -76,15 +80,19 @@ def sum_gradients_(params: list[torch.nn.Parameter]) -> None:
 
 
 def init_process_group(rank: int, world_size: int, master_addr: str, master_port: int,
-                       device: torch.device, timeout_s: float = 1800) -> None:
-    """NCCL on GPUs, gloo on CPU; an explicit TCP rendezvous (no shared file system needed)."""
+                       device: torch.device, timeout_s: float = 1800) -> ProcessGroupInfo:
+    """NCCL on GPUs, gloo on CPU; an explicit TCP rendezvous (no shared file system needed).
+    Host flags get a gloo group of their own on every backend, so CPU runs test that path."""
     backend = "nccl" if device.type == "cuda" else "gloo"
+    timeout = datetime.timedelta(seconds=timeout_s)
     dist.init_process_group(
         backend=backend, init_method=f"tcp://{master_addr}:{master_port}", rank=rank,
-        world_size=world_size, timeout=datetime.timedelta(seconds=timeout_s),
+        world_size=world_size, timeout=timeout,
         **({"device_id": device} if device.type == "cuda" else {}),
     )
+    flags = dist.new_group(backend="gloo", timeout=timeout)
     log.info("rank %d/%d joined (%s via %s:%d)", rank, world_size, backend, master_addr, master_port)
+    return ProcessGroupInfo(rank=rank, world_size=world_size, flags=flags)
 
 
 def free_port() -> int:

@@ -152,9 +152,8 @@ def _work(options, local_rank, rank, world_size, master_addr, port, use_cuda, st
     try:
         if use_cuda:  # here, not in the parent, which keeps no CUDA context of its own
             check_gpu_supported(device)
-        dist_utils.init_process_group(rank, world_size, master_addr, port, device)
-        result = train(options, stop_event=stop, device=device,
-                       group=dist_utils.ProcessGroupInfo(rank=rank, world_size=world_size))
+        group = dist_utils.init_process_group(rank, world_size, master_addr, port, device)
+        result = train(options, stop_event=stop, device=device, group=group)
         if rank == 0:
             results.put(("result", result))
         # Tear the group down together: a rank that leaves while another still writes its

@@ -172,7 +172,7 @@ def _check_ranks_agree(latest: ckpt.Checkpoint | None, refusal: UserError | None
 def _check_finite(run: _Run, last_checkpoint: Path | None) -> None:
     """Stops a diverged run before anything of it is saved; every rank agrees."""
     bad = ckpt.non_finite_tensors({"G": run.G, "D": run.D, "G_ema": run.G_ema})
-    if dist_utils.any_rank(bool(bad), run.device):
+    if dist_utils.any_rank(bool(bad), run.group):
         raise ckpt.diverged_error(run.counters.cur_nimg / 1000, bad or ["another process"],
                                   run.plan.loss_gamma, last_checkpoint)
 
@@ -430,7 +430,7 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
             images, labels = next(data)
             _optimisation_step(run, images, labels, timings)
             finished = counters.cur_nimg >= total_nimg
-            stopped = dist_utils.any_rank(stop_event is not None and stop_event.is_set(), device)
+            stopped = dist_utils.any_rank(stop_event is not None and stop_event.is_set(), group)
             tick_end = (finished or counters.cur_tick == 0 or
                         counters.cur_nimg >= counters.tick_start_nimg + options.kimg_per_tick * 1000)
             if not tick_end and not stopped:

@@ -59,3 +59,19 @@ def test_processes_that_found_different_checkpoints_stop_before_training(monkeyp
         mine, (None, "checkpoint-000000000128.pt: the options changed (gamma)")])
     with pytest.raises(UserError, match=r"rank 1 refused the checkpoints in .*gamma"):
         loop._check_ranks_agree(Found(), None, tmp_path)
+
+
+def test_a_stop_reaches_both_processes_and_they_save_together(tiny_options, tmp_path):
+    """The stop request travels between the processes over their host-side flags group: both
+    end after the same step and the checkpoint holds both ranks' states."""
+    import threading
+
+    stop = threading.Event()
+    stop.set()
+    result = run_training(tiny_options(cfg="cifar", gpus=2, kimg=10, batch=4, batch_gpu=2,
+                                       outdir=str(tmp_path / "run")), stop_event=stop)
+    assert result.stopped and not result.finished
+    assert result.cur_nimg == 4  # the step under way when the stop was seen, and no other
+    state = ckpt.load_checkpoint(result.last_checkpoint)
+    assert state["loop"]["world_size"] == 2 and len(state["ranks"]) == 2
+    assert state["loop"]["cur_nimg"] == 4
