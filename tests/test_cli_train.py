@@ -63,6 +63,19 @@ def test_bad_values_name_what_is_allowed(tmp_path):
     assert "fid50k_full, kid50k_full" in result.output
 
 
+def test_a_4px_dataset_is_refused_before_training(tmp_path):
+    """prepare and dataset synthetic write 4x4 images, but D has no block to read them with: the
+    first step crashed (exit 2) on a None activation."""
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=8, resolution=4)
+    result = CliRunner().invoke(cli, ["train", "--data", str(data), "--outdir",
+                                      str(tmp_path / "run"), "--kimg", "0.004", *SMALL])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert ("this dataset is 4x4: training needs images of at least 8x8" in result.output
+            and "--width 8 or more" in result.output)
+    assert not list((tmp_path / "run").glob("checkpoint-*.pt"))
+
+
 @pytest.mark.parametrize("args,message", [
     (["train", "--data", "d.zip"], "Missing option '--outdir'"),
     (["train", "--data", "d.zip", "--outdir", "o", "--gpus", "two"],

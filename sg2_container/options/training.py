@@ -24,6 +24,9 @@ from sg2_container.options.sizes import (
 # How a resume refusing changed options (allow_changed_options) words it: the local pipeline
 # runner recognises that refusal by these words to add a pipeline's way out.
 CHANGED_OPTIONS = "was written with other options that change what the run is"
+# The discriminator turns the image into features in its first block above the 4x4 epilogue;
+# a 4x4 dataset leaves it no block (the reference's D cannot run on one either).
+MIN_TRAINING_RESOLUTION = 8
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -292,6 +295,11 @@ def make_plan(options: TrainingOptions, resolution: int, img_channels: int, c_di
               num_gpus: int | None = None) -> TrainingPlan:
     """Derives the run's settings as the reference's train.py does, plus our overrides."""
     num_gpus = options.gpus if num_gpus is None else num_gpus
+    if resolution < MIN_TRAINING_RESOLUTION:
+        raise UserError(f"this dataset is {resolution}x{resolution}: training needs images of at "
+                        f"least {MIN_TRAINING_RESOLUTION}x{MIN_TRAINING_RESOLUTION} (the "
+                        f"discriminator needs a block above its 4x4 output layer); prepare the "
+                        f"images with --width {MIN_TRAINING_RESOLUTION} or more")
     if options.augpipe_name in FILTER_AUGPIPES and resolution <= 21:
         raise UserError(f"augpipe={options.augpipe_name!r} includes the image filter, which needs "
                         f"images larger than 21 pixels; this dataset is {resolution}x{resolution}: "
