@@ -417,6 +417,25 @@ def _without_layout(kwargs):
     return kwargs
 
 
+def _check_optimizer_fits(checkpoint: Checkpoint, part: str, optimizer: torch.optim.Optimizer,
+                          D_kwargs: dict) -> None:
+    """The saved optimizer state must cover the parameters this run trains: freezed makes the
+    frozen D layers buffers, so another freezed leaves Adam's state without its parameters."""
+    stored = [len(group["params"]) for group in checkpoint[f"opt_{part}"]["param_groups"]]
+    live = [len(group["params"]) for group in optimizer.param_groups]
+    if stored == live:
+        return
+    frozen = (checkpoint["D_kwargs"]["block_kwargs"].get("freeze_layers", 0),
+              D_kwargs["block_kwargs"].get("freeze_layers", 0))
+    why = (f" (freezed {frozen[0]} -> {frozen[1]} changes which D layers are trained)"
+           if part == "D" and frozen[0] != frozen[1] else "")
+    raise ChangedOptions(
+        f"{checkpoint.path.name}: the {part} optimizer's state is for {sum(stored)} parameters, "
+        f"this run trains {sum(live)}{why}; no checkpoint can continue with that change: keep "
+        f"the checkpoint's value, or use a new outdir (--resume a model file of this run to "
+        f"start from its weights)")
+
+
 def restore(checkpoint: Checkpoint, parts: TrainingParts, G_kwargs: dict, D_kwargs: dict) -> None:
     """Loads the checkpoint's shared state into the live parts (per-rank state: rank_state)."""
     name = checkpoint.path.name
@@ -429,6 +448,8 @@ def restore(checkpoint: Checkpoint, parts: TrainingParts, G_kwargs: dict, D_kwar
     except UserError as error:
         raise ChangedOptions(f"{error}. The options change the networks' shapes, which no "
                              f"checkpoint can continue: use a new outdir") from error
+    for part in ("G", "D"):
+        _check_optimizer_fits(checkpoint, part, getattr(parts, f"opt_{part}"), D_kwargs)
     parts.opt_G.load_state_dict(checkpoint["opt_G"])
     parts.opt_D.load_state_dict(checkpoint["opt_D"])
     p = checkpoint["augment"]["p"]

@@ -124,6 +124,19 @@ def test_a_finished_run_continued_with_changed_gamma_is_refused_with_the_list(ti
     assert ckpt.load_checkpoint(result.last_checkpoint)["run"]["gamma"] == 2.0
 
 
+def test_another_freezed_is_refused_even_when_changes_are_allowed(tiny_options, tmp_path):
+    """Frozen D layers are buffers, so the D optimizer's saved state has other parameters: the
+    resume crashed in Adam's load_state_dict (exit 2) instead of saying which option did it."""
+    train(tiny_options(), stop_event=StopAfter(1))
+    before = folder_bytes(tmp_path / "run")
+    with pytest.raises(ckpt.ChangedOptions) as caught:
+        train(tiny_options(freezed=2, allow_changed_options=True))
+    message = str(caught.value)
+    assert "(freezed 0 -> 2 changes which D layers are trained)" in message
+    assert "use a new outdir" in message
+    assert folder_bytes(tmp_path / "run") == before
+
+
 def test_options_that_only_extend_or_observe_the_run_may_change(tiny_options, tmp_path):
     train(tiny_options(), stop_event=StopAfter(1))
     moved_data = tmp_path / "elsewhere.zip"
