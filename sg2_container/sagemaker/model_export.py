@@ -68,6 +68,10 @@ def model_card(metadata: dict, G, resolved: dict | None = None) -> str:
     else:
         augpipe = resolved.get("augpipe") or options.get("augpipe")
         augmentation = f"{aug}, augpipe {augpipe}" if augpipe else aug
+    # A conditional network renders nothing without a class: the commands say which one.
+    class_text = ", class 0" if G.c_dim else ""
+    class_option = " --class 0" if G.c_dim else ""
+    classes = f" (`--class` 0 to {G.c_dim - 1})" if G.c_dim else ""
     lines = [
         "# StyleGAN2-ADA model (sg2-container)",
         "",
@@ -81,10 +85,12 @@ def model_card(metadata: dict, G, resolved: dict | None = None) -> str:
         f"- mirror (x-flips): {options.get('mirror')}",
         "",
         "Files: `model.pt` (G, D and G_ema; load with `sg2_container.models.files.load_model` or "
-        "`torch.load(..., weights_only=True)`), `samples.png` (seeds 0-15, const noise), "
+        "`torch.load(..., weights_only=True)`), "
+        f"`samples.png` (seeds 0-15{class_text}, const noise), "
         "`training_options.json` (every resolved option).",
         "",
-        "Generate: `sg2 generate --network model.pt --seeds 0-7 --outdir out/`",
+        f"Generate: `sg2 generate --network model.pt --seeds 0-7{class_option} --outdir out/`"
+        f"{classes}",
         "",
         "Options: `" + json.dumps(options, sort_keys=True) + "`",
         "",

@@ -32,3 +32,15 @@ def test_ada_names_its_pipeline_and_the_given_gamma(opt_ml):
     lines, _ = _card_lines(opt_ml)  # the article: augpipe bg, gamma 10
     assert lines["- augmentation"] == "ada, augpipe bg"
     assert lines["- R1 gamma"] == "10"
+    card = (opt_ml.base / "model" / "README.md").read_text()
+    assert "Generate: `sg2 generate --network model.pt --seeds 0-7 --outdir out/`\n" in card
+
+
+def test_a_conditional_model_s_generate_command_names_a_class(opt_ml):
+    """The card's command failed on a conditional model ('pass --class 0..2')."""
+    lines, _ = _card_lines(opt_ml, cond=1)
+    assert lines["- resolution"] == "16x16, 3 channel(s), conditional on 3 classes"
+    card = (opt_ml.base / "model" / "README.md").read_text()
+    assert ("Generate: `sg2 generate --network model.pt --seeds 0-7 --class 0 --outdir out/` "
+            "(`--class` 0 to 2)") in card
+    assert "`samples.png` (seeds 0-15, class 0, const noise)" in card
