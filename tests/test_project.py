@@ -1,5 +1,6 @@
 """Projection: the reference's schedule and regulariser, recovery of a generated image, files,
 errors and stopping. Tiny networks (32 px, <= 32 channels) and a random VGG16 from a temp file."""
+import io
 import math
 import threading
 import time
@@ -147,6 +148,25 @@ def test_targets_are_centre_cropped_and_resized(tmp_path):
     assert np.abs(image.astype(int) - (200, 100, 50)).max() <= 2
     gray = load_target(tmp_path / "wide.png", 8, 1)
     assert gray.shape == (8, 8, 1)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_a_transparent_target_looks_as_prepare_writes_the_image(tmp_path, channels):
+    """Transparent pixels (stored black here, as many exporters do) once came out black: the
+    model trained on the same file after `sg2 prepare` saw them on its white background."""
+    from sg2_container.data.convert import convert_image
+    from sg2_container.data.options import PrepareOptions
+
+    logo = np.zeros([16, 16, 4], dtype=np.uint8)
+    logo[4:12, 4:12] = (200, 30, 30, 255)
+    PIL.Image.fromarray(logo, "RGBA").save(tmp_path / "logo.png")
+    options = PrepareOptions(source=str(tmp_path), dest=str(tmp_path / "d.zip"), width=16,
+                             channels=channels)
+    prepared = convert_image((tmp_path / "logo.png").read_bytes(), options)
+    trained_on = np.asarray(PIL.Image.open(io.BytesIO(prepared.png))).reshape(16, 16, channels)
+    target = load_target(tmp_path / "logo.png", 16, channels)
+    assert target[0, 0].tolist() == [255] * channels
+    assert np.array_equal(target, trained_on)
 
 
 def test_a_target_that_is_not_an_image_is_a_named_error(tmp_path):

@@ -21,7 +21,8 @@ from sg2_container.options.schema import click_options
                    "safely), a training job's model.tar.gz, or a folder holding one of them.")
 @click.option("--target", "targets", multiple=True, metavar="IMG",
               type=click.Path(dir_okay=False, path_type=Path),
-              help="Image to project (any format Pillow reads; centre-cropped to a square and "
+              help="Image to project (any format Pillow reads; converted as `sg2 prepare` "
+                   "converts images, transparency onto white; centre-cropped to a square and "
                    "resized to the network's resolution). Repeat for several, or list them "
                    "after the options.")
 @click.argument("more_targets", nargs=-1, metavar="[IMG]...",

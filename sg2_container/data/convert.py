@@ -157,6 +157,16 @@ def _upright(im: Image.Image, notes: list[str]) -> Image.Image:
 
 def _to_8bit(im: Image.Image, options: PrepareOptions, notes: list[str]) -> Image.Image:
     """Any decoded mode -> 8-bit 'L' or 'RGB' as --channels asks, alpha flattened."""
+    return normalise_mode(im, options.channels, options.background_rgb, notes)
+
+
+def normalise_mode(im: Image.Image, channels: int, background: tuple[int, int, int],
+                   notes: list[str] | None = None) -> Image.Image:
+    """Any decoded mode -> 8-bit 'L' (channels 1) or 'RGB' (3): bilevel, 16-bit, palette, CMYK
+    and other colour spaces converted, transparency composited onto `background`; what was
+    done is appended to `notes`. Raises Skip for a mode that cannot be converted. Also what
+    projection targets go through, so a target looks as the training images did."""
+    notes = [] if notes is None else notes
     mode = im.mode
     if mode == "1":
         im = im.convert("L")
@@ -179,13 +189,13 @@ def _to_8bit(im: Image.Image, options: PrepareOptions, notes: list[str]) -> Imag
     elif mode in ("RGBa", "La"):  # premultiplied alpha
         im = im.convert(mode[:-1] + "A")
     if im.mode in ("RGBA", "LA"):
-        im = _flatten(im, options, notes)
+        im = _flatten(im, background, notes)
     if im.mode not in ("L", "RGB"):
         raise Skip("unsupported_mode", f"pixel mode {mode!r} cannot be converted")
-    if options.channels == 3 and im.mode == "L":
+    if channels == 3 and im.mode == "L":
         im = im.convert("RGB")
         notes.append("gray_to_rgb")
-    elif options.channels == 1 and im.mode == "RGB":
+    elif channels == 1 and im.mode == "RGB":
         im = im.convert("L")
         notes.append("rgb_to_gray")
     return im
@@ -209,22 +219,22 @@ def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def _background(mode: str, options: PrepareOptions) -> int | tuple[int, int, int]:
-    rgb = options.background_rgb
+def _background(mode: str, rgb: tuple[int, int, int]) -> int | tuple[int, int, int]:
     if mode == "L":
         gray = Image.new("RGB", (1, 1), rgb).convert("L").getpixel((0, 0))
         return int(gray)  # type: ignore[arg-type]
     return rgb
 
 
-def _flatten(im: Image.Image, options: PrepareOptions, notes: list[str]) -> Image.Image:
-    """Composites onto --background; an alpha channel that is fully opaque is just dropped."""
+def _flatten(im: Image.Image, background: tuple[int, int, int],
+             notes: list[str]) -> Image.Image:
+    """Composites onto `background`; an alpha channel that is fully opaque is just dropped."""
     color_mode = im.mode[:-1]
     alpha = im.getchannel("A")
     color = im.convert(color_mode)
     if alpha.getextrema()[0] == 255:
         return color
-    out = Image.new(color_mode, im.size, _background(color_mode, options))
+    out = Image.new(color_mode, im.size, _background(color_mode, background))
     out.paste(color, mask=alpha)
     notes.append("alpha_flattened")
     return out
@@ -267,6 +277,6 @@ def _fit(im: Image.Image, options: PrepareOptions, notes: list[str]) -> Image.Im
     out_w, out_h = options.output_size
     if im.size == (out_w, out_h):
         return im
-    canvas = Image.new(im.mode, (out_w, out_h), _background(im.mode, options))
+    canvas = Image.new(im.mode, (out_w, out_h), _background(im.mode, options.background_rgb))
     canvas.paste(im, ((out_w - im.width) // 2, (out_h - im.height) // 2))
     return canvas

@@ -47,7 +47,7 @@ from sg2_container.inference.progress import EVERY_S
 from sg2_container.inference.project_options import VIDEO_NAME, ProjectOptions
 from sg2_container.inference.video import write_video
 from sg2_container.io.atomic import commit, remove_stale_temp_files, temp_path
-from sg2_container.io.images import SIXTEEN_BIT_MODES, sixteen_bit_to_8bit, to_uint8, write_png
+from sg2_container.io.images import to_uint8, write_png
 
 __all__ = ["ProjectOptions", "Projection", "load_target", "project", "project_images"]
 
@@ -193,10 +193,14 @@ def project(G, target: np.ndarray, distance: LpipsVgg16, *,
 # ---- images in, folders out ------------------------------------------------------------------
 
 def load_target(path: Path, resolution: int, channels: int) -> np.ndarray:
-    """Any image Pillow opens -> uint8 [R, R, C]: EXIF orientation applied, the largest centred
-    square cropped, Lanczos-resized to R, converted to RGB (C=3) or grayscale (C=1)."""
+    """Any image Pillow opens -> uint8 [R, R, C]: EXIF orientation applied, converted to RGB
+    (C=3) or grayscale (C=1) as `sg2 prepare` converts training images (transparency onto its
+    default white background), the largest centred square cropped, Lanczos-resized to R."""
     import PIL.Image
     import PIL.ImageOps
+
+    from sg2_container.data.convert import Skip, normalise_mode
+    from sg2_container.data.options import NAMED_COLORS
 
     path = Path(path)
     if not path.is_file():
@@ -204,9 +208,10 @@ def load_target(path: Path, resolution: int, channels: int) -> np.ndarray:
     try:
         with PIL.Image.open(path) as opened:
             image = PIL.ImageOps.exif_transpose(opened)
-            if image.mode in SIXTEEN_BIT_MODES:
-                image = sixteen_bit_to_8bit(image)
-            image = image.convert("RGB" if channels == 3 else "L")
+            image.load()  # decoded here, while the file is open
+            image = normalise_mode(image, channels, NAMED_COLORS["white"])
+    except Skip as skip:
+        raise UserError(f"target {path}: {skip.detail}") from None
     except PIL.Image.DecompressionBombError as error:
         raise UserError(f"target {path}: too many pixels to open safely ({error})") from None
     except (PIL.UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
