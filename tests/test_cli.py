@@ -237,3 +237,19 @@ def test_seeds_are_ascii_digits_only(tmp_path, seeds):
     body = json.dumps({"seeds": seeds}).encode()
     with pytest.raises(RequestError, match="bad seed"):
         parse_request(body, NetworkInfo(num_ws=6, w_dim=16, c_dim=0), 4)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--resolution", "100000"], "resolution=100000 is not allowed: an integer from 4 to 4096"),
+    (["--resolution", "6", "--format", "zip"],
+     "resolution=6 is not allowed: with --format zip, a power of two from 8 to 4096"),
+    (["--resolution", "4", "--format", "zip"],
+     "resolution=4 is not allowed: with --format zip, a power of two from 8 to 4096"),
+])
+def test_dataset_synthetic_refuses_sizes_it_cannot_make_or_train(tmp_path, args, message):
+    """--resolution 100000 crashed on a 149 GiB array (exit 2); a 6 px zip was written, and only
+    training said that it cannot read it."""
+    dest = tmp_path / "d.zip"
+    result = CliRunner().invoke(cli, ["dataset", "synthetic", str(dest), "--count", "1", *args])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not dest.exists()

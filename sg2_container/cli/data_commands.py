@@ -15,6 +15,8 @@ from sg2_container.cli.errors import user_errors_as_click
 from sg2_container.data.options import PrepareOptions
 from sg2_container.errors import UserError
 from sg2_container.options.schema import click_options
+from sg2_container.options.sizes import MAX_RESOLUTION
+from sg2_container.options.training import MIN_TRAINING_RESOLUTION
 
 
 @click.command("prepare")
@@ -91,8 +93,10 @@ def info_command(path: str, grid: Path | None, grid_images: int) -> None:
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--count", type=click.IntRange(min=1), default=256, show_default=True,
               help="Number of images.")
-@click.option("--resolution", type=click.IntRange(min=4), default=64, show_default=True,
-              help="Image size in pixels (raw uploads vary between 1x and 2x of it).")
+@click.option("--resolution", type=int, default=64, show_default=True,
+              help="Image size in pixels (raw uploads vary between 1x and 2x of it): 4 to "
+                   f"{MAX_RESOLUTION}; a power of two from {MIN_TRAINING_RESOLUTION} with "
+                   "--format zip.")
 @click.option("--format", "layout", type=click.Choice(["uploads", "zip"]), default="uploads",
               show_default=True,
               help="uploads: a folder of JPEGs of mixed sizes, one sub-folder per class (input "
@@ -101,10 +105,15 @@ def info_command(path: str, grid: Path | None, grid_images: int) -> None:
 def synthetic_command(dest: Path, count: int, resolution: int, layout: str, seed: int) -> None:
     """Make a procedural dataset (coloured shapes on gradients) for trying things out; no
     downloads. Classes: circle, square, triangle."""
-    from sg2_container.data.synthetic import write_synthetic_dataset, write_synthetic_folder
+    from sg2_container.data.synthetic import (
+        check_resolution,
+        write_synthetic_dataset,
+        write_synthetic_folder,
+    )
     from sg2_container.io.images import output_folder
 
     with user_errors_as_click():
+        check_resolution(resolution, layout)
         output_folder(dest.parent if layout == "zip" else dest)  # refused by name, up front
         if layout == "zip":
             write_synthetic_dataset(dest, count, resolution, seed)

@@ -12,7 +12,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from sg2_container.options.schema import fail
+from sg2_container.options.sizes import MAX_RESOLUTION
+from sg2_container.options.training import MIN_TRAINING_RESOLUTION
+
 SHAPES = ("circle", "square", "triangle")
+MIN_RESOLUTION = 4
+
+
+def check_resolution(resolution: int, layout: str) -> None:
+    """--resolution of `sg2 dataset synthetic`: uploads may have any size up to the largest
+    training image side; a training zip only a size training reads (a power of two)."""
+    if layout == "zip":
+        power_of_two = resolution > 0 and not resolution & (resolution - 1)
+        if not (power_of_two and MIN_TRAINING_RESOLUTION <= resolution <= MAX_RESOLUTION):
+            raise fail("resolution", resolution,
+                       f"with --format zip, a power of two from {MIN_TRAINING_RESOLUTION} to "
+                       f"{MAX_RESOLUTION}, a size training reads")
+    elif not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+        raise fail("resolution", resolution,
+                   f"an integer from {MIN_RESOLUTION} to {MAX_RESOLUTION}")
 
 
 def synthetic_image(index: int, resolution: int, seed: int = 0) -> tuple[Image.Image, int]:
