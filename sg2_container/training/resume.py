@@ -31,11 +31,13 @@ def resolve_resume_path(value: str) -> Path:
 
 def copy_weights(source: torch.nn.Module, target: torch.nn.Module, label: str) -> int:
     """Copies parameters and buffers by name; names on one side only are skipped, as the
-    reference does; a shape mismatch is an error naming the tensor."""
+    reference does, with a warning naming them (another resolution or mapping depth: the run
+    starts only partly from the file); a shape mismatch is an error naming the tensor."""
     source_state = source.state_dict()
+    target_state = target.state_dict()
     copied = 0
     with torch.no_grad():
-        for name, tensor in target.state_dict().items():
+        for name, tensor in target_state.items():
             if name not in source_state:
                 continue
             value = source_state[name]
@@ -44,7 +46,22 @@ def copy_weights(source: torch.nn.Module, target: torch.nn.Module, label: str) -
                                 f"in the file but {list(tensor.shape)} in this run's network")
             tensor.copy_(value)
             copied += 1
+    fresh = [name for name in target_state if name not in source_state]
+    unused = [name for name in source_state if name not in target_state]
+    if fresh or unused:
+        sizes = (getattr(source, "img_resolution", "?"), getattr(target, "img_resolution", "?"))
+        log.warning("--resume: the file's %s (%s px) is another network than this run's (%s px): "
+                    "%d of its tensors are left out (%s); %d of this run's start from scratch "
+                    "(%s)", label, *sizes, len(unused), _some(unused), len(fresh), _some(fresh))
     return copied
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    """The first few names, and how many more."""
+    if not names:
+        return "none"
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def load_resume_weights(value: str, G, D, G_ema) -> None:

@@ -153,6 +153,21 @@ def test_resume_from_another_runs_model_copies_its_weights(tiny_options, tmp_pat
     assert (fresh_state["G_ema"][name] - source.G_ema.state_dict()[name]).abs().max() > 0.1
 
 
+def test_resume_from_another_network_says_what_it_left_out(tiny_options, tmp_path, caplog):
+    """Tensors on one side only are skipped as the reference does; that happened silently, so
+    a deeper mapping (or another resolution) looked like a complete resume."""
+    train(tiny_options(outdir=str(tmp_path / "a"), map=3, kimg=0.004))
+    with caplog.at_level(logging.WARNING, logger="sg2_container.training.resume"):
+        train(tiny_options(outdir=str(tmp_path / "b"),
+                           resume=str(tmp_path / "a" / "network-final.pt")),
+              stop_event=StopAfter(1))
+    warnings = [r.message for r in caplog.records if r.levelno == logging.WARNING]
+    assert ("--resume: the file's G (16 px) is another network than this run's (16 px): 2 of its "
+            "tensors are left out (mapping.fc2.weight, mapping.fc2.bias); 0 of this run's start "
+            "from scratch (none)") in warnings
+    assert not any("file's D" in message for message in warnings)  # D has no mapping here
+
+
 def test_image_filter_on_tiny_images_fails_before_training(tiny_options, tmp_path):
     with pytest.raises(UserError, match="augpipe='bgcf' includes the image filter.*16x16"):
         train(tiny_options(augpipe="bgcf"))
