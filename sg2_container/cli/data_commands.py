@@ -30,9 +30,18 @@ def prepare_command(**kwargs: object) -> None:
     The output bytes do not depend on --workers.
     """
     from sg2_container.data.prepare import prepare
+    from sg2_container.errors import Stopped
+    from sg2_container.io.signals import stop_on_signals
+    from sg2_container.sagemaker.jobs import EXIT_STOPPED
 
     with user_errors_as_click():
-        report = prepare(PrepareOptions(**kwargs))  # type: ignore[arg-type]
+        options = PrepareOptions(**kwargs)  # type: ignore[arg-type]
+        try:
+            with stop_on_signals(doing="ending the workers, removing the partial output") as stop:
+                report = prepare(options, stop=stop)
+        except Stopped as stopped:
+            click.echo(f"stopped: {stopped}", err=True)
+            raise SystemExit(EXIT_STOPPED) from None
     click.echo(report.summary())
 
 

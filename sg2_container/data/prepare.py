@@ -314,7 +314,22 @@ _worker_state: tuple[PrepareOptions, SourceReader] | None = None
 def _init_worker(options: PrepareOptions) -> None:
     global _worker_state
     ignore_stop_signals()  # the parent decides when to stop
+    _exit_with_parent()
     _worker_state = (options, SourceReader())
+
+
+def _exit_with_parent(every_s: float = 0.5) -> None:
+    """A worker ignores stop signals and waits on the pool's queue, which outlives a parent
+    killed outright (SIGKILL, OOM): without this it would wait forever, holding the caller's
+    output pipe open. A daemon thread ends the worker once it has been handed to init."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _run_batch(batch: list[SourceItem]) -> list[Outcome]:

@@ -120,3 +120,83 @@ def test_prepare_never_imports_torch(tmp_path):
     assert result.returncode == 0, result.stderr
     import_s = float(result.stdout.split("import_s")[1])
     assert import_s < 0.5
+
+
+def _noise_upload(folder, count: int):
+    import io
+
+    folder.mkdir(parents=True)
+    buf = io.BytesIO()
+    Image.effect_noise((1200, 1200), 60).convert("RGB").save(buf, "JPEG")
+    for i in range(count):
+        (folder / f"{i:03d}.jpg").write_bytes(buf.getvalue())
+    return folder
+
+
+def _start_prepare(tmp_path):
+    """`sg2 prepare` with two workers on slow images; returns it once its workers run."""
+    import os
+    import time
+    from pathlib import Path
+
+    source = _noise_upload(tmp_path / "up", 300)
+    (tmp_path / "out").mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sg2_container.cli.main", "prepare", "--source", str(source),
+         "--dest", str(tmp_path / "out" / "p.zip"), "--width", "256", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, COLUMNS="80"))
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    deadline = time.monotonic() + 60
+    while len(children.read_text().split()) < 2:
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    time.sleep(0.3)
+    return process, [int(pid) for pid in children.read_text().split()]
+
+
+def _gone(pids, timeout: float = 10) -> bool:
+    import os
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(os.path.exists(f"/proc/{pid}") and "Z" not in _state(pid) for pid in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _state(pid) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def test_sigterm_stops_prepare_cleanly_with_its_workers(tmp_path):
+    """A supervisor's SIGTERM (docker stop, a CI timeout): exit 130 with what was done, no
+    partial zip or scratch folder left, and no worker left waiting forever on the output pipe
+    (they ignore stop signals; the main process was killed at once before)."""
+    import signal
+
+    process, workers = _start_prepare(tmp_path)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, out
+    assert "SIGTERM: stopping cleanly" in out and "stopped: stopped after" in out, out
+    assert "Traceback" not in out
+    assert list((tmp_path / "out").iterdir()) == []
+    assert _gone(workers)
+
+
+def test_workers_end_when_prepare_is_killed_outright(tmp_path):
+    """SIGKILL (or the OOM killer) gives no chance to clean up; the workers still must not
+    outlive their parent."""
+    import signal
+
+    process, workers = _start_prepare(tmp_path)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)  # ends only once no worker holds the output pipe
+    assert _gone(workers)
