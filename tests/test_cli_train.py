@@ -63,6 +63,18 @@ def test_bad_values_name_what_is_allowed(tmp_path):
     assert "fid50k_full, kid50k_full" in result.output
 
 
+def test_an_s3_outdir_is_refused_not_made_a_local_folder(tmp_path, monkeypatch):
+    """s3://bucket/x as a path is the local folder ./s3:/bucket/x: the run trained there."""
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=8, resolution=16)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["train", "--data", str(data), "--outdir", "s3://bucket/x",
+                                      "--kimg", "0.004", *SMALL])
+    assert result.exit_code == 1, result.output
+    assert ("outdir='s3://bucket/x' is not allowed: training writes to a local folder"
+            in result.output)
+    assert not (tmp_path / "s3:").exists()
+
+
 def test_a_4px_dataset_is_refused_before_training(tmp_path):
     """prepare and dataset synthetic write 4x4 images, but D has no block to read them with: the
     first step crashed (exit 2) on a None activation."""

@@ -21,6 +21,10 @@ OWN_NAMES = re.compile(
 
 def check_run_folder(outdir: str | os.PathLike) -> Path:
     """`outdir` resolved; a UserError when it is a system folder or holds other files."""
+    if "://" in str(outdir):  # Path() would make s3://b/x the local folder s3:/b/x
+        raise UserError(f"outdir={str(outdir)!r} is not allowed: training writes to a local "
+                        "folder; give a path (on SageMaker, /opt/ml/checkpoints is synced to the "
+                        "estimator's checkpoint_s3_uri)")
     path = Path(outdir).expanduser().resolve()
     if str(path) in SYSTEM_FOLDERS:
         raise UserError(f"outdir={str(outdir)!r} is not allowed: a system folder; give a folder of "
