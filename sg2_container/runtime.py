@@ -40,8 +40,25 @@ def check_gpu_supported(device: torch.device) -> None:
             "CUDA_VARIANT=cu126 covers V100 / ml.p3, see docs/docker.md) or another instance type")
 
 
+def check_ops_request(device: torch.device) -> None:
+    """$SG2_OPS must name a path that can run on `device`: the ops would otherwise fail at
+    their first call, as a crash, after the model had loaded."""
+    from stylegan2_ops import request_problem
+
+    problem = request_problem(device)
+    if problem is not None:
+        raise UserError(f"{problem}; unset SG2_OPS (auto picks the kernels where they run) or "
+                        "set it to auto, reference or cuda (on a GPU with usable kernels)")
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks the first GPU when there is one; an unusable choice is a clear error."""
+    device = _named_device(name)
+    check_ops_request(device)
+    return device
+
+
+def _named_device(name: str) -> torch.device:
     if name == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if device.type == "cuda":
@@ -87,7 +104,11 @@ def environment_report() -> dict[str, object]:
     report["ops requested ($SG2_OPS)"] = ops["requested"]
     report["ops active"] = ops["active"]
     report["ops kernels"] = ops["kernels"]
-    cpu = cpu_kernels.status()
+    try:
+        cpu = cpu_kernels.status()
+    except ValueError as error:  # an invalid $SG2_OPS: shown above, every op call fails
+        report["CPU kernels"] = f"unknown ({error})"
+        return report
     report["CPU kernels"] = (f"{cpu.reason}: Winograd 3x3 convs where they win, bias + activation"
                              if cpu.available
                              else f"off, 3x3 convs on oneDNN, bias + activation in PyTorch ({cpu.reason})")

@@ -10,6 +10,7 @@ inference and inside gradient computations; bias + activation runs in one pass t
 """
 from stylegan2_ops import cpu_kernels, winograd
 from stylegan2_ops._backend import describe as describe_backend
+from stylegan2_ops._backend import request_problem
 from stylegan2_ops.bias_act import ACTIVATIONS, BiasAct, bias_act
 from stylegan2_ops.conv2d_resample import conv2d_resample
 from stylegan2_ops.convolution import ConvSpec, conv
@@ -40,6 +41,7 @@ __all__ = [
     "fma",
     "kernel_may_take",
     "records_graph",
+    "request_problem",
     "setup_filter",
     "upfirdn2d",
     "upsample2d",

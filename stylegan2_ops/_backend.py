@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from stylegan2_ops._choice import requested_impl
+from stylegan2_ops._choice import ENV_VAR, requested_impl
 
 logger = logging.getLogger(__name__)
 
@@ -187,16 +187,37 @@ def resolve(x: torch.Tensor, impl: str | None = None) -> str:
     return "reference"
 
 
+def request_problem(device: torch.device) -> str | None:
+    """Why the path asked for cannot run work on `device`, or None. The ops read the request at
+    their first call, deep inside a forward pass: callers check it before any work starts."""
+    try:
+        choice = requested_impl()
+    except ValueError as error:
+        return str(error)
+    if choice != "cuda":
+        return None
+    if device.type != "cuda":
+        return f"${ENV_VAR}=cuda forces the CUDA kernels, but the work runs on {device}"
+    status = kernel_status()
+    if not status.available:
+        return f"${ENV_VAR}=cuda forces the CUDA kernels, but they are unusable: {status.reason}"
+    return None
+
+
 def describe() -> dict[str, str]:
     """What `sg2 info` shows about the ops: the request, the active path, the kernels' state."""
     status = kernel_status()
-    choice = requested_impl()
-    if choice == "reference":
-        active = "reference (forced by $SG2_OPS)"
-    elif status.available:
-        active = "cuda on CUDA tensors, reference on CPU tensors"
+    try:
+        choice = requested_impl()
+    except ValueError as error:  # shown, not raised: info is where one looks to find out why
+        choice, active = f"invalid: {error}", "none: every op call fails until it is fixed"
     else:
-        active = "reference"
+        if choice == "reference":
+            active = "reference (forced by $SG2_OPS)"
+        elif status.available:
+            active = "cuda on CUDA tensors, reference on CPU tensors"
+        else:
+            active = "reference"
     return {
         "requested": choice,
         "active": active,

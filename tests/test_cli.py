@@ -54,6 +54,25 @@ def test_info_honours_forced_reference_path(monkeypatch):
     assert report["ops active"].startswith("reference")
 
 
+def test_info_shows_an_invalid_sg2_ops_and_commands_refuse_it(monkeypatch, tmp_path):
+    """A bad $SG2_OPS failed at the first op call, as 'internal error (a bug)' (exit 2)."""
+    monkeypatch.setenv("SG2_OPS", "fast")
+    result = CliRunner().invoke(cli, ["info", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["ops requested ($SG2_OPS)"].startswith("invalid: ")
+    _, path = _model(tmp_path)
+    generate = ["generate", "--network", str(path), "--seeds", "0", "--outdir",
+                str(tmp_path / "out"), "--device", "cpu"]
+    result = CliRunner().invoke(cli, generate)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "$SG2_OPS='fast' is not one of auto, reference, cuda; unset SG2_OPS" in result.output
+    monkeypatch.setenv("SG2_OPS", "cuda")
+    result = CliRunner().invoke(cli, generate)
+    assert result.exit_code == 1, result.output
+    assert "$SG2_OPS=cuda forces the CUDA kernels, but the work runs on cpu" in result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def _model(tmp_path, c_dim=0, channels=3, seed=0):
     torch.manual_seed(seed)
     G = Generator(c_dim=c_dim, img_channels=channels, **TINY_G).eval()

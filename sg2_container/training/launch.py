@@ -145,13 +145,14 @@ def _worker(options, local_rank, rank, world_size, master_addr, port, use_cuda, 
 
 def _work(options, local_rank, rank, world_size, master_addr, port, use_cuda, stop, results):
     """Trains as one rank of the process group; a UserError travels to the parent."""
-    from sg2_container.runtime import check_gpu_supported
+    from sg2_container.runtime import check_gpu_supported, check_ops_request
     from sg2_container.training.loop import train
 
     device = dist_utils.local_device(local_rank, use_cuda)
     try:
         if use_cuda:  # here, not in the parent, which keeps no CUDA context of its own
             check_gpu_supported(device)
+        check_ops_request(device)
         group = dist_utils.init_process_group(rank, world_size, master_addr, port, device)
         result = train(options, stop_event=stop, device=device, group=group)
         if rank == 0:

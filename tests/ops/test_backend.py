@@ -51,3 +51,29 @@ def test_describe_on_a_cpu_machine_says_there_is_no_cuda_device(monkeypatch):
     report = describe()
     assert report["active"] == "reference"
     assert report["kernels"] == "no CUDA device visible to PyTorch"
+
+
+def test_request_problem_says_why_a_request_cannot_run_before_any_op(monkeypatch):
+    from stylegan2_ops import request_problem
+
+    monkeypatch.setenv("SG2_OPS", "fast")
+    assert request_problem(torch.device("cpu")) == (
+        "$SG2_OPS='fast' is not one of auto, reference, cuda")
+    monkeypatch.setenv("SG2_OPS", "cuda")
+    assert request_problem(torch.device("cpu")) == (
+        "$SG2_OPS=cuda forces the CUDA kernels, but the work runs on cpu")
+    monkeypatch.setattr(_backend, "kernel_status", lambda: KernelStatus(False, "no prebuilt"))
+    assert request_problem(torch.device("cuda", 0)) == (
+        "$SG2_OPS=cuda forces the CUDA kernels, but they are unusable: no prebuilt")
+    monkeypatch.setattr(_backend, "kernel_status", lambda: KernelStatus(True, "prebuilt"))
+    assert request_problem(torch.device("cuda", 0)) is None
+    for fine in ("reference", "auto", ""):
+        monkeypatch.setenv("SG2_OPS", fine)
+        assert request_problem(torch.device("cpu")) is None
+
+
+def test_describe_shows_an_invalid_request_instead_of_raising(monkeypatch):
+    monkeypatch.setenv("SG2_OPS", "fast")
+    report = describe()
+    assert report["requested"] == "invalid: $SG2_OPS='fast' is not one of auto, reference, cuda"
+    assert report["active"] == "none: every op call fails until it is fixed"
