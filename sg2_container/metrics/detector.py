@@ -171,15 +171,17 @@ def load_detector(path: Path, device="cpu", *, torchscript: bool = False) -> Det
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         objects = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line]
-        if not objects:  # random bytes, a truncated file: not a pickle of anything
-            raise DetectorWrongArchitecture(f"detector {where}: not a PyTorch weights file "
-                                            f"({str(e).splitlines()[0][:120]})") from None
+        if not objects:  # random bytes, a truncated file: torch's text is about weights_only
+            raise DetectorWrongArchitecture(
+                f"detector {where}: not a PyTorch weights file ({path.stat().st_size} bytes, "
+                f"neither a torch.save archive nor a pickle); {HOW_TO_GET}") from None
         raise DetectorUnsafe(
             f"detector {where}: refused, it is not plain weights: it refers to code that only "
             f"an unrestricted unpickler would run ({objects[0][:160]}); {HOW_TO_GET}") from None
     except Exception as e:  # noqa: BLE001 - truncated zips, random bytes, ...
         raise DetectorWrongArchitecture(f"detector {where}: not a PyTorch weights file "
-                                        f"({type(e).__name__}: {str(e)[:200]})") from None
+                                        f"({type(e).__name__}: {str(e)[:200]}); {HOW_TO_GET}"
+                                        ) from None
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise DetectorWrongArchitecture(
