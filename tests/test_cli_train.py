@@ -111,7 +111,7 @@ def test_usage_errors_exit_1_as_the_exit_code_table_says(args, message):
 def test_a_crash_exits_2_with_one_error_line_after_the_traceback(tmp_path, monkeypatch):
     from sg2_container.data import prepare
 
-    def crash(options):
+    def crash(options, **kwargs):
         raise FileNotFoundError(2, "No such file or directory", "/proc/.x.zip.work")
 
     monkeypatch.setattr(prepare, "prepare", crash)
@@ -148,7 +148,7 @@ def test_a_reader_that_closes_the_pipe_is_not_a_crash():
 def test_ctrl_c_in_a_command_without_its_own_handler_exits_130(tmp_path, monkeypatch):
     from sg2_container.data import prepare
 
-    def interrupted(options):
+    def interrupted(options, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(prepare, "prepare", interrupted)
