@@ -89,12 +89,15 @@ def _load_heads() -> list[torch.Tensor]:
 
 
 def missing_weights_message(purpose: str = PROJECTION,
-                            rehearsal_flag: str | None = "--allow-random-vgg16") -> str:
+                            rehearsal_flag: str | None = "--allow-random-vgg16",
+                            other_ways: str | None = None) -> str:
     """What to supply when no VGG16 file is configured (one text for every entry point);
-    `rehearsal_flag`: the entry point's switch to a random network, if it has one."""
+    `rehearsal_flag`: the entry point's switch to a random network, if it has one;
+    `other_ways`: how else the entry point takes the file (a hyperparameter, a channel)."""
     text = (f"{purpose} needs torchvision's VGG16 ImageNet weights ({VGG16_FILE_NAME}, "
             f"528 MB) and nothing is downloaded at run time: download {VGG16_URL} once and pass "
-            f"it with --vgg16 FILE (or set {VGG16_ENV}=FILE); the container image ships it")
+            f"it with --vgg16 FILE{f', {other_ways},' if other_ways else ''} or set "
+            f"{VGG16_ENV}=FILE; the container image ships it")
     if rehearsal_flag:
         text += f". {rehearsal_flag} runs a rehearsal with a random distance network instead"
     return text
@@ -202,7 +205,7 @@ def _random_init(net: LpipsVgg16, seed: int = 0) -> None:
 def load_distance_network(vgg16: str | os.PathLike | None = None, *, allow_random: bool = False,
                           device: torch.device | str = "cpu", purpose: str = PROJECTION,
                           rehearsal_flag: str | None = "--allow-random-vgg16",
-                          ) -> tuple[LpipsVgg16, DistanceSource]:
+                          other_ways: str | None = None) -> tuple[LpipsVgg16, DistanceSource]:
     """The LPIPS VGG16 network on `device`, and where its backbone came from.
 
     Weights: `vgg16`, else $SG2_VGG16_WEIGHTS; with neither, a UserError naming what to supply
@@ -210,7 +213,7 @@ def load_distance_network(vgg16: str | os.PathLike | None = None, *, allow_rando
     rehearsal with a random backbone, logged as such).
     """
     path = resolve_weights_path(vgg16)
-    missing = missing_weights_message(purpose, rehearsal_flag)
+    missing = missing_weights_message(purpose, rehearsal_flag, other_ways)
     if path is None and not allow_random:
         raise UserError(missing)
     net = LpipsVgg16(_load_heads())

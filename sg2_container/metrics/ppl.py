@@ -34,8 +34,10 @@ def load_distance(vgg16: str | None, device, *, allow_random: bool = False,
     there are no weights and no rehearsal was asked for."""
     from sg2_container.inference.lpips_vgg import load_distance_network
 
-    net, source = load_distance_network(vgg16, allow_random=allow_random, device=device,
-                                        purpose=PURPOSE, rehearsal_flag=rehearsal_flag)
+    net, source = load_distance_network(
+        vgg16, allow_random=allow_random, device=device, purpose=PURPOSE,
+        rehearsal_flag=rehearsal_flag, other_ways=f"the hyperparameter 'vgg16' (training), a "
+        f"training job input channel named '{CHANNEL}'")
     return net, (source.path.name if source.path else "random (rehearsal)")
 
 

@@ -211,7 +211,9 @@ def test_training_with_ppl2_wend_writes_its_jsonl(random_vgg16_file, tmp_path, c
               "kimg": 0.004, "batch": 4, "cbase": 128, "cmax": 16, "map": 2, "workers": 0,
               "snap": 1, "kimg_per_tick": 0.004, "aug": "noaug", "gamma": 1.0, "seed": 3,
               "device": "cpu", "metrics": ("ppl2_wend",), "metrics_images": 2}
-    with pytest.raises(UserError, match="--vgg16 FILE.*SG2_VGG16_WEIGHTS"):
+    with pytest.raises(UserError, match="--vgg16 FILE, the hyperparameter 'vgg16' .training., "
+                                        "a training job input channel named 'vgg16', or set "
+                                        "SG2_VGG16_WEIGHTS=FILE"):
         train(TrainingOptions(**values))
     assert not list((tmp_path / "run").glob("checkpoint-*"))
 
