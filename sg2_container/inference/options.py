@@ -200,7 +200,7 @@ class InterpolateOptions:
     formats: tuple[str, ...] = option(("mp4",), flag="--format", choices=VIDEO_FORMATS,
                                       help="Video formats to write, comma-separated.")
     sheet_frames: int = option(16, min=1, max=1024, help=(
-        "Frames shown on the contact sheet (sheet.png), evenly spread over the walk."))
+        "Frames shown on the contact sheet (walk-sheet.png), evenly spread over the walk."))
     truncation_psi: float = _trunc(" (seeds only)")
     class_idx: int | None = _class()
     noise_mode: str = _noise()
