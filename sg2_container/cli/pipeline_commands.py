@@ -194,6 +194,12 @@ def run_command(local, workdir, params, bucket, sns_topic_arn, until, new_execut
     if report.status != "Succeeded":
         click.echo(f"pipeline {report.status}: {report.failure_reason}", err=True)
         raise SystemExit(EXIT_STOPPED if report.status == "Stopped" else EXIT_USER_ERROR)
+    if report.not_run:
+        click.echo(f"steps through {until} Succeeded (--until): execution {report.execution_id}; "
+                   f"not run: {', '.join(report.not_run)}. The same command without --until "
+                   "runs them (the same execution: training resumes from its checkpoints)",
+                   err=True)
+        return
     click.echo(f"pipeline Succeeded: execution {report.execution_id}", err=True)
 
 

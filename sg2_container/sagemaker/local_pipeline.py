@@ -87,6 +87,7 @@ class RunReport:
     failure_reason: str = ""
     messages: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (subject, text)
     notifications: list[Path] = dataclasses.field(default_factory=list)  # the stand-in's files
+    not_run: list[str] = dataclasses.field(default_factory=list)  # after --until, in order
 
 
 class StepFailed(Exception):
@@ -233,11 +234,13 @@ class LocalPipelineRun:
                                 "(the training step then starts over)") from error
         return _new_execution_id()
 
-    def _save_state(self, status: str, events: list[StepEvent]) -> None:
+    def _save_state(self, status: str, events: list[StepEvent],
+                    not_run: list[str] | None = None) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         write_text_atomically(self.workdir / STATE_FILE, json.dumps({
             "execution_id": self.execution_id, "execution_arn": self.execution_arn,
-            "status": status, "steps": [dataclasses.asdict(e) for e in events]}, indent=2) + "\n")
+            "status": status, "steps": [dataclasses.asdict(e) for e in events],
+            "not_run": not_run or []}, indent=2) + "\n")
 
     def _property(self, path: str) -> Any:
         execution = {"Execution.PipelineExecutionId": self.execution_id,
@@ -282,9 +285,13 @@ class LocalPipelineRun:
                 path = self._publish(None, message)
                 if path:
                     self.notifications.append(path)
-            self._save_state(status, events)
+            # Succeeded with --until means every step run succeeded, not the pipeline: the
+            # steps it left out are named, in the state file and the report.
+            done = {event.step for event in events}
+            not_run = [] if status != "Succeeded" else [s for s in self.order if s not in done]
+            self._save_state(status, events, not_run)
         return RunReport(self.execution_id, self.execution_arn, status, events, reason,
-                         list(self.messages), list(self.notifications))
+                         list(self.messages), list(self.notifications), not_run)
 
     def _status_change_event(self, status: str, started: str, ended: str) -> dict:
         """The "Pipeline Execution Status Change" event SageMaker would emit: its fields only."""

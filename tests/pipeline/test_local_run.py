@@ -101,8 +101,15 @@ def test_the_whole_pipeline_runs_locally_and_a_second_run_resumes_training(tmp_p
     again = CliRunner().invoke(cli, args + ["--until", layout.TRAIN_STEP], catch_exceptions=False)
     assert again.exit_code == 0, again.output
     logs = capfd.readouterr().out
-    assert json.loads((workdir / "execution.json").read_text())["execution_id"] == execution
+    state = json.loads((workdir / "execution.json").read_text())
+    assert state["execution_id"] == execution
     assert "continuing from checkpoint" in logs and "nothing to train" in logs
+    # --until ran part of the pipeline: not called the pipeline's success, the rest named.
+    rest = layout.STEP_ORDER[layout.STEP_ORDER.index(layout.TRAIN_STEP) + 1:]
+    assert rest and state["not_run"] == list(rest)
+    assert "pipeline Succeeded" not in again.output
+    assert (f"steps through {layout.TRAIN_STEP} Succeeded (--until): execution {execution}; "
+            f"not run: {', '.join(rest)}.") in again.output
     assert (checkpoints / "stats.jsonl").read_text() == stats
 
 
