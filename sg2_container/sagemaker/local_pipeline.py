@@ -281,7 +281,7 @@ class LocalPipelineRun:
             if status != "Succeeded":
                 event = self._status_change_event(status, started, _now())
                 message = rules.transformed_message(event, rules.input_transformer(
-                    self._where_to_look(events[-1].step if events else None)))
+                    self._where_to_look(events[-1] if events else None)))
                 path = self._publish(None, message)
                 if path:
                     self.notifications.append(path)
@@ -303,15 +303,19 @@ class LocalPipelineRun:
                     "pipelineArn": self.pipeline_arn, "pipelineExecutionArn": self.execution_arn,
                     "pipelineExecutionDisplayName": self.execution_id}}
 
-    def _where_to_look(self, step: str | None) -> str:
+    def _where_to_look(self, last: StepEvent | None) -> str:
         """The failure message's pointer: `sg2 pipeline status` cannot read a local run."""
         jobs = self.workdir / "jobs" / self.execution_id
-        if step is None:
+        if last is None:
             return f"Locally, each step's job folder is under {jobs}; the log is on the console."
+        step, output = last.step, jobs / last.step / "output"
         if self.steps[step].get("Type") == "Lambda":  # no job folder
             return f"Locally, step {step}'s reason and log are on the console."
-        return (f"Locally, step {step}'s job folder is {jobs / step} (output/failure or "
-                "output/message holds the reason); its log is on the console.")
+        written = [name for name in ("failure", "message") if (output / name).is_file()]
+        if not written:  # it failed before its job ran (its inputs, its arguments)
+            return f"Locally, step {step} failed before its job ran: {last.reason}"
+        return (f"Locally, step {step}'s job folder is {jobs / step} (output/"
+                f"{written[0]} holds the reason); its log is on the console.")
 
     def _run_steps(self, until: str | None, events: list[StepEvent], stop) -> tuple[str, str]:
         """Runs the steps in order until one fails, `until` is done, or a stop signal came

@@ -136,6 +136,7 @@ def test_a_broken_hyperparameter_fails_the_training_step_and_notifies(tmp_path):
     assert message.startswith("StyleGAN2 pipeline Failed: no results this time.")
     assert report.execution_arn in message and "paper257" not in message
     assert str(failure.parent.parent.resolve()) in message and "sg2 pipeline status" not in message
+    assert "(output/failure holds the reason)" in message
     assert not list((workdir / "s3" / BUCKET / "sg2" / "output" / report.execution_id).glob("model"))
 
 
@@ -187,9 +188,11 @@ def test_missing_uploads_fail_the_first_step_with_the_folder_to_fill(tmp_path):
     folder = workdir / "s3" / BUCKET / "sg2" / "uploads"
     assert f"s3://{BUCKET}/sg2/uploads" in report.failure_reason
     assert str(folder) in report.failure_reason
+    # No job ran, so no job folder holds the reason: the notification carries it.
     note = json.loads(next((workdir / "notifications").glob("*.json")).read_text())
-    job = workdir.resolve() / "jobs" / report.execution_id / layout.PREPARE_STEP
-    assert "Failed" in note["message"] and f"job folder is {job}" in note["message"]
+    assert "Failed" in note["message"] and "output/failure" not in note["message"]
+    assert (f"step {layout.PREPARE_STEP} failed before its job ran: " in note["message"]
+            and str(folder) in note["message"])
 
 
 def test_run_without_local_or_with_a_bad_topic_is_refused(tmp_path):
