@@ -136,10 +136,13 @@ def extract_tar(archive: Path, dest: Path, *, max_bytes: int = MAX_ARCHIVE_BYTES
 def find_model_file(folder: Path, several_hint: str = "name the one to use") -> Path | None:
     """The one model file in `folder`, by content; None if there is none.
 
-    Searched a few levels deep, skipping hidden files and folders (editor and OS droppings).
-    Among several, a lone model.pt wins (what our training job exports, beside any reference
-    pickle); otherwise UserError names them and ends with `several_hint`.
+    Searched a few levels deep, skipping hidden files and folders (editor and OS droppings)
+    and training checkpoints (not models). Among several, a lone model.pt wins (what our
+    training job exports, beside any reference pickle), then a lone network-final.pt (a
+    finished run's folder); otherwise UserError names them and ends with `several_hint`.
     """
+    from sg2_container.models.files import CHECKPOINT_NAME
+
     found: list[Path] = []
     for root, dirs, files in os.walk(folder, followlinks=True):
         depth = len(Path(root).relative_to(folder).parts)
@@ -147,12 +150,14 @@ def find_model_file(folder: Path, several_hint: str = "name the one to use") -> 
             d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(root) / name
-            if not name.startswith(".") and model_kind(path) is not None:
+            if (not name.startswith(".") and not CHECKPOINT_NAME.match(name)
+                    and model_kind(path) is not None):
                 found.append(path)
     if len(found) > 1:
-        preferred = [p for p in found if p.name == "model.pt"]
-        if len(preferred) == 1:
-            return preferred[0]
+        for name in ("model.pt", "network-final.pt"):
+            preferred = [p for p in found if p.name == name]
+            if len(preferred) == 1:
+                return preferred[0]
         shown = ", ".join(str(p.relative_to(folder)) for p in found[:6])
         shown += f" and {len(found) - 6} more" if len(found) > 6 else ""
         raise UserError(f"{folder}: several model files ({shown}); {several_hint}")

@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 FORMAT_MARKER = "sg2-model"
 FORMAT_VERSION = 1
+# A training checkpoint (the run's whole state, training.checkpoint writes it) is a torch file
+# too, but no model file: readers of model files tell it by these.
+CHECKPOINT_MARKER = "sg2-checkpoint"
+CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d{12})\.pt$")
 NETWORK_PARTS = ("G_ema", "G", "D")
 
 # Upgrades, applied in order: _MIGRATIONS[v] turns a version-v payload into version v + 1.
@@ -165,6 +169,10 @@ def check_payload(payload: Any, name: str) -> dict:
     """Validates the marker, version and parts of a loaded payload and applies migrations."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_MARKER:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        if found == CHECKPOINT_MARKER:
+            raise UserError(f"{name}: a training checkpoint (the run's whole state), not a model "
+                            "file: use network-final.pt or a network-snapshot-*.pt from the same "
+                            "run folder")
         raise UserError(
             f"{name}: not an sg2 model file (expected 'format': '{FORMAT_MARKER}', "
             f"found {found!r})"

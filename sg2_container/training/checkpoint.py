@@ -34,16 +34,16 @@ import torch
 from sg2_container import __version__
 from sg2_container.errors import UserError
 from sg2_container.io.atomic import remove_stale_temp_files, write_atomically
-from sg2_container.models.files import check_zip_crcs
+from sg2_container.models.files import CHECKPOINT_MARKER, CHECKPOINT_NAME, check_zip_crcs
 from sg2_container.models.state import cpu_state_dict, load_state_checked
 from sg2_container.options import TrainingOptions, TrainingPlan, make_plan
 from sg2_container.options.training import CHANGED_OPTIONS
 
 log = logging.getLogger(__name__)
 
-FORMAT_MARKER = "sg2-checkpoint"
+FORMAT_MARKER = CHECKPOINT_MARKER
 FORMAT_VERSION = 2
-NAME_PATTERN = re.compile(r"^checkpoint-(\d{12})\.pt$")
+NAME_PATTERN = CHECKPOINT_NAME
 CORRUPT_DIR = "corrupt"
 NETWORKS = ("G", "D", "G_ema")
 KEYS = ("format", "format_version", "created_by", *NETWORKS, "G_kwargs", "D_kwargs", "opt_G",

@@ -138,3 +138,24 @@ def test_a_corrupt_archive_is_a_user_error(tmp_path):
     bad.write_bytes(b"\x1f\x8b" + b"\x00" * 64)
     with pytest.raises(UserError):
         load_generator(bad)
+
+
+def test_a_run_folder_serves_its_final_model_and_checkpoints_are_no_candidates(tmp_path,
+                                                                               tiny_model):
+    """`--network runs/first` after training: the checkpoints (the run's whole state) were
+    listed as model files and the folder refused as ambiguous."""
+    import torch
+
+    _, path = tiny_model
+    run = tmp_path / "run"
+    run.mkdir()
+    checkpoint = run / "checkpoint-000000000008.pt"
+    torch.save({"format": "sg2-checkpoint", "format_version": 2}, checkpoint)
+    (run / "network-snapshot-000000.pt").write_bytes(path.read_bytes())
+    assert load_generator(run).path.name == "network-snapshot-000000.pt"  # the only model
+    (run / "network-final.pt").write_bytes(path.read_bytes())
+    assert load_generator(run).path.name == "network-final.pt"
+    with pytest.raises(UserError, match=r"checkpoint-000000000008.pt: a training checkpoint "
+                                        r"\(the run's whole state\), not a model file: use "
+                                        r"network-final.pt or a network-snapshot-\*.pt"):
+        load_generator(checkpoint)
