@@ -63,6 +63,25 @@ def test_bad_values_name_what_is_allowed(tmp_path):
     assert "fid50k_full, kid50k_full" in result.output
 
 
+def test_a_dry_run_checks_what_the_start_would(tmp_path, monkeypatch):
+    """--dry-run said all was well for a device, process count or metrics file the real start
+    then refused."""
+    monkeypatch.delenv("SG2_DETECTOR", raising=False)
+    monkeypatch.delenv("SG2_VGG16_WEIGHTS", raising=False)
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=8, resolution=16)
+    base = ["train", "--data", str(data), "--outdir", str(tmp_path / "run"), "--dry-run"]
+    for extra, message in [
+            (["--device", "tpu"], "device 'tpu' is not a device name"),
+            (["--gpus", "1024"], "gpus=1024 is not allowed"),
+            (["--metrics", "fid50k_full"], "metrics need a detector file and none was given"),
+            (["--metrics", "ppl2_wend", "--vgg16", str(tmp_path / "no.pth")],
+             f"VGG16 weights file {tmp_path / 'no.pth'} does not exist")]:
+        result = CliRunner().invoke(cli, base + extra)
+        assert result.exit_code == 1 and message in result.output, (extra, result.output)
+    assert CliRunner().invoke(cli, base + ["--device", "cpu"]).exit_code == 0
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_s3_outdir_is_refused_not_made_a_local_folder(tmp_path, monkeypatch):
     """s3://bucket/x as a path is the local folder ./s3:/bucket/x: the run trained there."""
     data = write_synthetic_dataset(tmp_path / "d.zip", count=8, resolution=16)

@@ -30,8 +30,13 @@ def train(dry_run: bool, **values) -> None:
             import dataclasses
 
             from sg2_container.data.dataset import ImageFolderDataset
+            from sg2_container.metrics.evaluate import check_names, locate_measuring_files
             from sg2_container.options import make_plan
+            from sg2_container.training.launch import check_start
 
+            check_start(options)
+            locate_measuring_files(check_names(options.metrics), detector=options.detector,
+                                   vgg16=options.vgg16)
             dataset = ImageFolderDataset(options.data, use_labels=options.cond,
                                          max_size=options.subset, xflip=options.mirror)
             plan = make_plan(options, dataset.resolution, dataset.num_channels, dataset.label_dim)

@@ -25,6 +25,8 @@ PURPOSE = f"perceptual path length ({', '.join(PPL_NAMES)})"
 CHANNEL = "vgg16"  # a training job's input channel holding the VGG16 weights file
 DISTANCE_SIDE = 256  # images are box-downsampled by resolution // 256 before the distance
 MIN_COMPARED_SIDE = 16  # VGG16's four poolings leave 1 px for its last stage
+OTHER_WAYS = (f"the hyperparameter 'vgg16' (training), a training job input channel named "
+              f"'{CHANNEL}'")
 
 
 def load_distance(vgg16: str | None, device, *, allow_random: bool = False,
@@ -36,9 +38,16 @@ def load_distance(vgg16: str | None, device, *, allow_random: bool = False,
 
     net, source = load_distance_network(
         vgg16, allow_random=allow_random, device=device, purpose=PURPOSE,
-        rehearsal_flag=rehearsal_flag, other_ways=f"the hyperparameter 'vgg16' (training), a "
-        f"training job input channel named '{CHANNEL}'")
+        rehearsal_flag=rehearsal_flag, other_ways=OTHER_WAYS)
     return net, (source.path.name if source.path else "random (rehearsal)")
+
+
+def missing_vgg16(path) -> UserError:
+    """The error for PPL without its VGG16 file (`path`: the one given, if any)."""
+    from sg2_container.inference.lpips_vgg import missing_weights_message
+
+    text = missing_weights_message(PURPOSE, None, OTHER_WAYS)
+    return UserError(text if path is None else f"VGG16 weights file {path} does not exist; {text}")
 
 
 def compared_side(resolution: int, path: PathLength) -> int:

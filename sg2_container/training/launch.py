@@ -45,10 +45,10 @@ def _wants_cuda(device: str) -> bool:
     return False
 
 
-def run_training(options: TrainingOptions, stop_event: threading.Event | None = None,
-                 topology: Topology = Topology()):
-    """Runs training in this process (1 process in all) or in `options.gpus` workers."""
-    from sg2_container.training.loop import train
+def check_start(options: TrainingOptions) -> bool:
+    """What a start needs of this machine (the devices and processes, the run folder), checked
+    before anything is spawned; True when training uses CUDA."""
+    from sg2_container.runtime import resolve_device
 
     use_cuda = _wants_cuda(options.device)
     if use_cuda and options.gpus > torch.cuda.device_count():
@@ -58,7 +58,18 @@ def run_training(options: TrainingOptions, stop_event: threading.Event | None = 
     if not use_cuda and options.gpus > cores:
         raise UserError(f"gpus={options.gpus} is not allowed: no GPU is used and this machine "
                         f"gives {cores} CPU core(s); one process per core at most")
+    if options.gpus == 1:  # several: each worker checks its own GPU, no CUDA context here
+        resolve_device(options.device)
     check_run_folder(options.outdir)
+    return use_cuda
+
+
+def run_training(options: TrainingOptions, stop_event: threading.Event | None = None,
+                 topology: Topology = Topology()):
+    """Runs training in this process (1 process in all) or in `options.gpus` workers."""
+    from sg2_container.training.loop import train
+
+    use_cuda = check_start(options)
     world_size = options.gpus * topology.num_nodes
     if world_size == 1:
         return train(options, stop_event=stop_event)
