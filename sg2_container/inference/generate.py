@@ -46,9 +46,11 @@ def class_labels(G, class_idx: int | None, count: int, device) -> torch.Tensor:
             log.warning("--class=%d ignored: the network is unconditional", class_idx)
         return labels
     if class_idx is None:
-        raise UserError(f"the network is conditional ({G.c_dim} classes): pass --class 0..{G.c_dim - 1}")
+        raise UserError(f"the network is conditional ({G.c_dim} classes): pass --class "
+                        f"0..{G.c_dim - 1} (class_idx in a batch job's request)")
     if not 0 <= class_idx < G.c_dim:
-        raise UserError(f"--class={class_idx} is out of range: the network has classes 0..{G.c_dim - 1}")
+        raise UserError(f"--class={class_idx} is out of range (class_idx in a batch job's "
+                        f"request): the network has classes 0..{G.c_dim - 1}")
     labels[:, class_idx] = 1
     return labels
 

@@ -90,3 +90,26 @@ def test_a_job_whose_requests_all_failed_is_a_crash_only_if_one_failed_unexpecte
     assert type(raised.value) is expected
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["status"] == "failed" and manifest["counts"]["failed"] == 1
+
+
+def test_a_conditional_model_asks_a_request_for_its_class_idx(tmp_path):
+    """The class check spoke of --class only, a flag no requests.jsonl line has."""
+    import json
+
+    from sg2_container.inference import batch
+    from sg2_container.models.files import save_model
+    from tests.inference.conftest import tiny_generator
+
+    model = tmp_path / "model.pt"
+    save_model(model, G_ema=tiny_generator(c_dim=3))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "requests.jsonl").write_text(
+        json.dumps({"generate": {"seeds": [1]}}) + "\n"
+        + json.dumps({"generate": {"seeds": [1], "class_idx": 2}}) + "\n")
+    batch.run_requests(model=model, data=data, outdir=tmp_path / "out", device="cpu",
+                       project_data_images=False)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    first, second = manifest["requests"]
+    assert first["status"] == "failed" and second["status"] == "done", manifest
+    assert "pass --class 0..2 (class_idx in a batch job's request)" in first["message"]
