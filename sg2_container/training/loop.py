@@ -19,6 +19,7 @@ import torch
 from sg2_container.data.dataset import ImageFolderDataset, content_fingerprint
 from sg2_container.errors import UserError
 from sg2_container.io.atomic import write_text_atomically
+from sg2_container.io.cores import usable_cores
 from sg2_container.io.signals import ignore_stop_signals
 from sg2_container.models.files import save_model
 from sg2_container.models.networks import Discriminator, Generator
@@ -297,11 +298,17 @@ def _data_iterator(run: _Run):
     options, plan = run.options, run.plan
     sampler = StepSampler(len(run.dataset), options.seed, plan.batch_size, run.group.rank,
                           run.group.world_size, start_step=run.counters.batch_idx)
+    # More workers than cores only compete with training (and torch warns, twice); the
+    # batches do not depend on the worker count.
+    workers = min(options.workers, usable_cores())
+    if workers < options.workers:
+        log.info("data workers: %d (workers=%d, but this process may use %d core(s))", workers,
+                 options.workers, usable_cores())
     loader = torch.utils.data.DataLoader(
         run.dataset, sampler=sampler, batch_size=plan.batch_per_gpu_step,
-        num_workers=options.workers, pin_memory=run.device.type == "cuda",
-        prefetch_factor=2 if options.workers > 0 else None,
-        persistent_workers=options.workers > 0, worker_init_fn=_quiet_worker)
+        num_workers=workers, pin_memory=run.device.type == "cuda",
+        prefetch_factor=2 if workers > 0 else None,
+        persistent_workers=workers > 0, worker_init_fn=_quiet_worker)
     return iter(loader)
 
 

@@ -183,3 +183,17 @@ def test_other_configurations_train(tiny_options, overrides):
     assert result.finished
     bundle = load_model(result.final_model)
     assert bundle.G_ema.c_dim == (3 if overrides.get("cond") else 0)
+
+
+def test_data_workers_are_capped_at_the_usable_cores(tiny_options, monkeypatch, caplog):
+    """workers=3 (the reference's default) on a 2-core machine made torch warn, twice."""
+    import warnings
+
+    from sg2_container.training import loop
+
+    monkeypatch.setattr(loop, "usable_cores", lambda: 1)
+    with caplog.at_level(logging.INFO), warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*worker processes in total.*")
+        result = loop.train(tiny_options(workers=3, kimg=0.004))
+    assert result.finished
+    assert "data workers: 1 (workers=3, but this process may use 1 core(s))" in caplog.text
