@@ -18,6 +18,7 @@ from sg2_container.cli import (
 )
 from sg2_container.cli.errors import table_exit_codes
 from sg2_container.io.allocator import keep_freed_memory
+from sg2_container.io.logs import configure_logging
 
 
 class _Group(click.Group):
@@ -41,7 +42,7 @@ class _Group(click.Group):
 def cli(verbose: int, quiet: bool) -> None:
     """sg2-container: train and run StyleGAN2-ADA, locally or on Amazon SageMaker."""
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(level)
     keep_freed_memory()
 
 

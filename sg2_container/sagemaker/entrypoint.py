@@ -10,6 +10,7 @@ import logging
 import sys
 
 from sg2_container.io.allocator import keep_freed_memory
+from sg2_container.io.logs import configure_logging
 from sg2_container.sagemaker import paths
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(_help())
         return 0
     # stdout: SageMaker's metric definitions read the log stream, and the tick lines go there.
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(stream=sys.stdout)
     keep_freed_memory()
     if args and args[0] == "train":
         return _train(args[1:])

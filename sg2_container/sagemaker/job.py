@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from sg2_container.errors import Stopped, UserError
+from sg2_container.io.logs import configure_logging
 from sg2_container.sagemaker import paths
 from sg2_container.sagemaker.hyperparameters import read_hyperparameters
 from sg2_container.sagemaker.jobs import EXIT_OK, run_job
@@ -189,8 +190,7 @@ class JobFailed(Exception):
 def main() -> int:
     """Entry for the sagemaker-training toolkit's in-process module mode
     (SAGEMAKER_TRAINING_MODULE=sg2_container.sagemaker.job:main)."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(stream=sys.stdout)
     code = run_training_job()
     if code != EXIT_OK:
         failure = paths.failure_path()

@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 
 from sg2_container.errors import UserError
 from sg2_container.io.allocator import keep_freed_memory
+from sg2_container.io.logs import configure_logging
 from sg2_container.io.cores import usable_cores
 from sg2_container.io.signals import ignore_stop_signals, stop_on_signals
 from sg2_container.options import TrainingOptions
@@ -143,8 +144,7 @@ class _EitherEvent:
 
 def _worker(options, local_rank, rank, world_size, master_addr, port, use_cuda, stop, results):
     """Entry point of one spawned training process."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format=f"%(asctime)s rank{rank} %(levelname)s %(name)s: %(message)s")
+    configure_logging(stream=sys.stdout, prefix=f"rank{rank} ")
     ignore_stop_signals((signal.SIGINT,))  # the parent decides; it sets `stop`
     keep_freed_memory()  # a spawned process starts with malloc's defaults again
     # A multiprocessing Event takes a lock even in is_set(), which the loop calls every step:
