@@ -68,7 +68,7 @@ def ppl_samples_per_second(device, cfg: str, resolution: int, batch: int, sample
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--resolution", type=int, default=256)

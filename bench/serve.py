@@ -126,7 +126,7 @@ def run_setting(network: Path, args: list[str], seconds: float, device: str) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="load per concurrency level")
     parser.add_argument("--device", default="cpu", help="the server's --device")
     args = parser.parse_args()
