@@ -21,6 +21,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
+from bench import args as checks
 from bench.timing import machine_description, time_alternating
 
 # (channels, resolution, batch): paper256's 3x3 convs without resampling, at 8-256 px.
@@ -108,8 +109,7 @@ def main() -> None:
                         help="Run once per instruction set this CPU has (SG2_CPU_ISA).")
     parser.add_argument("--quick", action="store_true", help="One small case each (a smoke run).")
     args = parser.parse_args()
-    if args.repeat < 1:
-        parser.error(f"--repeat must be at least 1, got {args.repeat}")
+    checks.at_least(parser, args, repeat=1, threads=1)
     if args.threads:
         torch.set_num_threads(args.threads)
     from sg2_container.io.allocator import keep_freed_memory

@@ -11,6 +11,7 @@ import argparse
 
 import torch
 
+from bench import args as checks
 from bench.timing import machine_description, peak_memory, preset_generator, time_call
 from sg2_container.inference.generate import generate
 from sg2_container.inference.options import GenerateOptions
@@ -27,9 +28,12 @@ def main() -> None:
                         help="Images per timed run (at least one full batch).")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    device = torch.device(args.device)
+    checks.at_least(parser, args, batches=1, images=1, repeat=1)
+    checks.power_of_two(parser, "--res", args.res)
+    device = checks.device(parser, args.device)
     torch.manual_seed(0)
-    G = preset_generator(args.cfg, args.res, device)
+    with checks.user_errors():  # an unknown --cfg
+        G = preset_generator(args.cfg, args.res, device)
     print(f"# device: {machine_description(device)}")
     print(f"## G_ema images/s, cfg {args.cfg} @ {args.res}px, const noise, "
           f"{args.images} images per run (or one batch, if larger)")

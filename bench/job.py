@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from bench import args as checks
 from bench.timing import machine_description
 from sg2_container.data.synthetic import write_synthetic_dataset
 from sg2_container.sagemaker.local import LocalJob, lay_out
@@ -34,6 +35,8 @@ def main() -> None:
     parser.add_argument("--cbase", type=int, default=2048)
     parser.add_argument("--cmax", type=int, default=64)
     args = parser.parse_args()
+    checks.at_least(parser, args, batch=1, batch_gpu=1, cbase=1, cmax=1)
+    checks.power_of_two(parser, "--res", args.res, low=8)
     print(f"# device: {machine_description(torch.device('cuda' if torch.cuda.is_available() else 'cpu'))}")
     with tempfile.TemporaryDirectory() as tmp:
         data = write_synthetic_dataset(Path(tmp) / "animeface.zip", count=256, resolution=args.res)

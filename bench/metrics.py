@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from bench import args as checks
 from bench.timing import machine_description, preset_generator, synchronize
 from sg2_container.metrics import formulas
 
@@ -76,9 +77,16 @@ def main() -> None:
     parser.add_argument("--ppl-samples", type=int, default=8, help="PPL samples timed (0: skip)")
     parser.add_argument("--cfg", default="paper256", help="generator preset for the PPL timing")
     args = parser.parse_args()
+    checks.at_least(parser, args, batch=1, images=1, ppl_samples=0)
+    checks.power_of_two(parser, "--resolution", args.resolution)
+    devices = {name: checks.device(parser, name) for name in args.device}
+    if args.ppl_samples:
+        from sg2_container.options import resolve_preset
+
+        with checks.user_errors():  # an unknown --cfg, before minutes of work
+            resolve_preset(args.cfg, args.resolution)
     results = {"extract": []}
-    for name in args.device:
-        device = torch.device(name)
+    for name, device in devices.items():
         results[f"machine_{name}"] = machine_description(device)
         detector = random_detector(device)
         for batch in args.batch:

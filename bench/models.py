@@ -16,6 +16,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from bench import args as checks
 from bench.timing import machine_description, peak_memory, preset_generator, time_call
 from sg2_container.models.networks import Discriminator, Generator
 from sg2_container.models.networks import layers as network_layers
@@ -100,12 +101,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-train", action="store_true")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    checks.at_least(parser, args, train_batch=1, repeat=1)
+    checks.power_of_two(parser, "--res", args.res)
+    checks.power_of_two(parser, "--train-res", args.train_res, low=8)
+    device = checks.device(parser, args.device)
     torch.manual_seed(0)
     print(f"# device: {machine_description(device)}")
-    bench_generation(args, device)
-    if not args.skip_train:
-        bench_train_step(args, device)
+    with checks.user_errors():  # an unknown --cfg or --train-cfg
+        bench_generation(args, device)
+        if not args.skip_train:
+            bench_train_step(args, device)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import argparse
 
 import torch
 
+from bench import args as checks
 from bench.timing import machine_description, time_call
 from stylegan2_ops import bias_act, setup_filter, upfirdn2d
 from stylegan2_ops._backend import kernel_status
@@ -65,7 +66,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     parser.add_argument("--backward", action="store_true", help="Time forward + backward too.")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = checks.device(parser, args.device)
     dtype = getattr(torch, args.dtype)
     peak = peak_bandwidth(device)
     print(f"# device: {machine_description(device)}; dtype {args.dtype}")

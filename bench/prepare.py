@@ -25,6 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also run as bench/prepare.py
+from bench.args import at_least, power_of_two  # noqa: E402
+
 # (width, height) of the generated photos: phone-camera-like down to thumbnails, both
 # orientations. Mean about 1.0 megapixel.
 SHAPES = [
@@ -193,6 +196,8 @@ def main() -> None:
         args.variant = args.child
         _child(args)
         return
+    at_least(parser, args, images=1, workers=1, repeat=1)
+    power_of_two(parser, "--size", args.size, high=16384)  # sg2 prepare's --width/--height
     print(
         f"machine: {_cpu_model()}, {len(os.sched_getaffinity(0))} cores; Python "
         f"{platform.python_version()}, Pillow {Image.__version__}; output {args.size}x{args.size}; "

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from bench import args as checks
 from bench.timing import machine_description, peak_memory, preset_generator, synchronize
 from sg2_container.io.images import to_uint8
 from sg2_container.inference.latents import ws_for_seeds
@@ -29,9 +30,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
     parser.add_argument("--w-avg-samples", type=int, default=10000)
     args = parser.parse_args()
-    device = torch.device(args.device)
+    checks.at_least(parser, args, steps=1, w_avg_samples=1)
+    checks.power_of_two(parser, "--res", args.res)
+    device = checks.device(parser, args.device)
     torch.manual_seed(0)
-    G = preset_generator(args.cfg, args.res, device)
+    with checks.user_errors():  # an unknown --cfg
+        G = preset_generator(args.cfg, args.res, device)
     distance, _ = load_distance_network(allow_random=True, device=device)
     with torch.no_grad():
         target = to_uint8(G.synthesis(ws_for_seeds(G, [1], device=device), noise_mode="const"))[0]

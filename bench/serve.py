@@ -130,7 +130,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0, help="load per concurrency level")
     parser.add_argument("--device", default="cpu", help="the server's --device")
     args = parser.parse_args()
+    if not args.seconds > 0:
+        parser.error(f"--seconds must be above 0, got {args.seconds}")
     import torch
+
+    from bench.args import device
+
+    device(parser, args.device)
 
     with tempfile.TemporaryDirectory() as tmp:
         network = Path(tmp) / "bench64.pt"

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from bench import args as checks
 from bench.timing import machine_description
 
 WORKER = Path(__file__).with_name("speed_worker.py")
@@ -52,8 +53,9 @@ class Side:
 
     def ask_raw(self) -> dict:
         line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the {self.name} worker exited (code {self.process.wait()})")
+        if not line:  # its traceback went to stderr, above
+            sys.exit(f"error: the {self.name} worker exited (code {self.process.wait()}); "
+                     "its error is above")
         return json.loads(line)
 
     def ask(self, cmd: str, **kwargs) -> dict:
@@ -177,6 +179,12 @@ def main() -> None:
         parser.error(f"--baseline {args.baseline} holds no sg2_container package")
     if baseline == ours_root:
         parser.error(f"--baseline {args.baseline} is this tree itself")
+    checks.at_least(parser, args, repeat=1, batches=1, threads=1, train_cbase=1, train_cmax=1)
+    if not args.skip_train:
+        from sg2_container.options import resolve_preset
+
+        with checks.user_errors():
+            resolve_preset(args.train_cfg, 64)
     print(f"# machine: {machine_description(torch.device('cpu'))}")
     print(f"# baseline: {baseline}; ours: {ours_root}; medians of {args.repeat} interleaved calls; "
           f"{args.threads or torch.get_num_threads()} math thread(s) per side; load average "

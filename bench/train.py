@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from bench import args as checks
 from bench.timing import machine_description, peak_memory
 from sg2_container.data.synthetic import write_synthetic_dataset
 from sg2_container.options import TrainingOptions
@@ -43,7 +44,12 @@ def main() -> None:
     parser.add_argument("--fp32", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    checks.at_least(parser, args, batch=1, batch_gpu=1, cbase=1, cmax=1, ticks=1,
+                    warmup_ticks=0, steps_per_tick=1)
+    if args.kimg <= 0:
+        parser.error(f"--kimg must be above 0, got {args.kimg}")
+    checks.power_of_two(parser, "--res", args.res, low=8)
+    device = checks.device(parser, args.device)
     print(f"# device: {machine_description(device)}")
     ticks_after_first = args.warmup_ticks + args.ticks
     if args.steps_per_tick is not None:  # tick 0 is one step, then whole ticks
@@ -53,13 +59,14 @@ def main() -> None:
         kimg, kimg_per_tick = args.kimg, args.kimg / (ticks_after_first + 1)
     with tempfile.TemporaryDirectory() as tmp:
         data = write_synthetic_dataset(Path(tmp) / "data.zip", count=256, resolution=args.res)
-        options = TrainingOptions(
-            data=str(data), outdir=str(Path(tmp) / "run"), cfg=args.cfg, kimg=kimg,
-            batch=args.batch, batch_gpu=args.batch_gpu, cbase=args.cbase, cmax=args.cmax,
-            workers=2, snap=1000, kimg_per_tick=kimg_per_tick, augpipe=args.augpipe, aug="ada",
-            fp32=args.fp32, device=args.device)
-        start = time.time()
-        train(options)
+        with checks.user_errors():  # an unknown --cfg or --augpipe, a batch it cannot split
+            options = TrainingOptions(
+                data=str(data), outdir=str(Path(tmp) / "run"), cfg=args.cfg, kimg=kimg,
+                batch=args.batch, batch_gpu=args.batch_gpu, cbase=args.cbase, cmax=args.cmax,
+                workers=2, snap=1000, kimg_per_tick=kimg_per_tick, augpipe=args.augpipe,
+                aug="ada", fp32=args.fp32, device=args.device)
+            start = time.time()
+            train(options)
         total = time.time() - start
         ticks = [json.loads(line) for line in (Path(tmp) / "run" / "stats.jsonl").read_text().splitlines()]
     first = 1 + args.warmup_ticks  # tick 0 is one step plus start-up

@@ -1,0 +1,87 @@
+"""The bench scripts refuse a bad argument with one line naming it and what is allowed, before
+any work (they crashed with tracebacks, divided by zero or, for bench.metrics --batch 0, looped
+forever)."""
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import args as checks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parser_with(**defaults):
+    parser = argparse.ArgumentParser(prog="bench-x")
+    for name, value in defaults.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", default=value)
+    return parser, parser.parse_args([])
+
+
+def refusal(capsys, check) -> str:
+    with pytest.raises(SystemExit) as stop:
+        check()
+    assert stop.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_at_least_names_the_option_the_minimum_and_the_value(capsys):
+    parser, args = parser_with(repeat=0, batches=[1, 0], threads=None, warmup_ticks=0)
+    checks.at_least(parser, args, threads=1, warmup_ticks=0)  # unset and at the minimum pass
+    assert refusal(capsys, lambda: checks.at_least(parser, args, repeat=1)) == (
+        "bench-x: error: --repeat must be at least 1, got 0")
+    assert refusal(capsys, lambda: checks.at_least(parser, args, batches=1)) == (
+        "bench-x: error: --batches must be at least 1, got 0")
+
+
+@pytest.mark.parametrize("value", [0, 5, 33, 8192])
+def test_power_of_two_refuses_other_resolutions(capsys, value):
+    parser, _ = parser_with()
+    assert refusal(capsys, lambda: checks.power_of_two(parser, "--res", value, low=8)) == (
+        f"bench-x: error: --res must be a power of two from 8 to 4096, got {value}")
+
+
+def test_power_of_two_passes_the_bounds():
+    parser, _ = parser_with()
+    for value in (4, 64, 4096):
+        checks.power_of_two(parser, "--res", value)
+
+
+def test_device_refuses_a_name_that_is_no_device_or_an_absent_gpu(capsys):
+    import torch
+
+    parser, _ = parser_with()
+    assert checks.device(parser, "cpu") == torch.device("cpu")
+    assert "--device 'bogus' is not a device: use cpu, cuda or cuda:N" in refusal(
+        capsys, lambda: checks.device(parser, "bogus"))
+    assert "the benchmarks run on cpu or cuda" in refusal(
+        capsys, lambda: checks.device(parser, "meta"))
+    if not torch.cuda.is_available():
+        assert "--device 'cuda': no usable CUDA device here" in refusal(
+            capsys, lambda: checks.device(parser, "cuda"))
+
+
+def test_user_errors_end_as_one_line():
+    from sg2_container.errors import UserError
+
+    with pytest.raises(SystemExit) as stop, checks.user_errors():
+        raise UserError("cfg 'x' is not a preset")
+    assert stop.value.code == "error: cfg 'x' is not a preset"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["-m", "bench.metrics", "--batch", "0"], "--batch must be at least 1, got 0"),
+    (["-m", "bench.speed", "--baseline", ".", "--repeat", "0"], "is this tree itself"),
+    (["-m", "bench.train", "--warmup-ticks", "-1"], "--warmup-ticks must be at least 0, got -1"),
+    (["-m", "bench.project", "--steps", "0"], "--steps must be at least 1, got 0"),
+    (["bench/prepare.py", "--size", "5"], "--size must be a power of two from 4 to 16384, got 5"),
+    (["bench/serve.py", "--seconds", "0"], "--seconds must be above 0, got 0.0"),
+])
+def test_the_scripts_refuse_at_once_without_a_traceback(argv, message):
+    run = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert message in run.stderr.splitlines()[-1]
+    assert "Traceback" not in run.stderr and run.stdout == ""
