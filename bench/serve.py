@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -68,16 +69,25 @@ def free_port() -> int:
 
 
 def load(url: str, clients: int, seconds: float) -> dict:
+    """`clients` threads sending requests for `seconds`, timed from when all are ready (making
+    32 httpx clients takes a while under the GIL: it is not the server's time)."""
     import httpx
 
-    stop_at = time.monotonic() + seconds
     latencies: list[float] = []
     errors = [0]
+    window: dict[str, float] = {}
+
+    def start_clock() -> None:
+        window["start"] = time.monotonic()
+        window["stop_at"] = window["start"] + seconds
+
+    ready = threading.Barrier(clients, action=start_clock)
 
     def client_loop(index: int) -> None:
         seed = index * 100_000
         with httpx.Client(timeout=120) as client:
-            while time.monotonic() < stop_at:
+            ready.wait(timeout=120)
+            while time.monotonic() < window["stop_at"]:
                 started = time.perf_counter()
                 answer = client.post(url + "/invocations", json={"seed": seed},
                                      headers={"Accept": "application/x-npy"})
@@ -85,11 +95,13 @@ def load(url: str, clients: int, seconds: float) -> dict:
                 errors[0] += answer.status_code != 200
                 seed += 1
 
-    started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
         for future in [pool.submit(client_loop, i) for i in range(clients)]:
             future.result()
-    elapsed = time.monotonic() - started
+    elapsed = time.monotonic() - window["start"]
+    if not latencies:
+        raise SystemExit(f"error: no request finished within {seconds} s at {clients} "
+                         "client(s); give more --seconds")
     p50, p99 = np.percentile(latencies, [50, 99]) * 1000
     return dict(rps=len(latencies) / elapsed, p50=p50, p99=p99, n=len(latencies), errors=errors[0])
 

@@ -85,3 +85,38 @@ def test_the_scripts_refuse_at_once_without_a_traceback(argv, message):
     assert run.returncode == 2, run.stderr[-2000:]
     assert message in run.stderr.splitlines()[-1]
     assert "Traceback" not in run.stderr and run.stdout == ""
+
+
+def test_serve_load_times_every_client_from_when_all_are_ready():
+    """With 32 clients most of a short window went to making their HTTP clients: no request
+    finished and the percentiles of nothing crashed."""
+    import http.server
+    import threading
+
+    from bench import serve
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as uvicorn serves
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        request_queue_size = 64  # 32 clients connect at once
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = serve.load(f"http://127.0.0.1:{server.server_port}", 32, 0.3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result["n"] >= 32 and result["errors"] == 0 and result["rps"] > 0
