@@ -147,8 +147,10 @@ def main() -> None:
     import torch
 
     from bench.args import device
+    from bench.timing import machine_description
 
-    device(parser, args.device)
+    print(f"# machine: {machine_description(device(parser, args.device))}; load average "
+          f"{os.getloadavg()[0]:.1f} at start", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         network = Path(tmp) / "bench64.pt"
