@@ -52,8 +52,11 @@ def main() -> None:
         process = subprocess.Popen([sys.executable, "-m", "sg2_container.sagemaker.entrypoint", "train"],
                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
+        log: list[str] = []
+
         def read():
             for line in process.stdout:
+                log.append(line)
                 if " training " in line and "for kimg" in line:
                     marks.setdefault("training", time.monotonic())
                 if "tick=0 " in line:
@@ -63,6 +66,13 @@ def main() -> None:
         reader.start()
         while "first_step" not in marks and process.poll() is None:
             time.sleep(0.01)
+        if "first_step" not in marks:  # the job failed (or finished) before its first step
+            reader.join(timeout=5)
+            failure = job.base_dir / "output" / "failure"
+            reason = (failure.read_text().strip() if failure.is_file()
+                      else "".join(log[-20:]).strip() or "no output")
+            sys.exit(f"error: the training job exited (code {process.returncode}) before its "
+                     f"first step: {reason}")
         time.sleep(1.0)  # mid-tick
         stop_sent = time.monotonic()
         process.send_signal(signal.SIGTERM)

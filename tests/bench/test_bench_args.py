@@ -87,6 +87,17 @@ def test_the_scripts_refuse_at_once_without_a_traceback(argv, message):
     assert "Traceback" not in run.stderr and run.stdout == ""
 
 
+def test_a_job_that_fails_at_start_says_why():
+    """bench.job printed a KeyError traceback and swallowed the job's own reason."""
+    run = subprocess.run([sys.executable, "-m", "bench.job", "--cfg", "bogus"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the training job exited (code 1) before its first step: ")
+    assert "cfg='bogus' is not allowed" in last
+
+
 def test_serve_load_times_every_client_from_when_all_are_ready():
     """With 32 clients most of a short window went to making their HTTP clients: no request
     finished and the percentiles of nothing crashed."""
