@@ -12,7 +12,8 @@ import argparse
 import torch
 
 from bench import args as checks
-from bench.timing import machine_description, peak_memory, preset_generator, time_call
+from bench.timing import (machine_description, malloc_as_sg2, peak_memory, preset_generator,
+                          time_call)
 from sg2_container.inference.generate import generate
 from sg2_container.inference.options import GenerateOptions
 
@@ -31,10 +32,10 @@ def main() -> None:
     checks.at_least(parser, args, batches=1, images=1, repeat=1)
     checks.power_of_two(parser, "--res", args.res)
     device = checks.device(parser, args.device)
+    print(f"# device: {machine_description(device)}; {malloc_as_sg2()}")
     torch.manual_seed(0)
     with checks.user_errors():  # an unknown --cfg
         G = preset_generator(args.cfg, args.res, device)
-    print(f"# device: {machine_description(device)}")
     print(f"## G_ema images/s, cfg {args.cfg} @ {args.res}px, const noise, "
           f"{args.images} images per run (or one batch, if larger)")
     for batch in args.batches:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from bench import args as checks
-from bench.timing import machine_description, preset_generator, synchronize
+from bench.timing import machine_description, malloc_as_sg2, preset_generator, synchronize
 from sg2_container.metrics import formulas
 
 
@@ -85,8 +85,10 @@ def main() -> None:
 
         with checks.user_errors():  # an unknown --cfg, before minutes of work
             resolve_preset(args.cfg, args.resolution)
-    results = {"extract": []}
+    results = {"extract": [], "malloc": malloc_as_sg2()}
+    print(f"# {results['malloc']}", flush=True)
     for name, device in devices.items():
+        print(f"# {name}: {machine_description(device)}", flush=True)
         results[f"machine_{name}"] = machine_description(device)
         detector = random_detector(device)
         for batch in args.batch:

@@ -15,7 +15,8 @@ import time
 import torch
 
 from bench import args as checks
-from bench.timing import machine_description, peak_memory, preset_generator, synchronize
+from bench.timing import (machine_description, malloc_as_sg2, peak_memory, preset_generator,
+                          synchronize)
 from sg2_container.io.images import to_uint8
 from sg2_container.inference.latents import ws_for_seeds
 from sg2_container.inference.lpips_vgg import load_distance_network
@@ -33,13 +34,15 @@ def main() -> None:
     checks.at_least(parser, args, steps=1, w_avg_samples=1)
     checks.power_of_two(parser, "--res", args.res)
     device = checks.device(parser, args.device)
+    malloc = malloc_as_sg2()
     torch.manual_seed(0)
     with checks.user_errors():  # an unknown --cfg
         G = preset_generator(args.cfg, args.res, device)
     distance, _ = load_distance_network(allow_random=True, device=device)
     with torch.no_grad():
         target = to_uint8(G.synthesis(ws_for_seeds(G, [1], device=device), noise_mode="const"))[0]
-    print(f"## projection, cfg {args.cfg} @ {args.res}px on {machine_description(device)}")
+    print(f"## projection, cfg {args.cfg} @ {args.res}px on {machine_description(device)}; "
+          f"{malloc}")
 
     synchronize(device)
     start = time.perf_counter()

@@ -72,6 +72,18 @@ def machine_description(device: torch.device) -> str:
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
+def malloc_as_sg2() -> str:
+    """Sets malloc up as sg2's entry points do (sg2_container/io/allocator.py: freed memory
+    kept for reuse) and says how it is set, for the benchmarks that time an sg2 command's path:
+    with glibc's defaults paper256 generation at batch 1 took 1.4-3.5x as long on a shared
+    2-core CPU (bench.generate, alternating runs with SG2_KEEP_FREED_MEMORY=0 and 1)."""
+    from sg2_container.io.allocator import ENV_SWITCH, keep_freed_memory
+
+    if keep_freed_memory():
+        return "malloc keeps freed memory, as sg2's entry points set it"
+    return f"malloc as it was ({ENV_SWITCH}=0, or not glibc): not as sg2 runs"
+
+
 def preset_generator(cfg: str, resolution: int, device: torch.device):
     """A random-weight G_ema as a training run of `cfg` saves it (fp16 top blocks on a GPU
     only), in eval mode without gradients: what the inference benchmarks render with."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from bench import args as checks
-from bench.timing import machine_description, peak_memory
+from bench.timing import machine_description, malloc_as_sg2, peak_memory
 from sg2_container.data.synthetic import write_synthetic_dataset
 from sg2_container.options import TrainingOptions
 from sg2_container.training.loop import train
@@ -50,7 +50,7 @@ def main() -> None:
         parser.error(f"--kimg must be above 0, got {args.kimg}")
     checks.power_of_two(parser, "--res", args.res, low=8)
     device = checks.device(parser, args.device)
-    print(f"# device: {machine_description(device)}")
+    print(f"# device: {machine_description(device)}; {malloc_as_sg2()}")
     ticks_after_first = args.warmup_ticks + args.ticks
     if args.steps_per_tick is not None:  # tick 0 is one step, then whole ticks
         kimg_per_tick = args.steps_per_tick * args.batch / 1000
