@@ -14,9 +14,9 @@ def register(cli: click.Group) -> None:
 
 @click.command()
 @click_options(MetricsOptions)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON record per metric (the fields of "
-              "training's metric-<name>.jsonl lines, with `network` in place of the snapshot's "
-              "fields) instead of `metric name=value` lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON record per metric (the "
+              "fields of training's metric-<name>.jsonl lines, with `network` in place of the "
+              "snapshot's fields) instead of `metric name=value` lines.")
 def metrics(as_json: bool, **values) -> None:
     """Compute quality metrics of a generator against its dataset (docs/metrics.md).
 

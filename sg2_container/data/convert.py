@@ -83,7 +83,7 @@ def convert_image(data: bytes, options: PrepareOptions) -> Outcome:
     try:
         im = _decode(data, options, notes)
         im = _upright(im, notes)
-        im = _to_8bit(im, options, notes)
+        im = normalise_mode(im, options.channels, options.background_rgb, notes)
         im = _fit(im, options, notes)
     except Skip as skip:
         return Outcome(png=None, skip=skip.reason, detail=skip.detail, converted=tuple(notes))
@@ -153,11 +153,6 @@ def _upright(im: Image.Image, notes: list[str]) -> Image.Image:
         return im
     notes.append("exif_orientation")
     return im.transpose(method)
-
-
-def _to_8bit(im: Image.Image, options: PrepareOptions, notes: list[str]) -> Image.Image:
-    """Any decoded mode -> 8-bit 'L' or 'RGB' as --channels asks, alpha flattened."""
-    return normalise_mode(im, options.channels, options.background_rgb, notes)
 
 
 def normalise_mode(im: Image.Image, channels: int, background: tuple[int, int, int],

@@ -111,11 +111,17 @@ def resolve_weights_path(vgg16: str | os.PathLike | None) -> Path | None:
     return Path(env) if env else None
 
 
-def _read_backbone_state(path: Path, missing: str) -> dict[str, torch.Tensor]:
-    """Conv weights from torchvision's VGG16 file (full model or features-only state dict)."""
+def check_weights_file(path: Path, missing: str) -> None:
+    """The VGG16 file given is a file: else a UserError naming it, then `missing` (what to
+    supply). Also a dry run's check, without reading it."""
     if not path.is_file():
         what = "does not exist" if not path.exists() else "is not a file"
         raise UserError(f"VGG16 weights file {path} {what}; {missing}")
+
+
+def _read_backbone_state(path: Path, missing: str) -> dict[str, torch.Tensor]:
+    """Conv weights from torchvision's VGG16 file (full model or features-only state dict)."""
+    check_weights_file(path, missing)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:

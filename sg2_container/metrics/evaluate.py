@@ -249,16 +249,13 @@ class MetricEvaluator:
 def locate_measuring_files(specs, *, detector: str | None, vgg16: str | None) -> None:
     """The files the metrics `specs` need exist (not loaded): a dry run's check, with the
     errors the real start gives."""
-    from sg2_container.inference.lpips_vgg import resolve_weights_path
     from sg2_container.metrics.detector import locate_detector
-    from sg2_container.metrics.ppl import missing_vgg16
+    from sg2_container.metrics.ppl import locate_vgg16
 
     if needs_detector(specs):
         locate_detector(detector)
     if needs_distance(specs):
-        path = resolve_weights_path(vgg16)
-        if path is None or not path.is_file():
-            raise missing_vgg16(path)
+        locate_vgg16(vgg16)
 
 
 def load_measuring_networks(specs, device, *, detector: str | None, detector_torchscript: bool,

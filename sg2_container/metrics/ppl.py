@@ -42,12 +42,19 @@ def load_distance(vgg16: str | None, device, *, allow_random: bool = False,
     return net, (source.path.name if source.path else "random (rehearsal)")
 
 
-def missing_vgg16(path) -> UserError:
-    """The error for PPL without its VGG16 file (`path`: the one given, if any)."""
-    from sg2_container.inference.lpips_vgg import missing_weights_message
+def locate_vgg16(vgg16: str | None) -> None:
+    """PPL's VGG16 file is given and there (not read): the errors load_distance gives."""
+    from sg2_container.inference.lpips_vgg import (
+        check_weights_file,
+        missing_weights_message,
+        resolve_weights_path,
+    )
 
-    text = missing_weights_message(PURPOSE, None, OTHER_WAYS)
-    return UserError(text if path is None else f"VGG16 weights file {path} does not exist; {text}")
+    missing = missing_weights_message(PURPOSE, None, OTHER_WAYS)
+    path = resolve_weights_path(vgg16)
+    if path is None:
+        raise UserError(missing)
+    check_weights_file(path, missing)
 
 
 def compared_side(resolution: int, path: PathLength) -> int:

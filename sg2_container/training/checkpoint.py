@@ -25,7 +25,6 @@ import dataclasses
 import errno
 import logging
 import math
-import re
 from pathlib import Path
 from typing import Callable
 
@@ -41,9 +40,7 @@ from sg2_container.options.training import CHANGED_OPTIONS
 
 log = logging.getLogger(__name__)
 
-FORMAT_MARKER = CHECKPOINT_MARKER
 FORMAT_VERSION = 2
-NAME_PATTERN = CHECKPOINT_NAME
 CORRUPT_DIR = "corrupt"
 NETWORKS = ("G", "D", "G_ema")
 KEYS = ("format", "format_version", "created_by", *NETWORKS, "G_kwargs", "D_kwargs", "opt_G",
@@ -156,7 +153,7 @@ def list_checkpoints(directory: Path) -> list[Path]:
     """Committed checkpoints (temp files of unfinished writes never match), oldest first."""
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if NAME_PATTERN.match(p.name))
+    return sorted(p for p in directory.iterdir() if CHECKPOINT_NAME.match(p.name))
 
 
 def _not_writable(directory: Path, error: OSError) -> CheckpointNotWritable:
@@ -265,7 +262,7 @@ def capture(parts: TrainingParts, *, counters: LoopCounters, ranks: list[RankSta
     """The checkpoint payload of a run (rank 0 calls it with every rank's RankState)."""
     p = parts.augment_pipe
     return {
-        "format": FORMAT_MARKER, "format_version": FORMAT_VERSION,
+        "format": CHECKPOINT_MARKER, "format_version": FORMAT_VERSION,
         "created_by": f"sg2-container {__version__}",
         "G": cpu_state_dict(parts.G), "D": cpu_state_dict(parts.D),
         "G_ema": cpu_state_dict(parts.G_ema),
@@ -357,7 +354,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     except Exception as error:  # torch raises many types for damaged files
         raise CheckpointUnreadable(f"{path.name}: unreadable checkpoint ({type(error).__name__}: "
                                    f"{error})") from error
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT_MARKER:
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_MARKER:
         raise CheckpointUnreadable(f"{path.name}: not an sg2 training checkpoint")
     version = payload.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:

@@ -16,8 +16,8 @@ import torch.multiprocessing as mp
 
 from sg2_container.errors import UserError
 from sg2_container.io.allocator import keep_freed_memory
-from sg2_container.io.logs import configure_logging
 from sg2_container.io.cores import usable_cores
+from sg2_container.io.logs import configure_logging
 from sg2_container.io.signals import ignore_stop_signals, stop_on_signals
 from sg2_container.options import TrainingOptions
 from sg2_container.training import distributed as dist_utils
@@ -46,9 +46,11 @@ def _wants_cuda(device: str) -> bool:
     return False
 
 
-def check_start(options: TrainingOptions) -> bool:
+def check_start(options: TrainingOptions,
+                topology: Topology = Topology()) -> torch.device | None:
     """What a start needs of this machine (the devices and processes, the run folder), checked
-    before anything is spawned; True when training uses CUDA."""
+    before anything is spawned. Returns the device of a one-process run; None when workers
+    each take their own (the parent then keeps no CUDA context)."""
     from sg2_container.runtime import resolve_device
 
     use_cuda = _wants_cuda(options.device)
@@ -59,10 +61,10 @@ def check_start(options: TrainingOptions) -> bool:
     if not use_cuda and options.gpus > cores:
         raise UserError(f"gpus={options.gpus} is not allowed: no GPU is used and this machine "
                         f"gives {cores} CPU core(s); one process per core at most")
-    if options.gpus == 1:  # several: each worker checks its own GPU, no CUDA context here
-        resolve_device(options.device)
     check_run_folder(options.outdir)
-    return use_cuda
+    if options.gpus * topology.num_nodes > 1:
+        return None
+    return resolve_device(options.device)
 
 
 def run_training(options: TrainingOptions, stop_event: threading.Event | None = None,
@@ -70,10 +72,11 @@ def run_training(options: TrainingOptions, stop_event: threading.Event | None = 
     """Runs training in this process (1 process in all) or in `options.gpus` workers."""
     from sg2_container.training.loop import train
 
-    use_cuda = check_start(options)
+    device = check_start(options, topology)
+    if device is not None:
+        return train(options, stop_event=stop_event, device=device)
+    use_cuda = _wants_cuda(options.device)
     world_size = options.gpus * topology.num_nodes
-    if world_size == 1:
-        return train(options, stop_event=stop_event)
 
     port = topology.master_port or dist_utils.free_port()
     ctx = mp.get_context("spawn")
