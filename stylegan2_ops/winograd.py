@@ -43,16 +43,40 @@ MIN_TILES = 4
 MIN_TILES_UNCACHED = 128
 
 
+def _filter_transform_2d(like: torch.Tensor) -> torch.Tensor:
+    """[36, 9]: G (.) G^T on a flattened 3x3 filter (the Kronecker product of G with itself)."""
+    g = torch.tensor(_FILTER_TRANSFORM, dtype=like.dtype, device=like.device)
+    return torch.kron(g, g)
+
+
 def transform_filter(weight: torch.Tensor) -> torch.Tensor:
     """[out, in, 3, 3] -> [36, in, out]: G w G^T per channel pair, laid out for the products.
 
-    One [36, 9] x [9, in * out] product (the 2-D transform is the Kronecker product of G with
-    itself): 10 ms for 512 x 512 channels, against 95 ms as 262144 small 6x3 products.
+    One [36, 9] x [9, in * out] product: 10 ms for 512 x 512 channels, against 95 ms as 262144
+    small 6x3 products.
     """
-    g = torch.tensor(_FILTER_TRANSFORM, dtype=weight.dtype, device=weight.device)
     out_channels, in_channels = weight.shape[:2]
     taps = weight.reshape(out_channels, in_channels, 9).permute(2, 1, 0).reshape(9, -1)
-    return (torch.kron(g, g) @ taps).reshape(36, in_channels, out_channels)
+    return (_filter_transform_2d(weight) @ taps).reshape(36, in_channels, out_channels)
+
+
+def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, tiles_per_chunk: int = -1) -> torch.Tensor:
+    """dL/dw [out, in, 3, 3] of conv2d(x, w, padding=1) given dL/dy, summed over the batch.
+
+    The kernel gives dL/du for the transformed filter u (36 products per tile and channel pair,
+    where oneDNN's direct weight gradient does 144: 2.6-9x faster at 16-64 px in a training
+    step, docs/benchmarks.md); transform_filter's adjoint, G^T (.) G, takes it back to the 3x3
+    taps. Equal to torch's to about 1e-5 relative, like the forward conv. tiles_per_chunk: how
+    many tiles the kernel transforms before their products (-1: scratch of about 32 MB).
+    """
+    module = cpu_kernels.status().module
+    channels_last = torch.channels_last
+    transformed_grad = module.conv3x3_weight_grad(x.contiguous(memory_format=channels_last),
+                                                  grad_y.contiguous(memory_format=channels_last),
+                                                  tiles_per_chunk)
+    in_channels, out_channels = transformed_grad.shape[1:]
+    taps = _filter_transform_2d(transformed_grad).t() @ transformed_grad.reshape(36, -1)
+    return taps.reshape(3, 3, in_channels, out_channels).permute(3, 2, 0, 1)
 
 
 def suits(x: torch.Tensor, weight: torch.Tensor, padding: int,

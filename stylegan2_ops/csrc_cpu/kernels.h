@@ -11,6 +11,10 @@ torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
                       const c10::optional<torch::Tensor>& dcoefs,
                       const c10::optional<torch::Tensor>& noise, int64_t form,
                       bool per_image);
+// dL/du for y = conv3x3(x, u) given dy = dL/dy: [36, C, K], summed over the batch; both
+// activations channels_last (winograd.cpp). tiles_per_chunk -1 chooses the scratch's size.
+torch::Tensor conv3x3_weight_grad(const torch::Tensor& x, const torch::Tensor& dy,
+                                  int64_t tiles_per_chunk);
 // Whether conv3x3's blocked form can run: torch's library exports the BLAS calls it needs.
 bool winograd_blocked_available();
 

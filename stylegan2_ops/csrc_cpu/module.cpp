@@ -11,6 +11,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              pybind11::arg("x"), pybind11::arg("u"), pybind11::arg("styles") = pybind11::none(),
              pybind11::arg("dcoefs") = pybind11::none(), pybind11::arg("noise") = pybind11::none(),
              pybind11::arg("form") = -1, pybind11::arg("per_image") = true);
+  module.def("conv3x3_weight_grad", &conv3x3_weight_grad,
+             "dL/du [36, C, K] of conv3x3(x, u) given dL/dy, both channels_last", no_gil,
+             pybind11::arg("x"), pybind11::arg("dy"), pybind11::arg("tiles_per_chunk") = -1);
   module.def("winograd_blocked_available", &winograd_blocked_available,
              "whether conv3x3's blocked form can run (MKL's sgemm_ exported by torch)");
   module.def("bias_act", &bias_act,

@@ -12,6 +12,10 @@
 // The modulated conv's per-sample scales ride along for free: the input transform multiplies by
 // the styles (per sample and input channel), the output transform by the demodulation
 // coefficients (per sample and output channel) and adds the per-pixel noise.
+//
+// Training also takes the filter's gradient this way (conv3x3_weight_grad, at the end): the
+// adjoint of y = A^T [U (.) V] A gives dL/dU as 36 products of V with A dY A^T, summed over
+// the tiles.
 #include "isa.h"
 #include "kernels.h"
 
@@ -53,6 +57,22 @@ SG2_INLINE void output_line(const float* const m[6], float* const o[4], int coun
     o[1][c] = diff12 + 2.f * diff34;
     o[2][c] = sum12 + 4.f * sum34;
     o[3][c] = diff12 + 8.f * diff34 + m5;
+  }
+}
+
+// A applied along one line of a 4x4 output-gradient tile, channel vectors d[0..3] -> o[0..5]:
+// the adjoint of output_line, which takes the gradient of y back onto the product's 36 points.
+SG2_INLINE void gradient_line(const float* const d[4], float* const o[6], int count) {
+#pragma GCC ivdep
+  for (int c = 0; c < count; ++c) {
+    const float d0 = d[0][c], d1 = d[1][c], d2 = d[2][c], d3 = d[3][c];
+    const float sum02 = d0 + d2;
+    o[0][c] = d0;
+    o[1][c] = sum02 + d1 + d3;
+    o[2][c] = sum02 - d1 - d3;
+    o[3][c] = d0 + 4.f * d2 + 2.f * d1 + 8.f * d3;
+    o[4][c] = d0 + 4.f * d2 - 2.f * d1 - 8.f * d3;
+    o[5][c] = d3;
   }
 }
 
@@ -147,6 +167,39 @@ SG2_INLINE void output_tiles_body(const float* m, const float* dcoefs, const flo
   }
 }
 
+// The gradient of y over tiles [first, last) onto the 36 points: A dY A^T per tile, pixels
+// past the image's edge counting as zero. dy [N, H, W, channels]; d [36, stride, channels].
+SG2_INLINE void gradient_tiles_body(const float* dy, float* d, int64_t first, int64_t last,
+                                    const Geometry& g, int64_t channels, int64_t base,
+                                    int64_t stride) {
+  alignas(64) float zeros[kChannelBlock] = {0};
+  alignas(64) float half[4][6][kChannelBlock];
+  for (int64_t p = first; p < last; ++p) {
+    int64_t n, row, col;
+    g.locate(p, &n, &row, &col);
+    for (int64_t k0 = 0; k0 < channels; k0 += kChannelBlock) {
+      const int count = static_cast<int>(std::min<int64_t>(kChannelBlock, channels - k0));
+      for (int i = 0; i < 4; ++i) {  // along each gradient row of the tile
+        const int64_t h = row * 4 + i;
+        const float* s[4];
+        for (int j = 0; j < 4; ++j) {
+          const int64_t w = col * 4 + j;
+          const bool inside = h < g.height && w < g.width;
+          s[j] = inside ? dy + ((n * g.height + h) * g.width + w) * channels + k0 : zeros;
+        }
+        float* o[6] = {half[i][0], half[i][1], half[i][2], half[i][3], half[i][4], half[i][5]};
+        gradient_line(s, o, count);
+      }
+      for (int j = 0; j < 6; ++j) {  // then down each column
+        const float* s[4] = {half[0][j], half[1][j], half[2][j], half[3][j]};
+        float* o[6];
+        for (int i = 0; i < 6; ++i) o[i] = d + ((i * 6 + j) * stride + p - base) * channels + k0;
+        gradient_line(s, o, count);
+      }
+    }
+  }
+}
+
 SG2_DISPATCH(input_tiles, input_tiles_body,
              (const float* x, const float* styles, float* v, int64_t first, int64_t last,
               const Geometry& g, int64_t channels, int64_t base, int64_t stride),
@@ -157,6 +210,11 @@ SG2_DISPATCH(output_tiles, output_tiles_body,
               float* y, int64_t first, int64_t last, const Geometry& g, int64_t channels,
               int64_t base, int64_t stride),
              (m, dcoefs, noise, noise_batch, y, first, last, g, channels, base, stride))
+
+SG2_DISPATCH(gradient_tiles, gradient_tiles_body,
+             (const float* dy, float* d, int64_t first, int64_t last, const Geometry& g,
+              int64_t channels, int64_t base, int64_t stride),
+             (dy, d, first, last, g, channels, base, stride))
 
 Geometry geometry_of(int64_t batch, int64_t height, int64_t width) {
   const int64_t rows = (height + 3) / 4, cols = (width + 3) / 4;
@@ -348,4 +406,51 @@ torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
 
 bool winograd_blocked_available() {
   return sgemm_ != nullptr && MKL_Set_Num_Threads_Local != nullptr;
+}
+
+// dL/dU for y = conv3x3(x, u): per point xi, V[xi]^T dM[xi] summed over all tiles, with V the
+// input transform of x and dM = A dY A^T the gradient of y taken onto the 36 points. 36
+// products per tile and channel pair where the direct weight gradient needs 144; the filter's
+// own gradient is then G^T dU G (winograd.py). Tiles go through in chunks of at most
+// `tiles_per_chunk` (-1 chooses: scratch of about 32 MB), each chunk's products added onto
+// the last: the sum's order depends on the batch, which is fine for training's gradients.
+torch::Tensor conv3x3_weight_grad(const torch::Tensor& x, const torch::Tensor& dy,
+                                  int64_t tiles_per_chunk) {
+  check_float_cpu(x, "x");
+  check_float_cpu(dy, "dy");
+  TORCH_CHECK(x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "x must be a 4-D channels_last tensor");
+  TORCH_CHECK(dy.dim() == 4 && dy.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "dy must be a 4-D channels_last tensor");
+  const int64_t batch = x.size(0), channels = x.size(1), height = x.size(2), width = x.size(3);
+  TORCH_CHECK(dy.size(0) == batch && dy.size(2) == height && dy.size(3) == width,
+              "dy must have x's batch, height and width");
+  TORCH_CHECK(tiles_per_chunk == -1 || tiles_per_chunk > 0,
+              "tiles_per_chunk must be -1 (choose) or positive, got ", tiles_per_chunk);
+  const int64_t out_channels = dy.size(1);
+  const Geometry g = geometry_of(batch, height, width);
+  auto du = torch::zeros({36, channels, out_channels}, x.options());
+  if (g.tiles == 0 || channels == 0 || out_channels == 0) return du;
+  if (tiles_per_chunk == -1) {
+    constexpr int64_t kScratchBytes = int64_t{32} << 20;
+    const int64_t per_tile = 36 * (channels + out_channels) * int64_t{sizeof(float)};
+    tiles_per_chunk = std::max<int64_t>(64, kScratchBytes / per_tile);
+  }
+  const int64_t chunk = std::min(tiles_per_chunk, g.tiles);
+  auto v = torch::empty({36, chunk, channels}, x.options());
+  auto d = torch::empty({36, chunk, out_channels}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const float* dyp = dy.data_ptr<float>();
+  float* vp = v.data_ptr<float>();
+  float* dp = d.data_ptr<float>();
+  for (int64_t base = 0; base < g.tiles; base += chunk) {
+    const int64_t last = std::min(base + chunk, g.tiles);
+    at::parallel_for(base, last, 4, [&](int64_t first, int64_t end) {
+      input_tiles(xp, nullptr, vp, first, end, g, channels, base, chunk);
+      gradient_tiles(dyp, dp, first, end, g, out_channels, base, chunk);
+    });
+    const int64_t rows = last - base;
+    du.baddbmm_(v.narrow(1, 0, rows).transpose(1, 2), d.narrow(1, 0, rows));
+  }
+  return du;
 }

@@ -178,9 +178,11 @@ def test_conv_takes_the_path_in_training_with_torchs_gradients(monkeypatch):
 
     x, w = _training_sized(4)
     assert 2 * 8 * 8 >= winograd.MIN_TILES_UNCACHED
-    calls = []
-    real_conv3x3 = winograd.conv3x3
+    calls, weight_grad_calls = [], []
+    real_conv3x3, real_weight_grad = winograd.conv3x3, winograd.weight_grad
     monkeypatch.setattr(winograd, "conv3x3", lambda *a, **k: calls.append(1) or real_conv3x3(*a, **k))
+    monkeypatch.setattr(winograd, "weight_grad",
+                        lambda *a: weight_grad_calls.append(1) or real_weight_grad(*a))
     spec = ConvSpec(padding=(1, 1))
     # R1-shaped: the gradient w.r.t. the input, then a backward through it.
     ours = conv(x, w, spec)
@@ -188,6 +190,7 @@ def test_conv_takes_the_path_in_training_with_torchs_gradients(monkeypatch):
     grad_w = torch.autograd.grad(grad_x.square().sum(), w)[0]
     forward_calls = len(calls)
     assert forward_calls >= 3  # forward, input gradient, and the input gradient's own conv
+    assert weight_grad_calls  # grad_w: the weight gradient of the input gradient's own conv
 
     xd, wd = x.detach().double().requires_grad_(), w.detach().double().requires_grad_()
     theirs = F.conv2d(xd, wd, padding=1)
@@ -203,11 +206,67 @@ def test_conv_keeps_onednn_where_the_per_call_transform_would_not_pay(monkeypatc
     from stylegan2_ops.convolution import ConvSpec, conv
 
     monkeypatch.setattr(winograd, "conv3x3", lambda *a, **k: pytest.fail("Winograd path taken"))
+    monkeypatch.setattr(winograd, "weight_grad", lambda *a: pytest.fail("Winograd path taken"))
     x, w = _training_sized(5)
     small = x[:1, :, :16, :16]  # 16 tiles: enough for a cached filter, not for one per call
     conv(small, w, ConvSpec(padding=(1, 1))).sum().backward()
     conv(x, w, ConvSpec(padding=(1, 1), stride=(2, 2)))  # strided
     conv(x, w[:, :, :2, :2], ConvSpec(padding=(1, 1)))  # 2x2 filter
+
+
+def _torch_weight_grad(x, grad_y):
+    """conv2d's weight gradient in float64: the reference for the Winograd one."""
+    w = torch.zeros(grad_y.shape[1], x.shape[1], 3, 3, dtype=torch.float64, requires_grad=True)
+    (grad_w,) = torch.autograd.grad(F.conv2d(x.double(), w, padding=1), w, grad_y.double())
+    return grad_w
+
+
+@needs_build
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_weight_grad_equals_conv2ds(shape):
+    # Tiles cut by the image's edge (13 x 7, 5 x 9), channels off the 64-channel blocks, one
+    # tile row, several samples summed; either layout in, the weight's shape out.
+    batch, in_channels, out_channels, height, width = shape
+    gen = torch.Generator().manual_seed(sum(shape) + 1)
+    x = torch.randn(batch, in_channels, height, width, generator=gen)
+    grad_y = torch.randn(batch, out_channels, height, width, generator=gen)
+    reference = _torch_weight_grad(x, grad_y)
+    ours = winograd.weight_grad(x, grad_y)
+    assert ours.shape == (out_channels, in_channels, 3, 3) and ours.dtype == torch.float32
+    assert _relative_error(ours, reference) < TOLERANCE
+    channels_last = torch.channels_last
+    assert torch.equal(winograd.weight_grad(x.contiguous(memory_format=channels_last),
+                                            grad_y.contiguous(memory_format=channels_last)), ours)
+
+
+@needs_build
+@pytest.mark.parametrize("tiles_per_chunk", [1, 7, 64, 10_000])
+def test_weight_grad_sums_its_chunks_of_tiles(tiles_per_chunk):
+    # The tiles go through in chunks (scratch of bounded size), each chunk's products added
+    # onto the last: uneven last chunk (7), one chunk per tile, everything at once.
+    gen = torch.Generator().manual_seed(tiles_per_chunk)
+    x = torch.randn(3, 20, 17, 10, generator=gen)
+    grad_y = torch.randn(3, 12, 17, 10, generator=gen)
+    ours = winograd.weight_grad(x, grad_y, tiles_per_chunk)
+    assert _relative_error(ours, _torch_weight_grad(x, grad_y)) < TOLERANCE
+
+
+@needs_build
+def test_weight_grad_refuses_what_it_cannot_compute_and_handles_empty_work():
+    module = cpu_kernels.status().module
+    channels_last = torch.channels_last
+    x = torch.randn(2, 4, 8, 8).contiguous(memory_format=channels_last)
+    grad_y = torch.randn(2, 6, 8, 8).contiguous(memory_format=channels_last)
+    with pytest.raises(RuntimeError, match="tiles_per_chunk must be -1 .* got 0"):
+        module.conv3x3_weight_grad(x, grad_y, 0)
+    with pytest.raises(RuntimeError, match="dy must be a 4-D channels_last tensor"):
+        module.conv3x3_weight_grad(x, torch.randn(2, 6, 8, 8))
+    with pytest.raises(RuntimeError, match="dy must have x's batch, height and width"):
+        module.conv3x3_weight_grad(x, grad_y[:, :, :4].contiguous(memory_format=channels_last))
+    with pytest.raises(RuntimeError, match="dy must be a float32 CPU tensor"):
+        module.conv3x3_weight_grad(x, grad_y.double())
+    assert torch.equal(winograd.weight_grad(x[:0], grad_y[:0]), torch.zeros(6, 4, 3, 3))
+    assert torch.equal(winograd.weight_grad(x[:, :0], grad_y), torch.zeros(6, 0, 3, 3))
 
 
 def _conv_inputs(shape, seed, shared_noise=False):
