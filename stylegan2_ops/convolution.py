@@ -8,9 +8,9 @@ CPU, cuDNN on a GPU), each itself differentiable the same way, and a gradient is
 when this backward pass will use it.
 
 Values are those of torch's conv2d / conv_transpose2d; only the work to get them changes. On a
-CPU, plain 3x3 convs with padding 1 large enough to pay for a per-call filter transform (and
-their input gradients, the same kind of conv) run by Winograd's F(4x4, 3x3)
-(stylegan2_ops.winograd): equal to about 1e-5 relative; weight gradients stay the backend's.
+CPU, plain 3x3 convs with padding 1 large enough to pay for a per-call filter transform, their
+input gradients (the same kind of conv) and their weight gradients run by Winograd's
+F(4x4, 3x3) (stylegan2_ops.winograd): equal to about 1e-5 relative.
 """
 from __future__ import annotations
 
