@@ -10,7 +10,8 @@ when this backward pass will use it.
 Values are those of torch's conv2d / conv_transpose2d; only the work to get them changes. On a
 CPU, plain 3x3 convs with padding 1 large enough to pay for a per-call filter transform, their
 input gradients (the same kind of conv) and their weight gradients run by Winograd's
-F(4x4, 3x3) (stylegan2_ops.winograd): equal to about 1e-5 relative.
+F(4x4, 3x3) (stylegan2_ops.winograd): equal to about 1e-5 relative; strided convs' weight
+gradients run as one matrix product over their windows (stylegan2_ops.window_product).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from stylegan2_ops import winograd
+from stylegan2_ops import window_product, winograd
 from stylegan2_ops.graph import records_graph
 
 __all__ = ["ConvSpec", "conv"]
@@ -180,6 +181,10 @@ class _WeightGrad(torch.autograd.Function):
         if _by_winograd(x, w, spec) and grad.dtype == torch.float32:
             # Into the weight's own layout, as the backend returns it.
             return torch.empty_like(w).copy_(winograd.weight_grad(x, grad))
+        if window_product.suits(x, grad, w, spec.stride, spec.padding, spec.groups,
+                                spec.output_padding):
+            return torch.empty_like(w).copy_(window_product.weight_grad(
+                x, grad, tuple(w.shape[2:]), spec.stride, spec.transpose))
         return _backend_grads(grad, x, w, spec, [False, True, False])[1]
 
     @staticmethod
