@@ -429,8 +429,10 @@ torch::Tensor conv3x3_weight_grad(const torch::Tensor& x, const torch::Tensor& d
               "tiles_per_chunk must be -1 (choose) or positive, got ", tiles_per_chunk);
   const int64_t out_channels = dy.size(1);
   const Geometry g = geometry_of(batch, height, width);
-  auto du = torch::zeros({36, channels, out_channels}, x.options());
-  if (g.tiles == 0 || channels == 0 || out_channels == 0) return du;
+  if (g.tiles == 0 || channels == 0 || out_channels == 0) {
+    return torch::zeros({36, channels, out_channels}, x.options());
+  }
+  auto du = torch::empty({36, channels, out_channels}, x.options());
   if (tiles_per_chunk == -1) {
     constexpr int64_t kScratchBytes = int64_t{32} << 20;
     const int64_t per_tile = 36 * (channels + out_channels) * int64_t{sizeof(float)};
@@ -450,7 +452,12 @@ torch::Tensor conv3x3_weight_grad(const torch::Tensor& x, const torch::Tensor& d
       gradient_tiles(dyp, dp, first, end, g, out_channels, base, chunk);
     });
     const int64_t rows = last - base;
-    du.baddbmm_(v.narrow(1, 0, rows).transpose(1, 2), d.narrow(1, 0, rows));
+    const auto v_rows = v.narrow(1, 0, rows).transpose(1, 2);
+    if (base == 0) {
+      at::bmm_out(du, v_rows, d.narrow(1, 0, rows));  // the first chunk sets du
+    } else {
+      du.baddbmm_(v_rows, d.narrow(1, 0, rows));
+    }
   }
   return du;
 }
