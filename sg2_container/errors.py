@@ -5,6 +5,12 @@ its traceback.
 """
 
 
+def kind_of(value: object) -> str:
+    """A value's type with its article, for messages: "an int", "a list"."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
 class UserError(Exception):
     """Bad input from the user: the message says what was wrong and what is allowed."""
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from sg2_container.errors import UserError
+from sg2_container.errors import UserError, kind_of
 from sg2_container.inference.project_options import VGG16_ENV, VGG16_FILE_NAME, VGG16_URL
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def _read_backbone_state(path: Path, missing: str) -> dict[str, torch.Tensor]:
         raise UserError(f"VGG16 weights {path} cannot be read as a PyTorch state dict "
                         f"(weights_only): {error}") from None
     if not isinstance(state, dict):
-        raise UserError(f"VGG16 weights {path} hold a {type(state).__name__}, not a state dict")
+        raise UserError(f"VGG16 weights {path} hold {kind_of(state)}, not a state dict")
     # torchvision's file is the whole classifier model: keep `features.*`, ignore `classifier.*`.
     prefixed = {k[len("features."):]: v for k, v in state.items()
                 if isinstance(k, str) and k.startswith("features.")}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sg2_container.errors import UserError
+from sg2_container.errors import UserError, kind_of
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def load_detector(path: Path, device="cpu", *, torchscript: bool = False) -> Det
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise DetectorWrongArchitecture(
-            f"detector {where}: holds a {type(state).__name__}, not a flat state dict of "
+            f"detector {where}: holds {kind_of(state)}, not a flat state dict of "
             f"tensors; {HOW_TO_GET}")
     module = _inception_from_state(state, where).to(device)
     log.info("detector: Inception-v3 %s (sha256 %s...)", path.name, identity[:12])

@@ -12,7 +12,7 @@ import dataclasses
 import math
 from typing import Any
 
-from sg2_container.errors import UserError
+from sg2_container.errors import UserError, kind_of
 from sg2_container.options.sizes import (  # noqa: F401  (the sizes, defined once for all rooms)
     MAX_CHANNEL_BASE,
     MAX_CHANNEL_MAX,
@@ -108,10 +108,10 @@ def check_value(name: str, value: Any, bound: Bound, where: str) -> None:
 def check_network_kwargs(part: str, kwargs: Any, where: str) -> None:
     """Checks a network's constructor kwargs (G, G_ema or D) against NETWORK_BOUNDS."""
     if not isinstance(kwargs, dict):
-        raise UserError(f"{where}: {part} kwargs are a {type(kwargs).__name__}, not a dict")
+        raise UserError(f"{where}: {part} kwargs are {kind_of(kwargs)}, not a dict")
     for key in NESTED_KWARGS:
         if key in kwargs and kwargs[key] is not None and not isinstance(kwargs[key], dict):
-            raise UserError(f"{where}: {part} {key} is a {type(kwargs[key]).__name__}, "
+            raise UserError(f"{where}: {part} {key} is {kind_of(kwargs[key])}, "
                             "not a dict")
     for name, bound in NETWORK_BOUNDS[part].items():
         present, value = _lookup(kwargs, name)

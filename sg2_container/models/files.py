@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sg2_container import __version__
-from sg2_container.errors import UserError
+from sg2_container.errors import UserError, kind_of
 from sg2_container.io.atomic import write_atomically
 from sg2_container.models.state import (
     ModelBundle,
@@ -197,10 +197,10 @@ def check_payload(payload: Any, name: str) -> dict:
         raise UserError(f"{name}: the model file has D but no D_kwargs")
     for part in NETWORK_PARTS:
         if part in payload and not isinstance(payload[part], dict):
-            raise UserError(f"{name}: {part} is a {type(payload[part]).__name__}, not a state dict")
+            raise UserError(f"{name}: {part} is {kind_of(payload[part])}, not a state dict")
     for key in ("G_kwargs", "D_kwargs", "metadata"):
         if key in payload and not isinstance(payload[key], dict):
-            raise UserError(f"{name}: {key} is a {type(payload[key]).__name__}, not a dict")
+            raise UserError(f"{name}: {key} is {kind_of(payload[key])}, not a dict")
     return payload
 
 

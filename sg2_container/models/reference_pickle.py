@@ -29,7 +29,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from sg2_container.errors import UserError
+from sg2_container.errors import UserError, kind_of
 from sg2_container.io.atomic import write_atomically
 from sg2_container.models.state import (
     ModelBundle,
@@ -66,7 +66,7 @@ class PersistentRecord:
 def _persistent_record(meta):
     """Stands in for `torch_utils.persistence._reconstruct_persistent_obj`; keeps no source."""
     if not isinstance(meta, dict):
-        raise _Refused(f"a persistent object's meta is a {type(meta).__name__}, not a dict")
+        raise _Refused(f"a persistent object's meta is {kind_of(meta)}, not a dict")
     if meta.get("type") != "class":
         raise _Refused(f"persistent object of unsupported type {meta.get('type')!r}")
     class_name, state = meta.get("class_name"), meta.get("state")
@@ -86,7 +86,7 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, hoo
     import torch
 
     if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
-        raise _Refused(f"a tensor's storage is a {type(storage).__name__}")
+        raise _Refused(f"a tensor's storage is {kind_of(storage)}")
     ints = [storage_offset, *size, *stride]
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
         raise _Refused("a tensor's offset, size or stride is not made of integers")
@@ -106,7 +106,7 @@ def _rebuild_parameter(data, requires_grad, hooks):
     import torch
 
     if not isinstance(data, torch.Tensor):
-        raise _Refused(f"a parameter holds a {type(data).__name__}, not a tensor")
+        raise _Refused(f"a parameter holds {kind_of(data)}, not a tensor")
     _check_no_hooks(hooks, "parameter")
     return torch.nn.Parameter(data, requires_grad=bool(requires_grad))
 
@@ -117,13 +117,13 @@ def _load_storage_from_bytes(blob):
     import torch
 
     if not isinstance(blob, (bytes, bytearray)):
-        raise _Refused(f"a storage blob is a {type(blob).__name__}, not bytes")
+        raise _Refused(f"a storage blob is {kind_of(blob)}, not bytes")
     try:
         storage = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure means a corrupt or unsafe blob
         raise _Refused(f"a tensor storage could not be read safely ({exc})") from exc
     if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
-        raise _Refused(f"a storage blob holds a {type(storage).__name__}, not a storage")
+        raise _Refused(f"a storage blob holds {kind_of(storage)}, not a storage")
     return storage
 
 
@@ -143,7 +143,7 @@ def _numpy_dtype(spec, align=False, copy=True):
     import numpy as np
 
     if not isinstance(spec, str):
-        raise _Refused(f"numpy.dtype called with a {type(spec).__name__}")
+        raise _Refused(f"numpy.dtype called with {kind_of(spec)}")
     try:
         dtype = np.dtype(spec, bool(align), True)
     except TypeError as exc:
@@ -236,7 +236,7 @@ def read_reference_pickle(path) -> dict:
             IndexError, KeyError, MemoryError, RecursionError, OverflowError) as exc:
         raise UserError(f"{path.name}: the network pickle is truncated or corrupt ({exc})") from exc
     if not isinstance(data, dict):
-        raise UserError(f"{path.name}: not a network pickle (it holds a {type(data).__name__})")
+        raise UserError(f"{path.name}: not a network pickle (it holds {kind_of(data)})")
     return data
 
 
@@ -255,19 +255,19 @@ def flatten_state(state: dict, prefix: str = "", where: str = "") -> dict:
     for group in ("_parameters", "_buffers"):
         entries = state.get(group) or {}
         if not isinstance(entries, dict):
-            raise UserError(f"{where}: '{prefix}{group}' is a {type(entries).__name__}")
+            raise UserError(f"{where}: '{prefix}{group}' is {kind_of(entries)}")
         for name, tensor in entries.items():
             if tensor is None or (group == "_buffers" and name in skip):
                 continue
             if not isinstance(tensor, torch.Tensor):
-                raise UserError(f"{where}: '{prefix}{name}' is a {type(tensor).__name__}")
+                raise UserError(f"{where}: '{prefix}{name}' is {kind_of(tensor)}")
             out[prefix + name] = tensor.detach()
     for name, child in (state.get("_modules") or {}).items():
         if child is None:
             continue
         if not isinstance(getattr(child, "state", None), dict):
             raise UserError(
-                f"{where}: sub-module '{prefix}{name}' is a {type(child).__name__}, "
+                f"{where}: sub-module '{prefix}{name}' is {kind_of(child)}, "
                 "not a persistent network object"
             )
         out.update(flatten_state(child.state, f"{prefix}{name}.", where))
@@ -295,7 +295,7 @@ def load_reference_pickle(path, device="cpu") -> ModelBundle:
             continue
         where = f"{path.name}: {part}"
         if not isinstance(record, PersistentRecord):
-            raise UserError(f"{where}: is a {type(record).__name__}, not a persistent network")
+            raise UserError(f"{where}: is {kind_of(record)}, not a persistent network")
         if record.class_name != class_name:
             raise UserError(f"{where}: is a {record.class_name}; expected a {class_name}")
         if record.version != PERSISTENCE_VERSION:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sg2_container.errors import UserError
+from sg2_container.errors import UserError, kind_of
 
 
 @dataclasses.dataclass
@@ -69,7 +69,7 @@ def load_state_checked(module, state_dict: dict, where: str) -> None:
     problems = []
     for name, value in state_dict.items():
         if not isinstance(name, str) or not isinstance(value, torch.Tensor):
-            problems.append(f"entry {name!r} is a {type(value).__name__}, not a tensor")
+            problems.append(f"entry {name!r} is {kind_of(value)}, not a tensor")
         elif name not in expected:
             problems.append(f"unexpected tensor '{name}' (the network has no such entry)")
         elif tuple(value.shape) != tuple(expected[name].shape):

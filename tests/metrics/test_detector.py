@@ -72,6 +72,10 @@ def test_wrong_architecture_and_junk(tmp_path, detector_file):
     torch.save({"state": {"w": torch.zeros(1)}}, nested)
     with pytest.raises(DetectorWrongArchitecture, match="not a flat state dict"):
         load_detector(nested)
+    number = tmp_path / "number.pth"
+    torch.save(7, number)
+    with pytest.raises(DetectorWrongArchitecture, match="holds an int, not a flat state dict"):
+        load_detector(number)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(np.random.default_rng(0).bytes(1000))
     for size in (1, 1000):  # torch's own text (about weights_only) was cut off mid-word
