@@ -97,6 +97,12 @@ def seed_list(field: str, items: tuple, max_seeds: int = DEFAULT_MAX_SEEDS) -> l
         raise UserError(f"{field}: {error}") from None
 
 
+def default_style_layers(num_ws: int) -> list[int]:
+    """The reference's default mixing layers, 0-6 (the coarse styles: pose, shape), cut to the
+    layers a small network has (0-5 at 16 px, 0-3 at 8 px): style-mix and the endpoint's mix."""
+    return list(range(min(7, num_ws)))
+
+
 def layer_list(field: str, items: tuple) -> list[int]:
     """Layer indices such as '0-6' or '0,2,4' (same syntax as seeds)."""
     from sg2_container.inference.seeds import parse_seeds
@@ -151,9 +157,9 @@ class StyleMixOptions:
         "Row seeds (" + _SEEDS_HELP + "): each row keeps its own styles outside --styles."))
     cols: tuple[str, ...] = option(metavar="SEEDS", help=(
         "Column seeds: their styles replace the row's at the --styles layers."))
-    styles: tuple[str, ...] = option(("0-6",), metavar="LAYERS", help=(
+    styles: tuple[str, ...] = option((), metavar="LAYERS", help=(
         "Layer indices (of the ws) taken from the column seed, e.g. '0-6' (coarse: pose, shape) "
-        "or '8-13' (fine: colours)."))
+        "or '8-13' (fine: colours). Default: 0-6, cut to the network's layers (0-5 at 16 px)."))
     truncation_psi: float = _trunc()
     class_idx: int | None = _class()
     noise_mode: str = _noise()
@@ -166,9 +172,8 @@ class StyleMixOptions:
         if cells > MAX_STYLE_MIX_CELLS:
             raise UserError(f"style-mix: rows x cols = {cells} cells; the limit is "
                             f"{MAX_STYLE_MIX_CELLS} (e.g. 32 x 32): use fewer row or column seeds")
-        if not self.styles:
-            raise fail("styles", self.styles, "at least one layer index, e.g. '0-6'")
-        layer_list("styles", self.styles)
+        if self.styles:
+            layer_list("styles", self.styles)
 
     @property
     def row_seeds(self) -> list[int]:
@@ -178,9 +183,9 @@ class StyleMixOptions:
     def col_seeds(self) -> list[int]:
         return seed_list("cols", self.cols)
 
-    @property
-    def style_layers(self) -> list[int]:
-        return layer_list("styles", self.styles)
+    def style_layers(self, num_ws: int) -> list[int]:
+        """The --styles layers, or the default ones for a network with num_ws ws."""
+        return layer_list("styles", self.styles) if self.styles else default_style_layers(num_ws)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -31,8 +31,9 @@ def style_mix_images(G, options: StyleMixOptions, device, stop: threading.Event 
     batch_size = batch_size_for(options, device)
     render = dict(noise_mode=options.noise_mode, batch_size=batch_size, stop=stop)
     yield from zip([(s, s) for s in seeds], synthesize(G, ws, **render))
+    layers = options.style_layers(num_ws=ws.shape[1])
     for row in rows:
-        mixed = mix_styles(by_seed[row][None], col_ws, options.style_layers)[0]  # [C, L, D]
+        mixed = mix_styles(by_seed[row][None], col_ws, layers)[0]  # [C, L, D]
         yield from zip([(row, c) for c in cols], synthesize(G, mixed, **render))
 
 

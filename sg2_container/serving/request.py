@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from sg2_container.errors import UserError
-from sg2_container.inference.options import TRUNCATION_PSI_ALLOWED, truncation_psi_allowed
+from sg2_container.inference.options import (TRUNCATION_PSI_ALLOWED, default_style_layers,
+                                              truncation_psi_allowed)
 from sg2_container.inference.seeds import MAX_SEED, TooManySeeds, parse_seeds
 from sg2_container.options.choices import NOISE_MODES
 from sg2_container.options.schema import closest
@@ -240,7 +241,9 @@ def _parse_mix(mix: Any, network: NetworkInfo, max_images: int, common: dict) ->
         raise RequestError(f"mix: {len(rows)} x {len(cols)} = {len(rows) * len(cols)} images is "
                            f"more than {max_images} (this endpoint's max_images)",
                            field="mix")
-    styles = mix.get("styles", f"0-{min(6, network.num_ws - 1)}")
+    styles = mix.get("styles")
+    if styles is None:
+        styles = default_style_layers(network.num_ws)
     allowed = f"layer indices from 0 to {network.num_ws - 1} (a list, or a text such as '0-6')"
     if isinstance(styles, str):
         try:

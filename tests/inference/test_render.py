@@ -127,6 +127,23 @@ def test_style_mix_layer_out_of_range_is_named(tmp_path, tiny_model):
                             tmp_path, torch.device("cpu"))
 
 
+def test_style_mix_default_layers_are_the_references_cut_to_the_network(tmp_path, tiny_model):
+    # 0-6 on a 14-ws (256 px) network; a 16 px network has 6 ws, so all of them (0-5): every
+    # mixed cell is then the column seed's image. (It refused the default before.)
+    G, path = tiny_model
+    assert StyleMixOptions(rows=("1",), cols=("2",)).style_layers(14) == list(range(7))
+    assert StyleMixOptions(rows=("1",), cols=("2",)).style_layers(4) == list(range(4))
+    assert StyleMixOptions(rows=("1",), cols=("2",), styles=("8-13",)).style_layers(14) == \
+        list(range(8, 14))
+    out = tmp_path / "mix"
+    result = CliRunner().invoke(cli, ["style-mix", "--network", str(path), "--rows", "1",
+                                      "--cols", "2", "--outdir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert G.num_ws == 6
+    assert np.abs(_read(out / "1-2.png") - _read(out / "2-2.png")).max() <= 1
+    assert np.abs(_read(out / "1-1.png") - _read(out / "2-2.png")).max() > 1
+
+
 def test_walk_visits_the_keys_and_loops():
     keys = torch.randn(3, 4, 5)
     frames = walk(keys, 4, "lerp", loop=False)
@@ -213,7 +230,7 @@ def test_options_decode_like_requests():
 
     values = decode_hyperparameters(StyleMixOptions, {"rows": [1, 2], "cols": [3], "styles": [0, 1]})
     options = StyleMixOptions(**values)
-    assert options.row_seeds == [1, 2] and options.col_seeds == [3] and options.style_layers == [0, 1]
+    assert options.row_seeds == [1, 2] and options.col_seeds == [3] and options.style_layers(14) == [0, 1]
     options = InterpolateOptions(**decode_hyperparameters(InterpolateOptions, {"seeds": "1-3"}))
     assert options.seed_values == [1, 2, 3]
 
