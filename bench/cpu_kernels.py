@@ -5,6 +5,10 @@
   (contiguous, channels_last): paper256's synthesis shapes at batch 1, and two at batch 8.
 - Bias + activation in one pass (stylegan2_ops.bias_act) against PyTorch's passes (the same
   call with impl="reference"), in place as the layers call it, on fresh tensors each call.
+- Weight gradients of a training step's convs at batch 8: the plain 3x3 ones by Winograd
+  (stylegan2_ops.winograd.weight_grad) and the discriminator's stride-2 ones as one product
+  over their windows (stylegan2_ops.window_product, PyTorch's own matrix product), each
+  against oneDNN's weight gradient in the faster of its two layouts.
 
 The two sides' calls alternate; figures are medians; speed-up = PyTorch's time / the kernel's.
 With --all-isas the whole run repeats in a subprocess per instruction set this CPU has
@@ -30,7 +34,13 @@ CONV_CASES = [(512, 8, 1), (512, 16, 1), (512, 32, 1), (256, 64, 1), (128, 128, 
 # (shape, channels_last, clamp): the 128-256 px layers' activations.
 ACT_CASES = [((1, 64, 256, 256), False, None), ((1, 64, 256, 256), False, 256.0),
              ((1, 128, 128, 128), True, 256.0), ((8, 64, 256, 256), True, 256.0)]
-QUICK_CONV, QUICK_ACT = [(64, 16, 1)], [((1, 8, 16, 16), True, 256.0)]
+# (in channels, out channels, input size, stride): a 64 px G+D step's plain 3x3 convs and the
+# discriminator's stride-2 ones (input blurred and padded to 2n + 1 px), batch 8.
+GRAD_CASES = [(256, 256, 64, 1), (512, 512, 32, 1), (512, 512, 16, 1), (256, 512, 65, 2),
+              (512, 512, 33, 2)]
+QUICK_CONV, QUICK_ACT, QUICK_GRAD = [(64, 16, 1)], [((1, 8, 16, 16), True, 256.0)], \
+    [(64, 64, 16, 1), (8, 8, 9, 2)]
+GRAD_BATCH = 8
 
 
 def conv_rows(cases, repeat: int) -> list[str]:
@@ -85,6 +95,44 @@ def act_rows(cases, repeat: int) -> list[str]:
     return rows
 
 
+def weight_grad_rows(cases, repeat: int) -> list[str]:
+    from stylegan2_ops import window_product, winograd
+
+    rows = []
+    for in_channels, out_channels, size, stride in cases:
+        gen = torch.Generator().manual_seed(in_channels + size)
+        padding = 1 if stride == 1 else 0
+        x = torch.randn(GRAD_BATCH, in_channels, size, size, generator=gen)
+        weight = torch.randn(out_channels, in_channels, 3, 3, generator=gen)
+        out_size = (size + 2 * padding - 3) // stride + 1
+        grad = torch.randn(GRAD_BATCH, out_channels, out_size, out_size, generator=gen)
+        x_last, grad_last, weight_last = (t.contiguous(memory_format=torch.channels_last)
+                                          for t in (x, grad, weight))
+
+        def onednn(inp, dy, w):
+            return torch.ops.aten.convolution_backward(
+                dy, inp, w, None, [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1,
+                [False, True, False])[1]
+
+        if stride == 1:
+            def ours():
+                return winograd.weight_grad(x_last, grad_last)
+            name = "Winograd"
+        else:
+            def ours():
+                return window_product.weight_grad(x_last, grad_last, (3, 3), (stride, stride),
+                                                  transpose=False)
+            name = "window product"
+        ours_s, contiguous_s, last_s = time_alternating(
+            ours, lambda: onednn(x, grad, weight), lambda: onednn(x_last, grad_last, weight_last),
+            repeat=repeat)
+        best = min(contiguous_s, last_s)
+        rows.append(f"| weight grad, {name}: 3x3 stride {stride}, {in_channels} -> "
+                    f"{out_channels} ch @ {size} px | {GRAD_BATCH} | {best * 1e3:.2f} | "
+                    f"{ours_s * 1e3:.2f} | **{best / ours_s:.2f}x** |")
+    return rows
+
+
 def run(args) -> None:
     from stylegan2_ops import cpu_kernels
 
@@ -96,9 +144,13 @@ def run(args) -> None:
         return
     print("| op | batch | PyTorch ms | kernel ms | speed-up |")
     print("|---|---:|---:|---:|---:|")
-    conv_cases, act_cases = (QUICK_CONV, QUICK_ACT) if args.quick else (CONV_CASES, ACT_CASES)
-    for row in conv_rows(conv_cases, args.repeat) + act_rows(act_cases, args.repeat):
-        print(row, flush=True)
+    conv_cases, act_cases, grad_cases = ((QUICK_CONV, QUICK_ACT, QUICK_GRAD) if args.quick
+                                         else (CONV_CASES, ACT_CASES, GRAD_CASES))
+    for rows in (lambda: conv_rows(conv_cases, args.repeat),
+                 lambda: act_rows(act_cases, args.repeat),
+                 lambda: weight_grad_rows(grad_cases, args.repeat)):
+        for row in rows():
+            print(row, flush=True)
 
 
 def main() -> None:

@@ -305,6 +305,8 @@ def test_the_cpu_kernels_benchmark_runs_and_prints_its_table():
     if STATUS.available:
         assert "| conv3x3 64 ch @ 16 px | 1 |" in run.stdout
         assert "| bias + lrelu + clamp [1, 8, 16, 16] channels_last | 1 |" in run.stdout
+        assert "| weight grad, Winograd: 3x3 stride 1, 64 -> 64 ch @ 16 px | 8 |" in run.stdout
+        assert "| weight grad, window product: 3x3 stride 2, 8 -> 8 ch @ 9 px | 8 |" in run.stdout
     refused = subprocess.run([sys.executable, "-m", "bench.cpu_kernels", "--repeat", "0"],
                              cwd=root, capture_output=True, text=True, timeout=300, check=False)
     assert refused.returncode == 2 and "--repeat must be at least 1, got 0" in refused.stderr
