@@ -178,7 +178,7 @@ class _WeightGrad(torch.autograd.Function):
     def forward(ctx, x, grad, w, spec):
         ctx.spec = spec
         ctx.save_for_backward(x, grad)
-        if _by_winograd(x, w, spec) and grad.dtype == torch.float32:
+        if _by_winograd(x, w, spec) and _by_winograd(grad, w, spec):  # the kernel reads both
             # Into the weight's own layout, as the backend returns it.
             return torch.empty_like(w).copy_(winograd.weight_grad(x, grad))
         if window_product.suits(x, grad, w, spec.stride, spec.padding, spec.groups,
