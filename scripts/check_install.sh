@@ -25,15 +25,18 @@ bin/nvcc), MAX_JOBS (default 2).
 EOF
 }
 
+needs_value() {
+    echo "error: $1 needs a value (see --help)" >&2
+    exit 2
+}
+
 workdir=""
 arch_list=8.0
 pure_python=0
 while [ "$#" -gt 0 ]; do
     case "$1" in
-        --workdir) [ -n "${2:-}" ] || { echo "error: --workdir needs a value" >&2; exit 2; }
-                   workdir=$2; shift 2 ;;
-        --arch-list) [ -n "${2:-}" ] || { echo "error: --arch-list needs a value" >&2; exit 2; }
-                     arch_list=$2; shift 2 ;;
+        --workdir) [ -n "${2:-}" ] || needs_value "$1"; workdir=$2; shift 2 ;;
+        --arch-list) [ -n "${2:-}" ] || needs_value "$1"; arch_list=$2; shift 2 ;;
         --pure-python) pure_python=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
