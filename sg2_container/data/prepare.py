@@ -34,6 +34,7 @@ from sg2_container.data.writer import (
     entry_name,
 )
 from sg2_container.errors import Stopped, UserError
+from sg2_container.io.atomic import destination_of
 from sg2_container.io.signals import ignore_stop_signals
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def prepare(
     start = time.monotonic()
     dest = Path(options.dest)
     _check_paths(options)
+    _warn_about_leftovers(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         scratch = tempfile.TemporaryDirectory(prefix=f".{dest.name}.work-", dir=dest.parent)
@@ -125,6 +127,22 @@ def prepare(
         log.warning("%d files had no label and were skipped", report.skipped["missing_label"])
     log.debug("prepare: %s", report.summary())
     return report
+
+
+def _warn_about_leftovers(dest: Path) -> None:
+    """Names what an earlier run killed outright (SIGKILL, a lost machine) left beside --dest:
+    its hidden temp output and scratch folder. Not removed: another prepare may be writing
+    them now."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(dest.parent)
+                       if destination_of(entry.name) == dest.name
+                       or entry.name.startswith(f".{dest.name}.work-"))
+    except OSError:  # no folder yet, or unreadable: nothing of ours there
+        return
+    if names:
+        log.warning("an interrupted prepare left %d temporary file(s) beside %s: %s; remove "
+                    "them unless another prepare is writing to %s now", len(names), dest,
+                    ", ".join(names), dest.name)
 
 
 def _check_paths(options: PrepareOptions) -> None:

@@ -275,3 +275,25 @@ def test_a_destination_that_cannot_be_written_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match=r"--dest: cannot write in '.*file' \(.*\); give a path "
                                         r"in a writable folder"):
         prepare(_options(source, tmp_path / "file" / "train.zip"))
+
+
+def test_leftovers_of_a_killed_run_are_named_and_kept(tmp_path, upload_sources, caplog):
+    # A SIGKILLed prepare cannot clean up its hidden temp output and scratch folder; the next
+    # run names them (another prepare may be writing them, so they are not removed).
+    dest = tmp_path / "out" / "train.zip"
+    dest.parent.mkdir()
+    temp_zip = dest.parent / ".train.zip.0123abcd.tmp"
+    scratch = dest.parent / ".train.zip.work-x1y2"
+    other = dest.parent / ".other.zip.0123abcd.tmp"
+    for path in (temp_zip, other):
+        path.write_bytes(b"partial")
+    scratch.mkdir()
+    with caplog.at_level("WARNING", logger="sg2_container.data.prepare"):
+        prepare(_options(upload_sources["folder"], dest))
+    assert (f"an interrupted prepare left 2 temporary file(s) beside {dest}: "
+            f"{temp_zip.name}, {scratch.name}; remove them") in caplog.text
+    assert temp_zip.exists() and scratch.exists() and other.exists()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sg2_container.data.prepare"):
+        prepare(_options(upload_sources["folder"], tmp_path / "elsewhere" / "train.zip"))
+    assert "interrupted prepare" not in caplog.text
