@@ -66,8 +66,9 @@ def weight_grad(x: torch.Tensor, grad_y: torch.Tensor, tiles_per_chunk: int = -1
     The kernel gives dL/du for the transformed filter u (36 products per tile and channel pair,
     where oneDNN's direct weight gradient does 144: 3-5.6x oneDNN's best layout at 16-64 px,
     batch 8, on an AVX2 CPU, docs/kernels.md); transform_filter's adjoint, G^T (.) G, takes it
-    back to the 3x3 taps. Equal to torch's to about 1e-5 relative, like the forward conv. tiles_per_chunk: how
-    many tiles the kernel transforms before their products (-1: scratch of about 32 MB).
+    back to the 3x3 taps. Equal to torch's to about 1e-5 relative, like the forward conv.
+    tiles_per_chunk: how many tiles the kernel transforms before their products (-1: scratch
+    of about 32 MB).
     """
     module = cpu_kernels.status().module
     channels_last = torch.channels_last

@@ -230,7 +230,8 @@ def test_options_decode_like_requests():
 
     values = decode_hyperparameters(StyleMixOptions, {"rows": [1, 2], "cols": [3], "styles": [0, 1]})
     options = StyleMixOptions(**values)
-    assert options.row_seeds == [1, 2] and options.col_seeds == [3] and options.style_layers(14) == [0, 1]
+    assert options.row_seeds == [1, 2] and options.col_seeds == [3]
+    assert options.style_layers(14) == [0, 1]
     options = InterpolateOptions(**decode_hyperparameters(InterpolateOptions, {"seeds": "1-3"}))
     assert options.seed_values == [1, 2, 3]
 
