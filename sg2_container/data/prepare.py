@@ -35,6 +35,7 @@ from sg2_container.data.writer import (
 )
 from sg2_container.errors import Stopped, UserError
 from sg2_container.io.atomic import destination_of
+from sg2_container.options.sizes import MAX_RESOLUTION
 from sg2_container.io.signals import ignore_stop_signals
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ def prepare(
     dest = Path(options.dest)
     _check_paths(options)
     _warn_about_leftovers(dest)
+    if max(options.output_size) > MAX_RESOLUTION:
+        log.warning("writing %dx%d images: training reads images up to %d px, so this dataset "
+                    "is for other tools", *options.output_size, MAX_RESOLUTION)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         scratch = tempfile.TemporaryDirectory(prefix=f".{dest.name}.work-", dir=dest.parent)

@@ -297,3 +297,19 @@ def test_leftovers_of_a_killed_run_are_named_and_kept(tmp_path, upload_sources, 
     with caplog.at_level("WARNING", logger="sg2_container.data.prepare"):
         prepare(_options(upload_sources["folder"], tmp_path / "elsewhere" / "train.zip"))
     assert "interrupted prepare" not in caplog.text
+
+
+def test_a_size_training_cannot_read_is_said_up_front(tmp_path, caplog):
+    # prepare writes up to 16384 px (other tools), training reads up to 4096: say so before
+    # the work, not at the first training run.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with caplog.at_level("WARNING", logger="sg2_container.data.prepare"):
+        with pytest.raises(UserError, match="no files found"):
+            prepare(_options(empty, tmp_path / "big.zip", width=8192, height=8192))
+    assert "writing 8192x8192 images: training reads images up to 4096 px" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sg2_container.data.prepare"):
+        with pytest.raises(UserError, match="no files found"):
+            prepare(_options(empty, tmp_path / "fine.zip", width=4096, height=4096))
+    assert "training reads" not in caplog.text
