@@ -9,8 +9,8 @@ near its peak: the discriminator's stride-2 3x3 convs and the generator's transp
 and closer to float64 (docs/kernels.md).
 
 The windows are a strided view of the channels_last activations (each window's taps and
-channels contiguous rows), copied a chunk of images at a time (about 64 MB), each chunk's
-product added onto the last. Plain stride-1 3x3 convs take the Winograd path instead
+channels contiguous rows), copied a chunk at a time (about 64 MB: whole images, or rows of one
+large image), each chunk's product added onto the last. Plain stride-1 3x3 convs take the Winograd path instead
 (stylegan2_ops.winograd); grouped, padded and 1x1 convs stay the backend's.
 """
 from __future__ import annotations
@@ -61,19 +61,32 @@ def _window_product(windowed: torch.Tensor, rows: torch.Tensor, kernel_size: tup
     kh, kw = kernel_size
     pixels_nhwc = windowed.permute(0, 2, 3, 1)  # a view: channels innermost
     s_n, s_h, s_w, s_c = pixels_nhwc.stride()
-    window_shape = (height, width, kh, kw, channels)
-    window_strides = (s_h * stride[0], s_w * stride[1], s_h, s_w, s_c)
+    window_strides = (s_n, s_h * stride[0], s_w * stride[1], s_h, s_w, s_c)
     row_vectors = rows.permute(0, 2, 3, 1)
-    per_image = height * width * kh * kw * channels * windowed.element_size()
-    chunk = max(1, chunk_bytes // max(per_image, 1))
     total = None
-    for first in range(0, batch, chunk):
-        count = min(chunk, batch - first)
-        windows = pixels_nhwc.as_strided((count, *window_shape), (s_n, *window_strides),
-                                         pixels_nhwc.storage_offset() + first * s_n)
-        columns = windows.reshape(count * height * width, kh * kw * channels)
-        left = row_vectors[first:first + count].reshape(-1, row_channels).t()
+    row_bytes = width * kh * kw * channels * windowed.element_size()
+    for first, count, top, lines in _pieces(batch, height, row_bytes, chunk_bytes):
+        offset = pixels_nhwc.storage_offset() + first * s_n + top * window_strides[1]
+        windows = pixels_nhwc.as_strided((count, lines, width, kh, kw, channels), window_strides,
+                                         offset)
+        columns = windows.reshape(-1, kh * kw * channels)
+        left = row_vectors[first:first + count, top:top + lines].reshape(-1, row_channels).t()
         total = left @ columns if total is None else total.addmm_(left, columns)
     if total is None:  # an empty batch
         total = windowed.new_zeros(row_channels, kh * kw * channels)
     return total.reshape(row_channels, kh, kw, channels).permute(0, 3, 1, 2)
+
+
+def _pieces(batch: int, height: int, row_bytes: int, chunk_bytes: int):
+    """(first image, images, first row, rows) of about chunk_bytes of windows each: whole
+    images while one fits, else one image's rows a block at a time (a 1024 px image's windows
+    alone are hundreds of MB)."""
+    rows = max(1, chunk_bytes // max(row_bytes, 1))
+    if rows >= height:
+        images = max(1, rows // max(height, 1))
+        for first in range(0, batch, images):
+            yield first, min(images, batch - first), 0, height
+        return
+    for image in range(batch):
+        for top in range(0, height, rows):
+            yield image, 1, top, min(rows, height - top)

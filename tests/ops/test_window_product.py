@@ -33,13 +33,17 @@ FORWARD = [((3, 6, 13, 13), (5, 6, 3, 3), (2, 2)),
 
 
 @pytest.mark.parametrize("x_shape,w_shape,stride", FORWARD)
-@pytest.mark.parametrize("chunk_bytes", [1, 2000, window_product.CHUNK_BYTES])
-def test_forward_conv_weight_grad_equals_torchs(x_shape, w_shape, stride, chunk_bytes):
-    # chunk_bytes: one image per chunk, two images (an uneven last chunk), all at once.
+@pytest.mark.parametrize("pieces", ["row", "rows", "images", "all"])
+def test_forward_conv_weight_grad_equals_torchs(x_shape, w_shape, stride, pieces):
+    # The windows go through in pieces: one output row of one image at a time, blocks of 4 rows
+    # (an uneven last block), 2 images at a time (an uneven last chunk), all at once.
     gen = torch.Generator().manual_seed(sum(x_shape))
     x = _channels_last(*x_shape, gen=gen)
     y_shape = F.conv2d(x, torch.zeros(w_shape), stride=stride).shape
     grad = _channels_last(*y_shape, gen=gen)
+    row_bytes = y_shape[3] * w_shape[1] * w_shape[2] * w_shape[3] * 4
+    chunk_bytes = {"row": row_bytes, "rows": 4 * row_bytes, "images": 2 * y_shape[2] * row_bytes,
+                   "all": window_product.CHUNK_BYTES}[pieces]
     ours = window_product.weight_grad(x, grad, w_shape[2:], stride, transpose=False,
                                       chunk_bytes=chunk_bytes)
     assert ours.shape == w_shape
