@@ -146,10 +146,9 @@ def run(args) -> None:
     print("|---|---:|---:|---:|---:|")
     conv_cases, act_cases, grad_cases = ((QUICK_CONV, QUICK_ACT, QUICK_GRAD) if args.quick
                                          else (CONV_CASES, ACT_CASES, GRAD_CASES))
-    for rows in (lambda: conv_rows(conv_cases, args.repeat),
-                 lambda: act_rows(act_cases, args.repeat),
-                 lambda: weight_grad_rows(grad_cases, args.repeat)):
-        for row in rows():
+    for make_rows, cases in ((conv_rows, conv_cases), (act_rows, act_cases),
+                             (weight_grad_rows, grad_cases)):
+        for row in make_rows(cases, args.repeat):
             print(row, flush=True)
 
 

@@ -179,13 +179,14 @@ class _WeightGrad(torch.autograd.Function):
         ctx.spec = spec
         ctx.save_for_backward(x, grad)
         if _by_winograd(x, w, spec) and _by_winograd(grad, w, spec):  # the kernel reads both
-            # Into the weight's own layout, as the backend returns it.
-            return torch.empty_like(w).copy_(winograd.weight_grad(x, grad))
-        if window_product.suits(x, grad, w, spec.stride, spec.padding, spec.groups,
-                                spec.output_padding):
-            return torch.empty_like(w).copy_(window_product.weight_grad(
-                x, grad, tuple(w.shape[2:]), spec.stride, spec.transpose))
-        return _backend_grads(grad, x, w, spec, [False, True, False])[1]
+            grad_w = winograd.weight_grad(x, grad)
+        elif window_product.suits(x, grad, w, spec.stride, spec.padding, spec.groups,
+                                  spec.output_padding):
+            grad_w = window_product.weight_grad(x, grad, tuple(w.shape[2:]), spec.stride,
+                                                spec.transpose)
+        else:
+            return _backend_grads(grad, x, w, spec, [False, True, False])[1]
+        return torch.empty_like(w).copy_(grad_w)  # the weight's layout, as the backend gives
 
     @staticmethod
     def backward(ctx, grad_grad_w):

@@ -2,7 +2,7 @@
 
 A conv's weight gradient sums, over every output pixel, the outer product of that pixel's
 incoming gradient with its input window. oneDNN computes it directly, and on channels_last
-activations its AVX2 code runs at 45-65 GFLOP/s; written as one [out, pixels] x
+activations its AVX2 code runs at 30-47 GFLOP/s; written as one [out, pixels] x
 [pixels, taps * in] product (the windows copied into rows, "im2col") it runs in the BLAS at
 near its peak: the discriminator's stride-2 3x3 convs and the generator's transposed ones,
 1.8-3.2x faster than oneDNN's channels_last code on an AVX2 CPU (1.2-1.4x its best layout),
@@ -10,8 +10,9 @@ and closer to float64 (docs/kernels.md).
 
 The windows are a strided view of the channels_last activations (each window's taps and
 channels contiguous rows), copied a chunk at a time (about 64 MB: whole images, or rows of one
-large image), each chunk's product added onto the last. Plain stride-1 3x3 convs take the Winograd path instead
-(stylegan2_ops.winograd); grouped, padded and 1x1 convs stay the backend's.
+large image), each chunk's product added onto the last. Plain stride-1 3x3 convs take the
+Winograd path instead (stylegan2_ops.winograd); grouped, padded and 1x1 convs stay the
+backend's.
 """
 from __future__ import annotations
 

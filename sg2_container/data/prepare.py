@@ -35,8 +35,8 @@ from sg2_container.data.writer import (
 )
 from sg2_container.errors import Stopped, UserError
 from sg2_container.io.atomic import destination_of
-from sg2_container.options.sizes import MAX_RESOLUTION
 from sg2_container.io.signals import ignore_stop_signals
+from sg2_container.options.sizes import MAX_RESOLUTION
 
 log = logging.getLogger(__name__)
 
