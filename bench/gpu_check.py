@@ -2,7 +2,7 @@
 first): runs the bench scripts on the GPU, each in a subprocess under a time limit, and prints
 one summary, also written as JSON (results.json) with every step's log to --outdir.
 
-Usage: python -m bench.gpu_check --outdir DIR [--tests-rc N] [--budget SECONDS]
+Usage: python -m bench.gpu_check --outdir DIR [--tests-rc N] [--budget SECONDS] [--baseline DIR]
 """
 from __future__ import annotations
 
@@ -17,14 +17,29 @@ import time
 from pathlib import Path
 
 # The reference implementation's published paper256 figures on one GPU (its README).
-ANCHORS = {"V100 (reference, published)": "21.6-24.2 s/kimg", "A100 (reference, published)": "12.5 s/kimg"}
+ANCHORS = {"V100 (reference, published)": "21.6-24.2 s/kimg",
+           "A100 (reference, published)": "12.5 s/kimg"}
 # The reference's paper256 on one GPU: batch 64 in 8 accumulation rounds of 8. Tick 0 is one
 # step running every phase (cuDNN picks its algorithms there); the measured tick is 16 steps,
 # one whole cycle of the lazy regularisation (path length every 4 steps, R1 every 16).
 TRAIN = ["-m", "bench.train", "--cfg", "paper256", "--res", "256", "--batch", "64",
          "--batch-gpu", "8", "--steps-per-tick", "16", "--ticks", "1"]
+# The issue's GPU target: the training step at least this many times the reference's speed.
+STEP_TARGET = 1.3
+VS_REFERENCE = "vs_reference"
+
+
+def vs_reference_argv(baseline: Path, outdir: Path) -> list[str]:
+    """bench.speed on the GPU against the reference stand-in: generation and one paper256 G+D
+    step at 256 px, batch 8 (one accumulation round of the batch-64 run), fp16 top blocks."""
+    return ["-m", "bench.speed", "--device", "cuda", "--baseline", str(baseline),
+            "--mixed-precision", "--train-res", "256", "--train-batch", "8", "--repeat", "10",
+            "--json", str(outdir / f"{VS_REFERENCE}.json")]
+
+
 # (name, argv after the interpreter, extra environment, seconds allowed), most telling first:
-# whatever the budget cuts comes last.
+# whatever the budget cuts comes last. The comparison with the reference comes third when a
+# baseline is given.
 STEPS = [
     ("ops", ["-m", "bench.ops", "--device", "cuda"], {}, 45),
     ("generation", ["-m", "bench.models", "--device", "cuda", "--skip-train", "--repeat", "5"],
@@ -57,7 +72,10 @@ def parse_ops(text: str) -> dict:
     return cases
 
 
-def parse(name: str, text: str) -> dict:
+def parse(name: str, text: str, outdir: Path | None = None) -> dict:
+    if name == VS_REFERENCE:
+        written = outdir / f"{VS_REFERENCE}.json" if outdir else None
+        return json.loads(written.read_text()) if written and written.is_file() else {}
     if name == "ops":
         return {"cases": parse_ops(text)}
     if name.startswith("train"):
@@ -89,12 +107,33 @@ def run_step(name, argv, env, limit, outdir: Path) -> dict:
             process.wait()
             status = f"timeout after {limit} s"
     text = log.read_text(errors="replace")
-    return {"status": status, "seconds": round(time.monotonic() - start, 1), **parse(name, text)}
+    return {"status": status, "seconds": round(time.monotonic() - start, 1),
+            **parse(name, text, outdir)}
+
+
+def vs_reference_lines(step: dict | None) -> list[str]:
+    """The headline: our step and generation against the reference stand-in's, same GPU."""
+    if step is None:
+        return ["against the reference stand-in: not run (no baseline tree; see --help)"]
+    lines = [f"against the reference stand-in ({step.get('networks', '?')}), same GPU, "
+             f"baseline time -> ours ({step['status']}):"]
+    if train := step.get("train_step"):
+        verdict = "meets" if train["speedup"] >= STEP_TARGET else "misses"
+        lines.append(f"  G+D step, paper256 @ {train['res']} px, batch {train['batch']}: "
+                     f"{train['baseline_ms']} ms -> {train['ours_ms']} ms  {train['speedup']}x "
+                     f"({verdict} the {STEP_TARGET}x target; R1 grads differ by at most "
+                     f"{train['r1_grads_max_abs_diff']:.1e})")
+    for key, gen in step.get("generation", {}).items():
+        lines.append(f"  generation {key.replace('_', ' ')}: {gen['baseline_ms']} ms -> "
+                     f"{gen['ours_ms']} ms  {gen['speedup']}x (images differ by at most "
+                     f"{gen['max_abs_diff']:.1e})")
+    return lines
 
 
 def summary(results: dict) -> str:
-    lines = [f"# gpu_check: {results['device']}", f"GPU tests (pytest -m gpu): "
-             f"{'passed' if results['gpu_tests_rc'] == 0 else 'FAILED, exit ' + str(results['gpu_tests_rc'])}"]
+    rc = results["gpu_tests_rc"]
+    lines = [f"# gpu_check: {results['device']}",
+             f"GPU tests (pytest -m gpu): {'passed' if rc == 0 else f'FAILED, exit {rc}'}"]
     steps = results["steps"]
     lines.append("kernel vs PyTorch path, forward, 256 px training shapes (batch 8):")
     for case, r in steps["ops"].get("cases", {}).items():
@@ -109,6 +148,7 @@ def summary(results: dict) -> str:
         lines.append(f"  {label}: {steps[key].get('sec_per_kimg', steps[key]['status'])}")
     for anchor, value in ANCHORS.items():
         lines.append(f"  anchor {anchor}: {value}")
+    lines.extend(vs_reference_lines(steps.get(VS_REFERENCE)))
     job = steps["job"]
     lines.append(f"paper256 job: start -> first step {job.get('start_to_first_step_s', '?')} s, "
                  f"SIGTERM -> exit {job.get('sigterm_to_exit_s', '?')} s (exit code "
@@ -127,6 +167,9 @@ def main() -> None:
     parser.add_argument("--outdir", type=Path, required=True)
     parser.add_argument("--tests-rc", type=int, default=None, help="Exit code of pytest -m gpu.")
     parser.add_argument("--budget", type=int, default=480, help="Seconds for all measurements.")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="A tree of the reference stand-in (its sg2_container and "
+                             "stylegan2_ops, with its kernels built) to run bench.speed against.")
     args = parser.parse_args()
     import torch
 
@@ -137,7 +180,10 @@ def main() -> None:
     results = {"device": f"{torch.cuda.get_device_name()}, torch {torch.__version__}",
                "gpu_tests_rc": args.tests_rc, "budget_s": args.budget, "anchors": ANCHORS,
                "steps": {}}
-    for name, argv, env, limit in STEPS:
+    steps = list(STEPS)
+    if args.baseline:
+        steps.insert(2, (VS_REFERENCE, vs_reference_argv(args.baseline, args.outdir), {}, 120))
+    for name, argv, env, limit in steps:
         left = int(args.budget - (time.monotonic() - start))
         if left < 10:
             results["steps"][name] = {"status": "skipped: out of time"}

@@ -8,15 +8,21 @@ Measured:
 - G_ema generation: paper256 at 256 px, float32, const noise, batch 1 and 8 (baseline under
   torch.no_grad as it was run, ours under torch.inference_mode as sg2 generate runs it), and
   the largest difference between the two trees' images.
-- One G+D training step at 64 px, batch 8, float32: G forward, D on fakes and on reals, R1
-  (gradient of D w.r.t. the reals, then its own backward), path length (gradient w.r.t. ws,
-  then its backward); and the largest difference between the two trees' R1 gradients.
+- One G+D training step (default 64 px, batch 8, float32): G forward, D on fakes and on
+  reals, R1 (gradient of D w.r.t. the reals, then its own backward), path length (gradient
+  w.r.t. ws, then its backward); and the largest difference between the two trees' R1
+  gradients.
+
+On --device cuda both sides run as training runs there by default (cuDNN's autotuner on, TF32
+off) and each side uses the kernels its tree loads (scripts/gpu_check.sh gives the baseline
+the same build when its kernel sources are ours). --json writes the figures as well.
 
 Each side runs in its own worker process (bench/speed_worker.py) with PYTHONPATH set to its
 tree, so both import the same package names; the calls alternate between the two. Our worker
 sets malloc up as sg2's entry points do (sg2_container/io/allocator.py); the baseline keeps
 glibc's defaults, as the reference's scripts do, unless --same-allocator gives it the same.
 Usage: python -m bench.speed --baseline PATH [--repeat 5] [--skip-train] [--same-allocator]
+       [--device cuda] [--train-res 256] [--mixed-precision] [--json PATH]
 """
 from __future__ import annotations
 
@@ -41,10 +47,12 @@ class Side:
     """A worker process importing the project from `root`."""
 
     def __init__(self, name: str, root: Path, inference_mode: bool, threads: int | None,
-                 keep_freed_memory: bool = False, malloc_env: dict | None = None):
+                 device: torch.device, keep_freed_memory: bool = False,
+                 malloc_env: dict | None = None):
         self.name = name
         env = dict(os.environ, PYTHONPATH=str(root), **(malloc_env or {}))
-        argv = [sys.executable, str(WORKER)] + (["--inference-mode"] if inference_mode else [])
+        argv = [sys.executable, str(WORKER), "--device", str(device)]
+        argv += ["--inference-mode"] if inference_mode else []
         argv += ["--threads", str(threads)] if threads else []
         argv += ["--keep-freed-memory"] if keep_freed_memory else []
         self.process = subprocess.Popen(argv, env=env, cwd=root, stdin=subprocess.PIPE,
@@ -83,6 +91,17 @@ def interleaved(sides: list[Side], cmd: str, repeat: int, **kwargs) -> dict[str,
             for name, runs in samples.items()}
 
 
+def speedups(times: dict[str, dict]) -> dict[str, float]:
+    """Medians in ms and the ratios baseline / ours, for --json."""
+    found = {}
+    for clock, tag in (("seconds", ""), ("cpu_seconds", "_cpu")):
+        base, ours = times["base"][clock], times["ours"][clock]
+        found[f"baseline{tag}_ms"] = round(base * 1e3, 3)
+        found[f"ours{tag}_ms"] = round(ours * 1e3, 3)
+        found[f"speedup{tag}"] = round(base / ours, 3)
+    return found
+
+
 def timing_cells(times: dict[str, dict]) -> str:
     """'base wall | ours wall | speed-up wall | base CPU | ours CPU | speed-up CPU' cells."""
     cells = []
@@ -109,7 +128,7 @@ def model_kind(args) -> str:
             if args.mixed_precision else "float32 networks")
 
 
-def bench_generation(base: Side, ours: Side, tmp: Path, args) -> None:
+def bench_generation(base: Side, ours: Side, tmp: Path, args) -> dict:
     weights = str(tmp / "G.pt")
     setup = dict(kind="generate", weights=weights, res=256, cfg="paper256", cbase=None, cmax=512,
                  fp32=not args.mixed_precision)
@@ -118,6 +137,7 @@ def bench_generation(base: Side, ours: Side, tmp: Path, args) -> None:
     print(f"## G_ema generation, paper256 @ 256 px, {model_kind(args)}, const noise", flush=True)
     print(f"| batch | {TIMING_HEADER} | ours img/s | max abs diff |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    results = {}
     for batch in args.batches:
         for side in (base, ours):
             side.ask("generate", batch=batch, seed=batch, out=str(tmp / f"{side.name}.pt"))
@@ -125,10 +145,13 @@ def bench_generation(base: Side, ours: Side, tmp: Path, args) -> None:
         times = interleaved([base, ours], "generate", args.repeat, batch=batch, seed=batch)
         print(f"| {batch} | {timing_cells(times)} | {batch / times['ours']['seconds']:.2f} | "
               f"{diff:.1e} |", flush=True)
+        results[f"batch_{batch}"] = dict(speedups(times), max_abs_diff=diff,
+                                         ours_images_per_s=batch / times["ours"]["seconds"])
+    return results
 
 
-def bench_train(base: Side, ours: Side, tmp: Path, args) -> None:
-    res, batch = 64, 8
+def bench_train(base: Side, ours: Side, tmp: Path, args) -> dict:
+    res, batch = args.train_res, args.train_batch
     weights = str(tmp / "GD.pt")
     setup = dict(kind="train", weights=weights, res=res, cfg=args.train_cfg,
                  cbase=args.train_cbase, cmax=args.train_cmax, fp32=not args.mixed_precision)
@@ -148,6 +171,9 @@ def bench_train(base: Side, ours: Side, tmp: Path, args) -> None:
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {timing_cells(times)} | {r1_diff:.1e} | {diffs[worst]:.1e} ({worst}) |",
           flush=True)
+    return dict(speedups(times), res=res, batch=batch, cfg=args.train_cfg,
+                r1_grads_max_abs_diff=r1_diff, largest_param_grad_diff=diffs[worst],
+                largest_param_grad_diff_name=worst)
 
 
 def main() -> None:
@@ -162,10 +188,17 @@ def main() -> None:
     parser.add_argument("--train-cfg", default="paper256")
     parser.add_argument("--train-cbase", type=int, default=None)
     parser.add_argument("--train-cmax", type=int, default=512)
+    parser.add_argument("--train-res", type=int, default=64,
+                        help="Resolution of the training step (a power of two, 8 to 1024).")
+    parser.add_argument("--train-batch", type=int, default=8,
+                        help="Images per training step (path length takes half of them).")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N.")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="Also write the figures to this JSON file.")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="Networks with fp16 top blocks and clamps, as the default training "
                              "(mixed precision) and the reference's pickles have them, instead "
-                             "of --fp32 ones: each side computes them as it does on a CPU.")
+                             "of --fp32 ones (fp16 on CUDA; a CPU computes them in float32).")
     parser.add_argument("--threads", type=int, default=None,
                         help="Math threads per side (default: torch's, one per core).")
     parser.add_argument("--same-allocator", action="store_true",
@@ -173,19 +206,23 @@ def main() -> None:
                              "(sg2_container/io/allocator.py), through glibc's environment "
                              "variables: separates that setting's share of the speed-up.")
     args = parser.parse_args()
+    checks.at_least(parser, args, repeat=1, batches=1, threads=1, train_cbase=1, train_cmax=1,
+                    train_batch=2)
+    checks.power_of_two(parser, "--train-res", args.train_res, low=8, high=1024)
     baseline = args.baseline.resolve()
     ours_root = Path(__file__).resolve().parents[1]
     if not (baseline / "sg2_container" / "__init__.py").is_file():
         parser.error(f"--baseline {args.baseline} holds no sg2_container package")
     if baseline == ours_root:
         parser.error(f"--baseline {args.baseline} is this tree itself")
-    checks.at_least(parser, args, repeat=1, batches=1, threads=1, train_cbase=1, train_cmax=1)
+    device = checks.device(parser, args.device)
     if not args.skip_train:
         from sg2_container.options import resolve_preset
 
         with checks.user_errors():
-            resolve_preset(args.train_cfg, 64)
-    print(f"# machine: {machine_description(torch.device('cpu'))}")
+            resolve_preset(args.train_cfg, args.train_res)
+    machine = machine_description(device)
+    print(f"# machine: {machine}")
     print(f"# baseline: {baseline}; ours: {ours_root}; medians of {args.repeat} interleaved calls; "
           f"{args.threads or torch.get_num_threads()} math thread(s) per side; load average "
           f"{os.getloadavg()[0]:.1f} at start", flush=True)
@@ -199,19 +236,24 @@ def main() -> None:
     base_malloc = ("the same set-up (environment variables)" if args.same_allocator
                    else "glibc defaults")
     print(f"# malloc: ours {ours_malloc}; baseline {base_malloc}", flush=True)
-    base = Side("base", baseline, inference_mode=False, threads=args.threads,
+    base = Side("base", baseline, inference_mode=False, threads=args.threads, device=device,
                 malloc_env=malloc_env)
-    ours = Side("ours", ours_root, inference_mode=True, threads=args.threads,
+    ours = Side("ours", ours_root, inference_mode=True, threads=args.threads, device=device,
                 keep_freed_memory=True)
+    results = {"machine": machine, "baseline": str(baseline), "repeat": args.repeat,
+               "networks": model_kind(args)}
     try:
         with tempfile.TemporaryDirectory(prefix="sg2-bench-speed-") as tmp:
             if not args.skip_generation:
-                bench_generation(base, ours, Path(tmp), args)
+                results["generation"] = bench_generation(base, ours, Path(tmp), args)
             if not args.skip_train:
-                bench_train(base, ours, Path(tmp), args)
+                results["train_step"] = bench_train(base, ours, Path(tmp), args)
     finally:
         base.close()
         ours.close()
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -18,10 +18,22 @@ from sg2_container.options import network_kwargs, resolve_preset
 
 
 class Worker:
-    def __init__(self, inference_mode: bool):
+    def __init__(self, inference_mode: bool, device: torch.device):
         self.no_grad = torch.inference_mode if inference_mode else torch.no_grad
+        self.device = device
         self.G = self.D = None
         self.gamma = 0.0
+
+    def clock(self) -> tuple[float, float]:
+        """(wall, CPU) seconds, after the GPU's queued work has finished."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter(), time.process_time()
+
+    def inputs(self, seed: int, *shapes) -> list[torch.Tensor]:
+        """Normal samples drawn on the CPU (the same on every device), then moved."""
+        gen = torch.Generator().manual_seed(seed)
+        return [torch.randn(shape, generator=gen).to(self.device) for shape in shapes]
 
     def setup(self, kind, weights, load, res, cfg, cbase, cmax, fp32=True):
         """Builds the networks; the first worker saves its weights, the second loads them.
@@ -39,6 +51,8 @@ class Worker:
                 nets[name].load_state_dict(state)
         else:
             torch.save({name: net.state_dict() for name, net in nets.items()}, weights)
+        for net in nets.values():
+            net.to(self.device)
         if kind == "generate":
             self.G.eval().requires_grad_(False)
         else:
@@ -47,35 +61,38 @@ class Worker:
         return {}
 
     def generate(self, batch, seed, out=None):
-        z = torch.randn([batch, self.G.z_dim], generator=torch.Generator().manual_seed(seed))
-        c = torch.zeros([batch, 0])
-        start, cpu_start = time.perf_counter(), time.process_time()
+        (z,) = self.inputs(seed, [batch, self.G.z_dim])
+        c = torch.zeros([batch, 0], device=self.device)
+        start, cpu_start = self.clock()
         with self.no_grad():
             img = self.G(z, c, noise_mode="const")
-        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        end, cpu_end = self.clock()
+        seconds, cpu_seconds = end - start, cpu_end - cpu_start
         if out:
-            torch.save(img.clone(), out)
+            torch.save(img.float().cpu(), out)
         return {"seconds": seconds, "cpu_seconds": cpu_seconds}
 
     def train(self, batch, res, seed, out=None):
-        start, cpu_start = time.perf_counter(), time.process_time()
+        start, cpu_start = self.clock()
         r1_grads = self.train_step(batch, res, seed)
-        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        end, cpu_end = self.clock()
+        seconds, cpu_seconds = end - start, cpu_end - cpu_start
         if out:
-            grads = {f"D.{n}": p.grad for n, p in self.D.named_parameters() if p.grad is not None}
-            grads.update({f"G.{n}": p.grad for n, p in self.G.named_parameters()
+            grads = {f"D.{n}": p.grad.cpu() for n, p in self.D.named_parameters()
+                     if p.grad is not None}
+            grads.update({f"G.{n}": p.grad.cpu() for n, p in self.G.named_parameters()
                           if p.grad is not None})
-            torch.save({"r1_grads": r1_grads, **grads}, out)
+            torch.save({"r1_grads": r1_grads.float().cpu(), **grads}, out)
         return {"seconds": seconds, "cpu_seconds": cpu_seconds}
 
     def train_step(self, batch, res, seed):
         """G forward, D on fakes and reals, R1 and path length with their second backward."""
         G, D = self.G, self.D
-        gen = torch.Generator().manual_seed(seed)
-        z = torch.randn([batch, G.z_dim], generator=gen)
-        c = torch.zeros([batch, 0])
-        reals = torch.randn([batch, G.img_channels, res, res], generator=gen)
-        pl_noise = torch.randn([batch // 2, G.img_channels, res, res], generator=gen) / res
+        z, reals, pl_noise = self.inputs(seed, [batch, G.z_dim],
+                                         [batch, G.img_channels, res, res],
+                                         [batch // 2, G.img_channels, res, res])
+        pl_noise = pl_noise / res
+        c = torch.zeros([batch, 0], device=self.device)
         for net in (G, D):
             net.zero_grad(set_to_none=True)
         fakes = G(z, c, noise_mode="const")
@@ -95,7 +112,7 @@ class Worker:
 
 
 def main() -> None:
-    """argv: [--inference-mode] [--threads N] [--keep-freed-memory]."""
+    """argv: [--inference-mode] [--threads N] [--keep-freed-memory] [--device NAME]."""
     if "--keep-freed-memory" in sys.argv:
         # What sg2's entry points do at start (this tree only; the baseline has no such step).
         from sg2_container.io.allocator import keep_freed_memory
@@ -103,7 +120,14 @@ def main() -> None:
         keep_freed_memory()
     if "--threads" in sys.argv:
         torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]))
-    worker = Worker(inference_mode="--inference-mode" in sys.argv)
+    device = torch.device(sys.argv[sys.argv.index("--device") + 1]
+                          if "--device" in sys.argv else "cpu")
+    if device.type == "cuda":
+        # As the reference's training and sg2 train run by default, on both sides alike.
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    worker = Worker(inference_mode="--inference-mode" in sys.argv, device=device)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)

@@ -5,20 +5,27 @@ set -euo pipefail
 
 usage() {
     cat <<'USAGE'
-Usage: scripts/gpu_check.sh OUTDIR [--python PYTHON] [--skip-build]
+Usage: scripts/gpu_check.sh OUTDIR [--python PYTHON] [--skip-build] [--baseline DIR]
 
 On a machine with an NVIDIA GPU, within about 9 minutes:
   1. builds stylegan2_ops._C in place for the GPU's architecture only (SG2_BUILD_CUDA=1);
   2. runs the GPU tests (pytest -m gpu: kernels against the reference path, gradients);
   3. measures upfirdn2d/bias_act kernel vs PyTorch-path ratios at 256 px training shapes,
-     paper256 training s/kimg at batch 64 (kernels on/off, mixed precision on/off), start-up
-     to first step and SIGTERM to exit with a paper256 checkpoint, and generation images/s;
+     generation images/s, the paper256 G+D step and generation against the reference
+     stand-in on the same GPU (bench.speed; ratios, target 1.3x for the step), paper256
+     training s/kimg at batch 64 (kernels on/off, mixed precision on/off), and start-up to
+     first step and SIGTERM to exit with a paper256 checkpoint;
   4. prints one summary next to the reference's published paper256 figures and writes it,
      with every step's log, as JSON to OUTDIR (created if missing).
 
 Refuses (exit 3) on a machine without a usable NVIDIA GPU.
   --python PYTHON   interpreter with torch and this project's dependencies (default: python3)
   --skip-build      use the kernels already built or installed
+  --baseline DIR    the reference stand-in to compare with: a tree holding its sg2_container/
+                    and stylegan2_ops/ (copied to OUTDIR/baseline, never changed). Default:
+                    commit 5a745d7 from this checkout's git history, when it has one (main at
+                    5a745d7 computes exactly what the reference computes). Where the stand-in's
+                    CUDA sources are ours, it gets the kernels built here.
 USAGE
 }
 
@@ -28,11 +35,15 @@ source "$(dirname "$0")/_common.sh"
 outdir=""
 python="python3"
 build=1
+baseline=""
+# The reference stand-in: main at this commit computes exactly what the reference computes.
+stand_in_commit="5a745d7"
 while [ "$#" -gt 0 ]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --python) need_value "$@"; python="$2"; shift 2 ;;
         --skip-build) build=0; shift ;;
+        --baseline) need_value "$@"; baseline="$2"; shift 2 ;;
         -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
         *)
             if [ -n "$outdir" ]; then
@@ -44,6 +55,12 @@ while [ "$#" -gt 0 ]; do
 done
 if [ -z "$outdir" ]; then
     echo "error: OUTDIR is required: the folder for the JSON results (see --help)" >&2
+    exit 2
+fi
+if [ -n "$baseline" ] && { [ ! -f "$baseline/sg2_container/__init__.py" ] \
+        || [ ! -f "$baseline/stylegan2_ops/__init__.py" ]; }; then
+    echo "error: --baseline $baseline holds no sg2_container/ and stylegan2_ops/ packages:" \
+        "give the root of a checkout of the reference stand-in (see --help)" >&2
     exit 2
 fi
 
@@ -90,5 +107,38 @@ timeout 150 "$python" -m pytest tests -m gpu -q -p no:cacheprovider ${workers[@]
     --junitxml="$outdir/pytest-gpu.xml" >"$outdir/pytest-gpu.log" 2>&1 || tests_rc=$?
 tail -n 3 "$outdir/pytest-gpu.log"
 
+# The reference stand-in, as a copy with the kernels this run built (when its CUDA sources are
+# ours; otherwise whatever it builds or loads itself).
+stand_in="$outdir/baseline"
+rm -rf "$stand_in"
+mkdir -p "$stand_in"
+if [ -n "$baseline" ]; then
+    cp -R "$baseline/sg2_container" "$baseline/stylegan2_ops" "$stand_in/"
+    stand_in_from="$baseline"
+elif git -C "$root" cat-file -e "$stand_in_commit^{commit}" 2>/dev/null; then
+    git -C "$root" archive "$stand_in_commit" sg2_container stylegan2_ops | tar -x -C "$stand_in"
+    stand_in_from="commit $stand_in_commit"
+else
+    rm -rf "$stand_in"
+    stand_in=""
+    echo "== no reference stand-in: no --baseline, and commit $stand_in_commit is not in this" \
+        "checkout's history; the comparison with the reference is skipped"
+fi
+if [ -n "$stand_in" ]; then
+    kernels="$("$python" -c 'import stylegan2_ops._C as m; print(m.__file__)' 2>/dev/null || true)"
+    if compgen -G "$stand_in/stylegan2_ops/_C*.so" >/dev/null; then
+        echo "== reference stand-in from $stand_in_from, with the kernels built there"
+    elif [ -n "$kernels" ] \
+            && diff -rq "$stand_in/stylegan2_ops/csrc" stylegan2_ops/csrc >/dev/null 2>&1; then
+        cp "$kernels" "$stand_in/stylegan2_ops/"
+        echo "== reference stand-in from $stand_in_from, with this run's kernels" \
+            "(its CUDA sources are ours)"
+    else
+        echo "warning: the reference stand-in ($stand_in_from) has no kernels built and its CUDA" \
+            "sources differ from ours (or none were built here): it runs its PyTorch path" >&2
+    fi
+fi
+
 budget=$((540 - ($(date +%s) - started)))
-exec "$python" -m bench.gpu_check --outdir "$outdir" --tests-rc "$tests_rc" --budget "$budget"
+exec "$python" -m bench.gpu_check --outdir "$outdir" --tests-rc "$tests_rc" --budget "$budget" \
+    ${stand_in:+--baseline "$stand_in"}

@@ -73,7 +73,12 @@ def test_user_errors_end_as_one_line():
 
 @pytest.mark.parametrize("argv,message", [
     (["-m", "bench.metrics", "--batch", "0"], "--batch must be at least 1, got 0"),
-    (["-m", "bench.speed", "--baseline", ".", "--repeat", "0"], "is this tree itself"),
+    (["-m", "bench.speed", "--baseline", "."], "is this tree itself"),
+    (["-m", "bench.speed", "--baseline", ".", "--repeat", "0"], "--repeat must be at least 1"),
+    (["-m", "bench.speed", "--baseline", ".", "--train-batch", "1"],
+     "--train-batch must be at least 2, got 1"),
+    (["-m", "bench.speed", "--baseline", ".", "--train-res", "48"],
+     "--train-res must be a power of two from 8 to 1024, got 48"),
     (["-m", "bench.train", "--warmup-ticks", "-1"], "--warmup-ticks must be at least 0, got -1"),
     (["-m", "bench.project", "--steps", "0"], "--steps must be at least 1, got 0"),
     (["bench/prepare.py", "--size", "5"], "--size must be a power of two from 4 to 16384, got 5"),

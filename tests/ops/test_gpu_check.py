@@ -31,6 +31,8 @@ def test_help_explains_usage_and_outputs():
     (("out", "--frobnicate"), "unknown option --frobnicate"),
     (("a", "b"), "one OUTDIR expected"),
     (("out", "--python"), "--python needs a value"),
+    (("out", "--baseline"), "--baseline needs a value"),
+    (("out", "--baseline", "/nonexistent"), "--baseline /nonexistent holds no sg2_container/"),
 ])
 def test_bad_arguments_are_usage_errors(args, message):
     result = run(*args)
@@ -102,3 +104,33 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ")[1][0] != "Z"  # a zombie has ended
     except FileNotFoundError:
         return False
+
+
+def test_summary_reads_every_step_even_when_the_budget_cut_them():
+    """A run out of time still summarises: each skipped step says so; the comparison with the
+    reference says what ran of it, or that no baseline was given."""
+    skipped = {"status": "skipped: out of time"}
+    results = {"device": "stand-in GPU", "gpu_tests_rc": 0, "budget_s": 300, "seconds": 299.0,
+               "steps": {name: dict(skipped) for name, *_ in gpu_check.STEPS}}
+    text = gpu_check.summary(results)
+    assert "kernels on,  mixed precision on : skipped: out of time" in text
+    assert "generation, paper256 G_ema: skipped: out of time" in text
+    assert "against the reference stand-in: not run (no baseline tree" in text
+
+    results["steps"][gpu_check.VS_REFERENCE] = {
+        "status": "timeout after 120 s", "networks": "fp16 top blocks",
+        "generation": {"batch_1": {"baseline_ms": 9.0, "ours_ms": 6.0, "speedup": 1.5,
+                                   "max_abs_diff": 1e-3}}}
+    text = gpu_check.summary(results)
+    assert "baseline time -> ours (timeout after 120 s):" in text
+    assert "generation batch 1: 9.0 ms -> 6.0 ms  1.5x" in text and "G+D step" not in text
+
+
+def test_the_comparison_with_the_reference_is_the_mixed_precision_256_px_step(tmp_path):
+    argv = gpu_check.vs_reference_argv(tmp_path / "baseline", tmp_path)
+    assert argv[:2] == ["-m", "bench.speed"]
+    for flag, value in (("--device", "cuda"), ("--baseline", str(tmp_path / "baseline")),
+                        ("--train-res", "256"), ("--train-batch", "8")):
+        assert argv[argv.index(flag) + 1] == value
+    assert "--mixed-precision" in argv
+    assert argv[argv.index("--json") + 1] == str(tmp_path / f"{gpu_check.VS_REFERENCE}.json")
