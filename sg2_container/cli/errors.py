@@ -17,6 +17,22 @@ def user_errors_as_click():
         raise click.ClickException(str(error)) from error
 
 
+@contextlib.contextmanager
+def stops_cleanly(doing: str):
+    """SIGTERM or Ctrl-C sets the event yielded, which the work checks at its safe points (between
+    batches, frames, steps); the Stopped raised there ends the command with exit 130 and one
+    line, keeping what was finished and leaving no partial file."""
+    from sg2_container.errors import Stopped
+    from sg2_container.io.signals import stop_on_signals
+
+    try:
+        with stop_on_signals(doing=doing) as stop:
+            yield stop
+    except Stopped as stopped:
+        click.echo(f"stopped: {stopped}", err=True)
+        raise SystemExit(EXIT_STOPPED) from None
+
+
 class InternalError(click.ClickException):
     """A crash: exit 2 with one line; the traceback was printed above it for a bug report."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sg2_container.cli.errors import user_errors_as_click
+from sg2_container.cli.errors import stops_cleanly, user_errors_as_click
 from sg2_container.inference.options import GenerateOptions, InterpolateOptions, StyleMixOptions
 from sg2_container.inference.progress import EVERY_S
 from sg2_container.options.schema import click_options
@@ -67,8 +67,9 @@ def generate(network_path, device, outdir, progress_every_s, **values):
 
         options = GenerateOptions(**values)
         G, torch_device = _load(network_path, device, outdir)
-        written = generate_to_folder(G, options, outdir, torch_device,
-                                     progress_every_s=progress_every_s)
+        with stops_cleanly(doing="stopping after the current batch of images") as stop:
+            written = generate_to_folder(G, options, outdir, torch_device, stop=stop,
+                                         progress_every_s=progress_every_s)
         images = [p for p in written if p.suffix == ".png" and p.name != "grid.png"]
         click.echo(f"wrote {len(images)} image(s) to {outdir}")
 
@@ -87,7 +88,8 @@ def style_mix(network_path, device, outdir, **values):
 
         options = StyleMixOptions(**values)
         G, torch_device = _load(network_path, device, outdir)
-        written = style_mix_to_folder(G, options, outdir, torch_device)
+        with stops_cleanly(doing="stopping after the current batch of images") as stop:
+            written = style_mix_to_folder(G, options, outdir, torch_device, stop=stop)
         click.echo(f"wrote {len(written) - 1} image(s) and {outdir / 'grid.png'}")
 
 
@@ -114,6 +116,8 @@ def interpolate(network_path, device, outdir, progress_every_s, **values):
 
         options = InterpolateOptions(**values)
         G, torch_device = _load(network_path, device, outdir)
-        written = interpolate_to_folder(G, options, outdir, torch_device,
-                                        progress_every_s=progress_every_s)
+        with stops_cleanly(doing="stopping after the current frames; no partial video is "
+                                 "kept") as stop:
+            written = interpolate_to_folder(G, options, outdir, torch_device, stop=stop,
+                                            progress_every_s=progress_every_s)
         click.echo("wrote " + ", ".join(str(p) for p in written))

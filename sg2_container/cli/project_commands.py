@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from sg2_container.cli.errors import user_errors_as_click
+from sg2_container.cli.errors import stops_cleanly, user_errors_as_click
 from sg2_container.errors import UserError
 from sg2_container.inference.project_options import ProjectOptions
 from sg2_container.options.schema import click_options
@@ -44,13 +44,10 @@ def project_command(network_path: str, targets: tuple[Path, ...], more_targets: 
     stops between steps (exit 130); finished targets are kept, the current one is not written.
     """
     with user_errors_as_click():
-        from sg2_container.errors import Stopped
-        from sg2_container.inference.project import project_images
-        from sg2_container.io.signals import stop_on_signals
         from sg2_container.inference.model_source import load_generator
+        from sg2_container.inference.project import project_images
         from sg2_container.io.images import output_folder
         from sg2_container.runtime import resolve_device
-        from sg2_container.sagemaker.jobs import EXIT_STOPPED
 
         options = ProjectOptions(**kwargs)  # type: ignore[arg-type]
         all_targets = list(targets) + list(more_targets)
@@ -59,13 +56,9 @@ def project_command(network_path: str, targets: tuple[Path, ...], more_targets: 
         output_folder(outdir)  # a folder that cannot be made fails before the model loads
         torch_device = resolve_device(device)
         G = load_generator(network_path, device=torch_device).G
-        try:
-            with stop_on_signals(doing="stopping the projection between steps") as stop:
-                results = project_images(G, all_targets, outdir, options,
-                                         device=torch_device, stop=stop)
-        except Stopped as stopped:
-            click.echo(f"stopped: {stopped}", err=True)
-            raise SystemExit(EXIT_STOPPED) from None
+        with stops_cleanly(doing="stopping the projection between steps") as stop:
+            results = project_images(G, all_targets, outdir, options, device=torch_device,
+                                     stop=stop)
         for result in results:
             click.echo(f"{result['target']}: distance {result['distance']:.4f} (start "
                        f"{result['start_distance']:.4f}) -> {result['folder']}")
