@@ -28,3 +28,42 @@ def test_style_mixing_takes_the_columns_ws_at_the_listed_layers():
                 assert torch.equal(mixed[r, c, layer], expected)
     with pytest.raises(UserError, match=f"layer indices must be in 0..{G.num_ws - 1}"):
         mix_styles(rows, cols, [G.num_ws])
+
+
+@pytest.mark.parametrize("kind", ["npz", "npz-2d", "npy", "npz-float64", "npy-fortran"])
+def test_w_files_read_back_as_written_in_every_form_numpy_writes(tmp_path, kind):
+    """An .npy of the array once crashed as 'a bug' (np.load gives no archive for it)."""
+    from sg2_container.inference.latents import load_ws_file
+
+    w = np.random.RandomState(0).randn(3, 6, 16).astype(np.float32)
+    path = tmp_path / ("w.npy" if kind.startswith("npy") else "w.npz")
+    if kind == "npz":
+        np.savez(path, w=w, seed=np.int64(3))
+    elif kind == "npz-2d":
+        w = w[:1]
+        np.savez_compressed(path, w=w[0])
+    elif kind == "npz-float64":
+        np.savez(path, w=w.astype(np.float64))
+    elif kind == "npy":
+        np.save(path, w)
+    else:
+        np.save(path, np.asfortranarray(w))
+    loaded = load_ws_file(path, 6, 16)
+    assert loaded.dtype == np.float32 and np.array_equal(loaded, w)
+
+
+@pytest.mark.parametrize("content,words", [
+    (dict(v=np.zeros((1, 6, 16))), "no array 'w' in it (it has v)"),
+    (dict(w=np.zeros((1, 6, 8))), "'w' has shape [1, 6, 8]; this network needs [n, 6, 16]"),
+    (dict(w=np.zeros((0, 6, 16))), "'w' has shape [0, 6, 16]"),
+    (dict(w=np.zeros((1, 6, 16), dtype=np.int32)), "'w' must hold floating-point numbers"),
+    (dict(w=np.full((1, 6, 16), np.nan)), "'w' must hold finite numbers"),
+])
+def test_w_files_that_do_not_fit_the_network_are_refused_by_name(tmp_path, content, words):
+    from sg2_container.inference.latents import load_ws_file
+
+    path = tmp_path / "w.npz"
+    np.savez(path, **content)
+    with pytest.raises(UserError, match=None) as error:
+        load_ws_file(path, 6, 16)
+    assert words in str(error.value) and "w.npz" in str(error.value)

@@ -191,6 +191,21 @@ def test_a_conditional_model_needs_a_class(tmp_path):
                        device="cpu")
 
 
+@pytest.mark.parametrize("channels", [2, 4])
+def test_a_network_vgg16_cannot_compare_is_refused_before_any_work(tmp_path, channels):
+    """A 4-channel network ended as 'a bug' (the RGB target against RGBA renderings)."""
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=channels,
+                  mapping_kwargs={"num_layers": 1},
+                  synthesis_kwargs={"channel_base": 64, "channel_max": 8}).eval()
+    image = tmp_path / "face.png"
+    PIL.Image.new("RGB", (8, 8)).save(image)
+    with pytest.raises(UserError, match=f"1- or 3-channel networks, and this one makes "
+                                        f"{channels}-channel images"):
+        project_images(G, [image], tmp_path / "out", ProjectOptions(), device="cpu")
+    assert not (tmp_path / "out").exists()
+
+
 def test_stopping_keeps_finished_targets_and_writes_nothing_half(G, random_vgg16_file, tmp_path):
     for name, seed in (("first", 1), ("second", 2)):
         PIL.Image.fromarray(render(G, ws_for_seeds(G, [seed]))).save(tmp_path / f"{name}.png")

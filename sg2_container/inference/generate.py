@@ -16,7 +16,8 @@ import torch
 
 from sg2_container.errors import Stopped, UserError
 from sg2_container.inference.latents import load_ws_file, save_ws_file, ws_for_seeds
-from sg2_container.inference.options import NOISE_MODES, GenerateOptions  # noqa: F401 (re-export)
+from sg2_container.inference.options import (  # noqa: F401 (NOISE_MODES: re-export)
+    NOISE_MODES, GenerateOptions, check_grid_size)
 from sg2_container.inference.progress import EVERY_S, Progress
 from sg2_container.io.images import output_folder, to_uint8, write_grid, write_png
 
@@ -109,6 +110,7 @@ def generate_to_folder(G, options: GenerateOptions, outdir: Path, device, *,
     images: list[np.ndarray] = []  # kept for grid.png only
     if options.projected_w is not None:
         ws = torch.from_numpy(load_ws_file(options.projected_w, G.num_ws, G.w_dim))
+        check_grid_size(len(ws), options.grid, "W vectors")
         if options.class_idx is not None:
             log.warning("--class ignored with --projected-w: the W vectors already carry it")
         log.info("rendering the %d W vector(s) of %s (seeds ignored)", len(ws), options.projected_w)

@@ -41,28 +41,66 @@ def mix_styles(row_ws: torch.Tensor, col_ws: torch.Tensor, styles: Sequence[int]
     return mixed
 
 
-def load_ws_file(path, num_ws: int, w_dim: int) -> np.ndarray:
+# W vectors one file may hold: as many as generate renders by default (a header claiming 10^12
+# rows is refused before anything is read).
+MAX_W_VECTORS = 100_000
+
+
+def load_ws_file(path, num_ws: int, w_dim: int, max_count: int = MAX_W_VECTORS) -> np.ndarray:
     """W vectors [n, num_ws, w_dim] float32 from an .npz with key 'w' (a projection's
-    projected_w.npz, `generate --save-w`); read without pickle, checked against the network."""
+    projected_w.npz, `generate --save-w`) or an .npy of the same array; read without pickle,
+    its shape checked against the network (and `max_count`) before its data is read."""
+    import zipfile
     from pathlib import Path
 
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "w" not in data.files:
-                raise UserError(f"{path.name}: no array 'w' in it (it has {', '.join(data.files) or 'none'}); "
-                                "expected a projected_w.npz")
-            ws = np.asarray(data["w"])
-    except (OSError, ValueError, EOFError) as error:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+                if "w.npy" not in names:
+                    found = ", ".join(n.removesuffix(".npy") for n in names[:10]) or "none"
+                    raise UserError(f"{path.name}: no array 'w' in it (it has {found}); "
+                                    "expected a projected_w.npz")
+                with archive.open("w.npy") as member:
+                    _check_ws_header(member, path, num_ws, w_dim, max_count)
+                with archive.open("w.npy") as member:
+                    ws = np.lib.format.read_array(member, allow_pickle=False)
+        else:
+            with open(path, "rb") as file:
+                _check_ws_header(file, path, num_ws, w_dim, max_count)
+                file.seek(0)
+                ws = np.lib.format.read_array(file, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise UserError(f"{path}: not a readable .npz of W vectors ({error})") from None
     if ws.ndim == 2:
         ws = ws[None]
-    if ws.ndim != 3 or ws.shape[1:] != (num_ws, w_dim) or ws.shape[0] == 0:
-        raise UserError(f"{path.name}: 'w' has shape {list(ws.shape)}; this network needs "
+    with np.errstate(over="ignore"):  # beyond float32's range: infinite, refused below
+        ws = ws.astype(np.float32)
+    if not np.isfinite(ws).all():
+        raise UserError(f"{path.name}: 'w' must hold finite numbers (within float32's range)")
+    return ws
+
+
+def _check_ws_header(file, path, num_ws: int, w_dim: int, max_count: int) -> None:
+    """The .npy header's shape and dtype, refused before the data is read."""
+    version = np.lib.format.read_magic(file)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:
+        raise UserError(f"{path.name}: .npy format version {version[0]}.{version[1]} is not "
+                        "read here (1.0 and 2.0 are, as numpy writes them)")
+    shape, _, dtype = readers[version](file)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3 or shape[1:] != (num_ws, w_dim) or shape[0] == 0:
+        raise UserError(f"{path.name}: 'w' has shape {list(shape)}; this network needs "
                         f"[n, {num_ws}, {w_dim}] (was it made with another model?)")
-    if ws.dtype.kind != "f" or not np.isfinite(ws).all():
-        raise UserError(f"{path.name}: 'w' must hold finite floating-point numbers")
-    return ws.astype(np.float32)
+    if shape[0] > max_count:
+        raise UserError(f"{path.name}: 'w' holds {shape[0]} W vectors; at most {max_count} are "
+                        "read from one file")
+    if dtype.kind != "f":
+        raise UserError(f"{path.name}: 'w' must hold floating-point numbers, not {dtype}")
 
 
 def save_ws_file(path, ws: torch.Tensor | np.ndarray, **extra) -> None:

@@ -21,9 +21,10 @@ VIDEO_FORMATS = ("mp4", "gif")
 # Frames of one walk: 100,000 is about 55 minutes at 30 fps. A typo such as seeds 0-50000 with
 # frames 1000 (50 M frames) would otherwise run for weeks.
 MAX_FRAMES = 100_000
-# Cells of one style-mixing grid (rows x cols): grid.png alone holds (rows+1) x (cols+1) images,
-# 3.4 GB at 1024 px for 32 x 32.
-MAX_STYLE_MIX_CELLS = 1024
+# Images of one grid.png (generate --grid; a style-mixing grid's cells, rows x cols): the grid
+# holds them all in memory, 3.4 GB at 1024 px for a 32 x 32 style-mixing grid.
+MAX_GRID_IMAGES = 1024
+_CELLS_NOTE = f" (a style-mixing grid has at most {MAX_GRID_IMAGES} cells, rows x cols)"
 # Truncation psi: 1 is none, 0 the average W; further out the images fall apart. One range for
 # the commands, the batch job's requests and the endpoint.
 TRUNCATION_PSI_RANGE = (-2.0, 2.0)
@@ -85,16 +86,28 @@ def check_walk_length(keys: int, frames: int, loop: bool, noun: str) -> int:
     return total
 
 
-def seed_list(field: str, items: tuple, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
-    """A seed field (text items such as '0-7', or numbers) -> the seeds, checked."""
-    from sg2_container.inference.seeds import parse_seeds
+def seed_list(field: str, items: tuple, max_seeds: int = DEFAULT_MAX_SEEDS,
+              over_the_cap: str = "") -> list[int]:
+    """A seed field (text items such as '0-7', or numbers) -> the seeds, checked; past
+    `max_seeds`, the message ends with `over_the_cap` (how to raise the cap, where one can)."""
+    from sg2_container.inference.seeds import TooManySeeds, parse_seeds
 
     if not items:
         raise fail(field, items, "at least one seed: " + _SEEDS_HELP)
     try:
         return parse_seeds(",".join(str(item) for item in items), max_seeds)
+    except TooManySeeds as error:
+        raise UserError(f"{field}: {error}{over_the_cap}") from None
     except UserError as error:
         raise UserError(f"{field}: {error}") from None
+
+
+def check_grid_size(images: int, grid: bool, what: str) -> None:
+    """generate --grid holds every image for grid.png: refused past MAX_GRID_IMAGES."""
+    if grid and images > MAX_GRID_IMAGES:
+        raise UserError(f"generate --grid: {images} {what}, but grid.png holds at most "
+                        f"{MAX_GRID_IMAGES} images (all are kept in memory): drop --grid or "
+                        "render fewer")
 
 
 def default_style_layers(num_ws: int) -> list[int]:
@@ -142,11 +155,12 @@ class GenerateOptions:
         validate(self)
         _check_truncation_psi(self)
         if self.projected_w is None:
-            seed_list("seeds", self.seeds, self.max_seeds)
+            check_grid_size(len(self.seed_values), self.grid, "seeds")
 
     @property
     def seed_values(self) -> list[int]:
-        return seed_list("seeds", self.seeds, self.max_seeds)
+        return seed_list("seeds", self.seeds, self.max_seeds,
+                         " (raise max_seeds, --max-seeds, if you mean it)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -168,20 +182,20 @@ class StyleMixOptions:
     def __post_init__(self) -> None:
         validate(self)
         _check_truncation_psi(self)
-        cells = len(seed_list("rows", self.rows)) * len(seed_list("cols", self.cols))
-        if cells > MAX_STYLE_MIX_CELLS:
+        cells = len(self.row_seeds) * len(self.col_seeds)
+        if cells > MAX_GRID_IMAGES:
             raise UserError(f"style-mix: rows x cols = {cells} cells; the limit is "
-                            f"{MAX_STYLE_MIX_CELLS} (e.g. 32 x 32): use fewer row or column seeds")
+                            f"{MAX_GRID_IMAGES} (e.g. 32 x 32): use fewer row or column seeds")
         if self.styles:
             layer_list("styles", self.styles)
 
     @property
     def row_seeds(self) -> list[int]:
-        return seed_list("rows", self.rows)
+        return seed_list("rows", self.rows, MAX_GRID_IMAGES, _CELLS_NOTE)
 
     @property
     def col_seeds(self) -> list[int]:
-        return seed_list("cols", self.cols)
+        return seed_list("cols", self.cols, MAX_GRID_IMAGES, _CELLS_NOTE)
 
     def style_layers(self, num_ws: int) -> list[int]:
         """The --styles layers, or the default ones for a network with num_ws ws."""
@@ -215,8 +229,7 @@ class InterpolateOptions:
         validate(self)
         _check_truncation_psi(self)
         if self.seeds:
-            check_walk_length(len(seed_list("seeds", self.seeds)), self.frames, self.loop,
-                              "seeds")
+            check_walk_length(len(self.seed_values), self.frames, self.loop, "seeds")
         if not self.formats:
             raise fail("formats", self.formats, "one or more of " + ", ".join(VIDEO_FORMATS))
         if not self.seeds and not self.projected_w:
@@ -225,4 +238,5 @@ class InterpolateOptions:
 
     @property
     def seed_values(self) -> list[int]:
-        return seed_list("seeds", self.seeds) if self.seeds else []
+        return seed_list("seeds", self.seeds, MAX_FRAMES,
+                         f" (a walk has at most {MAX_FRAMES} frames)") if self.seeds else []

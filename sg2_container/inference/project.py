@@ -301,7 +301,11 @@ def project_images(G, targets: list[Path], outdir: Path, options: ProjectOptions
     outdir = Path(outdir)
     targets = [Path(t) for t in targets]
     if not targets:
-        raise UserError("no target images: give at least one --target")
+        raise UserError("no target images to project: give at least one")
+    if G.img_channels not in (1, 3):
+        raise UserError(f"projection compares images through VGG16, which sees RGB: it works "
+                        f"with 1- or 3-channel networks, and this one makes {G.img_channels}-"
+                        "channel images")
     G = G.eval()
     class_labels(G, options.class_idx, 1, device)  # a conditional G without a class fails now
     images = [load_target(t, G.img_resolution, G.img_channels) for t in targets]

@@ -35,8 +35,9 @@ class ProjectOptions:
         "the mechanics, not a meaningful projection."))
     class_idx: int | None = option(None, min=0, flag="--class", metavar="INT", help=(
         "Class index, required for a conditional network (kept fixed while projecting)."))
-    w_avg_samples: int = option(10000, min=1, help=(
-        "Latents mapped to estimate the mean and spread of W (the start point and noise scale)."))
+    w_avg_samples: int = option(10000, min=1, max=100_000, help=(
+        "Latents mapped to estimate the mean and spread of W (the start point and noise "
+        "scale); held in memory, hence the cap."))
     initial_learning_rate: float = option(0.1, min=0, min_exclusive=True,
                                           help="Adam's peak learning rate.")
     lr_rampup_length: float = option(0.05, min=0, max=1, help=(

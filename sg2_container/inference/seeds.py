@@ -18,6 +18,14 @@ class TooManySeeds(UserError):
     """More seeds than the caller's cap; callers with their own name for the cap catch it."""
 
 
+def quoted(text: str, limit: int = 60) -> str:
+    """repr(text), cut short: a message about a 5 MB seed text should not hold it twice."""
+    text = str(text)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit - 20]!r}... ({len(text)} characters)"
+
+
 def parse_seeds(text: str, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
     """Comma-separated seeds and inclusive ranges 'a-b'; order kept, duplicates kept; more
     than `max_seeds` in all is refused before any list is built."""
@@ -33,20 +41,23 @@ def parse_seeds(text: str, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:
                 first, last = part.split("-", 1)
                 lo, hi = _number(first), _number(last)
                 if hi < lo:
-                    raise UserError(f"seed range {part!r} is empty: it counts down")
+                    raise UserError(f"seed range {quoted(part)} is empty: it counts down")
                 _check_count(len(seeds) + hi - lo + 1, max_seeds, text)
                 seeds.extend(range(lo, hi + 1))
             else:
                 seeds.append(_number(part))
                 _check_count(len(seeds), max_seeds, text)
         except ValueError:
-            raise UserError(f"bad seed {part!r} in {text!r}: use numbers (digits 0-9) and ranges "
-                            f"such as '0-7' or '1,5,9'") from None
+            raise UserError(f"bad seed {quoted(part)} in {quoted(text)}: use numbers (digits "
+                            "0-9) and ranges such as '0-7' or '1,5,9'") from None
     if not seeds:
-        raise UserError(f"no seeds in {text!r}: use numbers and ranges such as '0-7' or '1,5,9'")
+        raise UserError(f"no seeds in {quoted(text)}: use numbers and ranges such as '0-7' or "
+                        "'1,5,9'")
     bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
     if bad:
-        raise UserError(f"seed {bad[0]} is out of range: seeds go from 0 to {MAX_SEED}")
+        digits = str(bad[0])
+        shown = digits if len(digits) <= 30 else f"{digits[:12]}... ({len(digits)} digits)"
+        raise UserError(f"seed {shown} is out of range: seeds go from 0 to {MAX_SEED}")
     return seeds
 
 
@@ -73,7 +84,5 @@ def _number(text: str) -> int:
 
 def _check_count(count: int, max_seeds: int, text: str) -> None:
     if count > max_seeds:
-        raise TooManySeeds(
-            f"seeds {text!r} ask for {count} images or more; the cap is max_seeds={max_seeds} "
-            "(raise it with --max-seeds if you mean it)"
-        )
+        raise TooManySeeds(f"seeds {quoted(text)} ask for {count} images or more; at most "
+                           f"{max_seeds} are allowed here")

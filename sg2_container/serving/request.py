@@ -171,6 +171,9 @@ def _parse(body: bytes, network: NetworkInfo, max_images: int) -> RenderRequest:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RequestError(f"the body is not JSON ({error}); send an object such as "
                            '{"seed": 42}') from None
+    except ValueError:  # an integer of more than 4300 digits (Python's conversion limit)
+        raise RequestError("the body holds a number of thousands of digits; seeds go from 0 to "
+                           f"{MAX_SEED} and the other numbers are small") from None
     if not isinstance(data, dict):
         raise RequestError(f"the body is a JSON {type(data).__name__}, not an object such as "
                            '{"seed": 42}')
@@ -261,10 +264,12 @@ def _parse_mix(mix: Any, network: NetworkInfo, max_images: int, common: dict) ->
 def _parse_w(value: Any, network: NetworkInfo, max_images: int) -> np.ndarray:
     shape = f"[{network.num_ws}, {network.w_dim}] or [N, {network.num_ws}, {network.w_dim}]"
     try:
-        w = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError, RecursionError):  # e.g. a 400-digit number
+        w = np.asarray(value)  # no dtype: text and booleans must not pass as numbers
+    except (TypeError, ValueError, OverflowError, RecursionError):  # e.g. ragged lists
         raise RequestError(f"w is not a nested list of numbers of shape {shape}",
                            field="w") from None
+    if w.dtype.kind not in "iuf":  # text, booleans, a 400-digit number (an object array)
+        raise RequestError(f"w is not a nested list of numbers of shape {shape}", field="w")
     if w.ndim == 2:
         w = w[None]
     if w.ndim != 3 or w.shape[1:] != (network.num_ws, network.w_dim):
@@ -272,7 +277,10 @@ def _parse_w(value: Any, network: NetworkInfo, max_images: int) -> np.ndarray:
     if not 1 <= w.shape[0] <= max_images:
         raise RequestError(f"w holds {w.shape[0]} latents; allowed: 1 to {max_images} (this "
                            f"endpoint's max_images)", field="w")
+    with np.errstate(over="ignore"):  # beyond float32's range: infinite, refused below
+        w = w.astype(np.float32)
     if not np.isfinite(w).all():
-        raise RequestError("w holds NaN or infinite values; allowed: finite numbers", field="w")
-    return w.astype(np.float32)
+        raise RequestError("w holds NaN, infinite or out-of-range values; allowed: finite "
+                           "numbers within float32's range (about 3.4e38)", field="w")
+    return w
 

@@ -240,8 +240,14 @@ def test_options_decode_like_requests():
     (["interpolate", "--seeds", "0-50000", "--frames", "1000"],
      "50001 seeds x frames=1000 make 50000001 frames; the limit is 100000"),
     (["style-mix", "--rows", "0-9999", "--cols", "0-9999"],
-     "rows x cols = 100000000 cells; the limit is 1024"),
+     "rows: seeds '0-9999' ask for 10000 images or more; at most 1024 are allowed here (a "
+     "style-mixing grid has at most 1024 cells, rows x cols)"),
     (["style-mix", "--rows", "0-99", "--cols", "0-99"], "rows x cols = 10000 cells"),
+    (["generate", "--seeds", "0-1024", "--grid"],
+     "generate --grid: 1025 seeds, but grid.png holds at most 1024 images"),
+    # The hint names the way to raise the cap only where there is one.
+    (["generate", "--seeds", "0-100000"], "(raise max_seeds, --max-seeds, if you mean it)"),
+    (["interpolate", "--seeds", "0-100000"], "(a walk has at most 100000 frames)"),
 ])
 def test_work_beyond_the_caps_is_refused_before_loading_the_model(tmp_path, tiny_model, args,
                                                                    words):
