@@ -65,8 +65,17 @@ def test_a_file_that_is_not_vgg16_is_refused(tmp_path):
         load_distance_network(wrong)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a torch file")
-    with pytest.raises(UserError, match="garbage.pth cannot be read"):
+    with pytest.raises(UserError, match="garbage.pth is not a PyTorch weights file that loads "
+                                        "without running code") as refused:
         load_distance_network(garbage)
+    # torch's own text advises weights_only=False ("arbitrary code execution"): never passed on.
+    assert "weights_only" not in str(refused.value)
+    assert "vgg16-397923af.pth" in str(refused.value)  # and what to supply instead
+    program = tmp_path / "program.pth"
+    torch.save({"features.0.weight": print}, program)
+    with pytest.raises(UserError, match="program.pth is not a PyTorch weights file") as refused:
+        load_distance_network(program)
+    assert "weights_only" not in str(refused.value)
 
 
 def test_random_backbone_only_when_allowed_and_reproducible(monkeypatch, caplog):

@@ -383,6 +383,10 @@ def run_requests(*, model: Path, data: Path | None, outdir: Path, device: str = 
                                  distance_networks, resolve)
             except Stopped as stopped:
                 request.status, request.message = "skipped", f"stopped before the end ({stopped})"
+                # What it finished before the stop is kept (and uploaded): listed, not hidden.
+                folder = outdir / request.folder
+                request.files = sorted(_relative(p, outdir) for p in folder.rglob("*")
+                                       if p.is_file() and not p.name.startswith("."))
                 break
             except UserError as error:
                 request.status, request.message = "failed", str(error)

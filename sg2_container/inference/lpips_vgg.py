@@ -124,9 +124,17 @@ def _read_backbone_state(path: Path, missing: str) -> dict[str, torch.Tensor]:
     check_weights_file(path, missing)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as error:
+    except pickle.UnpicklingError as error:  # torch's text advises loading it unsafely: not here
+        from sg2_container.models.files import refused_objects
+
+        detail = refused_objects(error)
+        raise UserError(f"VGG16 weights {path} is not a PyTorch weights file that loads "
+                        "without running code" + (f" ({detail})" if detail else "")
+                        + f"; {missing}") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
         raise UserError(f"VGG16 weights {path} cannot be read as a PyTorch state dict "
-                        f"(weights_only): {error}") from None
+                        f"({type(error).__name__}: {reason}); {missing}") from None
     if not isinstance(state, dict):
         raise UserError(f"VGG16 weights {path} hold {kind_of(state)}, not a state dict")
     # torchvision's file is the whole classifier model: keep `features.*`, ignore `classifier.*`.

@@ -32,7 +32,8 @@ TRUNCATION_PSI_ALLOWED = (f"a number from {TRUNCATION_PSI_RANGE[0]:g} to "
                           f"{TRUNCATION_PSI_RANGE[1]:g} (1 = no truncation)")
 
 _SEEDS_HELP = "numbers and inclusive ranges, e.g. '0-7' or '1,5,10-12'"
-_TRUNC_HELP = "Truncation psi: 1 = no truncation; lower trades variety for typicality."
+_TRUNC_HELP = ("Truncation psi: 1 = no truncation; lower trades variety for typicality "
+               f"({TRUNCATION_PSI_RANGE[0]:g} to {TRUNCATION_PSI_RANGE[1]:g}).")
 _NOISE_HELP = "Per-pixel noise: the model's stored maps (const), fresh (random), or none."
 _CLASS_HELP = "Class index, required for a conditional network (ignored with a warning otherwise)."
 _BATCH_HELP = ("Images rendered per forward pass, a speed setting: with const or no noise an "

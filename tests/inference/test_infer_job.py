@@ -150,6 +150,11 @@ def test_sigterm_midway_stops_between_requests_with_the_manifest_written(tmp_pat
     statuses = [r["status"] for r in manifest["requests"]]
     assert statuses == ["done", "skipped", "skipped"]
     assert "stopped before the end" in manifest["requests"][1]["message"]
+    # The images the stopped request finished stay, and the manifest lists them.
+    stopped = manifest["requests"][1]
+    on_disk = sorted(str(p.relative_to(manifest_path.parent))
+                     for p in (manifest_path.parent / stopped["folder"]).glob("*.png"))
+    assert on_disk and stopped["files"] == on_disk
     assert (base / "output" / "message").read_text().startswith("Stopped: infer")
     assert "Traceback" not in output
 
