@@ -15,7 +15,8 @@ from typing import Any
 
 from sg2_container.errors import UserError
 from sg2_container.options.schema import closest, coerce, fail, fields, option, validate
-from sg2_container.options.training import AUGPIPE_NAMES, CFG_NAMES
+from sg2_container.options.training import (
+    AUGPIPE_NAMES, CFG_NAMES, MIN_TRAINING_RESOLUTION, TrainingOptions, make_plan)
 
 S3_URI = re.compile(r"s3://(?=[a-z0-9])[a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?")
 INSTANCE_TYPE = re.compile(r"ml\.[a-z][a-z0-9-]*\.[a-z0-9]+")
@@ -108,7 +109,7 @@ class PipelineParameters:
     inference_instance_type: str = option("ml.g4dn.2xlarge",
                                           help="Instance type of the inference step.")
     inference_instance_count: int = option(1, min=1, help="Instances of the inference step.")
-    resolution: int = option(256, min=4, max=1024, power_of_two=True,
+    resolution: int = option(256, min=MIN_TRAINING_RESOLUTION, max=1024, power_of_two=True,
                              help="Square size of the prepared training images.")
     cfg: str = option("paper256", choices=CFG_NAMES, help="Training preset (hyperparameter cfg).")
     kimg: float = option(2000.0, min=0, min_exclusive=True,
@@ -128,6 +129,12 @@ class PipelineParameters:
 
     def __post_init__(self) -> None:
         _validate(self, parameter_name)
+        for name in ("output_uri", "checkpoint_uri"):
+            # Each execution writes below PREFIX/<execution id>: a trailing '/' would make the
+            # keys PREFIX//<id>, another S3 location than PREFIX/<id>.
+            value = getattr(self, name)
+            if value is not None and value.endswith("/") and len(value.rstrip("/")) > 5:
+                object.__setattr__(self, name, value.rstrip("/"))
         for name in ("input_data_uri", "inference_input_uri", "output_uri", "checkpoint_uri"):
             value = getattr(self, name)
             if value is not None:
@@ -144,6 +151,28 @@ class PipelineParameters:
             if value and not (value.isdigit() and int(value) >= 1):
                 raise fail(parameter_name(name), value, "a positive integer, or empty for the "
                            "preset's value")
+        self._check_training()
+
+    def _check_training(self) -> None:
+        """What the training job would refuse from these values (a filter augpipe at 16 px, a
+        batch that does not split over the GPUs) is refused now, before anything is paid for:
+        the same options and plan the job makes, for the prepared RGB images."""
+        from sg2_container.pipeline import layout
+
+        try:
+            options = TrainingOptions(
+                data=layout.FIXED_HYPERPARAMETERS["data"],
+                outdir=layout.FIXED_HYPERPARAMETERS["outdir"], metrics=(), cfg=self.cfg,
+                augpipe=self.augpipe, gpus=self.gpus, kimg=self.kimg, gamma=self.gamma,
+                mirror=self.mirror, snap=self.snap, batch=int(self.batch) if self.batch else None,
+                cbase=int(self.cbase) if self.cbase else None)
+            make_plan(options, self.resolution, 3, 0,
+                      num_gpus=self.gpus * self.train_instance_count)
+        except UserError as error:
+            raise UserError(f"the training step would refuse these parameters (Resolution="
+                            f"{self.resolution}, Cfg={self.cfg}, Augpipe={self.augpipe}, Gpus="
+                            f"{self.gpus} x {self.train_instance_count} instance(s), Batch="
+                            f"{self.batch or 'preset'}): {error}") from None
 
     def with_bucket(self, bucket: str, prefix: str = "sg2") -> "PipelineParameters":
         """S3 locations not given are placed under s3://BUCKET/PREFIX/."""

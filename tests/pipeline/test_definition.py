@@ -250,3 +250,28 @@ def test_the_metadata_switch_is_the_callers_again_after_building(monkeypatch, be
         monkeypatch.setenv(builder.METADATA_SWITCH, before)
     builder.definition(PipelineParameters(), PipelineSettings())
     assert os.environ.get(builder.METADATA_SWITCH) == before
+
+
+@pytest.mark.parametrize("values,words", [
+    # Each once built a definition whose training step could only fail, after the prepare
+    # job and a training instance had been paid for.
+    (dict(resolution=4), "Resolution=4 is not allowed: a power of two >= 8"),
+    (dict(resolution=16, augpipe="bgcf"), "augpipe='bgcf' includes the image filter"),
+    (dict(batch="6", gpus=4), "batch=6 is not allowed: a multiple of gpus=4"),
+    (dict(batch="6", gpus=2, train_instance_count=2), "batch=6 cannot be split into 4 GPU(s)"),
+])
+def test_parameters_the_training_step_would_refuse_are_refused_up_front(values, words):
+    from sg2_container.errors import UserError
+
+    with pytest.raises(UserError) as refused:
+        PipelineParameters(**values)
+    assert words in str(refused.value)
+
+
+def test_a_trailing_slash_on_an_output_prefix_makes_no_empty_folder_on_s3():
+    """OutputUri=s3://b/sg2/output/ gave keys s3://b/sg2/output//<execution id>/..."""
+    values = PipelineParameters(output_uri="s3://bucket-1/sg2/output/",
+                                checkpoint_uri="s3://bucket-1/sg2/checkpoints//")
+    assert values.output_uri == "s3://bucket-1/sg2/output"
+    assert values.checkpoint_uri == "s3://bucket-1/sg2/checkpoints"
+    assert PipelineParameters(output_uri="s3://bucket-1/").output_uri == "s3://bucket-1"
