@@ -234,11 +234,39 @@ def changed_options(checkpoint: Checkpoint, meaning: dict) -> list[str]:
     return changes
 
 
-def check_same_run(checkpoint: Checkpoint, meaning: dict, options: TrainingOptions) -> None:
-    """Refuses a resume whose options change the run, unless the user accepts it on purpose."""
+def shape_mismatch(checkpoint: Checkpoint, parts: TrainingParts) -> str | None:
+    """The first tensor whose presence or shape differs between the checkpoint's networks and
+    this run's (other cbase, cmax, map, labels or image size): None when every one fits."""
+    for part in NETWORKS:
+        saved = checkpoint[part]
+        live = getattr(parts, part).state_dict()
+        for name, tensor in live.items():
+            old = saved.get(name)
+            if old is None:
+                return f"{part} tensor {name!r} is not in the checkpoint"
+            if tuple(old.shape) != tuple(tensor.shape):
+                return (f"{part} tensor {name!r} is {list(old.shape)} in the checkpoint and "
+                        f"{list(tensor.shape)} in this run")
+        extra = sorted(set(saved) - set(live))
+        if extra:
+            return f"the checkpoint's {part} tensor {extra[0]!r} has no place in this run"
+    return None
+
+
+def check_same_run(checkpoint: Checkpoint, meaning: dict, options: TrainingOptions,
+                   mismatch: str | None = None) -> None:
+    """Refuses a resume whose options change the run, unless the user accepts it on purpose;
+    never when they change the networks' shapes (`mismatch`, from shape_mismatch), which no
+    checkpoint can continue."""
     changes = changed_options(checkpoint, meaning)
     if not changes:
         return
+    if mismatch is not None:
+        raise ChangedOptions(
+            f"{checkpoint.path.name} in {checkpoint.path.parent} {CHANGED_OPTIONS}: "
+            f"{'; '.join(changes)}. These change the networks' shapes ({mismatch}), which no "
+            "checkpoint can continue, even with allow_changed_options: run with the "
+            "checkpoint's values, or use a new outdir for a new run")
     old_gpus = checkpoint["options"].get("gpus")
     hint = ""
     if old_gpus != options.gpus and options.cfg == "auto":
@@ -250,9 +278,9 @@ def check_same_run(checkpoint: Checkpoint, meaning: dict, options: TrainingOptio
                     checkpoint.path.name, listing, hint)
         return
     raise ChangedOptions(
-        f"{checkpoint.path.name} in {checkpoint.path.parent} {CHANGED_OPTIONS}: {listing}{hint}. Run with the checkpoint's values, use a "
-        f"new outdir for a new run, or accept the change on purpose with --allow-changed-options "
-        f"(hyperparameter allow_changed_options=true)")
+        f"{checkpoint.path.name} in {checkpoint.path.parent} {CHANGED_OPTIONS}: {listing}{hint}. "
+        "Run with the checkpoint's values, use a new outdir for a new run, or accept the change "
+        "on purpose with --allow-changed-options (hyperparameter allow_changed_options=true)")
 
 
 # ---- writing --------------------------------------------------------------------------------

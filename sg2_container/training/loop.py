@@ -131,7 +131,8 @@ def _checkpoint_payload(run: _Run) -> dict | None:
 
 
 def _restore(run: _Run, checkpoint: ckpt.Checkpoint) -> None:
-    ckpt.check_same_run(checkpoint, run.meaning, run.options)
+    ckpt.check_same_run(checkpoint, run.meaning, run.options,
+                        mismatch=ckpt.shape_mismatch(checkpoint, _parts(run)))
     ckpt.restore(checkpoint, _parts(run), run.plan.G_kwargs, run.plan.D_kwargs)
     run.counters = checkpoint.counters
     mine = checkpoint.rank_state(run.group.rank, run.group.world_size)

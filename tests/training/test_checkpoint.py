@@ -137,6 +137,26 @@ def test_another_freezed_is_refused_even_when_changes_are_allowed(tiny_options, 
     assert folder_bytes(tmp_path / "run") == before
 
 
+@pytest.mark.parametrize("change,words", [
+    (dict(map=3), "map: 2 -> 3"),
+    (dict(cmax=32), "cmax: 16 -> 32"),
+])
+def test_a_change_of_the_networks_shapes_never_suggests_allowing_it(tiny_options, tmp_path,
+                                                                    change, words):
+    """The refusal offered allow_changed_options, which then failed on the first tensor of
+    another shape: one more job start on SageMaker for an advice that could never work."""
+    train(tiny_options(), stop_event=StopAfter(1))
+    before = folder_bytes(tmp_path / "run")
+    for allow in (False, True):
+        with pytest.raises(ckpt.ChangedOptions) as caught:
+            train(tiny_options(allow_changed_options=allow, **change))
+        message = str(caught.value)
+        assert words in message and "change the networks' shapes" in message
+        assert "even with allow_changed_options" in message and "use a new outdir" in message
+        assert "--allow-changed-options (" not in message
+    assert folder_bytes(tmp_path / "run") == before
+
+
 def test_options_that_only_extend_or_observe_the_run_may_change(tiny_options, tmp_path):
     train(tiny_options(), stop_event=StopAfter(1))
     moved_data = tmp_path / "elsewhere.zip"
