@@ -73,13 +73,15 @@ def prepare(
     if max(options.output_size) > MAX_RESOLUTION:
         log.warning("writing %dx%d images: training reads images up to %d px, so this dataset "
                     "is for other tools", *options.output_size, MAX_RESOLUTION)
+    report_path = _report_path(options)
+    if options.report:
+        _check_report_path(report_path)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         scratch = tempfile.TemporaryDirectory(prefix=f".{dest.name}.work-", dir=dest.parent)
     except OSError as e:
         raise UserError(f"--dest: cannot write in {str(dest.parent)!r} ({e.strerror or e}); "
                         "give a path in a writable folder") from e
-    report_path = _report_path(options)
     workers = options.num_workers
     with scratch as workdir:
         listing = list_source(options.source, options.labels, workdir)
@@ -171,6 +173,21 @@ def _report_path(options: PrepareOptions) -> Path:
         return Path(options.report)
     dest = Path(options.dest)
     return (dest.parent if options.dest_is_zip else dest) / REPORT_FILE
+
+
+def _check_report_path(path: Path) -> None:
+    """--report is written last, after the output is committed: a path that cannot take it
+    must fail now, not as a crash after the work."""
+    if path.is_dir():
+        raise UserError(f"--report {str(path)!r} is a folder; give a file name, such as "
+                        f"{str(path / 'prepare_report.json')!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.probe-"):
+            pass
+    except OSError as e:
+        raise UserError(f"--report: cannot write in {str(path.parent)!r} ({e.strerror or e}); "
+                        "give a path in a writable folder") from None
 
 
 def _write_failure_report(report: Report, path: Path, options: PrepareOptions) -> None:

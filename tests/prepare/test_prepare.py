@@ -277,6 +277,27 @@ def test_a_destination_that_cannot_be_written_is_a_user_error(tmp_path):
         prepare(_options(source, tmp_path / "file" / "train.zip"))
 
 
+@pytest.mark.parametrize("report,words", [
+    ("folder", "is a folder; give a file name, such as"),
+    ("file/report.json", "--report: cannot write in"),
+])
+def test_a_report_path_that_cannot_be_written_fails_before_any_work(tmp_path, report, words):
+    """The report is written after the output is committed: a bad --report crashed there
+    ('a bug', exit 2) with the dataset already written."""
+    source = make_images(tmp_path / "src", {"a.png": (40, 40)})
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("a file, not a folder")
+    dest = tmp_path / "out" / "train.zip"
+    with pytest.raises(UserError, match=words):
+        prepare(_options(source, dest, report=str(tmp_path / report)))
+    assert not dest.exists()
+    assert [p.name for p in (tmp_path / "folder").iterdir()] == []  # no probe left behind
+    # A report in a folder that does not exist yet is made, as --dest's is.
+    prepare(_options(source, dest, report=str(tmp_path / "new" / "report.json")))
+    assert dest.exists() and (tmp_path / "new" / "report.json").is_file()
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["report.json"]
+
+
 def test_leftovers_of_a_killed_run_are_named_and_kept(tmp_path, upload_sources, caplog):
     # A SIGKILLed prepare cannot clean up its hidden temp output and scratch folder; the next
     # run names them (another prepare may be writing them, so they are not removed).
