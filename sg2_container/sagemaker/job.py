@@ -21,6 +21,7 @@ from sg2_container.sagemaker.jobs import EXIT_OK, run_job
 from sg2_container.sagemaker.resources import (
     channel_dirs,
     master_port,
+    pipe_mode_channels,
     read_host_config,
     wait_for_hosts,
 )
@@ -31,9 +32,13 @@ DATA_CHANNELS = ("train", "training")
 DATA_SUFFIXES = (".zip",)
 
 
-def find_dataset(channels: dict[str, Path]) -> Path:
+def find_dataset(channels: dict[str, Path], pipe_channels: list[str] = ()) -> Path:
     """The one dataset in the train/training channel: a zip, or the channel folder of images."""
     for name in DATA_CHANNELS:
+        if name in pipe_channels and name not in channels:
+            raise UserError(f"channel {name!r} uses Pipe input mode, which this image does not "
+                            "read: give the channel File (or FastFile) mode, e.g. "
+                            "TrainingInput(s3_data, input_mode='File')")
         if name not in channels:
             continue
         folder = channels[name]
@@ -104,7 +109,7 @@ def resolve_options(values: dict[str, object]):
             raise UserError(f"data={values['data']!r} does not exist in the container; channels "
                             f"present: {sorted(channel_dirs()) or 'none'}")
     else:
-        data = find_dataset(channel_dirs())
+        data = find_dataset(channel_dirs(), pipe_mode_channels())
     values["data"] = str(data)
     # Lexically, symlinks not followed: a channel may be a link (the local stand-in links the
     # user's files in), and following it would call every such dataset "outside".

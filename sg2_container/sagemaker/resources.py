@@ -37,11 +37,22 @@ class HostConfig:
         return len(self.hosts)
 
 
+def _read_config(path: Path) -> dict:
+    """One of the platform's JSON config files, as an object; damage is named by the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UserError(f"{path.name} ({path}) cannot be read as JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path.name} ({path}) holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
 def read_host_config(path: Path | None = None) -> HostConfig:
     path = path or paths.config_dir() / "resourceconfig.json"
     if not path.exists():
         return HostConfig()
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = _read_config(path)
     hosts = tuple(data.get("hosts") or [data.get("current_host", "algo-1")])
     current = data.get("current_host", hosts[0])
     if current not in hosts:
@@ -71,6 +82,16 @@ def wait_for_hosts(hosts, timeout_s: float = 600, interval_s: float = 2) -> None
             raise UserError(f"hosts {pending} did not resolve within {timeout_s:.0f}s")
         log.info("waiting for host names to resolve: %s", ", ".join(pending))
         time.sleep(interval_s)
+
+
+def pipe_mode_channels() -> list[str]:
+    """Channels inputdataconfig.json puts in Pipe mode: their data arrives as FIFOs
+    (<channel>_0, ...) rather than a folder, and this image reads folders only."""
+    path = paths.config_dir() / "inputdataconfig.json"
+    if not path.exists():
+        return []
+    return sorted(name for name, channel in _read_config(path).items()
+                  if isinstance(channel, dict) and channel.get("TrainingInputMode") == "Pipe")
 
 
 def channel_dirs() -> dict[str, Path]:

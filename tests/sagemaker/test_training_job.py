@@ -1,5 +1,6 @@
 """The training job as SageMaker runs it: the real entrypoint in a subprocess, a fake /opt/ml."""
 import json
+import os
 import signal
 import time
 
@@ -128,6 +129,30 @@ def test_missing_channel_names_what_is_needed(opt_ml):
     code, _ = opt_ml.run("train")
     assert code == 1
     assert "add an input channel named 'train'" in opt_ml.failure
+
+
+def test_a_pipe_mode_channel_is_named_as_such(opt_ml):
+    """A Pipe-mode channel arrives as a FIFO (train_0), not a folder: the job said no channel
+    was there at all."""
+    (opt_ml.base / "input" / "data" / "train" / "animeface.zip").unlink()
+    (opt_ml.base / "input" / "data" / "train").rmdir()
+    os.mkfifo(opt_ml.base / "input" / "data" / "train_0")
+    (opt_ml.base / "input" / "config" / "inputdataconfig.json").write_text(
+        json.dumps({"train": {"TrainingInputMode": "Pipe"}}))
+    opt_ml.hyperparameters({k: v for k, v in {**ARTICLE, **SMALL}.items() if k != "data"})
+    code, _ = opt_ml.run("train")
+    assert code == 1
+    assert "channel 'train' uses Pipe input mode, which this image does not read" in opt_ml.failure
+
+
+@pytest.mark.parametrize("name", ["resourceconfig.json", "inputdataconfig.json"])
+def test_a_damaged_platform_config_file_is_named(opt_ml, name):
+    (opt_ml.base / "input" / "config" / name).write_text("{not json")
+    opt_ml.hyperparameters({k: v for k, v in {**ARTICLE, **SMALL}.items() if k != "data"})
+    code, out = opt_ml.run("train")
+    assert code == 1, out
+    assert opt_ml.failure.startswith(f"UserError: train: {name} (") and "cannot be read as JSON" \
+        in opt_ml.failure
 
 
 def test_outdir_in_the_model_dir_as_one_version_of_the_article_has_it(opt_ml):
