@@ -41,18 +41,19 @@ def local_train(hp_path, channels, checkpoints, base_dir):
     subprocess with SAGEMAKER_BASE_DIR=BASE. Ctrl-C stops it the way StopTrainingJob does
     (SIGTERM-like: checkpoint, then exit); running the command again resumes."""
     from sg2_container.sagemaker.hyperparameters import load_hyperparameters_file
-    from sg2_container.sagemaker.local import LocalJob, failure_reason, run_local
+    from sg2_container.sagemaker.local import LocalJob, failure_reason, run_folder, run_local
 
     with user_errors_as_click():
         hyperparameters = load_hyperparameters_file(Path(hp_path))
         job = LocalJob(base_dir=base_dir.resolve(), hyperparameters=hyperparameters,
                        channels=channels, checkpoints=checkpoints)
         code = run_local(job, "train")
+        checkpoints_at = run_folder(job)
         _report(code, failure_reason(job.base_dir),
-                stopped=f"its checkpoint is in {job.base_dir / 'checkpoints'}: run the same "
-                        "command again to continue")
+                stopped=f"its checkpoint is in {checkpoints_at}: run the same command again "
+                        "to continue")
         click.echo(f"job finished; model in {job.base_dir / 'model'}, checkpoints in "
-                   f"{job.base_dir / 'checkpoints'}")
+                   f"{checkpoints_at}")
 
 
 def _report(code: int, reason: str | None, stopped: str) -> None:

@@ -152,6 +152,18 @@ def failure_reason(base_dir: Path) -> str | None:
     return path.read_text(encoding="utf-8") if path.exists() else None
 
 
+def run_folder(job: LocalJob) -> Path:
+    """Where the job's checkpoints land in the local tree: its outdir hyperparameter (under
+    /opt/ml), else /opt/ml/checkpoints."""
+    from sg2_container.options.schema import decode_value
+
+    outdir = decode_value(job.hyperparameters.get("outdir")) or "/opt/ml/checkpoints"
+    try:
+        return under_base(job.base_dir, str(outdir))
+    except UserError:  # elsewhere: the job itself refuses or warns, with its reasons
+        return Path(str(outdir))
+
+
 def under_base(base_dir: Path, container_path: str) -> Path:
     """Where a container path (/opt/ml/...) lies in a local tree; other paths are refused."""
     path = Path(container_path)

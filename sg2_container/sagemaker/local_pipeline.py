@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 
 S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]*[a-z0-9])(?:/(.*))?")
 STATE_FILE = "execution.json"
+# execution.json's status after --until: every step run succeeded, the pipeline did not finish
+# (SageMaker has no such status: a real execution runs every step).
+UNTIL_STATUS = "SucceededUntil"
 DEFINITION_FILE = "definition.json"  # the definition the latest run executed
 LOCK_FILE = ".lock"
 LOCAL_TOPIC = "local:notifications"  # what the SNS stand-in records as the topic
@@ -289,7 +292,7 @@ class LocalPipelineRun:
             # steps it left out are named, in the state file and the report.
             done = {event.step for event in events}
             not_run = [] if status != "Succeeded" else [s for s in self.order if s not in done]
-            self._save_state(status, events, not_run)
+            self._save_state(UNTIL_STATUS if not_run else status, events, not_run)
         return RunReport(self.execution_id, self.execution_arn, status, events, reason,
                          list(self.messages), list(self.notifications), not_run)
 

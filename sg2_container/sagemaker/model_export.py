@@ -44,10 +44,13 @@ def export_model(result, model_dir: Path) -> list[Path]:
     options_dst = model_dir / "training_options.json"
     resolved = {}
     if options_src.exists():
-        if options_src.resolve() != options_dst.resolve():  # outdir may be the model dir itself
-            shutil.copyfile(options_src, options_dst)
+        document = json.loads(options_src.read_text(encoding="utf-8"))
+        resolved = document.get("resolved") or {}
+        # The options are this run's; the model may be a longer earlier run's (a rerun with a
+        # lower kimg trains nothing and exports it): say what model.pt holds.
+        document["trained_kimg"] = bundle.metadata.get("kimg")
+        write_text_atomically(options_dst, json.dumps(document, indent=2) + "\n")
         written.append(options_dst)
-        resolved = json.loads(options_src.read_text(encoding="utf-8")).get("resolved") or {}
     card = model_card(bundle.metadata, G, resolved)
     write_text_atomically(model_dir / "README.md", card)
     written.append(model_dir / "README.md")

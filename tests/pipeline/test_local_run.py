@@ -107,6 +107,7 @@ def test_the_whole_pipeline_runs_locally_and_a_second_run_resumes_training(tmp_p
     # --until ran part of the pipeline: not called the pipeline's success, the rest named.
     rest = layout.STEP_ORDER[layout.STEP_ORDER.index(layout.TRAIN_STEP) + 1:]
     assert rest and state["not_run"] == list(rest)
+    assert state["status"] == "SucceededUntil"  # not "Succeeded": the pipeline did not finish
     assert "pipeline Succeeded" not in again.output
     assert (f"steps through {layout.TRAIN_STEP} Succeeded (--until): execution {execution}; "
             f"not run: {', '.join(rest)}.") in again.output

@@ -123,3 +123,16 @@ def test_local_train_names_a_hyperparameters_file_that_is_not_utf8(tmp_path, ani
     result = CliRunner().invoke(cli, ["local", "train", "--hyperparameters", str(hp), "--channel",
                                       f"train={animeface_zip}", "--base-dir", str(tmp_path / "sm")])
     assert result.exit_code == 1 and f"{hp} is not valid UTF-8 text" in result.output
+
+
+@pytest.mark.parametrize("outdir,where", [
+    (None, "checkpoints"), ('"/opt/ml/model"', "model"),
+    ("/opt/ml/checkpoints/run-1", "checkpoints/run-1"),
+])
+def test_local_train_names_the_folder_its_checkpoints_are_in(tmp_path, outdir, where):
+    """With outdir=/opt/ml/model it named BASE/checkpoints, which stayed empty."""
+    from sg2_container.sagemaker.local import run_folder
+
+    hyperparameters = {**ARTICLE, "outdir": outdir} if outdir else {"kimg": "1"}
+    job = LocalJob(base_dir=tmp_path / "sm", hyperparameters=hyperparameters, channels={})
+    assert run_folder(job) == tmp_path / "sm" / where

@@ -44,3 +44,15 @@ def test_a_conditional_model_s_generate_command_names_a_class(opt_ml):
     assert ("Generate: `sg2 generate --network model.pt --seeds 0-7 --class 0 --outdir out/` "
             "(`--class` 0 to 2)") in card
     assert "`samples.png` (seeds 0-15, class 0, const noise)" in card
+
+
+def test_a_rerun_with_a_lower_kimg_says_what_the_exported_model_holds(opt_ml):
+    """The rerun trains nothing and exports the longer run's model: its training_options.json
+    said kimg 0.008 beside a card saying 0.016."""
+    lines, _ = _card_lines(opt_ml, kimg=0.016)
+    assert lines["- trained for"].startswith("0.016 kimg")
+    lines, _ = _card_lines(opt_ml, kimg=0.008)
+    assert lines["- trained for"].startswith("0.016 kimg")
+    document = json.loads((opt_ml.base / "model" / "training_options.json").read_text())
+    assert document["options"]["kimg"] == 0.008  # this run's options, as given
+    assert document["trained_kimg"] == 0.016  # and what model.pt holds
