@@ -187,7 +187,8 @@ class TrainingOptions:
                                  help="Augmentation pipeline.")
     resume: str | None = option(None, metavar="PKL",
                                 help="Start from these weights: a model file, a network pickle, "
-                                "or a published name (file supplied).")
+                                "a training job's model.tar.gz (or a folder of these), or a "
+                                "published name (file supplied).")
     freezed: int = option(0, min=0, max=MAX_FREEZE_LAYERS,
                           help="Freeze-D: number of discriminator layers to freeze.")
     fp32: bool = option(False, help="Disable mixed precision (fp16 top blocks, on GPUs; a CPU "

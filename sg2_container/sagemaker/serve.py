@@ -46,8 +46,8 @@ def env_variables() -> dict[str, str]:
 
 def find_model_file(model_dir: Path, env: Mapping[str, str]) -> Path:
     """The network file in `model_dir`: named by $SG2_MODEL_FILE, else found by content as the
-    batch jobs find theirs (inference.model_source.find_model_file)."""
-    from sg2_container.inference.model_source import find_model_file as find_by_content
+    batch jobs find theirs (models.source.find_model_file)."""
+    from sg2_container.models.source import find_model_file as find_by_content
     from sg2_container.models.files import sniff_kind
 
     if not model_dir.is_dir():

@@ -13,9 +13,10 @@ log = logging.getLogger(__name__)
 
 
 def resolve_resume_path(value: str) -> Path:
-    """A file path, or a published-model name whose file the user must supply (no network)."""
+    """A model file, pickle, model.tar.gz or folder of these, or a published-model name whose
+    file the user must supply (no network)."""
     path = Path(value)
-    if path.is_file():
+    if path.exists():
         return path
     if value in PUBLISHED_RESUME:
         raise UserError(
@@ -26,7 +27,8 @@ def resolve_resume_path(value: str) -> Path:
         raise UserError(f"--resume={value} is a URL; this container does not download. Supply the "
                         f"file (on SageMaker, as an input channel) and pass its path")
     raise UserError(f"--resume={value}: no such file; pass a model file (.pt), a network pickle "
-                    f"(.pkl) or one of {', '.join(PUBLISHED_RESUME)} (with the file supplied)")
+                    f"(.pkl), a training job's model.tar.gz, or one of "
+                    f"{', '.join(PUBLISHED_RESUME)} (with the file supplied)")
 
 
 def copy_weights(source: torch.nn.Module, target: torch.nn.Module, label: str) -> int:
@@ -66,9 +68,10 @@ def _some(names: list[str], shown: int = 3) -> str:
 
 def load_resume_weights(value: str, G, D, G_ema) -> None:
     from sg2_container.models.files import load_model
+    from sg2_container.models.source import located_model
 
-    path = resolve_resume_path(value)
-    bundle = load_model(path)
+    with located_model(resolve_resume_path(value), what="--resume") as (file, path):
+        bundle = load_model(file)
     counts = {
         "G": copy_weights(bundle.G if bundle.G is not None else bundle.G_ema, G, "G"),
         "G_ema": copy_weights(bundle.G_ema, G_ema, "G_ema"),

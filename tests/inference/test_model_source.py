@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from sg2_container.errors import UserError
-from sg2_container.inference.model_source import extract_tar, load_generator
+from sg2_container.inference.model_source import load_generator
+from sg2_container.models.source import extract_tar
 
 
 def _tar(path, members):

@@ -135,12 +135,28 @@ def test_resume_from_published_name_without_file_says_what_to_do(tiny_options):
         train(tiny_options(resume="ffhq256"))
 
 
-def test_resume_from_another_runs_model_copies_its_weights(tiny_options, tmp_path):
+@pytest.mark.parametrize("form", ["file", "model.tar.gz", "folder"])
+def test_resume_from_another_runs_model_copies_its_weights(tiny_options, tmp_path, form):
+    """A training job's model.tar.gz (the S3 object a channel hands over as is) was refused
+    as 'not a model file'; it is read as inference reads it."""
+    import tarfile
+
     train(tiny_options(outdir=str(tmp_path / "a")))
-    source = load_model(tmp_path / "a" / "network-final.pt")
+    final = tmp_path / "a" / "network-final.pt"
+    source = load_model(final)
+    if form == "model.tar.gz":
+        resume = tmp_path / "channel" / "model.tar.gz"
+        resume.parent.mkdir()
+        with tarfile.open(resume, "w:gz") as archive:
+            archive.add(final, arcname="model.pt")
+    elif form == "folder":
+        resume = tmp_path / "channel"
+        resume.mkdir()
+        (resume / "model.pt").write_bytes(final.read_bytes())
+    else:
+        resume = final
     # Another seed: without the resume, run b would start from other weights.
-    result = train(tiny_options(outdir=str(tmp_path / "b"), seed=8,
-                                resume=str(tmp_path / "a" / "network-final.pt")),
+    result = train(tiny_options(outdir=str(tmp_path / "b"), seed=8, resume=str(resume)),
                    stop_event=StopAfter(1))
     state = ckpt.load_checkpoint(result.last_checkpoint)
     assert state["loop"]["cur_nimg"] == 4  # progress starts again; only the weights come along
