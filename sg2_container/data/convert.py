@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,7 +96,10 @@ def _decode(data: bytes, options: PrepareOptions, notes: list[str]) -> Image.Ima
     try:
         im = Image.open(io.BytesIO(data), formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise Skip("decompression_bomb", str(e)) from e
+        # Pillow's own text quotes its error threshold (twice the limit) for the larger ones.
+        size = re.search(r"Image size \((\d+) pixels\)", str(e))
+        raise Skip("decompression_bomb", f"{size.group(1) if size else 'more'} pixels, over "
+                   f"--max-pixels {options.max_pixels}") from e
     except Image.UnidentifiedImageError as e:
         raise Skip("not_an_image", "not a PNG, JPEG, WebP, BMP or GIF file") from e
     except Exception as e:  # any parser failure on a broken header

@@ -43,6 +43,11 @@ def test_every_troublesome_input_is_counted(tmp_path, upload, upload_sources, ki
     assert saved["converted"] == upload.converted
     assert saved["num_skipped"] == sum(upload.skipped.values())
     assert {f["name"]: f["reason"] for f in saved["skipped_files"]} == upload.skip_reasons
+    # The bombs' detail quotes their size and --max-pixels (Pillow's text quoted its error
+    # threshold, twice the limit, for the larger one).
+    details = {f["name"]: f.get("detail") for f in saved["skipped_files"]}
+    assert details["bad/bomb.png"] == f"1200000 pixels, over --max-pixels {MAX_PIXELS}"
+    assert details["bad/bomb_big.png"] == f"2100000 pixels, over --max-pixels {MAX_PIXELS}"
     assert report.summary().startswith(f"wrote {upload.kept} of {len(upload.files)} files")
 
     dataset = ImageFolderDataset(dest)
