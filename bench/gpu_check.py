@@ -117,6 +117,10 @@ def vs_reference_lines(step: dict | None) -> list[str]:
         return ["against the reference stand-in: not run (no baseline tree; see --help)"]
     lines = [f"against the reference stand-in ({step.get('networks', '?')}), same GPU, "
              f"baseline time -> ours ({step['status']}):"]
+    ops = step.get("ops", {})
+    if ops.get("ours", {}).get("kernels") and not ops.get("base", {}).get("kernels"):
+        lines.append("  NOT COMPARABLE: the stand-in runs without its CUDA kernels "
+                     f"({ops['base'].get('reason', '?')}), the reference would not")
     if train := step.get("train_step"):
         verdict = "meets" if train["speedup"] >= STEP_TARGET else "misses"
         lines.append(f"  G+D step, paper256 @ {train['res']} px, batch {train['batch']}: "

@@ -243,6 +243,11 @@ def main() -> None:
     results = {"machine": machine, "baseline": str(baseline), "repeat": args.repeat,
                "networks": model_kind(args)}
     try:
+        results["ops"] = {side.name: side.ask("ops") for side in (base, ours)}
+        if device.type == "cuda":
+            print("# CUDA kernels: " + "; ".join(
+                f"{name} {'yes' if ops['kernels'] else 'NO'} ({ops['reason']})"
+                for name, ops in results["ops"].items()), flush=True)
         with tempfile.TemporaryDirectory(prefix="sg2-bench-speed-") as tmp:
             if not args.skip_generation:
                 results["generation"] = bench_generation(base, ours, Path(tmp), args)

@@ -35,6 +35,15 @@ class Worker:
         gen = torch.Generator().manual_seed(seed)
         return [torch.randn(shape, generator=gen).to(self.device) for shape in shapes]
 
+    def ops(self):
+        """Whether this tree's ops run on its CUDA kernels here, and why (a baseline without its
+        kernels would make any comparison on a GPU unfair: it is reported, not hidden)."""
+        from stylegan2_ops import _backend
+
+        status = _backend.kernel_status()
+        return {"kernels": bool(status.available), "source": status.source,
+                "reason": status.reason}
+
     def setup(self, kind, weights, load, res, cfg, cbase, cmax, fp32=True):
         """Builds the networks; the first worker saves its weights, the second loads them.
         fp32=False: fp16 top blocks and clamps, as a mixed-precision run saves them."""

@@ -29,6 +29,9 @@ def test_a_copy_of_this_tree_computes_the_same_and_the_json_says_so(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads(written.read_text())
     assert results["baseline"] == str(baseline.resolve())
+    # Each side says whether its ops ran on CUDA kernels (none on a CPU), and why.
+    assert set(results["ops"]) == {"base", "ours"}
+    assert all(ops["kernels"] is False and ops["reason"] for ops in results["ops"].values())
     generation = results["generation"]["batch_2"]
     step = results["train_step"]
     assert (step["res"], step["batch"], step["cfg"]) == (8, 2, "paper256")

@@ -122,6 +122,13 @@ def test_summary_reads_every_step_even_when_the_budget_cut_them():
         "generation": {"batch_1": {"baseline_ms": 9.0, "ours_ms": 6.0, "speedup": 1.5,
                                    "max_abs_diff": 1e-3}}}
     text = gpu_check.summary(results)
+    assert "NOT COMPARABLE" not in text  # nothing said about kernels: nothing claimed
+    results["steps"][gpu_check.VS_REFERENCE]["ops"] = {
+        "base": {"kernels": False, "reason": "no code for sm_90"},
+        "ours": {"kernels": True, "reason": "prebuilt"}}
+    text = gpu_check.summary(results)
+    assert ("NOT COMPARABLE: the stand-in runs without its CUDA kernels (no code for sm_90)"
+            in text)
     assert "baseline time -> ours (timeout after 120 s):" in text
     assert "generation batch 1: 9.0 ms -> 6.0 ms  1.5x" in text and "G+D step" not in text
 
