@@ -239,6 +239,8 @@ def test_style_mix_names_layers_out_of_range_as_ranges(tmp_path):
     assert ("styles=0-99: layer indices must be in 0..5 for this network (6 ws); out of "
             "range: 6-99") in result.output, result.output
     assert "7, 8" not in result.output
+    # Refused before any image: the seeds alone were written first, then the error.
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 @pytest.mark.parametrize("seeds", ["\u0663", "1,\u0663", "0-\u0663", "\uff11", "1_000", "+3"])

@@ -3,7 +3,7 @@ import json
 
 import click
 
-from sg2_container.cli.errors import user_errors_as_click
+from sg2_container.cli.errors import sigterm_as_ctrl_c, user_errors_as_click
 from sg2_container.metrics.options import MetricsOptions
 from sg2_container.options.schema import click_options
 
@@ -24,7 +24,7 @@ def metrics(as_json: bool, **values) -> None:
     ppl* metrics from --vgg16 or $SG2_VGG16_WEIGHTS; nothing is downloaded.
     Dataset features are cached, so a second run on the same data only generates images.
     """
-    with user_errors_as_click():
+    with user_errors_as_click(), sigterm_as_ctrl_c():
         from sg2_container.metrics.ondemand import run_metrics
         from sg2_container.options.metric_specs import result_line
 

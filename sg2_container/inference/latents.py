@@ -25,16 +25,20 @@ def ws_for_seeds(G, seeds: Sequence[int], *, truncation_psi: float = 1.0,
     return G.mapping(z, c, truncation_psi=truncation_psi)
 
 
+def check_style_layers(styles: Sequence[int], num_ws: int) -> None:
+    """Every layer index names one of the network's num_ws ws: else the user's error."""
+    bad = [s for s in styles if not 0 <= int(s) < num_ws]
+    if bad:
+        raise UserError(f"styles={format_seeds(styles)}: layer indices must be in 0..{num_ws - 1} "
+                        f"for this network ({num_ws} ws); out of range: {format_seeds(bad)}")
+
+
 def mix_styles(row_ws: torch.Tensor, col_ws: torch.Tensor, styles: Sequence[int]) -> torch.Tensor:
     """ws [R, C, L, D]: each row's ws with the column's ws at the layer indices `styles`.
 
     row_ws [R, L, D], col_ws [C, L, D]; an index outside 0..L-1 is the user's error.
     """
-    num_ws = row_ws.shape[1]
-    bad = [s for s in styles if not 0 <= int(s) < num_ws]
-    if bad:
-        raise UserError(f"styles={format_seeds(styles)}: layer indices must be in 0..{num_ws - 1} "
-                        f"for this network ({num_ws} ws); out of range: {format_seeds(bad)}")
+    check_style_layers(styles, row_ws.shape[1])
     mixed = row_ws[:, None].repeat(1, col_ws.shape[0], 1, 1)
     index = list(dict.fromkeys(int(s) for s in styles))
     mixed[:, :, index] = col_ws[None, :, index]

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from sg2_container.inference.generate import batch_size_for, seed_ws, synthesize
-from sg2_container.inference.latents import mix_styles
+from sg2_container.inference.latents import check_style_layers, mix_styles
 from sg2_container.inference.options import StyleMixOptions
 from sg2_container.io.images import output_folder, write_png
 
@@ -23,6 +23,8 @@ def style_mix_images(G, options: StyleMixOptions, device, stop: threading.Event 
     """((row seed, col seed), uint8 image) one at a time: first (s, s), seed s alone, for every
     row and column seed, then every pair row by row; ws are made a batch at a time."""
     rows, cols = options.row_seeds, options.col_seeds
+    layers = options.style_layers(num_ws=G.num_ws)
+    check_style_layers(layers, G.num_ws)  # before any image: a bad --styles writes nothing
     seeds = list(dict.fromkeys(rows + cols))
     ws = seed_ws(G, seeds, truncation_psi=options.truncation_psi, class_idx=options.class_idx,
                  device=device)
@@ -31,7 +33,6 @@ def style_mix_images(G, options: StyleMixOptions, device, stop: threading.Event 
     batch_size = batch_size_for(options, device)
     render = dict(noise_mode=options.noise_mode, batch_size=batch_size, stop=stop)
     yield from zip([(s, s) for s in seeds], synthesize(G, ws, **render))
-    layers = options.style_layers(num_ws=ws.shape[1])
     for row in rows:
         mixed = mix_styles(by_seed[row][None], col_ws, layers)[0]  # [C, L, D]
         yield from zip([(row, c) for c in cols], synthesize(G, mixed, **render))

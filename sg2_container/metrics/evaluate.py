@@ -130,6 +130,19 @@ class MetricEvaluator:
             if spec.kind == "ppl":
                 ppl.check_resolution(spec.name, spec.path, resolution)
 
+    def check_generator(self, G) -> None:
+        """UserError for a generator these metrics cannot measure against this dataset (the
+        detector sees RGB or gray images; a conditional G draws the dataset's labels)."""
+        if G.img_channels not in (1, 3):
+            raise UserError(f"the network makes {G.img_channels}-channel images; the metrics' "
+                            "detector measures RGB (or gray) images: 1- or 3-channel networks")
+        if G.c_dim and self._labelled_dataset.label_dim != G.c_dim:
+            found = self._labelled_dataset.label_dim
+            raise UserError(f"the network is conditional on {G.c_dim} labels, and the dataset "
+                            f"{self.settings.data!r} has "
+                            f"{f'{found}-value labels' if found else 'no labels'}: give the "
+                            "dataset the network was trained on")
+
     def _xflip(self, spec: MetricSpec) -> bool:
         return False if spec.full else self.settings.mirror
 
@@ -195,6 +208,7 @@ class MetricEvaluator:
     def evaluate(self, G) -> dict[str, dict] | None:
         """{metric name: {"results": {...}, "total_time": s, ...}} on rank 0, None elsewhere."""
         self.check_resolution(G.img_resolution)
+        self.check_generator(G)
         reals: dict[_RealSet, np.ndarray] = {}
         generated: dict[int, dict[str, np.ndarray]] = {}
         want_logits = any(s.kind == "is" for s in self.specs)

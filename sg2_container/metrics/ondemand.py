@@ -22,27 +22,34 @@ def run_metrics(options: MetricsOptions) -> dict[str, dict]:
     )
     from sg2_container.metrics.features import CACHE_FOLDER
     from sg2_container.models.files import load_model
+    from sg2_container.models.source import located_model
     from sg2_container.runtime import resolve_device
 
     network = Path(options.network)
-    if not network.is_file():
-        raise UserError(f"network={options.network!r}: no such file (a model file from `sg2 "
-                        "train`, or a reference network pickle)")
+    if not network.exists():
+        raise UserError(f"network={options.network!r}: no such file or folder (a model file "
+                        "from `sg2 train`, a reference network pickle, a training job's "
+                        "model.tar.gz, or a folder holding one)")
     device = resolve_device(options.device)
     specs = check_names(options.metrics)
     detector, distance, source = load_measuring_networks(
         specs, device, detector=options.detector,
         detector_torchscript=options.detector_torchscript, vgg16=options.vgg16,
         allow_random_vgg16=options.allow_random_vgg16, rehearsal_flag="--allow-random-vgg16")
-    cache_dir = Path(options.cache_dir) if options.cache_dir else network.parent / CACHE_FOLDER
+    beside = network if network.is_dir() else network.parent
+    cache_dir = Path(options.cache_dir) if options.cache_dir else beside / CACHE_FOLDER
     batch = options.batch or (64 if device.type == "cuda" else 8)
     settings = EvaluationSettings(
         data=options.data, mirror=options.mirror, latent_seed=options.seed, num_images=options.num_images,
         allow_small=options.allow_small, batch=batch, cache_dir=cache_dir, progress=True)
     evaluator = MetricEvaluator(options.metrics, detector, settings, distance=distance,
                                 distance_source=source)
-    G = load_model(network, device=device).G_ema
+    with located_model(network, what="network") as (path, shown):
+        G = load_model(path, device=device).G_ema
+    if shown.is_absolute():  # the file itself, or found in the folder named
+        shown = Path(network.name) / shown.relative_to(network) if shown != network else shown
+        shown = Path(shown.name) if shown == network else shown
     records = evaluator.evaluate(G)
     for record in records.values():
-        record["network"] = network.name
+        record["network"] = str(shown)  # model.pt, run/model.pt, model.tar.gz/model.pt
     return records

@@ -6,14 +6,16 @@ import dataclasses
 from sg2_container.inference.project_options import VGG16_ENV, VGG16_FILE_NAME
 from sg2_container.options.metric_specs import METRIC_NAMES, NOT_IN_THIS_BUILD
 from sg2_container.options.schema import fail, option, validate
+from sg2_container.options.sizes import MAX_SEED
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MetricsOptions:
     """Which network, which data, which metrics, from which detector; how to run them."""
 
-    network: str = option(metavar="FILE", help="Model file: ours (.pt) or a reference network "
-                          "pickle (.pkl, read safely). G_ema is evaluated.")
+    network: str = option(metavar="FILE", help="Model file: ours (.pt), a reference network "
+                          "pickle (.pkl, read safely), a training job's model.tar.gz, or a "
+                          "folder holding one. G_ema is evaluated.")
     data: str = option(metavar="PATH", help="The dataset the network was trained on: the zip or "
                        "folder from `sg2 prepare`.")
     metrics: tuple[str, ...] = option(("fid50k_full",), choices=METRIC_NAMES,
@@ -43,7 +45,7 @@ class MetricsOptions:
     cache_dir: str | None = option(None, metavar="DIR", default_text="metric-cache next to "
                                    "the network", help="Where dataset features are cached "
                                    "(reused by later runs on the same data and detector).")
-    seed: int = option(0, min=0, help="Seed of the generated latents.")
+    seed: int = option(0, min=0, max=MAX_SEED, help="Seed of the generated latents.")
 
     def __post_init__(self):
         for name in self.metrics if isinstance(self.metrics, (tuple, list)) else ():

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from sg2_container.cli.main import cli
@@ -102,3 +103,49 @@ def test_cache_files_tell_datasets_subsets_and_detectors_apart():
     assert cache_name(**{**base, "dataset_fingerprint": "sha256:" + "c" * 64}) != name
     assert cache_name(**{**base, "detector_identity": "d" * 64}) != name
     assert cache_name(**{**base, "selection": "n6-xflip-subset3-seed0"}) != name
+
+
+@pytest.mark.parametrize("kind", ["model.tar.gz", "folder"])
+def test_sg2_metrics_takes_a_training_jobs_model_as_the_other_commands_do(
+        detector_file, metric_data, network_file, tmp_path, kind):
+    """A model.tar.gz was 'not a model file', an existing folder 'no such file'."""
+    import tarfile
+
+    if kind == "folder":
+        network = tmp_path / "model"
+        network.mkdir()
+        (network / "model.pt").write_bytes(network_file.read_bytes())
+    else:
+        network = tmp_path / "model.tar.gz"
+        with tarfile.open(network, "w:gz") as archive:
+            archive.add(network_file, arcname="model.pt")
+    result = CliRunner().invoke(cli, [
+        "metrics", "--network", str(network), "--data", str(metric_data), "--device", "cpu",
+        "--cache-dir", str(tmp_path / "c"), "--metrics", "fid50k_full", "--num-images", "2",
+        "--detector", str(detector_file), "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["network"] == ("model.tar.gz/model.pt" if kind != "folder" else "model/model.pt")
+
+
+@pytest.mark.parametrize("c_dim,channels,words", [
+    (5, 3, "conditional on 5 labels, and the dataset"),
+    (0, 4, "the network makes 4-channel images"),
+])
+def test_sg2_metrics_refuses_a_network_its_dataset_or_detector_cannot_measure(
+        detector_file, metric_data, tmp_path, c_dim, channels, words):
+    """These crashed as 'a bug' after the detector, data and network had loaded."""
+    from sg2_container.models.files import save_model
+    from sg2_container.models.networks import Generator
+
+    torch.manual_seed(1)
+    G = Generator(z_dim=8, w_dim=8, c_dim=c_dim, img_resolution=16, img_channels=channels,
+                  mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=64, channel_max=8, num_fp16_res=0))
+    network = save_model(tmp_path / "odd.pt", G_ema=G.eval())
+    result = CliRunner().invoke(cli, [
+        "metrics", "--network", str(network), "--data", str(metric_data), "--device", "cpu",
+        "--cache-dir", str(tmp_path / "c"), "--metrics", "fid50k_full", "--num-images", "2",
+        "--detector", str(detector_file)])
+    assert result.exit_code == 1, result.output
+    assert words in result.output and "Traceback" not in result.output
