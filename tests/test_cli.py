@@ -260,6 +260,20 @@ def test_seeds_are_ascii_digits_only(tmp_path, seeds):
         parse_request(body, NetworkInfo(num_ws=6, w_dim=16, c_dim=0), 4)
 
 
+def test_dataset_synthetic_replaces_an_existing_zip_only_when_forced(tmp_path):
+    """It silently replaced a training zip of the same name."""
+    dest = tmp_path / "animeface.zip"
+    dest.write_bytes(b"the user's dataset")
+    args = ["dataset", "synthetic", str(dest), "--count", "2", "--resolution", "8",
+            "--format", "zip"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "exists; give --force to replace it" in result.output
+    assert dest.read_bytes() == b"the user's dataset"
+    result = CliRunner().invoke(cli, args + ["--force"])
+    assert result.exit_code == 0, result.output
+    assert dest.read_bytes()[:2] == b"PK"
+
+
 @pytest.mark.parametrize("args,message", [
     (["--resolution", "100000"], "resolution=100000 is not allowed: an integer from 4 to 4096"),
     (["--resolution", "6", "--format", "zip"],

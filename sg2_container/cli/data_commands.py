@@ -64,11 +64,20 @@ def dataset_group() -> None:
     show_default=True,
     help="How many images the --grid shows at most.",
 )
-def info_command(path: str, grid: Path | None, grid_images: int) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing --grid file.")
+def info_command(path: str, grid: Path | None, grid_images: int, force: bool) -> None:
     """Check DATASET as training will read it; print count, resolution, channels and labels."""
     from sg2_container.data.dataset import ImageFolderDataset
     from sg2_container.data.grid import write_dataset_grid
 
+    if grid is not None:  # before any work: a grid written over a file destroys it
+        if grid.suffix.lower() != ".png":
+            raise click.ClickException(f"--grid {grid}: the grid is a PNG; name a .png file")
+        if Path(path).resolve() in (grid.resolve(), *grid.resolve().parents):
+            raise click.ClickException(f"--grid {grid} lies in the dataset {path}: the grid "
+                                       "would become one of its images; write it elsewhere")
+        if grid.exists() and not force:
+            raise click.ClickException(f"--grid {grid} exists; give --force to replace it")
     try:
         dataset = ImageFolderDataset(path)
         click.echo(f"dataset: {path}")
@@ -111,7 +120,9 @@ def info_command(path: str, grid: Path | None, grid_images: int) -> None:
               help="uploads: a folder of JPEGs of mixed sizes, one sub-folder per class (input "
                    "for `sg2 prepare`); zip: a ready training zip at exactly --resolution.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same images.")
-def synthetic_command(dest: Path, count: int, resolution: int, layout: str, seed: int) -> None:
+@click.option("--force", is_flag=True, help="Replace an existing zip (--format zip).")
+def synthetic_command(dest: Path, count: int, resolution: int, layout: str, seed: int,
+                      force: bool) -> None:
     """Make a procedural dataset (coloured shapes on gradients) for trying things out; no
     downloads. Classes: circle, square, triangle."""
     from sg2_container.data.synthetic import (
@@ -123,6 +134,10 @@ def synthetic_command(dest: Path, count: int, resolution: int, layout: str, seed
 
     with user_errors_as_click():
         check_resolution(resolution, layout)
+        if layout == "zip" and dest.exists() and not (force and dest.is_file()):
+            raise click.ClickException(
+                f"{dest} exists" + ("; give --force to replace it" if dest.is_file() else
+                                     " and is not a file"))
         output_folder(dest.parent if layout == "zip" else dest)  # refused by name, up front
         if layout == "zip":
             write_synthetic_dataset(dest, count, resolution, seed)

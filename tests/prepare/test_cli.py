@@ -75,6 +75,21 @@ def test_prepare_then_info_with_a_grid(tmp_path):
     with Image.open(grid) as im:
         assert im.size == (32, 32) and im.mode == "RGB"
 
+    # The grid never lands on an existing file unasked, least of all on the dataset itself.
+    zipped = dest.read_bytes()
+    for target, words in ((dest, "the grid is a PNG"), (grid, "exists; give --force")):
+        result = runner.invoke(cli, ["dataset", "info", str(dest), "--grid", str(target)])
+        assert result.exit_code == 1 and words in result.output, result.output
+    assert dest.read_bytes() == zipped
+    result = runner.invoke(cli, ["dataset", "info", str(tmp_path), "--grid",
+                                 str(tmp_path / "inside.png")])
+    assert result.exit_code == 1 and "would become one of its images" in result.output
+    assert not (tmp_path / "inside.png").exists()
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(b"precious")
+    result = runner.invoke(cli, ["dataset", "info", str(dest), "--grid", str(copy), "--force"])
+    assert result.exit_code == 0 and copy.read_bytes() != b"precious"
+
 
 def test_user_errors_become_one_line_click_errors(tmp_path):
     result = CliRunner().invoke(
