@@ -15,6 +15,14 @@
 # checkpoints in demo/s3/.../checkpoints/<execution> (`rm -rf demo` to start over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+    -h|--help)
+        echo "Usage: scripts/main_job.sh"
+        echo "Sets up .venv and rehearses the article's pipeline locally in demo/ (no GPU, no"
+        echo "network); run it again to retry the same execution, rm -rf demo to start over."
+        exit 0 ;;
+    ?*) echo "error: main_job.sh takes no arguments, got '$1' (see --help)" >&2; exit 2 ;;
+esac
 scripts/setup_env.sh pipeline
 sg2=.venv/bin/sg2
 demo=demo

@@ -3,6 +3,18 @@
 # in editable mode. Usage: scripts/setup_env.sh [extra, e.g. test]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+case "${1:-}" in
+    -h|--help)
+        echo "Usage: scripts/setup_env.sh [EXTRAS]"
+        echo "Creates .venv here (pinned torch, sg2-container in editable mode); EXTRAS are"
+        echo "setup.py extras, comma-separated: test, pipeline, serve, sagemaker (e.g. serve,pipeline)."
+        exit 0 ;;
+    -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+esac
+if [ "$#" -gt 1 ]; then
+    echo "error: one EXTRAS argument expected, got $# (see --help)" >&2
+    exit 2
+fi
 extras="${1:-}"
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
