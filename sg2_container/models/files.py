@@ -227,10 +227,14 @@ def networks_from_payload(payload: dict, name: str, device="cpu") -> ModelBundle
 def load_model(path, device="cpu") -> ModelBundle:
     """Loads our model file or a reference network pickle (chosen by the file's first bytes)."""
     path = Path(path)
-    if sniff_kind(path) == "pickle":
-        from sg2_container.models import reference_pickle
+    try:
+        if sniff_kind(path) == "pickle":
+            from sg2_container.models import reference_pickle
 
-        return reference_pickle.load_reference_pickle(path, device=device)
-    bundle = networks_from_payload(read_model_payload(path), path.name, device)
+            return reference_pickle.load_reference_pickle(path, device=device)
+        bundle = networks_from_payload(read_model_payload(path), path.name, device)
+    except RecursionError:  # kwargs or modules nested thousands deep, or a cycle: not a model
+        raise UserError(f"{path.name}: its contents are nested too deeply (or refer to "
+                        "themselves) to be a model file") from None
     log.info("loaded %s (format_version %s)", path, bundle.format_version)
     return bundle

@@ -256,3 +256,25 @@ def test_save_replaces_atomically(model_file, golden_tiny):
     files.save_model(model_file, G_ema=G, metadata={"second": True})
     assert files.load_model(model_file).metadata == {"second": True}
     assert sorted(p.name for p in model_file.parent.iterdir()) == ["model.pt"]
+
+
+def test_a_model_file_nested_thousands_deep_is_a_user_error(tmp_path):
+    """kwargs nested 20000 deep (torch.load reads them fine) crashed the checks with a
+    RecursionError: 'a bug', exit 2."""
+    import sys
+
+    deep: list = []
+    for _ in range(20000):
+        deep = [deep]
+    kwargs = dict(z_dim=8, w_dim=8, c_dim=0, img_resolution=8, img_channels=3,
+                  mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=64, channel_max=8), extra=deep)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)  # only to write the file
+    try:
+        torch.save({"format": "sg2-model", "format_version": 1, "G_kwargs": kwargs,
+                    "G_ema": {}, "metadata": {}}, tmp_path / "deep.pt")
+    finally:
+        sys.setrecursionlimit(limit)
+    with pytest.raises(UserError, match="deep.pt: its contents are nested too deeply"):
+        files.load_model(tmp_path / "deep.pt")
