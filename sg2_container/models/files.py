@@ -211,7 +211,7 @@ def networks_from_payload(payload: dict, name: str, device="cpu") -> ModelBundle
         if part not in payload:
             continue
         kwargs = payload["D_kwargs" if part == "D" else "G_kwargs"]
-        net = build_network(part, kwargs, name)
+        net = build_network(part, kwargs, name, payload[part])
         load_state_checked(net, payload[part], f"{name}: {part}")
         nets[part] = net.eval().to(device)
     return ModelBundle(

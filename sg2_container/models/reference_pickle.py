@@ -301,8 +301,9 @@ def load_reference_pickle(path, device="cpu") -> ModelBundle:
         if record.version != PERSISTENCE_VERSION:
             log.warning("%s: persistence version %s (expected %s)", where, record.version,
                         PERSISTENCE_VERSION)
-        net = build_network(part, record_kwargs(record, where), path.name)
-        load_state_checked(net, flatten_state(record.state, where=where), where)
+        state = flatten_state(record.state, where=where)
+        net = build_network(part, record_kwargs(record, where), path.name, state)
+        load_state_checked(net, state, where)
         nets[part] = net.eval().to(device)
         log.info("%s: imported %s", where, class_name)
     if "G_ema" not in nets:

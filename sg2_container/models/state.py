@@ -43,9 +43,13 @@ def plain_json(value: Any, where: str) -> Any:
     raise UserError(f"{where}: {type(value).__name__} value {value!r} is not plain data")
 
 
-def build_network(part: str, kwargs: dict, where: str):
+def build_network(part: str, kwargs: dict, where: str, state_dict: dict | None = None):
     """Builds our Generator (for G / G_ema) or Discriminator (for D) from reference kwargs,
-    after checking them against models.bounds (a tiny file must not allocate absurd memory)."""
+    after checking them against models.bounds and, with `state_dict`, after checking on the
+    meta device (no memory) that the file's tensors fit: kwargs within every bound can still
+    describe gigabytes of network, which a small file must not make us allocate."""
+    import torch
+
     from sg2_container.models import bounds
     from sg2_container.models.networks import Discriminator, Generator
 
@@ -53,6 +57,10 @@ def build_network(part: str, kwargs: dict, where: str):
 
     cls = Discriminator if part == "D" else Generator
     try:
+        if state_dict is not None:
+            with torch.device("meta"):
+                shapes = cls(**kwargs).state_dict()
+            check_state_fits(shapes, state_dict, f"{where}: {part}")
         return cls(**kwargs)
     except (TypeError, ValueError, KeyError, AssertionError) as exc:
         raise UserError(
@@ -63,9 +71,15 @@ def build_network(part: str, kwargs: dict, where: str):
 def load_state_checked(module, state_dict: dict, where: str) -> None:
     """`load_state_dict(strict=True)`, but reports every missing, extra or ill-shaped tensor
     in one UserError that names the file and part (`where`, e.g. 'model.pt: G_ema')."""
+    check_state_fits(module.state_dict(), state_dict, where)
+    module.load_state_dict(state_dict, strict=True)
+
+
+def check_state_fits(expected: dict, state_dict: dict, where: str) -> None:
+    """Every tensor of `expected` (a state dict, on any device, meta included) is in
+    `state_dict` with its shape, and nothing else is: else one UserError listing them."""
     import torch
 
-    expected = module.state_dict()
     problems = []
     for name, value in state_dict.items():
         if not isinstance(name, str) or not isinstance(value, torch.Tensor):
@@ -82,7 +96,6 @@ def load_state_checked(module, state_dict: dict, where: str) -> None:
         shown = "; ".join(problems[:8])
         more = f"; and {len(problems) - 8} more" if len(problems) > 8 else ""
         raise UserError(f"{where}: {shown}{more}")
-    module.load_state_dict(state_dict, strict=True)
 
 
 def cpu_state_dict(module, float32: bool = False) -> dict:

@@ -278,3 +278,30 @@ def test_a_model_file_nested_thousands_deep_is_a_user_error(tmp_path):
         sys.setrecursionlimit(limit)
     with pytest.raises(UserError, match="deep.pt: its contents are nested too deeply"):
         files.load_model(tmp_path / "deep.pt")
+
+
+def test_kwargs_within_the_bounds_build_nothing_real_before_the_tensors_fit(tmp_path,
+                                                                            monkeypatch):
+    """A 1.6 KB file within every per-field bound described an 8 GB generator, built (and
+    allocated) before its empty state dict was found wanting: the fit is now checked on the
+    meta device first."""
+    from sg2_container.models import networks, state
+
+    built_on = []
+
+    class Recording(networks.Generator):
+        def __init__(self, **kwargs):
+            built_on.append(torch.empty(()).device.type)
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(networks, "Generator", Recording)
+    kwargs = dict(z_dim=512, w_dim=512, c_dim=0, img_resolution=256, img_channels=3,
+                  mapping_kwargs=dict(num_layers=8),
+                  synthesis_kwargs=dict(channel_base=32768, channel_max=512))
+    torch.save({"format": "sg2-model", "format_version": 1, "G_kwargs": kwargs, "G_ema": {},
+                "metadata": {}}, tmp_path / "hollow.pt")
+    assert (tmp_path / "hollow.pt").stat().st_size < 4096
+    with pytest.raises(UserError, match=r"hollow.pt: G_ema: missing tensor"):
+        files.load_model(tmp_path / "hollow.pt")
+    assert built_on == ["meta"]
+    assert state.build_network("G_ema", kwargs, "x").img_resolution == 256  # no state: built
