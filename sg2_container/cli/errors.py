@@ -33,27 +33,6 @@ def stops_cleanly(doing: str):
         raise SystemExit(EXIT_STOPPED) from None
 
 
-@contextlib.contextmanager
-def sigterm_as_ctrl_c():
-    """For work with no safe points to check a stop event at (metrics): SIGTERM ends it as
-    Ctrl-C does (KeyboardInterrupt: exit 130, files written atomically stay whole) rather than
-    by the default action (exit 143, no word)."""
-    import signal
-    import threading
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 class InternalError(click.ClickException):
     """A crash: exit 2 with one line; the traceback was printed above it for a bug report."""
 

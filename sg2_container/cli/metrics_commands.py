@@ -3,7 +3,8 @@ import json
 
 import click
 
-from sg2_container.cli.errors import sigterm_as_ctrl_c, user_errors_as_click
+from sg2_container.cli.errors import user_errors_as_click
+from sg2_container.io.signals import sigterm_as_ctrl_c
 from sg2_container.metrics.options import MetricsOptions
 from sg2_container.options.schema import click_options
 

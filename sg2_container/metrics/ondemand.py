@@ -46,10 +46,13 @@ def run_metrics(options: MetricsOptions) -> dict[str, dict]:
                                 distance_source=source)
     with located_model(network, what="network") as (path, shown):
         G = load_model(path, device=device).G_ema
-    if shown.is_absolute():  # the file itself, or found in the folder named
-        shown = Path(network.name) / shown.relative_to(network) if shown != network else shown
-        shown = Path(shown.name) if shown == network else shown
+    if shown == network:
+        name = network.name  # model.pt
+    elif shown.is_absolute():
+        name = str(Path(network.name) / shown.relative_to(network))  # found in it: run/model.pt
+    else:
+        name = str(shown)  # inside an archive: model.tar.gz/model.pt
     records = evaluator.evaluate(G)
     for record in records.values():
-        record["network"] = str(shown)  # model.pt, run/model.pt, model.tar.gz/model.pt
+        record["network"] = name
     return records

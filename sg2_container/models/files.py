@@ -26,7 +26,6 @@ from sg2_container.models.state import (
     ModelBundle,
     build_network,
     cpu_state_dict,
-    load_state_checked,
     network_kwargs,
     plain_json,
 )
@@ -212,7 +211,6 @@ def networks_from_payload(payload: dict, name: str, device="cpu") -> ModelBundle
             continue
         kwargs = payload["D_kwargs" if part == "D" else "G_kwargs"]
         net = build_network(part, kwargs, name, payload[part])
-        load_state_checked(net, payload[part], f"{name}: {part}")
         nets[part] = net.eval().to(device)
     return ModelBundle(
         G_ema=nets["G_ema"],

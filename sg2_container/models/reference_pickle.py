@@ -35,7 +35,6 @@ from sg2_container.models.state import (
     ModelBundle,
     build_network,
     cpu_state_dict,
-    load_state_checked,
     network_kwargs,
     plain_json,
 )
@@ -301,9 +300,8 @@ def load_reference_pickle(path, device="cpu") -> ModelBundle:
         if record.version != PERSISTENCE_VERSION:
             log.warning("%s: persistence version %s (expected %s)", where, record.version,
                         PERSISTENCE_VERSION)
-        state = flatten_state(record.state, where=where)
-        net = build_network(part, record_kwargs(record, where), path.name, state)
-        load_state_checked(net, state, where)
+        net = build_network(part, record_kwargs(record, where), path.name,
+                            flatten_state(record.state, where=where))
         nets[part] = net.eval().to(device)
         log.info("%s: imported %s", where, class_name)
     if "G_ema" not in nets:

@@ -45,9 +45,10 @@ def plain_json(value: Any, where: str) -> Any:
 
 def build_network(part: str, kwargs: dict, where: str, state_dict: dict | None = None):
     """Builds our Generator (for G / G_ema) or Discriminator (for D) from reference kwargs,
-    after checking them against models.bounds and, with `state_dict`, after checking on the
-    meta device (no memory) that the file's tensors fit: kwargs within every bound can still
-    describe gigabytes of network, which a small file must not make us allocate."""
+    after checking them against models.bounds; with `state_dict`, checks on the meta device
+    (no memory) that the file's tensors fit before building, then loads them: kwargs within
+    every bound can still describe gigabytes of network, which a small file must not make us
+    allocate."""
     import torch
 
     from sg2_container.models import bounds
@@ -61,11 +62,14 @@ def build_network(part: str, kwargs: dict, where: str, state_dict: dict | None =
             with torch.device("meta"):
                 shapes = cls(**kwargs).state_dict()
             check_state_fits(shapes, state_dict, f"{where}: {part}")
-        return cls(**kwargs)
+        net = cls(**kwargs)
     except (TypeError, ValueError, KeyError, AssertionError) as exc:
         raise UserError(
             f"{where}: {part}: cannot build {cls.__name__} from kwargs {kwargs!r}: {exc}"
         ) from exc
+    if state_dict is not None:
+        net.load_state_dict(state_dict, strict=True)
+    return net
 
 
 def load_state_checked(module, state_dict: dict, where: str) -> None:

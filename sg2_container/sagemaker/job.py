@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Collection
 from pathlib import Path
 
 from sg2_container.errors import Stopped, UserError
@@ -32,7 +33,7 @@ DATA_CHANNELS = ("train", "training")
 DATA_SUFFIXES = (".zip",)
 
 
-def find_dataset(channels: dict[str, Path], pipe_channels: list[str] = ()) -> Path:
+def find_dataset(channels: dict[str, Path], pipe_channels: Collection[str] = ()) -> Path:
     """The one dataset in the train/training channel: a zip, or the channel folder of images."""
     for name in DATA_CHANNELS:
         if name in pipe_channels and name not in channels:
