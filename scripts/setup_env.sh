@@ -7,7 +7,8 @@ case "${1:-}" in
     -h|--help)
         echo "Usage: scripts/setup_env.sh [EXTRAS]"
         echo "Creates .venv here (pinned torch, sg2-container in editable mode); EXTRAS are"
-        echo "setup.py extras, comma-separated: test, pipeline, serve, sagemaker (e.g. serve,pipeline)."
+        echo "setup.py extras, comma-separated: test, pipeline, serve, sagemaker"
+        echo "(e.g. serve,pipeline)."
         exit 0 ;;
     -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
 esac

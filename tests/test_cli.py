@@ -164,7 +164,8 @@ def test_generate_max_seeds_raises_the_cap_on_purpose(tmp_path):
     _, path = _model(tmp_path)
     args = ["generate", "--network", str(path), "--seeds", "0-2", "--outdir", str(tmp_path / "o")]
     refused = CliRunner().invoke(cli, args + ["--max-seeds", "2"])
-    assert refused.exit_code != 0 and "at most 2 are allowed here (raise max_seeds, --max-seeds" in refused.output
+    assert refused.exit_code != 0
+    assert "at most 2 are allowed here (raise max_seeds, --max-seeds" in refused.output
     assert not (tmp_path / "o").exists()
     accepted = CliRunner().invoke(cli, args + ["--max-seeds", "3"])
     assert accepted.exit_code == 0, accepted.output
