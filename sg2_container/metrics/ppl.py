@@ -123,13 +123,15 @@ def path_lengths(G, distance, path: PathLength, *, count: int, batch: int, seed:
     (in rank order: the formula does not depend on the order). `batch`: images per pass, so
     batch // 2 samples."""
     z, t, c = sample_paths(G, count, seed, path, labels)
-    mine = workers.share(count)
     device = next(G.parameters()).device
     pairs = max(1, batch // 2)
     values = []
-    with torch.no_grad(), progress_bar(len(mine), "path lengths", progress, unit="pair") as bar:
-        for start in range(0, len(mine), pairs):
-            idx = torch.from_numpy(mine[start:start + pairs])
+    total = len(workers.share(count))
+    with torch.no_grad(), progress_bar(total, "path lengths", progress, unit="pair") as bar:
+        for part in workers.batches(count, pairs):
+            if not len(part):
+                continue
+            idx = torch.from_numpy(part)
             ws = step_latents(G, z[idx].to(device), t[idx].to(device), c[idx].to(device), path)
             images = G.synthesis(ws, noise_mode="const", force_fp32=True)
             features = distance.features(distance_images(images.float(), path))

@@ -417,7 +417,8 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
         return TrainingResult(run_dir, counters.cur_nimg, True, False, final, last_checkpoint)
 
     metrics = snapshot_metrics(options, run_dir, device, group,  # None without --metrics
-                               run.G_ema.img_resolution, data_fingerprint=run.meaning["dataset"])
+                               run.G_ema.img_resolution, data_fingerprint=run.meaning["dataset"],
+                               stop_event=stop_event)
     reporter = Reporter(run_dir, enabled=group.is_main)  # after the checks: no event file before
     try:  # the event file is closed however the run ends
         columns, rows = grid_shape(run.dataset.resolution)
@@ -462,8 +463,10 @@ def train(options: TrainingOptions, *, stop_event: threading.Event | None = None
                            metadata=_snapshot_metadata(run))
                 reporter.save_grid(_render_fakes(run, grid_z, grid_c), columns, f"fakes{kimg:06d}.png")
             if snapshot and metrics is not None and not stopped:  # every rank extracts a share
-                metrics.run(run.G_ema, f"network-snapshot-{counters.cur_nimg // 1000:06d}.pt",
-                            counters.cur_nimg / 1000, reporter)
+                # A stop during the evaluation ends it (and the run: the snapshot is saved).
+                stopped = not metrics.run(
+                    run.G_ema, f"network-snapshot-{counters.cur_nimg // 1000:06d}.pt",
+                    counters.cur_nimg / 1000, reporter)
             if finished or stopped:
                 break
             tick_start_time = time.time()

@@ -89,3 +89,79 @@ def test_two_processes_share_the_extraction_and_agree_with_one(detector_file, tm
     assert two["fid50k_full"]["results"]["fid50k_full"] == pytest.approx(
         one["fid50k_full"]["results"]["fid50k_full"], rel=1e-3)
     assert np.isfinite(two["kid50k_full"]["results"]["kid50k_full"])
+
+
+def test_workers_walk_the_same_number_of_batches_so_collective_stop_checks_line_up():
+    from sg2_container.metrics.features import Workers
+
+    checks, seen = [], []
+    for rank in (0, 1):
+        workers = Workers(rank=rank, world_size=2,
+                          stop_requested=lambda r=rank: checks.append(r) or False)
+        seen += [int(i) for part in workers.batches(9, 4) for i in part]
+    assert checks.count(0) == checks.count(1) == 2  # rank 1's share of 4 gets an empty batch
+    assert sorted(seen) == list(range(9))
+
+
+def test_a_stop_during_snapshot_metrics_ends_the_evaluation_within_a_batch(
+        detector_file, tmp_path, caplog, monkeypatch):
+    """SIGTERM on a spot instance leaves two minutes: an evaluation of 50k images must not run
+    to its end first. The snapshot is saved before the metrics, so the run resumes from it."""
+    import threading
+
+    from sg2_container.metrics.detector import Detector
+
+    stop = threading.Event()
+    calls = []
+    measure = Detector.__call__
+
+    def measure_then_stop(self, images, **kwargs):  # the stop arrives during the first batch
+        calls.append(len(images))
+        stop.set()
+        return measure(self, images, **kwargs)
+
+    monkeypatch.setattr(Detector, "__call__", measure_then_stop)
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=4, resolution=16)
+    options = _options(data, tmp_path / "run", detector=str(detector_file), metrics_images=16)
+    with caplog.at_level(logging.INFO):
+        result = train(options, stop_event=stop)
+    assert result.stopped and not result.finished
+    assert calls == [8]  # one batch of the 16 images, then the stop was seen
+    assert "abandoned" in caplog.text and not list(result.run_dir.glob("metric-*.jsonl"))
+    assert result.last_checkpoint is not None and result.cur_nimg == 4
+
+    monkeypatch.setattr(Detector, "__call__", measure)
+    assert train(options).finished  # continues from the snapshot, measuring as it goes
+    lines = (tmp_path / "run" / "metric-fid50k_full.jsonl").read_text().splitlines()
+    assert [json.loads(x)["kimg"] for x in lines] == [0.008]
+
+
+def test_a_stop_during_metrics_reaches_both_processes_with_unequal_shares(
+        detector_file, tmp_path, monkeypatch):
+    """65 images over two processes: shares of 33 and 32, five and four batches of 8. The
+    collective stop check must still pair up, or one process waits for the other forever."""
+    import threading
+    import time
+
+    from sg2_container.training.launch import run_training
+
+    monkeypatch.setenv("SG2_DETECTOR", str(detector_file))
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=4, resolution=16)
+    run = tmp_path / "run"
+    stop = threading.Event()
+
+    def stop_when_the_first_snapshot_is_written():  # the metrics begin right after it
+        while not stop.is_set():
+            if (run / "network-snapshot-000000.pt").exists():
+                stop.set()
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=stop_when_the_first_snapshot_is_written, daemon=True)
+    watcher.start()
+    try:
+        result = run_training(_options(data, run, gpus=2, kimg=0.012, batch=2,
+                                       metrics_images=65), stop_event=stop)
+    finally:
+        stop.set()
+    assert result.stopped and not result.finished
+    assert not list(run.glob("metric-*.jsonl"))
