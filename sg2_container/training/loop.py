@@ -363,7 +363,19 @@ def _write_options(run: _Run, run_dir: Path) -> None:
 def _snapshot_metadata(run: _Run) -> dict:
     return {"kimg": run.counters.cur_nimg / 1000, "cfg": run.plan.preset.name,
             "dataset": run.dataset.path, "resolution": run.dataset.resolution,
-            "options": run.options.to_dict()}
+            "training_set_kwargs": _training_set_kwargs(run), "options": run.options.to_dict()}
+
+
+def _training_set_kwargs(run: _Run) -> dict:
+    """The dataset as the reference's snapshots describe it: an exported pickle carries it, and
+    the reference's calc_metrics.py measures against it when given no --data."""
+    dataset, options = run.dataset, run.options
+    kwargs = {"class_name": "training.dataset.ImageFolderDataset", "path": dataset.path,
+              "use_labels": options.cond, "max_size": len(dataset) // (2 if dataset.xflip else 1),
+              "xflip": options.mirror, "resolution": dataset.resolution}
+    if options.subset is not None and options.subset < dataset.num_images:
+        kwargs["random_seed"] = options.seed
+    return kwargs
 
 
 def _configure_backends(options: TrainingOptions) -> None:

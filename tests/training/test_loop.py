@@ -115,6 +115,22 @@ def test_run_folder_has_the_reports(tiny_options, tmp_path):
     assert resolved["batch_size"] == 4 and resolved["G_kwargs"]["img_resolution"] == 16
     final = load_model(run / "network-final.pt")
     assert final.D is not None and final.metadata["kimg"] == 0.024
+    # What the reference's snapshots record of their data (mirror on, 32 images, no labels).
+    assert final.metadata["training_set_kwargs"] == {
+        "class_name": "training.dataset.ImageFolderDataset", "path": tiny_options().data,
+        "use_labels": False, "max_size": 32, "xflip": True, "resolution": 16}
+
+
+def test_a_subset_is_recorded_with_its_seed_as_the_reference_records_it(tiny_options, tmp_path):
+    from sg2_container.models.reference_pickle import save_reference_pickle
+
+    train(tiny_options(subset=20, mirror=False, kimg=0.004))
+    final = load_model(tmp_path / "run" / "network-final.pt")
+    kwargs = final.metadata["training_set_kwargs"]
+    assert (kwargs["max_size"], kwargs["xflip"], kwargs["random_seed"]) == (20, False, 7)
+    exported = save_reference_pickle(tmp_path / "final.pkl", G_ema=final.G_ema, G=final.G,
+                                     D=final.D, metadata=final.metadata)
+    assert load_model(exported).metadata["training_set_kwargs"] == kwargs
 
 
 def test_status_line_is_machine_readable(tiny_options, caplog):
