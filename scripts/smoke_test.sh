@@ -70,6 +70,12 @@ for step in ${steps//,/ }; do
         *) echo "error: unknown step '$step' (steps: prepare, train, resume)" >&2; exit 2 ;;
     esac
 done
+# The waits are whole seconds, checked here rather than when the job they time has started.
+for pair in "kill-after=$kill_after" "stop-timeout=$stop_timeout" "start-timeout=$start_timeout"; do
+    case "${pair#*=}" in
+        ''|*[!0-9]*) echo "error: --${pair%%=*} '${pair#*=}': expected whole seconds" >&2; exit 2 ;;
+    esac
+done
 for hp in ${extra_hps[@]+"${extra_hps[@]}"}; do
     case "$hp" in
         *=*) ;;

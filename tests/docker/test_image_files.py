@@ -480,6 +480,19 @@ def test_smoke_test_fails_without_cpu_flag_when_there_is_no_gpu(tmp_path):
     assert "could not select device driver" in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--kill-after", "1.5"], "--kill-after '1.5': expected whole seconds"),
+    (["--stop-timeout", "2m"], "--stop-timeout '2m': expected whole seconds"),
+    (["--steps", "prepare,deploy"], "unknown step 'deploy'"),
+    (["--hp", "kimg"], "--hp kimg: expected KEY=JSON"),
+])
+def test_smoke_test_refuses_bad_arguments_before_touching_docker(tmp_path, args, message):
+    """A typo in a wait must not surface only after a prepare and a training job have run."""
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "smoke_test.sh"), *args],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
 @pytest.mark.slow
 def test_smoke_test_all_steps_on_cpu(tmp_path):
     """Tiny settings (16 px channels, ticks every 8 images) so the three steps take ~a minute."""
