@@ -26,21 +26,25 @@ from sg2_container.options.metric_specs import (
     PR_NEIGHBOURS,
     SPECS,
     MetricSpec,
+    canonical_names,
 )
+from sg2_container.options.schema import closest
 
 log = logging.getLogger(__name__)
 GENERATOR_SEED = 0  # the same latents at every snapshot: values differ only by the network
 
 
 def check_names(names, flag: str = "metrics") -> tuple[MetricSpec, ...]:
-    """Specs for the names; an unknown one is a UserError listing the valid names."""
+    """Specs for the names (in any case, as the options accept them); an unknown one is a
+    UserError listing the valid names."""
     specs = []
-    for name in names:
+    for name in canonical_names(tuple(names)):
         if name in NOT_IN_THIS_BUILD:
             raise UserError(f"{flag}: {name!r} is {NOT_IN_THIS_BUILD[name]}; "
                             f"available: {', '.join(SPECS)}")
         if name not in SPECS:
-            raise UserError(f"{flag}: unknown metric {name!r}; valid names: {', '.join(SPECS)}")
+            raise UserError(f"{flag}: unknown metric {name!r}{closest(name, SPECS)}; "
+                            f"valid names: {', '.join(SPECS)}")
         specs.append(SPECS[name])
     return tuple(dict.fromkeys(specs))
 
