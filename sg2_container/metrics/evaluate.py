@@ -22,6 +22,7 @@ from sg2_container.metrics.features import (
     store_cached,
 )
 from sg2_container.options.metric_specs import (
+    IS_SPLITS,
     NOT_IN_THIS_BUILD,
     PR_NEIGHBOURS,
     SPECS,
@@ -57,8 +58,15 @@ def needs_distance(specs) -> bool:
     return any(s.kind == "ppl" for s in specs)
 
 
-def minimum_images(spec: MetricSpec) -> int:
-    return PR_NEIGHBOURS + 1 if spec.kind == "pr" else 2
+def minimum_images(spec: MetricSpec) -> tuple[int, str]:
+    """The fewest images (generated, and real where used) the metric's formula can take, and
+    why: said in the refusal, since below it the formula returns a number that means nothing."""
+    if spec.kind == "pr":
+        return PR_NEIGHBOURS + 1, f"each image needs {PR_NEIGHBOURS} neighbours besides itself"
+    if spec.kind == "is":
+        return 2 * IS_SPLITS, (f"{IS_SPLITS} splits of at least 2 images; a split of one image "
+                               "scores exactly 1 whatever the network")
+    return 2, "a spread needs two images"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -124,9 +132,10 @@ class MetricEvaluator:
                             f"-subset{settings.subset}-seed{settings.seed}")
         self.real_sets = {s.name: self._real_set(s) for s in self.specs if s.uses_reals}
         for spec in self.specs:
-            if self.num_gen(spec) < minimum_images(spec):
-                raise UserError(f"{spec.name} needs at least {minimum_images(spec)} generated "
-                                f"images, got {self.num_gen(spec)}")
+            fewest, why = minimum_images(spec)
+            if self.num_gen(spec) < fewest:
+                raise UserError(f"{spec.name} needs at least {fewest} generated images ({why}), "
+                                f"got {self.num_gen(spec)}")
 
     def check_resolution(self, resolution: int) -> None:
         """UserError if a metric cannot measure a network of this size (PPL's centre crop)."""
@@ -170,8 +179,9 @@ class MetricEvaluator:
                                     "uses the whole dataset whatever its size")
                 log.warning("%s: computing on %d real images (allowed small dataset)", message,
                             available)
-        if count < minimum_images(spec):
-            raise UserError(f"{spec.name} needs at least {minimum_images(spec)} real images; "
+        fewest, why = minimum_images(spec)
+        if count < fewest:
+            raise UserError(f"{spec.name} needs at least {fewest} real images ({why}); "
                             f"the dataset {self.settings.data!r} has {count}")
         return _RealSet(xflip=self._xflip(spec), count=count)
 

@@ -149,3 +149,17 @@ def test_sg2_metrics_refuses_a_network_its_dataset_or_detector_cannot_measure(
         "--detector", str(detector_file)])
     assert result.exit_code == 1, result.output
     assert words in result.output and "Traceback" not in result.output
+
+
+def test_is50k_needs_two_images_in_each_of_its_ten_splits(detector, metric_data):
+    """With 19 images or fewer some split held one image, and a split of one scores exactly 1:
+    --num-images 2 gave is50k_mean=1, whatever the network."""
+    settings = EvaluationSettings(data=str(metric_data), num_images=19)
+    with pytest.raises(UserError, match=r"is50k needs at least 20 generated images \(10 splits "
+                                        r"of at least 2 images; .* exactly 1 .*\), got 19"):
+        MetricEvaluator(["is50k"], detector, settings)
+    MetricEvaluator(["is50k"], detector, EvaluationSettings(data=str(metric_data), num_images=20))
+    with pytest.raises(UserError, match=r"pr50k3_full needs at least 4 generated images \(each "
+                                        r"image needs 3 neighbours besides itself\), got 3"):
+        MetricEvaluator(["pr50k3_full"], detector, EvaluationSettings(data=str(metric_data),
+                                                                      num_images=3))
