@@ -145,16 +145,40 @@ class MetricEvaluator:
 
     def check_generator(self, G) -> None:
         """UserError for a generator these metrics cannot measure against this dataset (the
-        detector sees RGB or gray images; a conditional G draws the dataset's labels)."""
+        detector sees RGB or gray images; the reals must be the images G makes; a conditional
+        G draws the dataset's labels)."""
         if G.img_channels not in (1, 3):
             raise UserError(f"the network makes {G.img_channels}-channel images; the metrics' "
                             "detector measures RGB (or gray) images: 1- or 3-channel networks")
+        self._check_images_match(G)
         if G.c_dim and self._labelled_dataset.label_dim != G.c_dim:
             found = self._labelled_dataset.label_dim
             raise UserError(f"the network is conditional on {G.c_dim} labels, and the dataset "
                             f"{self.settings.data!r} has "
                             f"{f'{found}-value labels' if found else 'no labels'}: give the "
                             "dataset the network was trained on")
+
+    def _check_images_match(self, G) -> None:
+        """UserError if the dataset's images are not the size and channels the network makes.
+        The detector would measure them anyway (it resizes everything to 299 px), but the
+        user almost surely gave the wrong dataset, and the value would not say so. Training
+        measures against its own training set, which always matches."""
+        if not self._datasets:  # is50k and ppl* never look at the dataset's images
+            return
+        dataset = next(iter(self._datasets.values()))
+        found = (dataset.num_channels, dataset.resolution)
+        if found == (G.img_channels, G.img_resolution):
+            return
+        users = ", ".join(s.name for s in self.specs if s.uses_reals)
+
+        def shown(channels: int, side: int) -> str:
+            return f"{side} x {side} px {'gray' if channels == 1 else 'RGB'}"
+
+        raise UserError(
+            f"the network makes {shown(G.img_channels, G.img_resolution)} images and the dataset "
+            f"{self.settings.data!r} holds {shown(*found)} images: {users} compare the two, so "
+            "give the dataset the network was trained on (or one prepared at its size and "
+            "channels: `sg2 prepare --width/--height/--channels`)")
 
     def _xflip(self, spec: MetricSpec) -> bool:
         return False if spec.full else self.settings.mirror

@@ -163,3 +163,29 @@ def test_is50k_needs_two_images_in_each_of_its_ten_splits(detector, metric_data)
                                         r"image needs 3 neighbours besides itself\), got 3"):
         MetricEvaluator(["pr50k3_full"], detector, EvaluationSettings(data=str(metric_data),
                                                                       num_images=3))
+
+
+def test_a_dataset_of_another_size_or_channel_count_is_refused(detector, network_file, tmp_path):
+    """The detector resizes everything to 299 px, so a 32 px dataset against a 16 px network
+    (or gray against RGB) was measured silently: almost surely the wrong dataset."""
+    from PIL import Image
+
+    from sg2_container.data.synthetic import write_synthetic_dataset
+
+    G = load_model(network_file).G_ema  # 16 x 16 RGB
+    larger = write_synthetic_dataset(tmp_path / "larger.zip", count=4, resolution=32)
+    gray = tmp_path / "gray"
+    gray.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full([16, 16], 40 * i, np.uint8), mode="L").save(gray / f"{i}.png")
+    for data, found in [(larger, "32 x 32 px RGB"), (gray, "16 x 16 px gray")]:
+        evaluator = MetricEvaluator(["fid50k_full", "kid50k_full"], detector,
+                                    EvaluationSettings(data=str(data), num_images=2))
+        with pytest.raises(UserError) as caught:
+            evaluator.evaluate(G)
+        assert str(caught.value).startswith(
+            f"the network makes 16 x 16 px RGB images and the dataset {str(data)!r} holds "
+            f"{found} images: fid50k_full, kid50k_full compare the two"), str(caught.value)
+    # is50k never looks at the dataset's images: nothing to refuse.
+    MetricEvaluator(["is50k"], detector, EvaluationSettings(data=str(larger), num_images=20)
+                    ).check_generator(G)
