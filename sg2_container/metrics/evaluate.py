@@ -244,7 +244,8 @@ class MetricEvaluator:
                                         for i in rnd.randint(len(labelled), size=n)])
 
     def evaluate(self, G) -> dict[str, dict] | None:
-        """{metric name: {"results": {...}, "total_time": s, ...}} on rank 0, None elsewhere."""
+        """{metric name: {"results": {...}, "total_time": s, ...}} on rank 0, None elsewhere;
+        UserError, and no values, if the network's images are not finite."""
         self.check_resolution(G.img_resolution)
         self.check_generator(G)
         reals: dict[_RealSet, np.ndarray] = {}
@@ -257,8 +258,9 @@ class MetricEvaluator:
             count = self.num_gen(spec)
             if spec.kind == "ppl":
                 lengths = ppl.path_lengths(
-                    G, self.distance, spec.path, count=count, batch=self.settings.batch,
-                    seed=self.settings.latent_seed, labels=labels, workers=self.workers,
+                    FiniteImages(G, spec.name), self.distance, spec.path, count=count,
+                    batch=self.settings.batch, seed=self.settings.latent_seed, labels=labels,
+                    workers=self.workers,
                     progress=self.settings.progress)
                 if self.workers.rank == 0:
                     records[spec.name] = {
@@ -267,10 +269,12 @@ class MetricEvaluator:
                         "num_gen": count, "num_real": 0, "vgg16": self.distance_source}
                 continue
             if count not in generated:
+                users = ", ".join(s.name for s in self.specs
+                                  if s.kind != "ppl" and self.num_gen(s) == count)
                 generated[count] = extract_generated(
-                    G, self.detector, count=count, batch=self.settings.batch,
-                    seed=self.settings.latent_seed, labels=labels, logits=want_logits, workers=self.workers,
-                    progress=self.settings.progress)
+                    FiniteImages(G, users), self.detector, count=count,
+                    batch=self.settings.batch, seed=self.settings.latent_seed, labels=labels,
+                    logits=want_logits, workers=self.workers, progress=self.settings.progress)
             real_set = self.real_sets.get(spec.name)
             if real_set is not None and real_set not in reals:
                 reals[real_set] = self._real_features(real_set)
@@ -296,6 +300,37 @@ class MetricEvaluator:
             return {f"{name}_precision": precision, f"{name}_recall": recall}
         mean, std = formulas.inception_score(gen["logits"])
         return {f"{name}_mean": mean, f"{name}_std": std}
+
+
+class FiniteImages:
+    """The generator as the extraction loops call it (G(z, c), G.synthesis(ws)), refusing
+    images that are not finite: cast to uint8 for the detector, NaN becomes an arbitrary
+    value and FID a finite number that means nothing. Every batch is checked, so a network
+    that fails only for some latents is caught too; the test is one reduction per batch."""
+
+    def __init__(self, G, metrics: str):
+        self._G, self._metrics = G, metrics
+
+    def __getattr__(self, name: str):
+        return getattr(self._G, name)
+
+    def __call__(self, *args, **kwargs):
+        return self._checked(self._G(*args, **kwargs))
+
+    def synthesis(self, *args, **kwargs):
+        return self._checked(self._G.synthesis(*args, **kwargs))
+
+    def _checked(self, images):
+        import torch
+
+        finite = torch.isfinite(images).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            raise UserError(
+                f"{self._metrics}: the network's images are not finite ({int((~finite).sum())} "
+                f"of a batch of {len(images)} hold NaN or infinite values): the network file "
+                "is damaged or its training diverged; no metric values were written, since "
+                "they would be finite numbers that mean nothing")
+        return images
 
 
 def locate_measuring_files(specs, *, detector: str | None, vgg16: str | None) -> None:

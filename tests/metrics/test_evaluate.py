@@ -189,3 +189,45 @@ def test_a_dataset_of_another_size_or_channel_count_is_refused(detector, network
     # is50k never looks at the dataset's images: nothing to refuse.
     MetricEvaluator(["is50k"], detector, EvaluationSettings(data=str(larger), num_images=20)
                     ).check_generator(G)
+
+
+class _PixelDistance:
+    """PPL's distance on the pixels themselves: enough to carry a NaN through."""
+
+    @staticmethod
+    def features(images):
+        return images.flatten(1)
+
+
+def test_a_network_whose_images_are_not_finite_gets_no_values(detector, metric_data,
+                                                              network_file):
+    """NaN images became arbitrary uint8 values before the detector: FID was a finite number."""
+    G = load_model(network_file).G_ema
+    with torch.no_grad():
+        next(p for name, p in G.named_parameters() if "synthesis" in name).fill_(float("nan"))
+    settings = EvaluationSettings(data=str(metric_data), num_images=3, batch=2)
+    with pytest.raises(UserError, match=r"^fid50k_full, kid50k_full: the network's images are "
+                                        r"not finite \(2 of a batch of 2 .*\): the network file "
+                                        r"is damaged or its training diverged"):
+        MetricEvaluator(["fid50k_full", "kid50k_full"], detector, settings).evaluate(G)
+    with pytest.raises(UserError, match=r"^ppl2_wend: the network's images are not finite"):
+        MetricEvaluator(["ppl2_wend"], None, settings, distance=_PixelDistance()).evaluate(G)
+
+
+def test_every_batch_is_checked_for_non_finite_images():
+    """A network that overflows for some latents only is caught at the batch that shows it."""
+    from sg2_container.metrics.evaluate import FiniteImages
+
+    class Overflowing:
+        z_dim = 4
+
+        def __call__(self, z):
+            images = torch.zeros([len(z), 3, 2, 2])
+            images[z[:, 0] > 1] = float("inf")
+            return images
+
+    checked = FiniteImages(Overflowing(), "fid50k_full")
+    assert checked.z_dim == 4
+    assert checked(torch.zeros([3, 4])).shape == (3, 3, 2, 2)
+    with pytest.raises(UserError, match=r"\(1 of a batch of 3 hold NaN or infinite values\)"):
+        checked(torch.tensor([[0.0] * 4, [2.0] * 4, [0.0] * 4]))
