@@ -6,7 +6,9 @@ import dataclasses
 import functools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -244,45 +246,48 @@ class MetricEvaluator:
                                         for i in rnd.randint(len(labelled), size=n)])
 
     def evaluate(self, G) -> dict[str, dict] | None:
-        """{metric name: {"results": {...}, "total_time": s, ...}} on rank 0, None elsewhere;
+        """{metric name: {"results": {...}, "total_time": s, ...}} on rank 0, None elsewhere.
+        A metric's total_time counts the generated and dataset features it uses even when an
+        earlier metric of this call extracted them: each time is what the metric costs alone.
         UserError, and no values, if the network's images are not finite."""
         self.check_resolution(G.img_resolution)
         self.check_generator(G)
-        reals: dict[_RealSet, np.ndarray] = {}
-        generated: dict[int, dict[str, np.ndarray]] = {}
+        reals: dict[_RealSet, tuple[np.ndarray | None, float]] = {}
+        generated: dict[int, tuple[dict[str, np.ndarray], float]] = {}
         want_logits = any(s.kind == "is" for s in self.specs)
         labels = self._labels(G)
         records = {}
         for spec in self.specs:
-            start = time.time()
             count = self.num_gen(spec)
             if spec.kind == "ppl":
-                lengths = ppl.path_lengths(
-                    FiniteImages(G, spec.name), self.distance, spec.path, count=count,
-                    batch=self.settings.batch, seed=self.settings.latent_seed, labels=labels,
-                    workers=self.workers,
-                    progress=self.settings.progress)
+                lengths, seconds = _timed(
+                    ppl.path_lengths, FiniteImages(G, spec.name), self.distance, spec.path,
+                    count=count, batch=self.settings.batch, seed=self.settings.latent_seed,
+                    labels=labels, workers=self.workers, progress=self.settings.progress)
                 if self.workers.rank == 0:
                     records[spec.name] = {
                         "results": {spec.name: formulas.path_length(lengths)},
-                        "metric": spec.name, "total_time": time.time() - start,
+                        "metric": spec.name, "total_time": seconds,
                         "num_gen": count, "num_real": 0, "vgg16": self.distance_source}
                 continue
             if count not in generated:
                 users = ", ".join(s.name for s in self.specs
                                   if s.kind != "ppl" and self.num_gen(s) == count)
-                generated[count] = extract_generated(
-                    FiniteImages(G, users), self.detector, count=count,
+                generated[count] = _timed(
+                    extract_generated, FiniteImages(G, users), self.detector, count=count,
                     batch=self.settings.batch, seed=self.settings.latent_seed, labels=labels,
                     logits=want_logits, workers=self.workers, progress=self.settings.progress)
             real_set = self.real_sets.get(spec.name)
             if real_set is not None and real_set not in reals:
-                reals[real_set] = self._real_features(real_set)
+                reals[real_set] = _timed(self._real_features, real_set)
             if self.workers.rank != 0:
                 continue
-            results = self._formula(spec, generated[count], reals.get(real_set))
+            gen, gen_seconds = generated[count]
+            real, real_seconds = reals.get(real_set, (None, 0.0))
+            results, seconds = _timed(self._formula, spec, gen, real)
             records[spec.name] = {
-                "results": results, "metric": spec.name, "total_time": time.time() - start,
+                "results": results, "metric": spec.name,
+                "total_time": seconds + gen_seconds + real_seconds,
                 "num_gen": count, "num_real": real_set.count if real_set else 0,
                 "detector_sha256": self.detector.identity,
             }
@@ -300,6 +305,16 @@ class MetricEvaluator:
             return {f"{name}_precision": precision, f"{name}_recall": recall}
         mean, std = formulas.inception_score(gen["logits"])
         return {f"{name}_mean": mean, f"{name}_std": std}
+
+
+T = TypeVar("T")
+
+
+def _timed(work: Callable[..., T], *args, **kwargs) -> tuple[T, float]:
+    """work(*args, **kwargs) and the seconds it took."""
+    start = time.time()
+    value = work(*args, **kwargs)
+    return value, time.time() - start
 
 
 class FiniteImages:
