@@ -32,6 +32,8 @@ HOW_TO_GET = (f"download {WEIGHTS_URL} once (torch-fidelity's Inception-v3 weigh
               f"give a SageMaker training job an input channel named '{CHANNEL}' holding it; the "
               "Docker image carries a copy unless it was built with SG2_DETECTOR_DOWNLOAD=0")
 POOL, LOGITS = "2048", "logits_unbiased"  # torch-fidelity's names for pool features / IS logits
+POOL_WIDTH = 2048  # features per image: what FID, KID and precision/recall are defined on
+PROBE_SIDE = 16  # the TorchScript probe's image: the detector resizes it to 299 px itself
 
 
 class DetectorMissing(UserError):
@@ -141,6 +143,27 @@ def _inception_from_state(state: dict, where: str):
             f"({'; '.join(problems)[:400]}); {HOW_TO_GET}") from None
 
 
+def _check_feature_width(detector: Detector, where: str) -> None:
+    """One forward pass on a small black image (cheap: a single 299 px image inside): a
+    TorchScript file is any program, and features of another width would fail only after
+    the whole dataset had been read, or give FIDs of another scale."""
+    import torch
+
+    probe = torch.zeros([1, 3, PROBE_SIDE, PROBE_SIDE], dtype=torch.uint8)
+    try:
+        features = detector(probe)["pool"]
+    except Exception as e:  # noqa: BLE001 - any failure here means "not a usable detector"
+        raise DetectorWrongArchitecture(
+            f"detector {where}: the TorchScript program failed on a 1 x 3 x {PROBE_SIDE} x "
+            f"{PROBE_SIDE} uint8 image ({type(e).__name__}: {str(e)[:200]}); the metrics call it "
+            "as NVIDIA's inception-2015-12-05.pt: module(images, return_features=True)") from None
+    if features.shape != (1, POOL_WIDTH):
+        raise DetectorWrongArchitecture(
+            f"detector {where}: the TorchScript program gives features of shape "
+            f"{list(features.shape)} for one image; the metrics need {POOL_WIDTH} per image "
+            "(Inception-v3's pool features, as NVIDIA's inception-2015-12-05.pt gives)")
+
+
 def load_detector(path: Path, device="cpu", *, torchscript: bool = False) -> Detector:
     """Checks and loads a detector file; every failure is a named UserError."""
     import pickle
@@ -162,8 +185,11 @@ def load_detector(path: Path, device="cpu", *, torchscript: bool = False) -> Det
         except Exception as e:  # noqa: BLE001 - any failure here means "not a usable program"
             raise DetectorWrongArchitecture(f"detector {where}: not a loadable TorchScript "
                                             f"detector ({type(e).__name__}: {e})") from None
+        detector = Detector(module, path=path, identity=identity, device=device,
+                            torchscript=True)
+        _check_feature_width(detector, where)
         log.info("detector: TorchScript %s (sha256 %s...)", path.name, identity[:12])
-        return Detector(module, path=path, identity=identity, device=device, torchscript=True)
+        return detector
     if torchscript:
         raise DetectorWrongArchitecture(f"detector {where}: --detector-torchscript was given but "
                                         "the file is not a TorchScript archive")

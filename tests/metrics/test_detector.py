@@ -98,3 +98,36 @@ def test_random_inception_gives_features_of_the_usual_shape(detector_file):
     assert out["pool"].shape == (2, 2048) and out["logits"].shape == (2, 1008)
     assert np.isfinite(out["pool"]).all() and out["pool"].std() > 1e-3
     assert len(detector.identity) == 64
+
+
+class _Features(torch.nn.Module):
+    """A stand-in for NVIDIA's TorchScript detector: module(images, return_features=True)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.width = width
+
+    def forward(self, images: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return images.float().mean(dim=[1, 2, 3]).unsqueeze(1).repeat(1, self.width)
+
+
+def _scripted(module, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(module), str(path))
+    return path
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_a_torchscript_detector_must_give_2048_features_per_image(tmp_path):
+    """Another width was found only after the dataset's features had been extracted (or gave
+    FIDs of another scale): it is probed at load, on one small image."""
+    good = load_detector(_scripted(_Features(2048), tmp_path / "good.pt"), torchscript=True)
+    images = torch.randint(0, 256, [2, 3, 8, 8], dtype=torch.uint8)
+    assert good(images)["pool"].shape == (2, 2048)
+    with pytest.raises(DetectorWrongArchitecture, match=r"features of shape \[1, 1000\] for one "
+                                                        r"image; the metrics need 2048 per image"):
+        load_detector(_scripted(_Features(1000), tmp_path / "narrow.pt"), torchscript=True)
+    with pytest.raises(DetectorWrongArchitecture, match=r"failed on a 1 x 3 x 16 x 16 uint8 "
+                                                        r"image \(.*\); the metrics call it as"):
+        load_detector(_scripted(torch.nn.Linear(2, 2), tmp_path / "linear.pt"), torchscript=True)
