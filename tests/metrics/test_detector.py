@@ -49,9 +49,44 @@ def test_a_pickle_with_code_is_refused_unrun(tmp_path, capsys):
         load_detector(path)
     raw = tmp_path / "raw.pkl"
     raw.write_bytes(pickle.dumps(Boom()))
-    with pytest.raises((DetectorUnsafe, DetectorWrongArchitecture)):
+    with pytest.raises(DetectorUnsafe):
         load_detector(raw)
     assert "code ran" not in capsys.readouterr().out
+
+
+class Eval:
+    def __reduce__(self):
+        return (eval, ("print('code ran')",))
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+@pytest.mark.parametrize("container", ["pickle", "torch.save"])
+def test_a_pickle_that_needs_code_is_called_one_whatever_its_protocol(tmp_path, capsys,
+                                                                      protocol, container):
+    """From protocol 4 on, torch's safe loader stops at the first frame without naming a
+    global, and such a file was 'neither a torch.save archive nor a pickle'."""
+    path = tmp_path / "evil.pth"
+    content = {"w": torch.zeros(1), "x": Boom(), "y": Eval()}
+    if container == "pickle":
+        path.write_bytes(pickle.dumps(content, protocol=protocol))
+    else:
+        torch.save(content, path, pickle_protocol=protocol)
+    with pytest.raises(DetectorUnsafe) as caught:
+        load_detector(path)
+    text = str(caught.value)
+    assert text.startswith(f"detector {path}: refused: a pickle (protocol {protocol}) that needs "
+                           "code to load (builtins.print, builtins.eval); only plain tensors "
+                           "are read from a detector file. Give the weights as a state dict "
+                           "saved with torch.save; download "), text
+    assert "code ran" not in capsys.readouterr().out
+
+
+def test_plain_tensors_in_a_newer_pickle_protocol_are_told_how_to_resave(tmp_path):
+    path = tmp_path / "p4.pth"
+    torch.save({"w": torch.zeros(1)}, path, pickle_protocol=4)
+    with pytest.raises(DetectorWrongArchitecture, match=r"a pickle \(protocol 4\) that torch's "
+                                                        r"safe loader cannot read .*torch.save"):
+        load_detector(path)
 
 
 def test_torchscript_needs_the_explicit_flag(tmp_path):
@@ -84,7 +119,7 @@ def test_wrong_architecture_and_junk(tmp_path, detector_file):
             load_detector(junk)
         assert str(caught.value).startswith(
             f"detector {junk}: not a PyTorch weights file ({size} bytes, neither a torch.save "
-            "archive nor a pickle); download "), str(caught.value)
+            "archive nor a complete pickle); download "), str(caught.value)
         assert "weights_only" not in str(caught.value)
     with pytest.raises(DetectorWrongArchitecture, match="not a TorchScript archive"):
         load_detector(detector_file, torchscript=True)
