@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from sg2_container.options.metric_specs import (
     canonical_names,
 )
 from sg2_container.options.schema import closest
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 GENERATOR_SEED = 0  # the same latents at every snapshot: values differ only by the network
@@ -323,19 +326,19 @@ class FiniteImages:
     value and FID a finite number that means nothing. Every batch is checked, so a network
     that fails only for some latents is caught too; the test is one reduction per batch."""
 
-    def __init__(self, G, metrics: str):
-        self._G, self._metrics = G, metrics
+    def __init__(self, G, metrics: str) -> None:
+        self._G, self._metrics = G, metrics  # metrics: the names an error is about
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> object:
         return getattr(self._G, name)
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args, **kwargs) -> torch.Tensor:
         return self._checked(self._G(*args, **kwargs))
 
-    def synthesis(self, *args, **kwargs):
+    def synthesis(self, *args, **kwargs) -> torch.Tensor:
         return self._checked(self._G.synthesis(*args, **kwargs))
 
-    def _checked(self, images):
+    def _checked(self, images: torch.Tensor) -> torch.Tensor:
         import torch
 
         finite = torch.isfinite(images).flatten(1).all(dim=1)
