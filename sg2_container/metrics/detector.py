@@ -8,11 +8,14 @@ is loaded only when the user says so (`--detector-torchscript`).
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import io
 import logging
+import mmap
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -32,6 +35,9 @@ HOW_TO_GET = (f"download {WEIGHTS_URL} once (torch-fidelity's Inception-v3 weigh
               f"give a SageMaker training job an input channel named '{CHANNEL}' holding it; the "
               "Docker image carries a copy unless it was built with SG2_DETECTOR_DOWNLOAD=0")
 POOL, LOGITS = "2048", "logits_unbiased"  # torch-fidelity's names for pool features / IS logits
+POOL_WIDTH = 2048  # features per image: what FID, KID and precision/recall are defined on
+MAX_PICKLE_MEMBER = 1 << 26  # data.pkl of a torch.save zip: tensors live beside it, not in it
+PROBE_SIDE = 16  # the TorchScript probe's image: the detector resizes it to 299 px itself
 
 
 class DetectorMissing(UserError):
@@ -141,6 +147,93 @@ def _inception_from_state(state: dict, where: str):
             f"({'; '.join(problems)[:400]}); {HOW_TO_GET}") from None
 
 
+def _check_feature_width(detector: Detector, where: str) -> None:
+    """One forward pass on a small black image (cheap: a single 299 px image inside): a
+    TorchScript file is any program, and features of another width would fail only after
+    the whole dataset had been read, or give FIDs of another scale."""
+    import torch
+
+    probe = torch.zeros([1, 3, PROBE_SIDE, PROBE_SIDE], dtype=torch.uint8)
+    try:
+        features = detector(probe)["pool"]
+    except Exception as e:  # noqa: BLE001 - any failure here means "not a usable detector"
+        raise DetectorWrongArchitecture(
+            f"detector {where}: the TorchScript program failed on a 1 x 3 x {PROBE_SIDE} x "
+            f"{PROBE_SIDE} uint8 image ({type(e).__name__}: {str(e)[:200]}); the metrics call it "
+            "as NVIDIA's inception-2015-12-05.pt: module(images, return_features=True)") from None
+    if features.shape != (1, POOL_WIDTH):
+        raise DetectorWrongArchitecture(
+            f"detector {where}: the TorchScript program gives features of shape "
+            f"{list(features.shape)} for one image; the metrics need {POOL_WIDTH} per image "
+            "(Inception-v3's pool features, as NVIDIA's inception-2015-12-05.pt gives)")
+
+
+def _pickle_facts(path: Path) -> tuple[int, list[str]] | None:
+    """(protocol, the module.name of each thing it would import) of a raw pickle or of a
+    torch.save zip's data.pkl, read opcode by opcode with pickletools, which runs nothing;
+    None if it is not a complete pickle (random bytes, a truncated file)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                return _scan_pickle(m)  # a mapping: a huge file is not read into memory
+        with zipfile.ZipFile(path) as archive:
+            members = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            if not members:
+                return None
+            with archive.open(members[0]) as member:
+                data = member.read(MAX_PICKLE_MEMBER)
+        return _scan_pickle(io.BytesIO(data))
+    except (ValueError, OSError, zipfile.BadZipFile):
+        return None
+
+
+def _scan_pickle(data) -> tuple[int, list[str]]:
+    """_pickle_facts of a readable pickle stream; ValueError if it is not a complete one."""
+    import pickletools
+
+    protocol, imports = 0, []
+    recent: collections.deque = collections.deque([None, None], maxlen=2)  # last pushed
+    memo: dict[int, object] = {}
+    for opcode, arg, _ in pickletools.genops(data):
+        name = opcode.name
+        if name == "PROTO":
+            protocol = arg
+        elif name in ("GLOBAL", "INST"):
+            imports.append(arg.replace(" ", "."))
+        elif name == "STACK_GLOBAL":  # the module and the name are the two values pushed last
+            imports.append(".".join(map(str, recent)))
+        if name == "MEMOIZE":
+            memo[len(memo)] = recent[-1]
+        elif name.endswith("PUT"):
+            memo[arg] = recent[-1]
+        elif name.endswith("GET"):
+            recent.append(memo.get(arg))
+        elif name not in ("FRAME", "PROTO"):
+            recent.append(arg if "UNICODE" in name or "STRING" in name else None)
+    return protocol, list(dict.fromkeys(imports))
+
+
+def _unreadable_pickle(path: Path, where: str) -> UserError:
+    """What the file is, when torch's weights-only loader refused it without naming a global
+    (its text then says only that weights_only failed)."""
+    facts = _pickle_facts(path)
+    if facts is None:
+        return DetectorWrongArchitecture(
+            f"detector {where}: not a PyTorch weights file ({path.stat().st_size} bytes, "
+            f"neither a torch.save archive nor a complete pickle); {HOW_TO_GET}")
+    protocol, imports = facts
+    code = [name for name in imports if not name.startswith(("torch.", "collections."))]
+    if code:
+        return DetectorUnsafe(
+            f"detector {where}: refused: a pickle (protocol {protocol}) that needs code to load "
+            f"({', '.join(code[:3])}); only plain tensors are read from a detector file. Give "
+            f"the weights as a state dict saved with torch.save; {HOW_TO_GET}")
+    return DetectorWrongArchitecture(
+        f"detector {where}: a pickle (protocol {protocol}) that torch's safe loader cannot "
+        "read (it reads torch.save's default protocol 2); save the tensors again with "
+        f"torch.save(state_dict, FILE) and no pickle_protocol; {HOW_TO_GET}")
+
+
 def load_detector(path: Path, device="cpu", *, torchscript: bool = False) -> Detector:
     """Checks and loads a detector file; every failure is a named UserError."""
     import pickle
@@ -162,22 +255,26 @@ def load_detector(path: Path, device="cpu", *, torchscript: bool = False) -> Det
         except Exception as e:  # noqa: BLE001 - any failure here means "not a usable program"
             raise DetectorWrongArchitecture(f"detector {where}: not a loadable TorchScript "
                                             f"detector ({type(e).__name__}: {e})") from None
+        detector = Detector(module, path=path, identity=identity, device=device,
+                            torchscript=True)
+        _check_feature_width(detector, where)
         log.info("detector: TorchScript %s (sha256 %s...)", path.name, identity[:12])
-        return Detector(module, path=path, identity=identity, device=device, torchscript=True)
+        return detector
     if torchscript:
         raise DetectorWrongArchitecture(f"detector {where}: --detector-torchscript was given but "
                                         "the file is not a TorchScript archive")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on the protocol: our refusal says more
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         objects = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line]
-        if not objects:  # random bytes, a truncated file: torch's text is about weights_only
-            raise DetectorWrongArchitecture(
-                f"detector {where}: not a PyTorch weights file ({path.stat().st_size} bytes, "
-                f"neither a torch.save archive nor a pickle); {HOW_TO_GET}") from None
-        raise DetectorUnsafe(
-            f"detector {where}: refused, it is not plain weights: it refers to code that only "
-            f"an unrestricted unpickler would run ({objects[0][:160]}); {HOW_TO_GET}") from None
+        if objects:
+            raise DetectorUnsafe(
+                f"detector {where}: refused, it is not plain weights: it refers to code that "
+                f"only an unrestricted unpickler would run ({objects[0][:160]}); "
+                f"{HOW_TO_GET}") from None
+        raise _unreadable_pickle(path, where) from None
     except Exception as e:  # noqa: BLE001 - truncated zips, random bytes, ...
         raise DetectorWrongArchitecture(f"detector {where}: not a PyTorch weights file "
                                         f"({type(e).__name__}: {str(e)[:200]}); {HOW_TO_GET}"

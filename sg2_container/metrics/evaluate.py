@@ -6,7 +6,9 @@ import dataclasses
 import functools
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -22,25 +24,33 @@ from sg2_container.metrics.features import (
     store_cached,
 )
 from sg2_container.options.metric_specs import (
+    IS_SPLITS,
     NOT_IN_THIS_BUILD,
     PR_NEIGHBOURS,
     SPECS,
     MetricSpec,
+    canonical_names,
 )
+from sg2_container.options.schema import closest
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 GENERATOR_SEED = 0  # the same latents at every snapshot: values differ only by the network
 
 
 def check_names(names, flag: str = "metrics") -> tuple[MetricSpec, ...]:
-    """Specs for the names; an unknown one is a UserError listing the valid names."""
+    """Specs for the names (in any case, as the options accept them); an unknown one is a
+    UserError listing the valid names."""
     specs = []
-    for name in names:
+    for name in canonical_names(tuple(names)):
         if name in NOT_IN_THIS_BUILD:
             raise UserError(f"{flag}: {name!r} is {NOT_IN_THIS_BUILD[name]}; "
                             f"available: {', '.join(SPECS)}")
         if name not in SPECS:
-            raise UserError(f"{flag}: unknown metric {name!r}; valid names: {', '.join(SPECS)}")
+            raise UserError(f"{flag}: unknown metric {name!r}{closest(name, SPECS)}; "
+                            f"valid names: {', '.join(SPECS)}")
         specs.append(SPECS[name])
     return tuple(dict.fromkeys(specs))
 
@@ -53,8 +63,15 @@ def needs_distance(specs) -> bool:
     return any(s.kind == "ppl" for s in specs)
 
 
-def minimum_images(spec: MetricSpec) -> int:
-    return PR_NEIGHBOURS + 1 if spec.kind == "pr" else 2
+def minimum_images(spec: MetricSpec) -> tuple[int, str]:
+    """The fewest images (generated, and real where used) the metric's formula can take, and
+    why: said in the refusal, since below it the formula returns a number that means nothing."""
+    if spec.kind == "pr":
+        return PR_NEIGHBOURS + 1, f"each image needs {PR_NEIGHBOURS} neighbours besides itself"
+    if spec.kind == "is":
+        return 2 * IS_SPLITS, (f"{IS_SPLITS} splits of at least 2 images; a split of one image "
+                               "scores exactly 1 whatever the network")
+    return 2, "a spread needs two images"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -120,9 +137,10 @@ class MetricEvaluator:
                             f"-subset{settings.subset}-seed{settings.seed}")
         self.real_sets = {s.name: self._real_set(s) for s in self.specs if s.uses_reals}
         for spec in self.specs:
-            if self.num_gen(spec) < minimum_images(spec):
-                raise UserError(f"{spec.name} needs at least {minimum_images(spec)} generated "
-                                f"images, got {self.num_gen(spec)}")
+            fewest, why = minimum_images(spec)
+            if self.num_gen(spec) < fewest:
+                raise UserError(f"{spec.name} needs at least {fewest} generated images ({why}), "
+                                f"got {self.num_gen(spec)}")
 
     def check_resolution(self, resolution: int) -> None:
         """UserError if a metric cannot measure a network of this size (PPL's centre crop)."""
@@ -132,16 +150,40 @@ class MetricEvaluator:
 
     def check_generator(self, G) -> None:
         """UserError for a generator these metrics cannot measure against this dataset (the
-        detector sees RGB or gray images; a conditional G draws the dataset's labels)."""
+        detector sees RGB or gray images; the reals must be the images G makes; a conditional
+        G draws the dataset's labels)."""
         if G.img_channels not in (1, 3):
             raise UserError(f"the network makes {G.img_channels}-channel images; the metrics' "
                             "detector measures RGB (or gray) images: 1- or 3-channel networks")
+        self._check_images_match(G)
         if G.c_dim and self._labelled_dataset.label_dim != G.c_dim:
             found = self._labelled_dataset.label_dim
             raise UserError(f"the network is conditional on {G.c_dim} labels, and the dataset "
                             f"{self.settings.data!r} has "
                             f"{f'{found}-value labels' if found else 'no labels'}: give the "
                             "dataset the network was trained on")
+
+    def _check_images_match(self, G) -> None:
+        """UserError if the dataset's images are not the size and channels the network makes.
+        The detector would measure them anyway (it resizes everything to 299 px), but the
+        user almost surely gave the wrong dataset, and the value would not say so. Training
+        measures against its own training set, which always matches."""
+        if not self._datasets:  # is50k and ppl* never look at the dataset's images
+            return
+        dataset = next(iter(self._datasets.values()))
+        found = (dataset.num_channels, dataset.resolution)
+        if found == (G.img_channels, G.img_resolution):
+            return
+        users = ", ".join(s.name for s in self.specs if s.uses_reals)
+
+        def shown(channels: int, side: int) -> str:
+            return f"{side} x {side} px {'gray' if channels == 1 else 'RGB'}"
+
+        raise UserError(
+            f"the network makes {shown(G.img_channels, G.img_resolution)} images and the dataset "
+            f"{self.settings.data!r} holds {shown(*found)} images: {users} compare the two, so "
+            "give the dataset the network was trained on (or one prepared at its size and "
+            "channels: `sg2 prepare --width/--height/--channels`)")
 
     def _xflip(self, spec: MetricSpec) -> bool:
         return False if spec.full else self.settings.mirror
@@ -166,8 +208,9 @@ class MetricEvaluator:
                                     "uses the whole dataset whatever its size")
                 log.warning("%s: computing on %d real images (allowed small dataset)", message,
                             available)
-        if count < minimum_images(spec):
-            raise UserError(f"{spec.name} needs at least {minimum_images(spec)} real images; "
+        fewest, why = minimum_images(spec)
+        if count < fewest:
+            raise UserError(f"{spec.name} needs at least {fewest} real images ({why}); "
                             f"the dataset {self.settings.data!r} has {count}")
         return _RealSet(xflip=self._xflip(spec), count=count)
 
@@ -206,41 +249,48 @@ class MetricEvaluator:
                                         for i in rnd.randint(len(labelled), size=n)])
 
     def evaluate(self, G) -> dict[str, dict] | None:
-        """{metric name: {"results": {...}, "total_time": s, ...}} on rank 0, None elsewhere."""
+        """{metric name: {"results": {...}, "total_time": s, ...}} on rank 0, None elsewhere.
+        A metric's total_time counts the generated and dataset features it uses even when an
+        earlier metric of this call extracted them: each time is what the metric costs alone.
+        UserError, and no values, if the network's images are not finite."""
         self.check_resolution(G.img_resolution)
         self.check_generator(G)
-        reals: dict[_RealSet, np.ndarray] = {}
-        generated: dict[int, dict[str, np.ndarray]] = {}
+        reals: dict[_RealSet, tuple[np.ndarray | None, float]] = {}
+        generated: dict[int, tuple[dict[str, np.ndarray], float]] = {}
         want_logits = any(s.kind == "is" for s in self.specs)
         labels = self._labels(G)
         records = {}
         for spec in self.specs:
-            start = time.time()
             count = self.num_gen(spec)
             if spec.kind == "ppl":
-                lengths = ppl.path_lengths(
-                    G, self.distance, spec.path, count=count, batch=self.settings.batch,
-                    seed=self.settings.latent_seed, labels=labels, workers=self.workers,
-                    progress=self.settings.progress)
+                lengths, seconds = _timed(
+                    ppl.path_lengths, FiniteImages(G, spec.name), self.distance, spec.path,
+                    count=count, batch=self.settings.batch, seed=self.settings.latent_seed,
+                    labels=labels, workers=self.workers, progress=self.settings.progress)
                 if self.workers.rank == 0:
                     records[spec.name] = {
                         "results": {spec.name: formulas.path_length(lengths)},
-                        "metric": spec.name, "total_time": time.time() - start,
+                        "metric": spec.name, "total_time": seconds,
                         "num_gen": count, "num_real": 0, "vgg16": self.distance_source}
                 continue
             if count not in generated:
-                generated[count] = extract_generated(
-                    G, self.detector, count=count, batch=self.settings.batch,
-                    seed=self.settings.latent_seed, labels=labels, logits=want_logits, workers=self.workers,
-                    progress=self.settings.progress)
+                users = ", ".join(s.name for s in self.specs
+                                  if s.kind != "ppl" and self.num_gen(s) == count)
+                generated[count] = _timed(
+                    extract_generated, FiniteImages(G, users), self.detector, count=count,
+                    batch=self.settings.batch, seed=self.settings.latent_seed, labels=labels,
+                    logits=want_logits, workers=self.workers, progress=self.settings.progress)
             real_set = self.real_sets.get(spec.name)
             if real_set is not None and real_set not in reals:
-                reals[real_set] = self._real_features(real_set)
+                reals[real_set] = _timed(self._real_features, real_set)
             if self.workers.rank != 0:
                 continue
-            results = self._formula(spec, generated[count], reals.get(real_set))
+            gen, gen_seconds = generated[count]
+            real, real_seconds = reals.get(real_set, (None, 0.0))
+            results, seconds = _timed(self._formula, spec, gen, real)
             records[spec.name] = {
-                "results": results, "metric": spec.name, "total_time": time.time() - start,
+                "results": results, "metric": spec.name,
+                "total_time": seconds + gen_seconds + real_seconds,
                 "num_gen": count, "num_real": real_set.count if real_set else 0,
                 "detector_sha256": self.detector.identity,
             }
@@ -258,6 +308,47 @@ class MetricEvaluator:
             return {f"{name}_precision": precision, f"{name}_recall": recall}
         mean, std = formulas.inception_score(gen["logits"])
         return {f"{name}_mean": mean, f"{name}_std": std}
+
+
+T = TypeVar("T")
+
+
+def _timed(work: Callable[..., T], *args, **kwargs) -> tuple[T, float]:
+    """work(*args, **kwargs) and the seconds it took."""
+    start = time.time()
+    value = work(*args, **kwargs)
+    return value, time.time() - start
+
+
+class FiniteImages:
+    """The generator as the extraction loops call it (G(z, c), G.synthesis(ws)), refusing
+    images that are not finite: cast to uint8 for the detector, NaN becomes an arbitrary
+    value and FID a finite number that means nothing. Every batch is checked, so a network
+    that fails only for some latents is caught too; the test is one reduction per batch."""
+
+    def __init__(self, G, metrics: str) -> None:
+        self._G, self._metrics = G, metrics  # metrics: the names an error is about
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._G, name)
+
+    def __call__(self, *args, **kwargs) -> torch.Tensor:
+        return self._checked(self._G(*args, **kwargs))
+
+    def synthesis(self, *args, **kwargs) -> torch.Tensor:
+        return self._checked(self._G.synthesis(*args, **kwargs))
+
+    def _checked(self, images: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        finite = torch.isfinite(images).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            raise UserError(
+                f"{self._metrics}: the network's images are not finite ({int((~finite).sum())} "
+                f"of a batch of {len(images)} hold NaN or infinite values): the network file "
+                "is damaged or its training diverged; no metric values were written, since "
+                "they would be finite numbers that mean nothing")
+        return images
 
 
 def locate_measuring_files(specs, *, detector: str | None, vgg16: str | None) -> None:

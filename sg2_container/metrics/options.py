@@ -4,7 +4,8 @@ from __future__ import annotations
 import dataclasses
 
 from sg2_container.inference.project_options import VGG16_ENV, VGG16_FILE_NAME
-from sg2_container.options.metric_specs import METRIC_NAMES, NOT_IN_THIS_BUILD
+from sg2_container.errors import UserError
+from sg2_container.options.metric_specs import METRIC_NAMES, NOT_IN_THIS_BUILD, canonical_names
 from sg2_container.options.schema import fail, option, validate
 from sg2_container.options.sizes import MAX_SEED
 
@@ -48,12 +49,17 @@ class MetricsOptions:
     seed: int = option(0, min=0, max=MAX_SEED, help="Seed of the generated latents.")
 
     def __post_init__(self):
-        for name in self.metrics if isinstance(self.metrics, (tuple, list)) else ():
+        metrics = canonical_names(self.metrics)
+        object.__setattr__(self, "metrics", metrics)
+        for name in metrics if isinstance(metrics, tuple) else ():
             if name in NOT_IN_THIS_BUILD:
                 raise fail("metrics", name, f"{NOT_IN_THIS_BUILD[name]}; one of "
                            + ", ".join(METRIC_NAMES))
+        if isinstance(metrics, tuple) and not [m for m in metrics if m != "none"]:
+            # The command line drops 'none' (training's way to turn metrics off) before here.
+            raise UserError("metrics: no metric names given ('none' or an empty list turns "
+                            "training's metrics off); `sg2 metrics` computes one or more of "
+                            + ", ".join(METRIC_NAMES))
         validate(self)
-        if not self.metrics:
-            raise fail("metrics", "", "one or more of " + ", ".join(METRIC_NAMES))
         if self.vgg16 is not None and not self.vgg16.strip():
             raise fail("vgg16", self.vgg16, "a file name (or leave it unset)")

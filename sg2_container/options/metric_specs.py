@@ -85,6 +85,15 @@ PR_NEIGHBOURS = 3
 IS_SPLITS = 10
 
 
+def canonical_names(names: object) -> object:
+    """Metric names as the table spells them (lower case): `FID50K_full` is accepted for
+    fid50k_full, so a name's case never decides whether a run computes it. Anything but a
+    list or tuple is handed back unchanged for the schema to refuse."""
+    if not isinstance(names, (tuple, list)):
+        return names
+    return tuple(n.lower() if isinstance(n, str) else n for n in names)
+
+
 def result_line(results: dict[str, float], **extra: str) -> str:
     """`metric fid50k_full=12.34 ...`: the line `sg2 metrics` prints and training logs; the
     CloudWatch regexes in docs/sagemaker.md read it."""

@@ -128,9 +128,13 @@ def _base_type(annotation: Any, where: str) -> tuple[type, bool]:
 
 
 def closest(value: Any, allowed: Iterable) -> str:
-    """' (did you mean X?)' when a close name exists, else ''."""
-    match = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    """' (did you mean X?)' when a close name exists, else ''. Compared without case, so
+    FID50K finds fid50k, and the suggestion is spelled as allowed."""
+    spelled: dict[str, str] = {}
+    for name in allowed:
+        spelled.setdefault(str(name).lower(), str(name))
+    match = difflib.get_close_matches(str(value).lower(), list(spelled), n=1)
+    return f" (did you mean {spelled[match[0]]!r}?)" if match else ""
 
 
 def fail(name: str, value: Any, allowed: str) -> UserError:

@@ -10,7 +10,7 @@ import dataclasses
 from sg2_container.errors import UserError
 from sg2_container.options.choices import AUGPIPE_NAMES, FILTER_AUGPIPES
 from sg2_container.options.metric_specs import METRIC_NAMES as SPEC_NAMES
-from sg2_container.options.metric_specs import NOT_IN_THIS_BUILD
+from sg2_container.options.metric_specs import NOT_IN_THIS_BUILD, canonical_names
 from sg2_container.options.schema import closest, fail, option, validate
 from sg2_container.options.sizes import (
     MAX_CHANNEL_BASE,
@@ -216,12 +216,12 @@ class TrainingOptions:
     def __post_init__(self):
         if isinstance(self.resume, str) and self.resume.strip().lower() in NO_RESUME:
             object.__setattr__(self, "resume", None)  # the reference's default, str(None), ...
-        metrics = self.metrics
+        metrics = canonical_names(self.metrics)
         for name in metrics if isinstance(metrics, (tuple, list)) else ():
             if name in NOT_IN_THIS_BUILD:
                 raise fail("metrics", name, f"{NOT_IN_THIS_BUILD[name]}; one of "
                            + ", ".join(SPEC_NAMES))
-        if isinstance(metrics, (tuple, list)):  # 'none' means no metrics, as in the reference
+        if isinstance(metrics, tuple):  # 'none' means no metrics, as in the reference
             object.__setattr__(self, "metrics", tuple(m for m in metrics if m != "none"))
         validate(self)
         if not self.data:

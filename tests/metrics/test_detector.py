@@ -49,9 +49,44 @@ def test_a_pickle_with_code_is_refused_unrun(tmp_path, capsys):
         load_detector(path)
     raw = tmp_path / "raw.pkl"
     raw.write_bytes(pickle.dumps(Boom()))
-    with pytest.raises((DetectorUnsafe, DetectorWrongArchitecture)):
+    with pytest.raises(DetectorUnsafe):
         load_detector(raw)
     assert "code ran" not in capsys.readouterr().out
+
+
+class Eval:
+    def __reduce__(self):
+        return (eval, ("print('code ran')",))
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+@pytest.mark.parametrize("container", ["pickle", "torch.save"])
+def test_a_pickle_that_needs_code_is_called_one_whatever_its_protocol(tmp_path, capsys,
+                                                                      protocol, container):
+    """From protocol 4 on, torch's safe loader stops at the first frame without naming a
+    global, and such a file was 'neither a torch.save archive nor a pickle'."""
+    path = tmp_path / "evil.pth"
+    content = {"w": torch.zeros(1), "x": Boom(), "y": Eval()}
+    if container == "pickle":
+        path.write_bytes(pickle.dumps(content, protocol=protocol))
+    else:
+        torch.save(content, path, pickle_protocol=protocol)
+    with pytest.raises(DetectorUnsafe) as caught:
+        load_detector(path)
+    text = str(caught.value)
+    assert text.startswith(f"detector {path}: refused: a pickle (protocol {protocol}) that needs "
+                           "code to load (builtins.print, builtins.eval); only plain tensors "
+                           "are read from a detector file. Give the weights as a state dict "
+                           "saved with torch.save; download "), text
+    assert "code ran" not in capsys.readouterr().out
+
+
+def test_plain_tensors_in_a_newer_pickle_protocol_are_told_how_to_resave(tmp_path):
+    path = tmp_path / "p4.pth"
+    torch.save({"w": torch.zeros(1)}, path, pickle_protocol=4)
+    with pytest.raises(DetectorWrongArchitecture, match=r"a pickle \(protocol 4\) that torch's "
+                                                        r"safe loader cannot read .*torch.save"):
+        load_detector(path)
 
 
 def test_torchscript_needs_the_explicit_flag(tmp_path):
@@ -84,7 +119,7 @@ def test_wrong_architecture_and_junk(tmp_path, detector_file):
             load_detector(junk)
         assert str(caught.value).startswith(
             f"detector {junk}: not a PyTorch weights file ({size} bytes, neither a torch.save "
-            "archive nor a pickle); download "), str(caught.value)
+            "archive nor a complete pickle); download "), str(caught.value)
         assert "weights_only" not in str(caught.value)
     with pytest.raises(DetectorWrongArchitecture, match="not a TorchScript archive"):
         load_detector(detector_file, torchscript=True)
@@ -98,3 +133,36 @@ def test_random_inception_gives_features_of_the_usual_shape(detector_file):
     assert out["pool"].shape == (2, 2048) and out["logits"].shape == (2, 1008)
     assert np.isfinite(out["pool"]).all() and out["pool"].std() > 1e-3
     assert len(detector.identity) == 64
+
+
+class _Features(torch.nn.Module):
+    """A stand-in for NVIDIA's TorchScript detector: module(images, return_features=True)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.width = width
+
+    def forward(self, images: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        return images.float().mean(dim=[1, 2, 3]).unsqueeze(1).repeat(1, self.width)
+
+
+def _scripted(module, path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(module), str(path))
+    return path
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_a_torchscript_detector_must_give_2048_features_per_image(tmp_path):
+    """Another width was found only after the dataset's features had been extracted (or gave
+    FIDs of another scale): it is probed at load, on one small image."""
+    good = load_detector(_scripted(_Features(2048), tmp_path / "good.pt"), torchscript=True)
+    images = torch.randint(0, 256, [2, 3, 8, 8], dtype=torch.uint8)
+    assert good(images)["pool"].shape == (2, 2048)
+    with pytest.raises(DetectorWrongArchitecture, match=r"features of shape \[1, 1000\] for one "
+                                                        r"image; the metrics need 2048 per image"):
+        load_detector(_scripted(_Features(1000), tmp_path / "narrow.pt"), torchscript=True)
+    with pytest.raises(DetectorWrongArchitecture, match=r"failed on a 1 x 3 x 16 x 16 uint8 "
+                                                        r"image \(.*\); the metrics call it as"):
+        load_detector(_scripted(torch.nn.Linear(2, 2), tmp_path / "linear.pt"), torchscript=True)

@@ -37,7 +37,7 @@ def test_sizes_are_checked_before_any_image_is_made(detector, metric_data):
     with pytest.raises(UserError, match=r"fid50k compares against 50000 real images but the "
                                         r"dataset .* has 6: give --allow-small"):
         MetricEvaluator(["fid50k"], detector, EvaluationSettings(data=str(metric_data)))
-    with pytest.raises(UserError, match="unknown metric 'fid5k'; valid names: fid50k_full, "):
+    with pytest.raises(UserError, match="unknown metric 'fid5k' .*; valid names: fid50k_full, "):
         MetricEvaluator(["fid5k"], detector, EvaluationSettings(data=str(metric_data)))
     with pytest.raises(UserError, match="ppl2_wend need the LPIPS VGG16 distance"):
         MetricEvaluator(["ppl2_wend"], detector, EvaluationSettings(data=str(metric_data)))
@@ -149,3 +149,112 @@ def test_sg2_metrics_refuses_a_network_its_dataset_or_detector_cannot_measure(
         "--detector", str(detector_file)])
     assert result.exit_code == 1, result.output
     assert words in result.output and "Traceback" not in result.output
+
+
+def test_is50k_needs_two_images_in_each_of_its_ten_splits(detector, metric_data):
+    """With 19 images or fewer some split held one image, and a split of one scores exactly 1:
+    --num-images 2 gave is50k_mean=1, whatever the network."""
+    settings = EvaluationSettings(data=str(metric_data), num_images=19)
+    with pytest.raises(UserError, match=r"is50k needs at least 20 generated images \(10 splits "
+                                        r"of at least 2 images; .* exactly 1 .*\), got 19"):
+        MetricEvaluator(["is50k"], detector, settings)
+    MetricEvaluator(["is50k"], detector, EvaluationSettings(data=str(metric_data), num_images=20))
+    with pytest.raises(UserError, match=r"pr50k3_full needs at least 4 generated images \(each "
+                                        r"image needs 3 neighbours besides itself\), got 3"):
+        MetricEvaluator(["pr50k3_full"], detector, EvaluationSettings(data=str(metric_data),
+                                                                      num_images=3))
+
+
+def test_a_dataset_of_another_size_or_channel_count_is_refused(detector, network_file, tmp_path):
+    """The detector resizes everything to 299 px, so a 32 px dataset against a 16 px network
+    (or gray against RGB) was measured silently: almost surely the wrong dataset."""
+    from PIL import Image
+
+    from sg2_container.data.synthetic import write_synthetic_dataset
+
+    G = load_model(network_file).G_ema  # 16 x 16 RGB
+    larger = write_synthetic_dataset(tmp_path / "larger.zip", count=4, resolution=32)
+    gray = tmp_path / "gray"
+    gray.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full([16, 16], 40 * i, np.uint8), mode="L").save(gray / f"{i}.png")
+    for data, found in [(larger, "32 x 32 px RGB"), (gray, "16 x 16 px gray")]:
+        evaluator = MetricEvaluator(["fid50k_full", "kid50k_full"], detector,
+                                    EvaluationSettings(data=str(data), num_images=2))
+        with pytest.raises(UserError) as caught:
+            evaluator.evaluate(G)
+        assert str(caught.value).startswith(
+            f"the network makes 16 x 16 px RGB images and the dataset {str(data)!r} holds "
+            f"{found} images: fid50k_full, kid50k_full compare the two"), str(caught.value)
+    # is50k never looks at the dataset's images: nothing to refuse.
+    MetricEvaluator(["is50k"], detector, EvaluationSettings(data=str(larger), num_images=20)
+                    ).check_generator(G)
+
+
+class _PixelDistance:
+    """PPL's distance on the pixels themselves: enough to carry a NaN through."""
+
+    @staticmethod
+    def features(images):
+        return images.flatten(1)
+
+
+def test_a_network_whose_images_are_not_finite_gets_no_values(detector, metric_data,
+                                                              network_file):
+    """NaN images became arbitrary uint8 values before the detector: FID was a finite number."""
+    G = load_model(network_file).G_ema
+    with torch.no_grad():
+        next(p for name, p in G.named_parameters() if "synthesis" in name).fill_(float("nan"))
+    settings = EvaluationSettings(data=str(metric_data), num_images=3, batch=2)
+    with pytest.raises(UserError, match=r"^fid50k_full, kid50k_full: the network's images are "
+                                        r"not finite \(2 of a batch of 2 .*\): the network file "
+                                        r"is damaged or its training diverged"):
+        MetricEvaluator(["fid50k_full", "kid50k_full"], detector, settings).evaluate(G)
+    with pytest.raises(UserError, match=r"^ppl2_wend: the network's images are not finite"):
+        MetricEvaluator(["ppl2_wend"], None, settings, distance=_PixelDistance()).evaluate(G)
+
+
+def test_every_batch_is_checked_for_non_finite_images():
+    """A network that overflows for some latents only is caught at the batch that shows it."""
+    from sg2_container.metrics.evaluate import FiniteImages
+
+    class Overflowing:
+        z_dim = 4
+
+        def __call__(self, z):
+            images = torch.zeros([len(z), 3, 2, 2])
+            images[z[:, 0] > 1] = float("inf")
+            return images
+
+    checked = FiniteImages(Overflowing(), "fid50k_full")
+    assert checked.z_dim == 4
+    assert checked(torch.zeros([3, 4])).shape == (3, 3, 2, 2)
+    with pytest.raises(UserError, match=r"\(1 of a batch of 3 hold NaN or infinite values\)"):
+        checked(torch.tensor([[0.0] * 4, [2.0] * 4, [0.0] * 4]))
+
+
+def test_each_metric_is_charged_the_shared_extraction_it_uses(detector, metric_data,
+                                                              network_file, monkeypatch):
+    """The first metric's total_time held all the generated (and real) features that the
+    others reused, so kid50k_full looked almost free next to fid50k_full."""
+    import time
+
+    from sg2_container.metrics import evaluate as evaluate_module
+
+    calls = []
+
+    def slow(real):
+        def work(*args, **kwargs):
+            calls.append(real.__name__)
+            time.sleep(0.4)
+            return real(*args, **kwargs)
+        return work
+
+    monkeypatch.setattr(evaluate_module, "extract_generated",
+                        slow(evaluate_module.extract_generated))
+    monkeypatch.setattr(MetricEvaluator, "_real_features", slow(MetricEvaluator._real_features))
+    G = load_model(network_file).G_ema
+    records = MetricEvaluator(["fid50k_full", "kid50k_full"], detector, EvaluationSettings(
+        data=str(metric_data), num_images=2, batch=4)).evaluate(G)
+    assert calls == ["extract_generated", "_real_features"]  # still extracted once each
+    assert [records[name]["total_time"] >= 0.8 for name in records] == [True, True], records
