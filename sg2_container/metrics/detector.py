@@ -30,6 +30,9 @@ CHANNEL = "detector"
 WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                + WEIGHTS_NAME)
+# The published file's sha256 (its name carries the first 8 digits): other weights of this
+# architecture load and measure, but their values are not comparable with published ones.
+WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 HOW_TO_GET = (f"download {WEIGHTS_URL} once (torch-fidelity's Inception-v3 weights, ~95 MB) and "
               f"pass it with --detector FILE (hyperparameter 'detector'), set {ENV_VAR}=FILE, or "
               f"give a SageMaker training job an input channel named '{CHANNEL}' holding it; the "
@@ -286,4 +289,8 @@ def load_detector(path: Path, device="cpu", *, torchscript: bool = False) -> Det
             f"tensors; {HOW_TO_GET}")
     module = _inception_from_state(state, where).to(device)
     log.info("detector: Inception-v3 %s (sha256 %s...)", path.name, identity[:12])
+    if identity != WEIGHTS_SHA256:
+        log.warning("detector %s is not the published %s (sha256 %s..., expected %s...): its "
+                    "values are not comparable with published FID/KID/IS figures", where,
+                    WEIGHTS_NAME, identity[:12], WEIGHTS_SHA256[:12])
     return Detector(module, path=path, identity=identity, device=device, torchscript=False)

@@ -166,3 +166,23 @@ def test_a_torchscript_detector_must_give_2048_features_per_image(tmp_path):
     with pytest.raises(DetectorWrongArchitecture, match=r"failed on a 1 x 3 x 16 x 16 uint8 "
                                                         r"image \(.*\); the metrics call it as"):
         load_detector(_scripted(torch.nn.Linear(2, 2), tmp_path / "linear.pt"), torchscript=True)
+
+
+def test_weights_other_than_the_published_file_are_measured_with_a_warning(detector_file,
+                                                                          caplog, monkeypatch):
+    import hashlib
+    import logging
+
+    from sg2_container.metrics import detector as detector_module
+
+    with caplog.at_level(logging.WARNING):
+        load_detector(detector_file)
+    assert "not the published weights-inception-2015-12-05-6726825d.pth" in caplog.text
+    assert "not comparable with published" in caplog.text
+
+    caplog.clear()  # the published file (here: its checksum pinned to this one) loads quietly
+    published = hashlib.sha256(detector_file.read_bytes()).hexdigest()
+    monkeypatch.setattr(detector_module, "WEIGHTS_SHA256", published)
+    with caplog.at_level(logging.WARNING):
+        load_detector(detector_file)
+    assert "not the published" not in caplog.text
