@@ -54,6 +54,16 @@ def test_info_honours_forced_reference_path(monkeypatch):
     assert report["ops active"].startswith("reference")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a GPU")
+def test_info_says_sg2_ops_cuda_cannot_run_without_a_gpu(monkeypatch):
+    monkeypatch.setenv("SG2_OPS", "cuda")
+    result = CliRunner().invoke(cli, ["info"])
+    assert result.exit_code == 0, result.output
+    active = next(line for line in result.output.splitlines() if line.startswith("ops active"))
+    assert "none: $SG2_OPS=cuda forces the CUDA kernels, but they are unusable: no CUDA " \
+           "device visible to PyTorch; every command refuses to run" in active
+
+
 def test_info_shows_an_invalid_sg2_ops_and_commands_refuse_it(monkeypatch, tmp_path):
     """A bad $SG2_OPS failed at the first op call, as 'internal error (a bug)' (exit 2)."""
     monkeypatch.setenv("SG2_OPS", "fast")
