@@ -224,7 +224,7 @@ def test_the_cli_and_the_endpoint_allow_the_same_truncation(tmp_path, psi, allow
         if allowed:
             assert result.exit_code == 0, result.output
         else:
-            assert result.exit_code == 1 and f"truncation_psi={psi} is not allowed: a number " \
+            assert result.exit_code == 1 and f"--trunc={psi} is not allowed: a number " \
                 "from -2 to 2 (1 = no truncation)" in result.output, result.output
             assert not outdir.exists()
     if allowed:
@@ -247,7 +247,7 @@ def test_style_mix_names_layers_out_of_range_as_ranges(tmp_path):
                                       "--cols", "2", "--styles", "0-99", "--outdir",
                                       str(tmp_path / "out")])
     assert result.exit_code == 1
-    assert ("styles=0-99: layer indices must be in 0..5 for this network (6 ws); out of "
+    assert ("--styles=0-99: layer indices must be in 0..5 for this network (6 ws); out of "
             "range: 6-99") in result.output, result.output
     assert "7, 8" not in result.output
     # Refused before any image: the seeds alone were written first, then the error.
