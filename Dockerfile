@@ -114,9 +114,10 @@ RUN export SG2_BUILD_CUDA MAX_JOBS \
 
 # The metrics' detector (torch-fidelity's Inception-v3 weights, ~95 MB), downloaded here so that
 # jobs never download it. SG2_DETECTOR_DOWNLOAD=0 skips it (then pass --detector or a
-# 'detector' channel). The full sha256 of the file is not recorded upstream; by default the
-# build checks the sha256 prefix in the file's name (torch hub's convention); set
-# DETECTOR_SHA256 to pin all 64 digits.
+# 'detector' channel); the runtime stage's ENV SG2_DETECTOR still names the path (an ENV cannot
+# depend on a file), and metrics' error for a missing file there says the build left it out.
+# The full sha256 of the file is not recorded upstream; by default the build checks the sha256
+# prefix in the file's name (torch hub's convention); set DETECTOR_SHA256 to pin all 64 digits.
 ARG SG2_DETECTOR_DOWNLOAD=1
 ARG DETECTOR_URL=https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth
 ARG DETECTOR_SHA256=""

@@ -214,6 +214,11 @@ def describe() -> dict[str, str]:
     else:
         if choice == "reference":
             active = "reference (forced by $SG2_OPS)"
+        elif choice == "cuda" and not status.available:  # what every command refuses with
+            active = (f"none: {request_problem(torch.device('cuda'))}; every command refuses "
+                      f"to run until ${ENV_VAR} is unset or set to auto or reference")
+        elif choice == "cuda":
+            active = f"cuda on CUDA tensors; work on the CPU is refused (forced by ${ENV_VAR})"
         elif status.available:
             active = "cuda on CUDA tensors, reference on CPU tensors"
         else:

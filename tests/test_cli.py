@@ -54,6 +54,16 @@ def test_info_honours_forced_reference_path(monkeypatch):
     assert report["ops active"].startswith("reference")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without a GPU")
+def test_info_says_sg2_ops_cuda_cannot_run_without_a_gpu(monkeypatch):
+    monkeypatch.setenv("SG2_OPS", "cuda")
+    result = CliRunner().invoke(cli, ["info"])
+    assert result.exit_code == 0, result.output
+    active = next(line for line in result.output.splitlines() if line.startswith("ops active"))
+    assert "none: $SG2_OPS=cuda forces the CUDA kernels, but they are unusable: no CUDA " \
+           "device visible to PyTorch; every command refuses to run" in active
+
+
 def test_info_shows_an_invalid_sg2_ops_and_commands_refuse_it(monkeypatch, tmp_path):
     """A bad $SG2_OPS failed at the first op call, as 'internal error (a bug)' (exit 2)."""
     monkeypatch.setenv("SG2_OPS", "fast")
@@ -214,7 +224,7 @@ def test_the_cli_and_the_endpoint_allow_the_same_truncation(tmp_path, psi, allow
         if allowed:
             assert result.exit_code == 0, result.output
         else:
-            assert result.exit_code == 1 and f"truncation_psi={psi} is not allowed: a number " \
+            assert result.exit_code == 1 and f"--trunc={psi} is not allowed: a number " \
                 "from -2 to 2 (1 = no truncation)" in result.output, result.output
             assert not outdir.exists()
     if allowed:
@@ -237,7 +247,7 @@ def test_style_mix_names_layers_out_of_range_as_ranges(tmp_path):
                                       "--cols", "2", "--styles", "0-99", "--outdir",
                                       str(tmp_path / "out")])
     assert result.exit_code == 1
-    assert ("styles=0-99: layer indices must be in 0..5 for this network (6 ws); out of "
+    assert ("--styles=0-99: layer indices must be in 0..5 for this network (6 ws); out of "
             "range: 6-99") in result.output, result.output
     assert "7, 8" not in result.output
     # Refused before any image: the seeds alone were written first, then the error.

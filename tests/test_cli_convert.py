@@ -114,3 +114,25 @@ def test_help_explains_the_directions():
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "without running any code" in text and "--force" in text
+
+
+def test_non_finite_or_integer_weights_are_refused_both_ways(golden_tiny, tmp_path):
+    golden = dict(golden_tiny)
+    golden["G_state_dict"] = dict(golden["G_state_dict"])
+    golden["G_state_dict"]["mapping.fc1.weight"] = torch.zeros(128, 128, dtype=torch.int64)
+    pkl = helpers.write_reference_pickle(tmp_path / "ints.pkl",
+                                         helpers.golden_snapshot(golden, ""))
+    result = CliRunner().invoke(cli, ["convert", str(pkl), str(tmp_path / "out.pt")])
+    assert result.exit_code == 1
+    assert "ints.pkl: G: tensor 'mapping.fc1.weight' is int64" in result.output
+    assert not (tmp_path / "out.pt").exists()
+
+    G = files.load_model(helpers.write_reference_pickle(
+        tmp_path / "good.pkl", helpers.golden_snapshot(golden_tiny, ""))).G_ema
+    with torch.no_grad():
+        G.mapping.w_avg[3] = float("nan")
+    pt = files.save_model(tmp_path / "nan.pt", G_ema=G)
+    result = CliRunner().invoke(cli, ["convert", str(pt), str(tmp_path / "out.pkl")])
+    assert result.exit_code == 1
+    assert "nan.pt: G_ema: tensor 'mapping.w_avg' has 1 non-finite values" in result.output
+    assert not (tmp_path / "out.pkl").exists()

@@ -286,7 +286,8 @@ def test_sg2_project_without_vgg16_weights_names_what_to_supply(G, tmp_path, mon
     assert result.exit_code == 1 and "readme.txt is not an image" in result.output
     result = CliRunner().invoke(cli, ["project", "--network", str(model), "--outdir",
                                       str(tmp_path / "o"), "--num-steps", "0"])
-    assert result.exit_code == 1 and "num_steps=0 is not allowed: an integer >= 1" in result.output
+    assert result.exit_code == 1
+    assert "--num-steps=0 is not allowed: an integer >= 1" in result.output
     result = CliRunner().invoke(cli, ["project", "--network", str(model), "--outdir",
                                       str(tmp_path / "o")])
     assert result.exit_code == 1 and "no target image: give --target IMG" in result.output

@@ -5,15 +5,20 @@ import traceback
 import click
 
 from sg2_container.errors import UserError
+from sg2_container.options.schema import renamed
 from sg2_container.sagemaker.jobs import EXIT_INTERNAL_ERROR, EXIT_STOPPED, EXIT_USER_ERROR
 
 
 @contextlib.contextmanager
-def user_errors_as_click():
-    """A UserError becomes a one-line click error (exit 1); anything else keeps its traceback."""
+def user_errors_as_click(options: type | None = None):
+    """A UserError becomes a one-line click error (exit 1); anything else keeps its traceback.
+    With `options` (the command's options class), an error about one of its fields names the
+    --flag the user typed, not the field (`--class=-1`, not `class_idx=-1`)."""
     try:
         yield
     except UserError as error:
+        if options is not None:
+            error = renamed(error, options)
         raise click.ClickException(str(error)) from error
 
 

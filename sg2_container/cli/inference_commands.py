@@ -62,7 +62,7 @@ def generate(network_path, device, outdir, progress_every_s, **values):
     The same seed gives the same image as the reference's generate tool for the same weights,
     whatever --batch is.
     """
-    with user_errors_as_click():
+    with user_errors_as_click(GenerateOptions):
         from sg2_container.inference.generate import generate_to_folder
 
         options = GenerateOptions(**values)
@@ -83,7 +83,7 @@ def style_mix(network_path, device, outdir, **values):
     Writes ROW-COL.png for every pair, SEED-SEED.png for every seed alone, and grid.png (top
     row: the column seeds, left column: the row seeds, black corner), as the reference does.
     """
-    with user_errors_as_click():
+    with user_errors_as_click(StyleMixOptions):
         from sg2_container.inference.style_mix import style_mix_to_folder
 
         options = StyleMixOptions(**values)
@@ -111,7 +111,7 @@ def interpolate(network_path, device, outdir, progress_every_s, **values):
     Key points: the --seeds in order, then the W vectors of each --projected-w file. Writes
     walk.mp4 (and/or walk.gif) and walk-sheet.png.
     """
-    with user_errors_as_click():
+    with user_errors_as_click(InterpolateOptions):
         from sg2_container.inference.interpolate import interpolate_to_folder
 
         options = InterpolateOptions(**values)

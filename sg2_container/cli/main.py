@@ -41,8 +41,8 @@ class _Group(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 def cli(verbose: int, quiet: bool) -> None:
     """sg2-container: train and run StyleGAN2-ADA, locally or on Amazon SageMaker."""
-    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    configure_logging(level)
+    # Neither flag: $SG2_LOG_LEVEL (set by an `sg2 -q` that started this one), else INFO.
+    configure_logging(logging.WARNING if quiet else logging.DEBUG if verbose else None)
     keep_freed_memory()
 
 

@@ -43,7 +43,7 @@ def project_command(network_path: str, targets: tuple[Path, ...], more_targets: 
     pass --vgg16 FILE or set SG2_VGG16_WEIGHTS (the container image does). Ctrl-C or SIGTERM
     stops between steps (exit 130); finished targets are kept, the current one is not written.
     """
-    with user_errors_as_click():
+    with user_errors_as_click(ProjectOptions):
         from sg2_container.inference.model_source import load_generator
         from sg2_container.inference.project import project_images
         from sg2_container.io.images import output_folder

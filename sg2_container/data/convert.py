@@ -91,19 +91,46 @@ def convert_image(data: bytes, options: PrepareOptions) -> Outcome:
     return Outcome(png=encode_png(np.asarray(im)), converted=tuple(notes))
 
 
+class _Bytes(io.BytesIO):
+    """A file's bytes that note whether a parser asked for more than there were: a file cut
+    short inside its header fails in many ways ('Truncated File Read', a struct error, 'not
+    identified by this driver'), so truncation is told by the reads, not by the message."""
+
+    ran_out = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        if size is not None and size > 0 and len(data) < size:
+            self.ran_out = True
+        return data
+
+
+def _known_format(data: bytes) -> bool:
+    """Whether one of FORMATS claims the file by its first bytes (Pillow's own check)."""
+    Image.init()
+    accepts = [Image.OPEN[name][1] for name in FORMATS if name in Image.OPEN]
+    return any(accept is not None and accept(data[:16]) for accept in accepts)
+
+
 def _decode(data: bytes, options: PrepareOptions, notes: list[str]) -> Image.Image:
     """Fully decodes the first frame, or raises Skip; never returns a half-decoded image."""
+    source = _Bytes(data)
     try:
-        im = Image.open(io.BytesIO(data), formats=FORMATS)
+        im = Image.open(source, formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         # Pillow's own text quotes its error threshold (twice the limit) for the larger ones.
         size = re.search(r"Image size \((\d+) pixels\)", str(e))
         raise Skip("decompression_bomb", f"{size.group(1) if size else 'more'} pixels, over "
                    f"--max-pixels {options.max_pixels}") from e
-    except Image.UnidentifiedImageError as e:
-        raise Skip("not_an_image", "not a PNG, JPEG, WebP, BMP or GIF file") from e
-    except Exception as e:  # any parser failure on a broken header
+    except Exception as e:  # not ours, a broken header, or one that ends early
+        unidentified = isinstance(e, Image.UnidentifiedImageError)  # its text names an object
+        if source.ran_out and _known_format(data):
+            raise Skip("truncated", "the file ends inside its header"
+                       + ("" if unidentified else f" ({_describe(e)})")) from e
+        if unidentified:
+            raise Skip("not_an_image", "not a PNG, JPEG, WebP, BMP or GIF file") from e
         raise Skip("corrupt", _describe(e)) from e
+    header_cut = source.ran_out  # the header parsed, but the file ended right after it
     try:
         if getattr(im, "is_animated", False):
             notes.append("first_frame_only")
@@ -115,8 +142,8 @@ def _decode(data: bytes, options: PrepareOptions, notes: list[str]) -> Image.Ima
                 im.draft(None, request)
         im.load()
     except Exception as e:  # a decoder may raise anything on damaged data
-        reason = "truncated" if "truncated" in str(e).lower() else "corrupt"
-        raise Skip(reason, _describe(e)) from e
+        cut = header_cut or "truncated" in str(e).lower()
+        raise Skip("truncated" if cut else "corrupt", _describe(e)) from e
     if sixteen_bit and im.mode not in SIXTEEN_BIT_MODES:
         notes.append("16bit_to_8bit")  # Pillow already kept the high byte of each sample
     return im

@@ -65,7 +65,11 @@ def locate_detector(path: str | None) -> Path:
         raise DetectorMissing(f"metrics need a detector file and none was given: {HOW_TO_GET}")
     file = Path(path)
     if not file.is_file():
-        raise DetectorMissing(f"{source}={str(path)!r}: no such file; {HOW_TO_GET}")
+        # The image sets the variable whether or not its build downloaded the file (a
+        # Dockerfile's ENV cannot depend on a file), so say what that case means.
+        why = (" (an image built with SG2_DETECTOR_DOWNLOAD=0 sets it but holds no detector: "
+               "metrics there need one passed in)" if source == ENV_VAR else "")
+        raise DetectorMissing(f"{source}={str(path)!r}: no such file{why}; {HOW_TO_GET}")
     return file
 
 

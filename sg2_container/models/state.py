@@ -81,7 +81,8 @@ def load_state_checked(module, state_dict: dict, where: str) -> None:
 
 def check_state_fits(expected: dict, state_dict: dict, where: str) -> None:
     """Every tensor of `expected` (a state dict, on any device, meta included) is in
-    `state_dict` with its shape, and nothing else is: else one UserError listing them."""
+    `state_dict` with its shape, and nothing else is, and every value fits its entry
+    (_tensor_problem): else one UserError listing them."""
     import torch
 
     problems = []
@@ -90,16 +91,42 @@ def check_state_fits(expected: dict, state_dict: dict, where: str) -> None:
             problems.append(f"entry {name!r} is {kind_of(value)}, not a tensor")
         elif name not in expected:
             problems.append(f"unexpected tensor '{name}' (the network has no such entry)")
-        elif tuple(value.shape) != tuple(expected[name].shape):
-            problems.append(
-                f"tensor '{name}' has shape {list(value.shape)} but the network expects "
-                f"{list(expected[name].shape)}"
-            )
+        else:
+            problem = _tensor_problem(name, value, expected[name])
+            if problem:
+                problems.append(problem)
     problems += [f"missing tensor '{name}'" for name in expected if name not in state_dict]
     if problems:
         shown = "; ".join(problems[:8])
         more = f"; and {len(problems) - 8} more" if len(problems) > 8 else ""
         raise UserError(f"{where}: {shown}{more}")
+
+
+def _tensor_problem(name: str, value, expected) -> str | None:
+    """What keeps a file's tensor from its network entry, or None. Where the network holds
+    floats (every parameter and buffer of ours and the reference's), the value must be real
+    floating point and finite: load_state_dict would cast integers silently, drop complex
+    parts, and NaN or inf would render garbage. Entries the network keeps in another dtype
+    (none today, e.g. BatchNorm's int64 counter) are checked for shape only."""
+    import torch
+
+    if tuple(value.shape) != tuple(expected.shape):
+        return (f"tensor '{name}' has shape {list(value.shape)} but the network expects "
+                f"{list(expected.shape)}")
+    if not expected.is_floating_point():
+        return None
+    if not value.is_floating_point():  # integer, bool, complex, quantized
+        return (f"tensor '{name}' is {_dtype_name(value.dtype)} but the network expects real "
+                f"floating point ({_dtype_name(expected.dtype)})")
+    bad = value.numel() - int(torch.isfinite(value).sum())
+    if bad:
+        return f"tensor '{name}' has {bad} non-finite values (NaN or inf)"
+    return None
+
+
+def _dtype_name(dtype) -> str:
+    """'int64' for torch.int64: the name a user sees in numpy and torch alike."""
+    return str(dtype).removeprefix("torch.")
 
 
 def cpu_state_dict(module, float32: bool = False) -> dict:

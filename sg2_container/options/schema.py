@@ -14,6 +14,7 @@ import difflib
 import functools
 import json
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -140,6 +141,22 @@ def closest(value: Any, allowed: Iterable) -> str:
 def fail(name: str, value: Any, allowed: str) -> UserError:
     """The one error format: the option's name, the bad value, what is allowed."""
     return UserError(f"{name}={_shown(value, 200)} is not allowed: {allowed}")
+
+
+_LEADING_NAME = re.compile(r"([a-z_][a-z0-9_]*)[=:]")
+
+
+def renamed(error: UserError, cls: type, shown: Callable[[str], str] | None = None) -> UserError:
+    """`error` about a field of `cls`, its leading field name (fail's NAME=VALUE, or NAME: ...)
+    replaced by `shown(name)` (default: the --flag), the name the user typed: one options
+    class serves entries that spell its fields differently, e.g. generate's --class and a
+    batch request's class_idx. Any other error comes back as it is."""
+    match = _LEADING_NAME.match(str(error))
+    if match is None or match.group(1) not in fields(cls):
+        return error
+    name = match.group(1)
+    typed = shown(name) if shown else fields(cls)[name].flag
+    return UserError(typed + str(error)[match.end(1):])
 
 
 def _shown(value: Any, limit: int = 60) -> str:

@@ -14,7 +14,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sg2_container.errors import UserError
-from sg2_container.options.schema import closest, coerce, fail, fields, option, validate
+from sg2_container.options.schema import (
+    closest,
+    coerce,
+    fail,
+    fields,
+    option,
+    renamed,
+    validate,
+)
 from sg2_container.options.training import (
     AUGPIPE_NAMES, CFG_NAMES, MIN_TRAINING_RESOLUTION, TrainingOptions, make_plan)
 
@@ -71,10 +79,10 @@ def _validate(instance: Any, shown: Callable[[str], str]) -> None:
     try:
         validate(instance)
     except UserError as error:
-        name, sep, rest = str(error).partition("=")  # schema.fail's one format: NAME=VALUE ...
-        if sep and name in fields(type(instance)):
-            raise UserError(f"{shown(name)}={rest}") from None
-        raise
+        better = renamed(error, type(instance), shown)
+        if better is error:
+            raise
+        raise better from None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

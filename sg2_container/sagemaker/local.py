@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from sg2_container.errors import UserError
+from sg2_container.io.logs import passed_on
 from sg2_container.options.schema import encode_hyperparameters
 
 log = logging.getLogger(__name__)
@@ -128,8 +129,9 @@ def run_local(job: LocalJob, mode: str = "train", extra_env: dict | None = None,
 def run_entrypoint(base_dir: Path, arguments: list[str], forward_as: int | None = None,
                    extra_env: dict | None = None) -> int:
     """The entrypoint in a subprocess of its own process group; SIGINT/SIGTERM received here
-    are forwarded to it (as `forward_as` when given), as the platform signals the container."""
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base_dir), **(extra_env or {}))
+    are forwarded to it (as `forward_as` when given), as the platform signals the container.
+    It logs at this process's level (`sg2 -q local ...` quiet all through)."""
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base_dir), **passed_on(), **(extra_env or {})}
     command = [sys.executable, "-m", "sg2_container.sagemaker.entrypoint", *arguments]
     process = subprocess.Popen(command, env=env, start_new_session=True)
 

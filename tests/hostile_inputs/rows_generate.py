@@ -46,7 +46,7 @@ ROWS = [
     Row("seeds-list-over-cap", "`parse_seeds` of 4 listed seeds with `max_seeds=3`",
         "ask for 4 images or more", lambda tmp: user_error(parse_seeds, "1,2,3,4", max_seeds=3)),
     Row("trunc-nan", "`sg2 generate --trunc nan`",
-        "truncation_psi=nan is not allowed: a number (finite)",
+        "--trunc=nan is not allowed: a number (finite)",
         lambda tmp: _cli(tmp, "--trunc", "nan")),
     Row("trunc-inf", "`GenerateOptions(truncation_psi=inf)`",
         "truncation_psi=inf is not allowed: a number (finite)",

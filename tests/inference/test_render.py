@@ -189,11 +189,18 @@ def test_interpolate_writes_videos_and_a_contact_sheet(tmp_path, tiny_model):
 
 @pytest.mark.parametrize("command,args,message", [
     ("generate", ["--seeds", "a,b"], "bad seed 'a'"),
-    ("generate", ["--trunc", "nan"], "truncation_psi=nan is not allowed"),
-    ("generate", ["--trunc", "inf"], "truncation_psi=inf is not allowed"),
-    ("generate", ["--class", "-1"], "class_idx"),
-    ("style-mix", ["--rows", "1", "--cols", "2", "--styles", "x"], "styles='x' is not allowed"),
-    ("style-mix", ["--rows", "1-", "--cols", "2"], "rows"),
+    ("generate", ["--trunc", "nan"], "Error: --trunc=nan is not allowed"),
+    ("generate", ["--trunc", "inf"], "Error: --trunc=inf is not allowed"),
+    # the flag typed, not the field (class_idx, the batch job's name for it)
+    ("generate", ["--seeds", "0", "--class", "-1"],
+     "Error: --class=-1 is not allowed: an integer >= 0"),
+    ("style-mix", ["--rows", "1", "--cols", "2", "--class", "-1"], "Error: --class=-1 is not"),
+    ("interpolate", ["--seeds", "1,2", "--class", "-1"], "Error: --class=-1 is not allowed"),
+    ("project", ["--class", "-1", "--allow-random-vgg16", "t.png"], "Error: --class=-1 is not"),
+    ("generate", ["--seeds", "5-1"], "Error: --seeds: seed range '5-1' is empty"),
+    ("style-mix", ["--rows", "1", "--cols", "2", "--styles", "x"],
+     "Error: --styles='x' is not allowed"),
+    ("style-mix", ["--rows", "1-", "--cols", "2"], "--rows"),
     ("interpolate", ["--seeds", "3"], "a walk needs at least 2"),
     ("interpolate", [], "no key points"),
     ("interpolate", ["--seeds", "1,2", "--format", "avi"], "avi"),

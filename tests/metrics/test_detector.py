@@ -32,6 +32,19 @@ def test_missing_detector_names_flag_env_channel_and_file(tmp_path, monkeypatch)
         locate_detector(None)
 
 
+def test_the_images_variable_naming_no_file_says_the_build_left_the_detector_out(
+        tmp_path, monkeypatch):
+    """The Dockerfile sets SG2_DETECTOR even when SG2_DETECTOR_DOWNLOAD=0 skipped the file."""
+    monkeypatch.setenv(ENV_VAR, "/opt/venv/share/sg2/weights-inception-2015-12-05-6726825d.pth")
+    with pytest.raises(DetectorMissing) as e:
+        locate_detector(None)
+    assert ("no such file (an image built with SG2_DETECTOR_DOWNLOAD=0 sets it but holds no "
+            "detector: metrics there need one passed in); download") in str(e.value)
+    with pytest.raises(DetectorMissing) as e:  # a --detector typo is no image's doing
+        locate_detector(str(tmp_path / "nope.pth"))
+    assert "SG2_DETECTOR_DOWNLOAD=0 sets it" not in str(e.value)
+
+
 def test_env_var_is_used_when_no_flag(detector_file, monkeypatch):
     monkeypatch.setenv(ENV_VAR, str(detector_file))
     assert locate_detector(None) == detector_file

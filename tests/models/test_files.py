@@ -305,3 +305,26 @@ def test_kwargs_within_the_bounds_build_nothing_real_before_the_tensors_fit(tmp_
         files.load_model(tmp_path / "hollow.pt")
     assert built_on == ["meta"]
     assert state.build_network("G_ema", kwargs, "x").img_resolution == 256  # no state: built
+
+
+@pytest.mark.parametrize("value, found", [
+    (torch.arange(64, dtype=torch.int64), r"is int64 but the network expects real floating "
+                                          r"point \(float32\)"),
+    (torch.ones(64, dtype=torch.complex64), r"is complex64 but the network expects real"),
+    (torch.ones(64, dtype=torch.bool), r"is bool but the network expects real"),
+    (torch.tensor([float("nan"), float("inf"), -float("inf")] + [0.0] * 61),
+     r"has 3 non-finite values \(NaN or inf\)"),
+])
+def test_tensors_that_are_no_finite_floats_are_refused(model_file, value, found):
+    _rewrite(model_file, lambda p: p["G_ema"].update({"synthesis.b8.conv0.bias": value}))
+    with pytest.raises(UserError, match=r"^model\.pt: G_ema: tensor 'synthesis\.b8\.conv0\.bias' "
+                                        + found):
+        files.load_model(model_file)
+
+
+def test_float64_and_float16_tensors_still_load(model_file, golden_tiny):
+    def change(p):
+        p["G_ema"]["synthesis.b8.conv0.bias"] = p["G_ema"]["synthesis.b8.conv0.bias"].double()
+        p["G_ema"]["mapping.w_avg"] = p["G_ema"]["mapping.w_avg"].half()
+    _rewrite(model_file, change)
+    assert files.load_model(model_file).G_ema.mapping.w_avg.dtype == torch.float32

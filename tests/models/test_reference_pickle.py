@@ -221,3 +221,16 @@ def test_export_reads_back_identically(native_bundle, golden_tiny, tmp_path):
     assert g.class_name == "Generator" and "_init_kwargs" in g.state
     assert g.state["_init_kwargs"] == native_bundle.G_ema.init_kwargs
     assert g.state["img_resolution"] == native_bundle.G_ema.img_resolution  # plain attributes too
+
+
+@pytest.mark.parametrize("value, found", [
+    (torch.zeros(128, 128, dtype=torch.int64), "is int64 but the network expects real"),
+    (torch.full((128, 128), float("nan")), "has 16384 non-finite values"),
+])
+def test_pickle_of_integer_or_non_finite_weights(golden_tiny, tmp_path, value, found):
+    golden = dict(golden_tiny)
+    golden["G_state_dict"] = dict(golden["G_state_dict"])
+    golden["G_state_dict"]["mapping.fc1.weight"] = value
+    path = helpers.write_reference_pickle(tmp_path / "bad.pkl", helpers.golden_snapshot(golden, ""))
+    with pytest.raises(UserError, match=rf"^bad\.pkl: G: tensor 'mapping\.fc1\.weight' {found}"):
+        files.load_model(path)

@@ -45,6 +45,20 @@ def test_describe_reports_the_forced_path_and_the_kernel_search(monkeypatch):
     assert (report["kernels source"], report["kernels archs"]) == ("prebuilt", "8.0;9.0")
 
 
+def test_describe_says_a_forced_cuda_path_that_cannot_run_runs_nothing(monkeypatch):
+    """It said 'reference' while every command refused to run with that setting."""
+    monkeypatch.setenv("SG2_OPS", "cuda")
+    monkeypatch.setattr(_backend, "kernel_status",
+                        lambda: KernelStatus(False, "no CUDA device visible to PyTorch"))
+    assert describe()["active"] == (
+        "none: $SG2_OPS=cuda forces the CUDA kernels, but they are unusable: no CUDA device "
+        "visible to PyTorch; every command refuses to run until $SG2_OPS is unset or set to "
+        "auto or reference")
+    monkeypatch.setattr(_backend, "kernel_status", lambda: KernelStatus(True, "prebuilt"))
+    assert describe()["active"] == (
+        "cuda on CUDA tensors; work on the CPU is refused (forced by $SG2_OPS)")
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="says why there are no kernels on a CPU machine")
 def test_describe_on_a_cpu_machine_says_there_is_no_cuda_device(monkeypatch):
     monkeypatch.delenv("SG2_OPS", raising=False)

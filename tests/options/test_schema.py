@@ -203,3 +203,17 @@ def test_a_model_file_whose_channel_base_leaves_blocks_empty_is_refused(part, kw
                                         r"no channels .*at least 256"):
         check_network_kwargs(part, kwargs, "model.pt")
     check_network_kwargs(part, {**kwargs, "img_resolution": 128}, "model.pt")
+
+
+def test_renamed_names_a_field_as_the_user_typed_it():
+    from sg2_container.inference.options import GenerateOptions
+
+    with pytest.raises(UserError) as info:
+        GenerateOptions(seeds=(0,), class_idx=-1)
+    assert str(info.value) == "class_idx=-1 is not allowed: an integer >= 0"  # a batch request
+    assert str(schema.renamed(info.value, GenerateOptions)) == (
+        "--class=-1 is not allowed: an integer >= 0")
+    assert str(schema.renamed(info.value, GenerateOptions, str.upper)).startswith("CLASS_IDX=-1")
+    for other in ("model.pt: missing tensor", "generate --grid: too many", "gamma=1 is not"):
+        error = UserError(other)
+        assert schema.renamed(error, GenerateOptions) is error

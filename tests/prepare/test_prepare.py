@@ -339,3 +339,30 @@ def test_a_size_training_cannot_read_is_said_up_front(tmp_path, caplog):
         with pytest.raises(UserError, match="no files found"):
             prepare(_options(empty, tmp_path / "fine.zip", width=4096, height=4096))
     assert "training reads" not in caplog.text
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "BMP", "GIF"])
+def test_a_file_cut_inside_its_header_is_truncated_not_corrupt(tmp_path, fmt):
+    """docs/prepare.md: `truncated` = the file ends before the image data does. Cut inside the
+    header, Pillow fails in other words ('Truncated File Read', struct errors, 'cannot
+    identify'), which made such files `corrupt` or `not_an_image`."""
+    import io
+
+    from PIL import Image
+
+    from sg2_container.data.convert import convert_image, pillow_limits
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.RandomState(0).randint(0, 256, (32, 32, 3), np.uint8)).save(
+        buffer, fmt)
+    data = buffer.getvalue()
+    header_end = {"JPEG": data.find(b"\xff\xda"), "PNG": data.find(b"IDAT"), "BMP": 54,
+                  "GIF": data.find(b",")}[fmt]
+    options = _options(tmp_path, tmp_path / "out.zip")
+    with pillow_limits(MAX_PIXELS):
+        outcomes = {cut: convert_image(data[:cut], options)
+                    for cut in range(10, header_end + 2)}
+        assert convert_image(data, options).skip is None
+        assert convert_image(b"\x00\x00\x00\x01Bud1", options).skip == "not_an_image"
+    wrong = {cut: (o.skip, o.detail) for cut, o in outcomes.items() if o.skip != "truncated"}
+    assert not wrong

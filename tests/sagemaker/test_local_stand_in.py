@@ -136,3 +136,27 @@ def test_local_train_names_the_folder_its_checkpoints_are_in(tmp_path, outdir, w
     hyperparameters = {**ARTICLE, "outdir": outdir} if outdir else {"kimg": "1"}
     job = LocalJob(base_dir=tmp_path / "sm", hyperparameters=hyperparameters, channels={})
     assert run_folder(job) == tmp_path / "sm" / where
+
+
+@pytest.mark.parametrize("flags", [[], ["-q"]])
+def test_sg2_q_local_passes_quiet_on_to_the_job(tmp_path, flags):
+    """`sg2 -q local process` ran the job's entrypoint at INFO: its log lines all showed."""
+    import subprocess
+    import sys
+
+    from sg2_container.data.synthetic import write_synthetic_folder
+
+    uploads = write_synthetic_folder(tmp_path / "uploads", count=2, resolution=16)
+    env = {k: v for k, v in os.environ.items() if k != "SG2_LOG_LEVEL"}
+    run = subprocess.run(
+        [sys.executable, "-m", "sg2_container.cli.main", *flags, "local", "process",
+         "--base-dir", str(tmp_path / "opt_ml"), "--input", f"input={uploads}",
+         "--output", f"train={tmp_path / 'out'}", "--", "prepare",
+         "--source=/opt/ml/processing/input/", "--dest=/opt/ml/processing/train/data.zip",
+         "--width=16", "--height=16"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (tmp_path / "out" / "data.zip").exists()
+    job_info = [line for line in (run.stdout + run.stderr).splitlines()
+                if " INFO sg2_container." in line]
+    assert bool(job_info) == (not flags), job_info
