@@ -116,21 +116,19 @@ RUN export SG2_BUILD_CUDA MAX_JOBS \
 # jobs never download it. SG2_DETECTOR_DOWNLOAD=0 skips it (then pass --detector or a
 # 'detector' channel); the runtime stage's ENV SG2_DETECTOR still names the path (an ENV cannot
 # depend on a file), and metrics' error for a missing file there says the build left it out.
-# The full sha256 of the file is not recorded upstream; by default the build checks the sha256
-# prefix in the file's name (torch hub's convention); set DETECTOR_SHA256 to pin all 64 digits.
+# The download is checked against the file's full, pinned sha256 (its name carries the first
+# 8 digits) before it is moved into place; the checksum is not an argument: the file must be
+# this one (the value agrees with several public records of the same file).
 ARG SG2_DETECTOR_DOWNLOAD=1
 ARG DETECTOR_URL=https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth
-ARG DETECTOR_SHA256=""
 RUN if [ "$SG2_DETECTOR_DOWNLOAD" = 1 ]; then \
         mkdir -p /opt/venv/share/sg2 \
         && file=/opt/venv/share/sg2/weights-inception-2015-12-05-6726825d.pth \
         && python3 -c "import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])" \
-               "$DETECTOR_URL" "$file" \
-        && sum="$(sha256sum "$file" | cut -d' ' -f1)" \
-        && want="${DETECTOR_SHA256:-6726825d}" \
-        && if [ "${sum#"$want"}" = "$sum" ]; then \
-               echo "detector checksum mismatch: got $sum, expected $want" >&2; exit 1; \
-           fi; \
+               "$DETECTOR_URL" "$file.partial" \
+        && echo "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2  $file.partial" \
+           | sha256sum --check --strict - \
+        && mv "$file.partial" "$file"; \
     fi
 
 # ---- Runtime stage: CUDA user-space base (no compilers, no nvcc) + the venv. ----

@@ -128,6 +128,16 @@ def test_hadolint_passes():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_image_pins_the_detector_the_metrics_call_published():
+    """One checksum: the build refuses any other file, and the metrics warn about any other."""
+    from sg2_container.metrics.detector import WEIGHTS_NAME, WEIGHTS_SHA256
+
+    text = DOCKERFILE.read_text()
+    assert f'echo "{WEIGHTS_SHA256}  $file.partial"' in text
+    assert f"file=/opt/venv/share/sg2/{WEIGHTS_NAME}" in text
+    assert WEIGHTS_NAME.removesuffix(".pth").endswith(WEIGHTS_SHA256[:8])
+
+
 def test_entrypoint_is_exec_form_sg2_sagemaker(by_stage):
     final = list(by_stage.values())[-1]
     entrypoints = [i for i in final if i.keyword == "ENTRYPOINT"]
