@@ -247,3 +247,15 @@ def test_a_dead_worker_ends_the_run_instead_of_hanging_it(tmp_path):
     out, _ = process.communicate(timeout=90)
     assert process.returncode != 0
     assert "training worker(s) failed" in out
+
+
+def test_quiet_reaches_the_workers_of_a_two_process_run(tmp_path):
+    """`sg2 -q train --gpus 2`: the spawned ranks log at the parent's level, not at INFO."""
+    data = write_synthetic_dataset(tmp_path / "d.zip", count=8, resolution=16)
+    command = [sys.executable, "-m", "sg2_container.cli.main", "-q", "train", "--data", str(data),
+               "--outdir", str(tmp_path / "run"), "--kimg", "0.008", "--gpus", "2", *SMALL]
+    result = subprocess.run(command, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "run" / "network-final.pt").is_file()
+    assert " INFO " not in result.stdout + result.stderr

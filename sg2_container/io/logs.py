@@ -40,6 +40,11 @@ def configure_logging(level: int | None = None, *, stream: TextIO | None = None,
                                             LEVEL_ENV, unknown, ", ".join(LEVELS))
 
 
+def configured_level() -> int | None:
+    """The level configure_logging set in this process (None: it was not called)."""
+    return _configured
+
+
 def passed_on() -> dict[str, str]:
     """The environment a process we start needs to log at this process's level (-q / -v of
     `sg2 local ...`); {} when this process set up no logging (the child's default then)."""

@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 from sg2_container.errors import UserError
 from sg2_container.io.allocator import keep_freed_memory
 from sg2_container.io.cores import usable_cores
-from sg2_container.io.logs import configure_logging
+from sg2_container.io.logs import configure_logging, configured_level
 from sg2_container.io.signals import ignore_stop_signals, stop_on_signals
 from sg2_container.options import TrainingOptions
 from sg2_container.training import distributed as dist_utils
@@ -87,7 +87,7 @@ def run_training(options: TrainingOptions, stop_event: threading.Event | None = 
         rank = topology.node_rank * options.gpus + local_rank
         process = ctx.Process(target=_worker, daemon=False, args=(
             options, local_rank, rank, world_size, topology.master_addr, port, use_cuda,
-            worker_stop, results))
+            worker_stop, results, configured_level()))
         process.start()
         workers.append(process)
 
@@ -145,9 +145,10 @@ class _EitherEvent:
         return self.first.is_set() or self.second.is_set()
 
 
-def _worker(options, local_rank, rank, world_size, master_addr, port, use_cuda, stop, results):
-    """Entry point of one spawned training process."""
-    configure_logging(stream=sys.stdout, prefix=f"rank{rank} ")
+def _worker(options, local_rank, rank, world_size, master_addr, port, use_cuda, stop, results,
+            log_level=None):
+    """Entry point of one spawned training process; `log_level`: the parent's (sg2 -q / -v)."""
+    configure_logging(log_level, stream=sys.stdout, prefix=f"rank{rank} ")
     ignore_stop_signals((signal.SIGINT,))  # the parent decides; it sets `stop`
     keep_freed_memory()  # a spawned process starts with malloc's defaults again
     # A multiprocessing Event takes a lock even in is_set(), which the loop calls every step:
