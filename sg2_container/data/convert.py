@@ -112,6 +112,13 @@ def _known_format(data: bytes) -> bool:
     return any(accept is not None and accept(data[:16]) for accept in accepts)
 
 
+def _declared_longer(data: bytes) -> bool:
+    """A RIFF file (WebP) whose header declares more bytes than there are: Pillow reads a WebP
+    whole, so the reads cannot tell that it was cut short; its own length field can."""
+    return (len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+            and int.from_bytes(data[4:8], "little") + 8 > len(data))
+
+
 def _decode(data: bytes, options: PrepareOptions, notes: list[str]) -> Image.Image:
     """Fully decodes the first frame, or raises Skip; never returns a half-decoded image."""
     source = _Bytes(data)
@@ -124,7 +131,7 @@ def _decode(data: bytes, options: PrepareOptions, notes: list[str]) -> Image.Ima
                    f"--max-pixels {options.max_pixels}") from e
     except Exception as e:  # not ours, a broken header, or one that ends early
         unidentified = isinstance(e, Image.UnidentifiedImageError)  # its text names an object
-        if source.ran_out and _known_format(data):
+        if (source.ran_out and _known_format(data)) or _declared_longer(data):
             raise Skip("truncated", "the file ends inside its header"
                        + ("" if unidentified else f" ({_describe(e)})")) from e
         if unidentified:
@@ -142,7 +149,7 @@ def _decode(data: bytes, options: PrepareOptions, notes: list[str]) -> Image.Ima
                 im.draft(None, request)
         im.load()
     except Exception as e:  # a decoder may raise anything on damaged data
-        cut = header_cut or "truncated" in str(e).lower()
+        cut = header_cut or _declared_longer(data) or "truncated" in str(e).lower()
         raise Skip("truncated" if cut else "corrupt", _describe(e)) from e
     if sixteen_bit and im.mode not in SIXTEEN_BIT_MODES:
         notes.append("16bit_to_8bit")  # Pillow already kept the high byte of each sample

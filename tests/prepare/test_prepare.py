@@ -366,3 +366,23 @@ def test_a_file_cut_inside_its_header_is_truncated_not_corrupt(tmp_path, fmt):
         assert convert_image(b"\x00\x00\x00\x01Bud1", options).skip == "not_an_image"
     wrong = {cut: (o.skip, o.detail) for cut, o in outcomes.items() if o.skip != "truncated"}
     assert not wrong
+
+
+def test_a_webp_cut_anywhere_is_truncated():
+    """Pillow reads a WebP whole, so the header-read watch cannot see the cut; the RIFF length
+    field says the file should be longer."""
+    import io
+
+    from PIL import Image
+
+    from sg2_container.data.convert import convert_image, pillow_limits
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.RandomState(0).randint(0, 256, (32, 32, 3), np.uint8)).save(
+        buffer, "WEBP")
+    data = buffer.getvalue()
+    options = _options("src", "out.zip")
+    with pillow_limits(MAX_PIXELS):
+        skips = {convert_image(data[:cut], options).skip for cut in range(12, len(data), 5)}
+        assert convert_image(data, options).skip is None
+    assert skips == {"truncated"}
