@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 REQUESTS_FILE = "requests.jsonl"
 MANIFEST_FILE = "manifest.json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+MAX_NAME_BYTES = 255  # one part of a path, as Linux file systems allow
 KINDS = ("generate", "style_mix", "project", "interpolate")
 # Project fields that belong to the job (one distance network for all its projections).
 JOB_PROJECT_FIELDS = ("vgg16", "allow_random_vgg16")
@@ -82,10 +83,19 @@ def check_name(name: Any, field: str) -> str:
     """A file name a request gives: checked for its form only (relative, without '..'), since
     the file may be one that an earlier request of the job has still to write."""
     if not isinstance(name, str) or not name or Path(name).is_absolute() \
-            or ".." in Path(name).parts:
-        raise UserError(f"{field}={name!r} is not allowed: a file name relative to the data "
-                        "folder (or to the job's output folder), without '..'")
+            or ".." in Path(name).parts or any(ord(ch) < 32 or ord(ch) == 127 for ch in name) \
+            or any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
+                   for part in Path(name).parts):
+        raise UserError(f"{field}={_shown(name)} is not allowed: a file name relative to the "
+                        "data folder (or to the job's output folder), without '..' or control "
+                        f"characters, each part at most {MAX_NAME_BYTES} bytes")
     return name
+
+
+def _shown(value: Any) -> str:
+    """A value as an error quotes it, shortened: a request line may hold megabytes."""
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def resolve_input(name: str, field: str, data: Path | None, outdir: Path,

@@ -3,7 +3,7 @@ import pytest
 
 from sg2_container.errors import UserError
 from sg2_container.inference.batch import (check_image, check_name, parse_request,
-                                           resolve_input)
+                                           read_requests, resolve_input)
 
 
 def _parse(obj, tmp_path):
@@ -30,6 +30,9 @@ def test_requests_decode_through_the_option_schema(tmp_path):
     ({"generate": {"projected_w": "../secret.npz"}}, "without '..'"),
     ({"generate": {"projected_w": "/etc/secret.npz"}}, "relative"),
     ({"project": {"targets": [3]}}, "targets=3 is not allowed"),
+    ({"project": {"targets": ["x\x00.png"]}}, "control characters"),
+    ({"generate": {"projected_w": "w\n.npz"}}, "control characters"),
+    ({"project": {"targets": ["a" * 300 + ".png"]}}, "at most 255 bytes"),
 ])
 def test_bad_requests_are_failed_with_a_named_reason(tmp_path, obj, words):
     request = _parse(obj, tmp_path)
@@ -113,3 +116,16 @@ def test_a_conditional_model_asks_a_request_for_its_class_idx(tmp_path):
     first, second = manifest["requests"]
     assert first["status"] == "failed" and second["status"] == "done", manifest
     assert "pass --class 0..2 (class_idx in a batch job's request)" in first["message"]
+
+
+def test_a_hostile_name_fails_its_line_and_the_job_reads_on(tmp_path):
+    """A NUL byte in a target crashed the whole job while the data images were matched to the
+    requests' targets (os.path refuses embedded NULs): now that line alone fails."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "requests.jsonl").write_text('{"project": {"targets": ["x\\u0000.png"]}}\n'
+                                         '{"generate": {"seeds": [1]}}\n')
+    requests = read_requests(data, tmp_path / "out", project_defaults={},
+                             project_data_images=True)
+    assert [r.status for r in requests] == ["failed", "pending"]
+    assert "control characters" in requests[0].message
