@@ -253,17 +253,23 @@ def start_command(params, name, region, display_name):
     from sg2_container.pipeline.options import (
         PipelineSettings,
         check_display_name,
+        check_with_stored,
         parameter_texts,
         parse_param_args,
     )
 
     with user_errors_as_click():
-        overrides = parameter_texts(parse_param_args(params))
+        given = parse_param_args(params, together=False)  # each value, before any AWS call
         PipelineSettings(name=name, region=region)
         if display_name is not None:
             check_display_name("--display-name", display_name)
+        client = _client("sagemaker", region)
         with _aws_errors(f"starting pipeline {name}"):
-            arn = service.start(_client("sagemaker", region), name, overrides, display_name)
+            stored = service.stored_defaults(client, name)
+        # Together with the values the execution gets for the rest: the stored pipeline's.
+        check_with_stored(given, stored)
+        with _aws_errors(f"starting pipeline {name}"):
+            arn = service.start(client, name, parameter_texts(given), display_name)
     click.echo(arn)
 
 

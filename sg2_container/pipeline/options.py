@@ -135,7 +135,11 @@ class PipelineParameters:
     inference_steps: int = option(1000, min=1, max=100000,
                                   help="Optimisation steps of each projection (infer --num-steps).")
 
-    def __post_init__(self) -> None:
+    # False: each value alone (an execution's overrides, before the stored pipeline's other
+    # values are known); the definition's values are always checked together.
+    check_together: dataclasses.InitVar[bool] = True
+
+    def __post_init__(self, check_together: bool = True) -> None:
         _validate(self, parameter_name)
         for name in ("output_uri", "checkpoint_uri"):
             # Each execution writes below PREFIX/<execution id>: a trailing '/' would make the
@@ -159,7 +163,8 @@ class PipelineParameters:
             if value and not (value.isdigit() and int(value) >= 1):
                 raise fail(parameter_name(name), value, "a positive integer, or empty for the "
                            "preset's value")
-        self._check_training()
+        if check_together:
+            self._check_training()
 
     def _check_training(self) -> None:
         """What the training job would refuse from these values (a filter augpipe at 16 px, a
@@ -233,9 +238,10 @@ def field_values(overrides: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def parse_param_args(items: Iterable[str]) -> dict[str, Any]:
-    """['Kimg=1', 'Mirror=true'] -> {'kimg': 1.0, 'mirror': True}, validated together as
-    PipelineParameters; a malformed item, an unknown name or a bad value is named."""
+def parse_param_args(items: Iterable[str], *, together: bool = True) -> dict[str, Any]:
+    """['Kimg=1', 'Mirror=true'] -> {'kimg': 1.0, 'mirror': True}, validated as
+    PipelineParameters (with `together`, also with the code's defaults for the rest); a
+    malformed item, an unknown name or a bad value is named."""
     parsed: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -244,8 +250,21 @@ def parse_param_args(items: Iterable[str]) -> dict[str, Any]:
                             f"(names: {', '.join(parameter_fields())})")
         parsed[name.strip()] = value
     values = field_values(parsed)
-    PipelineParameters(**values)  # unknown names, bad values fail here, first
+    PipelineParameters(**values, check_together=together)  # bad values fail here, first
     return values
+
+
+def check_with_stored(values: Mapping[str, Any], stored: Mapping[str, Any]) -> None:
+    """An execution's overrides (typed, from `parse_param_args`) checked together with the
+    stored pipeline's defaults (parameter name -> DefaultValue) for the parameters not given:
+    the values the execution will run with, not the code's defaults."""
+    known = parameter_fields()
+    base = field_values({name: value for name, value in stored.items() if name in known})
+    try:
+        PipelineParameters(**{**base, **values})
+    except UserError as error:
+        raise UserError(f"{error} (parameters not given: the stored pipeline's defaults)"
+                        ) from None
 
 
 def parameter_texts(values: Mapping[str, Any]) -> dict[str, str]:

@@ -7,6 +7,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from sg2_container.errors import UserError
 
@@ -36,6 +37,14 @@ def upsert(client, name: str, definition: dict, role_arn: str,
         if "already exists" not in str(error):
             raise
     return client.update_pipeline(**fields)["PipelineArn"]
+
+
+def stored_defaults(client, name: str) -> dict[str, Any]:
+    """{parameter name: DefaultValue} of the pipeline as SageMaker holds it (an execution runs
+    with these where it gives no value)."""
+    definition = json.loads(client.describe_pipeline(PipelineName=name)["PipelineDefinition"])
+    return {p["Name"]: p["DefaultValue"] for p in definition.get("Parameters", [])
+            if "Name" in p and "DefaultValue" in p}
 
 
 def start(client, name: str, parameters: Mapping[str, str], display_name: str | None = None) -> str:

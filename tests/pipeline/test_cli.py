@@ -254,3 +254,21 @@ def test_definition_output_that_cannot_be_written_is_named_before_building(where
     result = run("definition", "-o", str(target))
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "--output" in result.output and str(target) in result.output
+
+
+@mock_aws
+def test_start_checks_its_values_with_the_stored_pipelines_not_the_codes_defaults():
+    """Upserted with Batch=48: 3 instances split it (the code's default 64 would not), and
+    Augpipe=bgcf at the stored Resolution=16 is what the training step would refuse."""
+    upsert = ("upsert", "--role-arn", ROLE, "--image-uri", IMAGE, "--bucket", "b-1")
+    assert run(*upsert, "--param", "Batch=48").exit_code == 0
+    started = run("start", "--param", "TrainInstanceCount=3")
+    assert started.exit_code == 0, started.output
+
+    assert run(*upsert, "--param", "Resolution=16", "--param", "Cfg=cifar").exit_code == 0
+    refused = run("start", "--param", "Augpipe=bgcf")
+    assert refused.exit_code != 0
+    assert "training step would refuse" in refused.output and "Resolution=16" in refused.output
+    assert "stored pipeline's defaults" in refused.output
+    executions = boto3.client("sagemaker").list_pipeline_executions(PipelineName="sg2-stylegan2")
+    assert len(executions["PipelineExecutionSummaries"]) == 1  # only the first start
