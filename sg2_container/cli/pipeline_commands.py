@@ -338,7 +338,7 @@ def notify_rule_command(topic_arn, name, region, account, rule_name, create):
                             "only, and the rule must be in the pipeline's region; use a topic in "
                             f"{region} (or --region {topic_region} if the pipeline is there)")
         account = account or topic_arn.split(":")[4]
-        if not (account.isdigit() and len(account) == 12):
+        if not (account.isascii() and account.isdigit() and len(account) == 12):
             raise UserError(f"--account={account!r} is not allowed: a 12-digit AWS account id")
         partition = topic_arn.split(":")[1]
         rule = rules.failure_rule(rules.pipeline_arn(region, account, name, partition),

@@ -160,7 +160,7 @@ class PipelineParameters:
             check_topic_arn("NotificationTopicArn", self.notification_topic_arn, " or empty")
         for name in ("batch", "cbase"):
             value = getattr(self, name)
-            if value and not (value.isdigit() and int(value) >= 1):
+            if value and not (value.isascii() and value.isdigit() and int(value) >= 1):
                 raise fail(parameter_name(name), value, "a positive integer, or empty for the "
                            "preset's value")
         if check_together:
@@ -315,6 +315,10 @@ class PipelineSettings:
         if self.notify_lambda_arn is not None and not LAMBDA_ARN.fullmatch(self.notify_lambda_arn):
             raise fail(flag["notify_lambda_arn"], self.notify_lambda_arn,
                        "a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME)")
+        for name in ("max_run_hours", "max_wait_hours"):  # SageMaker counts whole seconds
+            hours = getattr(self, name)
+            if hours is not None and int(hours * 3600) < 1:
+                raise fail(flag[name], hours, "at least one second (1/3600 h = 0.000278)")
         if self.max_wait_hours is not None and not self.spot:
             raise fail(flag["max_wait_hours"], self.max_wait_hours, f"only with {flag['spot']}")
         if self.max_wait_hours is not None and self.max_wait_hours < self.max_run_hours:
