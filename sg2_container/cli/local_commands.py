@@ -86,10 +86,13 @@ def local_process(inputs, outputs, base_dir, arguments):
     /opt/ml/processing/input/ --dest /opt/ml/processing/train/animeface.zip --width 256 --height 256
     """
     from sg2_container.sagemaker.local import processing_message, run_local_processing
+    from sg2_container.sagemaker.processing import COMMANDS, command_named
 
     with user_errors_as_click():
         base = base_dir.resolve()
         code = run_local_processing(base, inputs, outputs, list(arguments))
-        _report(code, processing_message(base), stopped="run the same command again")
+        command = COMMANDS.get(command_named(list(arguments)) or "")
+        _report(code, processing_message(base),
+                stopped=command.after_stop if command else "run the same command again")
         click.echo("processing job finished; outputs in "
                    + (", ".join(str(p) for p in outputs.values()) or "(none)"))

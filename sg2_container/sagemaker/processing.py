@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 class ProcessingCommand:
     summary: str  # one line for `sg2-sagemaker --help`
     run: Callable[[list[str], threading.Event], None]
+    after_stop: str  # what a stopped job leaves, and how to go on
 
 
 def _prepare(args: list[str], stop: threading.Event) -> None:
@@ -47,9 +48,12 @@ def _infer(args: list[str], stop: threading.Event) -> None:
 # Processing commands by first argument; add new ones here.
 COMMANDS: dict[str, ProcessingCommand] = {
     "prepare": ProcessingCommand(
-        "images (folder, zip or tar) -> a training zip; the options of `sg2 prepare`", _prepare),
+        "images (folder, zip or tar) -> a training zip; the options of `sg2 prepare`", _prepare,
+        "no output was written; run the same command again to prepare from the start"),
     "infer": ProcessingCommand(
-        "batch inference: model + images/requests.jsonl -> results and manifest.json", _infer),
+        "batch inference: model + images/requests.jsonl -> results and manifest.json", _infer,
+        "the requests it finished are kept with their files and listed in manifest.json; "
+        "it does not resume: running it again runs every request again"),
 }
 # Arguments that start with an option go to this command.
 DEFAULT_COMMAND = "prepare"

@@ -102,6 +102,9 @@ def test_no_valid_request_fails_with_the_job_runners_contract(tmp_path, tiny_mod
     assert result.returncode == 1
     message = (base / "output" / "message").read_text()
     assert message.startswith("UserError: infer: nothing to do")
+    # The failure reason alone (all a pipeline's status shows) says what was wrong, and where
+    # the manifest is (a failed job's outputs are not uploaded).
+    assert "requests.jsonl line 1: seeds: bad seed" in message and "/manifest.json" in message
     assert _manifest(base)["requests"][0]["status"] == "failed"
     assert "Traceback" not in result.stdout + result.stderr
 

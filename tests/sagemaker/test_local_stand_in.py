@@ -160,3 +160,21 @@ def test_sg2_q_local_passes_quiet_on_to_the_job(tmp_path, flags):
     job_info = [line for line in (run.stdout + run.stderr).splitlines()
                 if " INFO sg2_container." in line]
     assert bool(job_info) == (not flags), job_info
+
+
+@pytest.mark.parametrize("arguments,words", [
+    (["infer", "--device", "cpu"], "does not resume: running it again runs every request"),
+    (["prepare", "--source", "x"], "run the same command again to prepare from the start"),
+    (["--source", "x"], "run the same command again to prepare from the start"),
+])
+def test_a_stopped_processing_job_says_what_running_it_again_does(tmp_path, monkeypatch,
+                                                                    arguments, words):
+    """Batch inference does not resume; "run the same command again" told its users it did."""
+    from sg2_container.sagemaker import local as local_module
+    from sg2_container.sagemaker.jobs import EXIT_STOPPED
+
+    monkeypatch.setattr(local_module, "run_local_processing", lambda *a, **k: EXIT_STOPPED)
+    result = CliRunner().invoke(cli, ["local", "process", "--base-dir", str(tmp_path / "sm"),
+                                      "--", *arguments])
+    assert result.exit_code == EXIT_STOPPED
+    assert "the job was stopped before the end" in result.output and words in result.output
