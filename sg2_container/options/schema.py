@@ -84,6 +84,9 @@ class Field:
                 str: "a text", tuple: "comma-separated names"}[self.kind]
         if self.spec.power_of_two:
             noun = "a power of two"
+        if self.spec.min is not None and self.spec.min == self.spec.max \
+                and not self.spec.min_exclusive:
+            return f"{_number(self.spec.min)} only"
         bounds = []
         if self.spec.min is not None:
             bounds.append(f"{'>' if self.spec.min_exclusive else '>='} {_number(self.spec.min)}")

@@ -109,14 +109,18 @@ class PipelineParameters:
     notification_topic_arn: str = option("", metavar="ARN", default_text="the Lambda's SNS_TOPIC_ARN",
                                          help="SNS topic the notification step publishes to.")
     process_instance_type: str = option("ml.m5.xlarge", help="Instance type of the prepare step.")
-    process_instance_count: int = option(1, min=1, help="Instances of the prepare step.")
+    process_instance_count: int = option(
+        1, min=1, max=1, help="Instances of the prepare step: 1 (the job does not split its "
+        "work; more instances would each do all of it, to the same output).")
     train_instance_type: str = option(
         "ml.g5.2xlarge", help="Instance type of the training step. The article's ml.p3.2xlarge "
         "(V100) needs the image's cu126 variant; the default cu130 image runs on T4 and newer.")
     train_instance_count: int = option(1, min=1, help="Instances of the training step.")
     inference_instance_type: str = option("ml.g4dn.2xlarge",
                                           help="Instance type of the inference step.")
-    inference_instance_count: int = option(1, min=1, help="Instances of the inference step.")
+    inference_instance_count: int = option(
+        1, min=1, max=1, help="Instances of the inference step: 1 (the job does not split its "
+        "requests; more instances would each run all of them, to the same output).")
     resolution: int = option(256, min=MIN_TRAINING_RESOLUTION, max=1024, power_of_two=True,
                              help="Square size of the prepared training images.")
     cfg: str = option("paper256", choices=CFG_NAMES, help="Training preset (hyperparameter cfg).")
