@@ -16,7 +16,7 @@ import os
 log = logging.getLogger(__name__)
 TOPIC_ENV = "SNS_TOPIC_ARN"
 DEFAULT_SUBJECT = "StyleGAN2 Inference"
-MAX_SUBJECT = 100  # SNS limit on e-mail subjects
+MAX_SUBJECT = 99  # SNS: an e-mail subject must be shorter than 100 characters
 
 
 class NotificationFailed(RuntimeError):

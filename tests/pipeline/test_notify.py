@@ -171,3 +171,8 @@ def test_a_topic_that_cannot_be_read_leaves_no_rule_behind():
         rules.create_failure_rule(rule, events_client=events,
                                   sns_client=boto3.client("sns", region_name=REGION))
     assert events.list_rules()["Rules"] == []
+
+
+def test_a_long_subject_is_cut_below_the_100_characters_sns_allows():
+    subject, _ = notify.compose({"subject": "s" * 150, "status": "Failed"})
+    assert len(subject) == 99
