@@ -105,15 +105,22 @@ def run_serve(args: list[str]) -> int:
     if args:
         log.warning("serve: ignoring arguments %s; settings come from the environment", args)
 
+    ended = []
+
     def body(stop) -> None:
         from sg2_container.errors import Stopped
         from sg2_container.serving.server import run_server
 
         options = serve_options(os.environ)
-        cut_off = run_server(options, stop)
-        if cut_off:
-            raise Stopped(f"{cut_off} in-flight request(s) were still running after "
+        ended.append(run_server(options, stop))
+        if ended[0].cut_off:
+            raise Stopped(f"{ended[0].cut_off} in-flight request(s) were still running after "
                           f"drain_timeout_s={options.drain_timeout_s:g} s and got 503")
 
-    return run_job("serve", body, paths.failure_path(),
+    code = run_job("serve", body, paths.failure_path(),
                    doing_on_stop="finishing in-flight requests")
+    if ended:
+        from sg2_container.serving.server import end_process
+
+        end_process(code, ended[0])  # the failure file is written: nothing else to wait for
+    return code
