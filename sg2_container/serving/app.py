@@ -32,10 +32,10 @@ from sg2_container.io.images import png_bytes
 from sg2_container.serving.batcher import Batcher, Busy
 from sg2_container.serving.options import SAGEMAKER_PAYLOAD_LIMIT, ServeOptions
 from sg2_container.serving.request import (
-    JSON,
     NPY,
     PNG,
     RequestError,
+    accepted_media_types,
     choose_media_type,
     parse_request,
 )
@@ -229,7 +229,7 @@ def create_app(options: ServeOptions, *, stop: threading.Event,
     async def answer(request: Request) -> Response:
         started = time.perf_counter()
         try:
-            media_type = choose_media_type(request.headers.get("accept"))
+            accepted = accepted_media_types(request.headers.get("accept"))  # 406 before reading
             body = await _read_body(request, SAGEMAKER_PAYLOAD_LIMIT)
             if state.batcher is None:
                 return _error(503, "not ready: the model is loading; poll /ping")
@@ -239,10 +239,7 @@ def create_app(options: ServeOptions, *, stop: threading.Event,
                     parser, parse_request, body, info, options.max_images)
             else:
                 render_request = parse_request(body, info, options.max_images)
-            if media_type == PNG and render_request.count != 1:
-                raise RequestError(
-                    f"Accept: image/png holds one image and this request makes "
-                    f"{render_request.count}; ask for {JSON} or {NPY}", status=406)
+            media_type = choose_media_type(accepted, render_request.count)
             images = await asyncio.wait_for(state.batcher.render(render_request),
                                             options.request_timeout_s)
             response = await asyncio.get_running_loop().run_in_executor(

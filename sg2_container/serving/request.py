@@ -22,8 +22,7 @@ MIX_FIELDS = ("row_seeds", "col_seeds", "styles")
 JSON = "application/json"
 PNG = "image/png"
 NPY = "application/x-npy"
-MEDIA_TYPES = (JSON, PNG, NPY)
-WILDCARDS = {"*/*": JSON, "application/*": JSON, "image/*": PNG}
+MEDIA_TYPES = (JSON, PNG, NPY)  # also the order of preference among equals
 
 
 class RequestError(UserError):
@@ -78,14 +77,20 @@ class RenderRequest:
         return [{"row_seed": r, "col_seed": c} for r in self.row_seeds for c in self.col_seeds]
 
 
-def choose_media_type(accept: str | None) -> str:
-    """The answer's type from the Accept header (q-values honoured); missing or */* -> JSON."""
-    if accept is None or not accept.strip():
-        return JSON
-    offers = []
-    for position, part in enumerate(accept.split(",")):
+def accepted_media_types(accept: str | None) -> list[str]:
+    """The types this endpoint answers with that `accept` allows, best first (RFC 9110): each
+    type takes the q-value of the most specific range matching it (type/subtype over type/* over
+    */*), q=0 excludes it; ties go to the more specific range, then to the earlier one in the
+    header, then JSON before npy before PNG. No header (or an empty one) means */*. 406 when no
+    type is left."""
+    ranges = []  # (media range, q, position)
+    for position, part in enumerate((accept or "*/*").split(",")):
         pieces = [p.strip() for p in part.split(";")]
         media = pieces[0].lower()
+        if not media:
+            continue
+        if media == "*":  # Java's HttpURLConnection sends "*; q=.2"
+            media = "*/*"
         q = 1.0
         for param in pieces[1:]:
             key, _, value = param.partition("=")
@@ -94,13 +99,42 @@ def choose_media_type(accept: str | None) -> str:
                     q = float(value)
                 except ValueError:
                     q = 0.0
-        chosen = media if media in MEDIA_TYPES else WILDCARDS.get(media)
-        if chosen and q > 0:
-            offers.append((-q, position, chosen))
-    if not offers:
+                if not 0 <= q <= 1:  # NaN or out of range: not a q-value, the range is void
+                    q = 0.0
+        ranges.append((media, q, position))
+    ranked = []
+    for preference, media_type in enumerate(MEDIA_TYPES):
+        best = None  # (specificity, -position, q) of the most specific matching range
+        for media, q, position in ranges:
+            specificity = _specificity(media, media_type)
+            if specificity is not None and (best is None or
+                                            (specificity, -position) > best[:2]):
+                best = (specificity, -position, q)
+        if best is not None and best[2] > 0:
+            ranked.append(((-best[2], -best[0], -best[1], preference), media_type))
+    if not ranked:
         raise RequestError(f"Accept: {accept!r} names no type this endpoint answers with; "
                            f"allowed: {', '.join(MEDIA_TYPES)} (or */*)", status=406)
-    return min(offers)[2]
+    return [media_type for _, media_type in sorted(ranked)]
+
+
+def _specificity(media_range: str, media_type: str) -> int | None:
+    """2: the range is the type itself, 1: its type/*, 0: */*, None: no match."""
+    if media_range == media_type:
+        return 2
+    if media_range == media_type.split("/")[0] + "/*":
+        return 1
+    return 0 if media_range == "*/*" else None
+
+
+def choose_media_type(accepted: list[str], count: int) -> str:
+    """The best of `accepted` (accepted_media_types) that can hold `count` images: a PNG holds
+    one; else the next acceptable type, 406 when none is left."""
+    for media_type in accepted:
+        if media_type != PNG or count == 1:
+            return media_type
+    raise RequestError(f"Accept: {PNG} holds one image and this request makes {count}; ask "
+                       f"for {JSON} or {NPY}", status=406)
 
 
 def _is_int(value: Any) -> bool:

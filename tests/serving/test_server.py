@@ -84,6 +84,28 @@ def test_json_npy_and_default_accept_agree(served):
     assert post(server, body, headers={"X-Amzn-Trace-Id": "abc", "X-Whatever": "1"}).status_code == 200
 
 
+@pytest.mark.parametrize("accept,body,expected", [
+    # A PNG holds one image: the next acceptable type answers instead of a 406.
+    ("image/png, application/json;q=0.9", {"seeds": [1, 2]}, "application/json"),
+    ("image/*, application/json;q=0.5", {"seeds": [1, 2]}, "application/json"),
+    ("image/png, */*;q=0.1", {"seeds": [1, 2]}, "application/json"),
+    ("image/png, application/json;q=0.9", {"seed": 1}, "image/png"),
+    # q=0 excludes a type even where a wildcard would allow it.
+    ("application/json;q=0, */*", {"seed": 1}, "image/png"),
+    ("application/json;q=0, */*", {"seeds": [1, 2]}, "application/x-npy"),
+    # The most specific range wins over a wildcard of the same q.
+    ("*/*, image/png", {"seed": 1}, "image/png"),
+    ("application/*, application/x-npy", {"seeds": [1, 2]}, "application/x-npy"),
+    ("image/*", {"seed": 1}, "image/png"),
+    ("*; q=.2", {"seed": 1}, "application/json"),  # Java's HttpURLConnection
+])
+def test_accept_negotiation(served, accept, body, expected):
+    server, _, _ = served
+    answer = post(server, body, accept=accept)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == expected
+
+
 def test_a_request_alone_and_inside_a_batch_gives_the_same_bytes(served):
     server, _, _ = served
     request = {"seeds": [11, 12]}
@@ -136,7 +158,9 @@ def test_style_mix_and_projected_w(served):
     ({"mix": {"row_seeds": list(range(5)), "col_seeds": list(range(5))}}, None, 400,
      "mix"),
     ({"seeds": [1, 2]}, "image/png", 406, None),
+    ({"seeds": [1, 2]}, "image/*", 406, None),  # nothing acceptable holds two images
     ({"seed": 1}, "text/html", 406, None),
+    ({"seed": 1}, "image/png;q=0, application/*;q=0", 406, None),
 ])
 def test_bad_requests_get_a_json_4xx_and_the_server_keeps_serving(served, body, accept, status,
                                                                    field):
