@@ -215,6 +215,7 @@ def _parse(body: bytes, network: NetworkInfo, max_images: int) -> RenderRequest:
         if key not in FIELDS:
             raise RequestError(f"unknown field {key!r}{closest(key, FIELDS)}; allowed: "
                                f"{', '.join(FIELDS)}", field=key)
+    data = _without_nulls(data)
     given = [k for k in SOURCES if data.get(k) is not None]
     if len(given) != 1:
         what = "none" if not given else ", ".join(given)
@@ -261,6 +262,12 @@ def _parse(body: bytes, network: NetworkInfo, max_images: int) -> RenderRequest:
     return _parse_mix(data["mix"], network, max_images, common)
 
 
+def _without_nulls(fields: dict) -> dict:
+    """JSON null means "absent" for every field (clients serialise unset options as null), so
+    each default applies; a misspelled field is refused before this, null or not."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
 def _parse_mix(mix: Any, network: NetworkInfo, max_images: int, common: dict) -> RenderRequest:
     if not isinstance(mix, dict):
         raise RequestError('mix must be an object such as {"row_seeds": [1, 2], "col_seeds": '
@@ -269,6 +276,7 @@ def _parse_mix(mix: Any, network: NetworkInfo, max_images: int, common: dict) ->
         if key not in MIX_FIELDS:
             raise RequestError(f"unknown field mix.{key}{closest(key, MIX_FIELDS)}; allowed: "
                                f"{', '.join(MIX_FIELDS)}", field=f"mix.{key}")
+    mix = _without_nulls(mix)
     for key in ("row_seeds", "col_seeds"):
         if mix.get(key) is None:
             raise RequestError(f"mix.{key} is required: a list of seeds", field=f"mix.{key}")

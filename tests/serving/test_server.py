@@ -174,6 +174,22 @@ def test_bad_requests_get_a_json_4xx_and_the_server_keeps_serving(served, body, 
     assert post(server, {"seed": 1}).status_code == 200
 
 
+def test_null_means_the_field_is_absent(served):
+    """Clients serialise unset options as null: every optional field then takes its default."""
+    server, _, _ = served
+    plain = post(server, {"seed": 1}, accept="application/x-npy")
+    nulls = post(server, {"seed": 1, "seeds": None, "truncation_psi": None, "noise_mode": None,
+                          "class": None, "w": None, "mix": None}, accept="application/x-npy")
+    assert nulls.status_code == 200, nulls.text
+    assert nulls.content == plain.content
+    mix = {"row_seeds": [1], "col_seeds": [2]}
+    assert post(server, {"mix": dict(mix, styles=None), "truncation_psi": None},
+                accept="application/x-npy").content == \
+        post(server, {"mix": mix}, accept="application/x-npy").content
+    unknown = post(server, {"seed": 1, "sede": None})  # a misspelling is refused, null or not
+    assert unknown.status_code == 400 and unknown.json()["field"] == "sede"
+
+
 def _read_response(sock) -> str:
     """Headers and body of one HTTP response (they may arrive in separate segments)."""
     data = b""
