@@ -234,11 +234,12 @@ def create_app(options: ServeOptions, *, stop: threading.Event,
             if state.batcher is None:
                 return _error(503, "not ready: the model is loading; poll /ping")
             info = state.batcher.renderers[0].info
+            content_type = request.headers.get("content-type")
             if len(body) > LARGE_BODY:  # parsed off the event loop, one at a time: /ping waits
                 render_request = await asyncio.get_running_loop().run_in_executor(  # for none
-                    parser, parse_request, body, info, options.max_images)
+                    parser, parse_request, body, info, options.max_images, content_type)
             else:
-                render_request = parse_request(body, info, options.max_images)
+                render_request = parse_request(body, info, options.max_images, content_type)
             media_type = choose_media_type(accepted, render_request.count)
             images = await asyncio.wait_for(state.batcher.render(render_request),
                                             options.request_timeout_s)

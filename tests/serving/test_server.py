@@ -190,6 +190,31 @@ def test_null_means_the_field_is_absent(served):
     assert unknown.status_code == 400 and unknown.json()["field"] == "sede"
 
 
+@pytest.mark.parametrize("content_type,body,status", [
+    # A JSON body is taken whatever the header says (curl -d sends a form type).
+    ("application/x-www-form-urlencoded", {"seed": 1}, 200),
+    ("text/plain", {"seed": 1}, 200),
+    ("application/octet-stream", {"seed": 1}, 200),
+    # A body that is not JSON: 415 when the header says why, 400 when it claims JSON or is absent.
+    ("application/x-www-form-urlencoded", b"seed=1", 415),
+    ("image/png", b"\x89PNG\r\n", 415),
+    ("application/json; charset=utf-8", b"seed=1", 400),
+    ("application/vnd.api+json", b"seed=1", 400),
+    (None, b"seed=1", 400),
+])
+def test_content_type_is_not_required_but_explains_a_body_that_is_not_json(
+        served, content_type, body, status):
+    server, _, _ = served
+    headers = {"Content-Type": content_type} if content_type else {}
+    answer = post(server, body, headers=headers)
+    assert answer.status_code == status, answer.text
+    if status == 415:
+        error = answer.json()["error"]
+        assert content_type in error and "application/json" in error, error
+    elif status == 400:
+        assert "not JSON" in answer.json()["error"]
+
+
 def _read_response(sock) -> str:
     """Headers and body of one HTTP response (they may arrive in separate segments)."""
     data = b""
