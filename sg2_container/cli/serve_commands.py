@@ -23,10 +23,12 @@ def serve(**kwargs) -> None:
     with user_errors_as_click():
         from sg2_container.io.signals import stop_on_signals
         from sg2_container.sagemaker.jobs import EXIT_STOPPED
-        from sg2_container.serving.server import run_server
+        from sg2_container.serving.server import end_process, run_server
 
         options = ServeOptions(**kwargs)
         with stop_on_signals(doing="finishing in-flight requests") as stop:
-            cut_off = run_server(options, stop)
-    if cut_off:
-        raise SystemExit(EXIT_STOPPED)
+            ended = run_server(options, stop)
+    code = EXIT_STOPPED if ended.cut_off else 0
+    end_process(code, ended)
+    if code:
+        raise SystemExit(code)

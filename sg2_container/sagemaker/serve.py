@@ -22,6 +22,14 @@ MODEL_FILE_VARIABLE = "SG2_MODEL_FILE"
 DEFAULT_PORT = 8080
 ENV_PREFIX = "SG2_"
 NOT_FROM_ENV = ("network", "host", "port")  # the container decides these
+# SG2_* variables that other parts of the package (or the image's build) read: not server
+# settings, not misspellings either (a test checks the package reads no other SG2_ name).
+OTHER_VARIABLES = (
+    MODEL_FILE_VARIABLE, "SG2_OPS", "SG2_LOG_LEVEL", "SG2_KEEP_FREED_MEMORY", "SG2_DETECTOR",
+    "SG2_DETECTOR_DOWNLOAD", "SG2_VGG16_WEIGHTS", "SG2_MASTER_PORT", "SG2_CPU_ISA",
+    "SG2_BUILD_CPU", "SG2_BUILD_CUDA", "SG2_JIT_BUILD", "SG2_KERNEL_CACHE",
+    "SG2_TORCH_INDEX_URL", "SG2_CUDA_ARCH_LIST",
+)
 
 HELP = """\
 usage: sg2-sagemaker serve
@@ -64,11 +72,26 @@ def find_model_file(model_dir: Path, env: Mapping[str, str]) -> Path:
     return path
 
 
+def warn_unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """A warning for each SG2_* variable nobody reads (a misspelled setting would otherwise be
+    ignored in silence), naming the closest known name; returns those variables."""
+    from sg2_container.options.schema import closest
+
+    settings = list(env_variables())
+    known = settings + list(OTHER_VARIABLES)
+    unknown = sorted(v for v in env if v.startswith(ENV_PREFIX) and v not in known)
+    for variable in unknown:
+        log.warning("%s is not a variable this container reads: ignored%s; the server settings "
+                    "are %s", variable, closest(variable, known), ", ".join(settings))
+    return unknown
+
+
 def serve_options(env: Mapping[str, str]):
     """ServeOptions for the container from the environment."""
     from sg2_container.options.schema import coerce, fields
     from sg2_container.serving.options import ServeOptions
 
+    warn_unknown_variables(env)
     schema = fields(ServeOptions)
     values = {}
     for variable, name in env_variables().items():
@@ -105,15 +128,22 @@ def run_serve(args: list[str]) -> int:
     if args:
         log.warning("serve: ignoring arguments %s; settings come from the environment", args)
 
+    ended = []
+
     def body(stop) -> None:
         from sg2_container.errors import Stopped
         from sg2_container.serving.server import run_server
 
         options = serve_options(os.environ)
-        cut_off = run_server(options, stop)
-        if cut_off:
-            raise Stopped(f"{cut_off} in-flight request(s) were still running after "
+        ended.append(run_server(options, stop))
+        if ended[0].cut_off:
+            raise Stopped(f"{ended[0].cut_off} in-flight request(s) were still running after "
                           f"drain_timeout_s={options.drain_timeout_s:g} s and got 503")
 
-    return run_job("serve", body, paths.failure_path(),
+    code = run_job("serve", body, paths.failure_path(),
                    doing_on_stop="finishing in-flight requests")
+    if ended:
+        from sg2_container.serving.server import end_process
+
+        end_process(code, ended[0])  # the failure file is written: nothing else to wait for
+    return code

@@ -32,10 +32,10 @@ from sg2_container.io.images import png_bytes
 from sg2_container.serving.batcher import Batcher, Busy
 from sg2_container.serving.options import SAGEMAKER_PAYLOAD_LIMIT, ServeOptions
 from sg2_container.serving.request import (
-    JSON,
     NPY,
     PNG,
     RequestError,
+    accepted_media_types,
     choose_media_type,
     parse_request,
 )
@@ -71,6 +71,17 @@ class Endpoint:
         self.failure: BaseException | None = None
         self.in_flight: set[asyncio.Task] = set()
         self.cut_off = 0  # requests answered 503 because the drain ran out
+        self.load_thread: threading.Thread | None = None
+
+    def left_running(self) -> list[str]:
+        """What a stop left running in threads (a model load, a forward): the process must end
+        without waiting for it (server.end_process)."""
+        running = []
+        if self.load_thread is not None and self.load_thread.is_alive():
+            running.append("the model load")
+        if self.batcher is not None:
+            running += [f"a forward on {r.device}" for r in self.batcher.renderers if r.busy]
+        return running
 
     def begin_drain(self) -> None:
         """Called on the event loop when the server stops accepting: requests still running
@@ -114,9 +125,9 @@ def load_renderers(options: ServeOptions, stop: threading.Event):
     return None
 
 
-def _in_daemon_thread(function: Callable, *args) -> asyncio.Future:
+def _in_daemon_thread(function: Callable, *args) -> tuple[asyncio.Future, threading.Thread]:
     """function(*args) in a daemon thread, as a future of the running loop: unlike the loop's
-    executor, neither the loop's shutdown nor the interpreter's exit waits for it."""
+    executor, the loop's shutdown does not wait for it (nor does the process: end_process)."""
     loop = asyncio.get_running_loop()
     future = loop.create_future()
 
@@ -138,8 +149,9 @@ def _in_daemon_thread(function: Callable, *args) -> asyncio.Future:
         except RuntimeError:  # the loop is closed: the server stopped without it
             pass
 
-    threading.Thread(target=run, name="load-model", daemon=True).start()
-    return future
+    thread = threading.Thread(target=run, name="load-model", daemon=True)
+    thread.start()
+    return future, thread
 
 
 def create_app(options: ServeOptions, *, stop: threading.Event,
@@ -152,7 +164,8 @@ def create_app(options: ServeOptions, *, stop: threading.Event,
 
     async def load() -> None:
         try:
-            renderers = await _in_daemon_thread(load_renderers, options, stop)
+            future, state.load_thread = _in_daemon_thread(load_renderers, options, stop)
+            renderers = await future
         except asyncio.CancelledError:
             raise
         except BaseException as error:  # noqa: BLE001 - reported, then the server exits
@@ -216,20 +229,18 @@ def create_app(options: ServeOptions, *, stop: threading.Event,
     async def answer(request: Request) -> Response:
         started = time.perf_counter()
         try:
-            media_type = choose_media_type(request.headers.get("accept"))
+            accepted = accepted_media_types(request.headers.get("accept"))  # 406 before reading
             body = await _read_body(request, SAGEMAKER_PAYLOAD_LIMIT)
             if state.batcher is None:
                 return _error(503, "not ready: the model is loading; poll /ping")
             info = state.batcher.renderers[0].info
+            content_type = request.headers.get("content-type")
             if len(body) > LARGE_BODY:  # parsed off the event loop, one at a time: /ping waits
                 render_request = await asyncio.get_running_loop().run_in_executor(  # for none
-                    parser, parse_request, body, info, options.max_images)
+                    parser, parse_request, body, info, options.max_images, content_type)
             else:
-                render_request = parse_request(body, info, options.max_images)
-            if media_type == PNG and render_request.count != 1:
-                raise RequestError(
-                    f"Accept: image/png holds one image and this request makes "
-                    f"{render_request.count}; ask for {JSON} or {NPY}", status=406)
+                render_request = parse_request(body, info, options.max_images, content_type)
+            media_type = choose_media_type(accepted, render_request.count)
             images = await asyncio.wait_for(state.batcher.render(render_request),
                                             options.request_timeout_s)
             response = await asyncio.get_running_loop().run_in_executor(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import queue
+import threading
 import types
 from collections.abc import Sequence
 
@@ -44,6 +46,61 @@ def make_batch_invariant(G) -> None:
             module.forward = types.MethodType(_forward_rows_one_by_one, module)
 
 
+class RendererClosed(RuntimeError):
+    """The renderer closed (the server is stopping) before this render finished."""
+
+
+class RenderThread(concurrent.futures.Executor):
+    """One daemon thread running submitted calls in order: a stop never waits for a forward
+    already running (a ThreadPoolExecutor's threads are joined at the interpreter's exit, which
+    would hold the process past drain_timeout_s; the caller ends the process instead)."""
+
+    def __init__(self, name: str):
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+        self._running = threading.Event()
+        threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    @property
+    def busy(self) -> bool:
+        """A call is running now."""
+        return self._running.is_set()
+
+    def submit(self, fn, /, *args, **kwargs) -> concurrent.futures.Future:
+        if self._closed:
+            raise RuntimeError("the render thread is shut down")
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._calls.put((future, fn, args, kwargs))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Queued calls are cancelled; the running one is never waited for (`wait` is ignored:
+        a stop must not outlast its bound)."""
+        self._closed = True
+        while True:
+            try:
+                future, *_ = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            future.cancel()
+        self._calls.put(None)  # wakes the thread, which then ends
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, fn, args, kwargs = call
+            self._running.set()  # before the checks: a shutdown after them sees it busy
+            if self._closed or not future.set_running_or_notify_cancel():
+                future.cancel()
+                self._running.clear()
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as error:  # noqa: BLE001 - handed to the awaiting task
+                future.set_exception(error)
+            finally:
+                self._running.clear()
+
+
 class Renderer:
     """G on `device`, one worker thread: every forward of this copy runs in that thread."""
 
@@ -53,13 +110,20 @@ class Renderer:
         self.max_batch = max_batch
         # With max_batch 1 every forward has one row: one shape, nothing to pad.
         self.min_rows = max_batch if device.type == "cuda" else min(2, max_batch)
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"render-{device}")
+        self.executor = RenderThread(f"render-{device}")
+        self._closing = threading.Event()
         self.info = NetworkInfo(num_ws=G.num_ws, w_dim=G.w_dim, c_dim=G.c_dim)
         make_batch_invariant(G)
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        """Cancels queued renders and returns at once; a render still running stops at its next
+        forward (`busy` says whether one is still running)."""
+        self._closing.set()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def busy(self) -> bool:
+        return self.executor.busy
 
     @torch.no_grad()
     def latents(self, request: RenderRequest) -> torch.Tensor:
@@ -81,6 +145,8 @@ class Renderer:
         """uint8 [N, H, W, C] for ws [N, ...], in forwards of at most max_batch rows."""
         images = []
         for start in range(0, ws.shape[0], self.max_batch):
+            if self._closing.is_set():
+                raise RendererClosed("the server is stopping")
             chunk = ws[start:start + self.max_batch]
             rows = chunk.shape[0]
             if rows < self.min_rows:
@@ -108,6 +174,8 @@ class Renderer:
                 continue
             try:
                 images = self.synthesize(torch.cat([latents[i] for i in group]), mode)
+            except RendererClosed:
+                raise  # nobody waits for these images any more
             except Exception:
                 log.warning("a batch of %d request(s) failed; rendering them one by one",
                             len(group), exc_info=True)

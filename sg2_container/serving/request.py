@@ -22,8 +22,7 @@ MIX_FIELDS = ("row_seeds", "col_seeds", "styles")
 JSON = "application/json"
 PNG = "image/png"
 NPY = "application/x-npy"
-MEDIA_TYPES = (JSON, PNG, NPY)
-WILDCARDS = {"*/*": JSON, "application/*": JSON, "image/*": PNG}
+MEDIA_TYPES = (JSON, PNG, NPY)  # also the order of preference among equals
 
 
 class RequestError(UserError):
@@ -78,14 +77,20 @@ class RenderRequest:
         return [{"row_seed": r, "col_seed": c} for r in self.row_seeds for c in self.col_seeds]
 
 
-def choose_media_type(accept: str | None) -> str:
-    """The answer's type from the Accept header (q-values honoured); missing or */* -> JSON."""
-    if accept is None or not accept.strip():
-        return JSON
-    offers = []
-    for position, part in enumerate(accept.split(",")):
+def accepted_media_types(accept: str | None) -> list[str]:
+    """The types this endpoint answers with that `accept` allows, best first (RFC 9110): each
+    type takes the q-value of the most specific range matching it (type/subtype over type/* over
+    */*), q=0 excludes it; ties go to the more specific range, then to the earlier one in the
+    header, then JSON before npy before PNG. No header (or an empty one) means */*. 406 when no
+    type is left."""
+    ranges = []  # (media range, q, position)
+    for position, part in enumerate((accept or "*/*").split(",")):
         pieces = [p.strip() for p in part.split(";")]
         media = pieces[0].lower()
+        if not media:
+            continue
+        if media == "*":  # Java's HttpURLConnection sends "*; q=.2"
+            media = "*/*"
         q = 1.0
         for param in pieces[1:]:
             key, _, value = param.partition("=")
@@ -94,13 +99,42 @@ def choose_media_type(accept: str | None) -> str:
                     q = float(value)
                 except ValueError:
                     q = 0.0
-        chosen = media if media in MEDIA_TYPES else WILDCARDS.get(media)
-        if chosen and q > 0:
-            offers.append((-q, position, chosen))
-    if not offers:
+                if not 0 <= q <= 1:  # NaN or out of range: not a q-value, the range is void
+                    q = 0.0
+        ranges.append((media, q, position))
+    ranked = []
+    for preference, media_type in enumerate(MEDIA_TYPES):
+        best = None  # (specificity, -position, q) of the most specific matching range
+        for media, q, position in ranges:
+            specificity = _specificity(media, media_type)
+            if specificity is not None and (best is None or
+                                            (specificity, -position) > best[:2]):
+                best = (specificity, -position, q)
+        if best is not None and best[2] > 0:
+            ranked.append(((-best[2], -best[0], -best[1], preference), media_type))
+    if not ranked:
         raise RequestError(f"Accept: {accept!r} names no type this endpoint answers with; "
                            f"allowed: {', '.join(MEDIA_TYPES)} (or */*)", status=406)
-    return min(offers)[2]
+    return [media_type for _, media_type in sorted(ranked)]
+
+
+def _specificity(media_range: str, media_type: str) -> int | None:
+    """2: the range is the type itself, 1: its type/*, 0: */*, None: no match."""
+    if media_range == media_type:
+        return 2
+    if media_range == media_type.split("/")[0] + "/*":
+        return 1
+    return 0 if media_range == "*/*" else None
+
+
+def choose_media_type(accepted: list[str], count: int) -> str:
+    """The best of `accepted` (accepted_media_types) that can hold `count` images: a PNG holds
+    one; else the next acceptable type, 406 when none is left."""
+    for media_type in accepted:
+        if media_type != PNG or count == 1:
+            return media_type
+    raise RequestError(f"Accept: {PNG} holds one image and this request makes {count}; ask "
+                       f"for {JSON} or {NPY}", status=406)
 
 
 def _is_int(value: Any) -> bool:
@@ -144,10 +178,15 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def parse_request(body: bytes, network: NetworkInfo, max_images: int) -> RenderRequest:
-    """Validates every field; the first problem found is raised as a RequestError."""
+def parse_request(body: bytes, network: NetworkInfo, max_images: int,
+                  content_type: str | None = None) -> RenderRequest:
+    """Validates every field; the first problem found is raised as a RequestError.
+
+    A JSON body is taken whatever `content_type` says (curl -d sends a form type, SageMaker's
+    invoke_endpoint passes on any ContentType); the header only chooses the error for a body
+    that is not JSON: 415 naming it when it is not a JSON type, else 400."""
     try:
-        return _parse(body, network, max_images)
+        return _parse(body, network, max_images, content_type)
     except RecursionError:  # JSON nested thousands deep: the client's to fix
         raise RequestError("the body is nested too deeply; send an object such as "
                            '{"seed": 42}') from None
@@ -159,7 +198,14 @@ def max_values(network: NetworkInfo, max_images: int) -> int:
     return max_images * network.num_ws * network.w_dim + 1000
 
 
-def _parse(body: bytes, network: NetworkInfo, max_images: int) -> RenderRequest:
+def is_json_type(content_type: str | None) -> bool:
+    """No Content-Type, application/json, text/json or a +json type (parameters aside)."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media in ("", JSON, "text/json") or media.endswith("+json")
+
+
+def _parse(body: bytes, network: NetworkInfo, max_images: int,
+           content_type: str | None) -> RenderRequest:
     # Counted at C speed before json.loads (which holds the GIL for its whole run): a 6 MB
     # body of 3,000,000 seeds is refused in milliseconds, not parsed for half a second.
     limit = max_values(network, max_images)
@@ -169,6 +215,10 @@ def _parse(body: bytes, network: NetworkInfo, max_images: int) -> RenderRequest:
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        if not is_json_type(content_type):
+            raise RequestError(f"Content-Type {_short(content_type)} and the body is not JSON: "
+                               f"this endpoint takes a JSON body ({JSON}; the header itself is "
+                               'not required), such as {"seed": 42}', status=415) from None
         raise RequestError(f"the body is not JSON ({error}); send an object such as "
                            '{"seed": 42}') from None
     except ValueError:  # an integer of more than 4300 digits (Python's conversion limit)
@@ -181,6 +231,7 @@ def _parse(body: bytes, network: NetworkInfo, max_images: int) -> RenderRequest:
         if key not in FIELDS:
             raise RequestError(f"unknown field {key!r}{closest(key, FIELDS)}; allowed: "
                                f"{', '.join(FIELDS)}", field=key)
+    data = _without_nulls(data)
     given = [k for k in SOURCES if data.get(k) is not None]
     if len(given) != 1:
         what = "none" if not given else ", ".join(given)
@@ -227,6 +278,12 @@ def _parse(body: bytes, network: NetworkInfo, max_images: int) -> RenderRequest:
     return _parse_mix(data["mix"], network, max_images, common)
 
 
+def _without_nulls(fields: dict) -> dict:
+    """JSON null means "absent" for every field (clients serialise unset options as null), so
+    each default applies; a misspelled field is refused before this, null or not."""
+    return {key: value for key, value in fields.items() if value is not None}
+
+
 def _parse_mix(mix: Any, network: NetworkInfo, max_images: int, common: dict) -> RenderRequest:
     if not isinstance(mix, dict):
         raise RequestError('mix must be an object such as {"row_seeds": [1, 2], "col_seeds": '
@@ -235,6 +292,7 @@ def _parse_mix(mix: Any, network: NetworkInfo, max_images: int, common: dict) ->
         if key not in MIX_FIELDS:
             raise RequestError(f"unknown field mix.{key}{closest(key, MIX_FIELDS)}; allowed: "
                                f"{', '.join(MIX_FIELDS)}", field=f"mix.{key}")
+    mix = _without_nulls(mix)
     for key in ("row_seeds", "col_seeds"):
         if mix.get(key) is None:
             raise RequestError(f"mix.{key} is required: a list of seeds", field=f"mix.{key}")

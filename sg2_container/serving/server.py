@@ -6,12 +6,17 @@ drain, so the process would die of SIGTERM instead of exiting 0). On the event, 
 accepting connections and lets in-flight requests finish; the app answers those still running
 after drain_timeout_s with 503 (uvicorn's own cut-off, a plain-text 500 per request with a
 traceback each, is set DRAIN_BACKSTOP_S later and does not come first), then the batcher stops.
+A forward (or model load) still running then is not waited for: the caller ends the process
+with end_process, so the exit comes within drain_timeout_s of the stop.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 import threading
+from typing import NamedTuple
 
 from sg2_container.errors import UserError
 from sg2_container.serving import require_packages
@@ -22,9 +27,30 @@ log = logging.getLogger(__name__)
 DRAIN_BACKSTOP_S = 1.0
 
 
-def run_server(options: ServeOptions, stop: threading.Event) -> int:
+class Ended(NamedTuple):
+    """How a server ended: `cut_off` in-flight requests answered 503 by the drain (0: a clean
+    stop), and the work still running in threads (`end_process` must end the process)."""
+
+    cut_off: int
+    left_running: tuple[str, ...] = ()
+
+
+def end_process(code: int, ended: Ended) -> None:
+    """Exits with `code` now when `ended` left work running in threads; else returns. The
+    interpreter's exit would wait for such work (past SageMaker's SIGKILL) or, for a daemon
+    thread inside torch when it takes the interpreter back mid-exit, abort (exit 134)."""
+    if not ended.left_running:
+        return
+    log.info("exiting without waiting for %s", " and ".join(ended.left_running))
+    logging.shutdown()  # flushes the log handlers
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run_server(options: ServeOptions, stop: threading.Event) -> Ended:
     """Serves until `stop` is set or the model cannot be loaded (raises what loading raised).
-    Returns how many in-flight requests the drain cut off (0: a clean stop)."""
+    The caller passes what it returns to end_process with its exit code."""
     require_packages()
     import uvicorn
 
@@ -66,6 +92,7 @@ def run_server(options: ServeOptions, stop: threading.Event) -> int:
                             "use, or the address not this machine's?)") from None
     if failures:
         raise failures[0]
+    ended = Ended(endpoint.cut_off, tuple(endpoint.left_running()))
     if endpoint.cut_off:
         log.warning("stopped: drain_timeout_s=%g s ran out with %d request(s) in flight; each "
                     "was answered 503", options.drain_timeout_s, endpoint.cut_off)
@@ -73,4 +100,4 @@ def run_server(options: ServeOptions, stop: threading.Event) -> int:
         log.info("stopped before the model was ready")
     else:
         log.info("stopped cleanly")
-    return endpoint.cut_off
+    return ended

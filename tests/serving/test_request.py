@@ -49,3 +49,11 @@ def test_more_values_than_any_valid_request_is_refused_before_parsing():
         parse_request(body, NET, 4)
     assert parse_request(_w_body("0.5"), NET, 4).count == 1
     assert parse_request(_w_body("3"), NET, 4).count == 1  # integers are numbers too
+
+
+@pytest.mark.parametrize("body", [
+    b'{"seed": 1, "truncation_psi": null}',
+    b'{"seed": 1, "noise_mode": null, "class": null, "seeds": null, "w": null, "mix": null}',
+])
+def test_null_is_absent_for_every_optional_field(body):
+    assert parse_request(body, NET, 4) == parse_request(b'{"seed": 1}', NET, 4)

@@ -84,6 +84,28 @@ def test_json_npy_and_default_accept_agree(served):
     assert post(server, body, headers={"X-Amzn-Trace-Id": "abc", "X-Whatever": "1"}).status_code == 200
 
 
+@pytest.mark.parametrize("accept,body,expected", [
+    # A PNG holds one image: the next acceptable type answers instead of a 406.
+    ("image/png, application/json;q=0.9", {"seeds": [1, 2]}, "application/json"),
+    ("image/*, application/json;q=0.5", {"seeds": [1, 2]}, "application/json"),
+    ("image/png, */*;q=0.1", {"seeds": [1, 2]}, "application/json"),
+    ("image/png, application/json;q=0.9", {"seed": 1}, "image/png"),
+    # q=0 excludes a type even where a wildcard would allow it.
+    ("application/json;q=0, */*", {"seed": 1}, "image/png"),
+    ("application/json;q=0, */*", {"seeds": [1, 2]}, "application/x-npy"),
+    # The most specific range wins over a wildcard of the same q.
+    ("*/*, image/png", {"seed": 1}, "image/png"),
+    ("application/*, application/x-npy", {"seeds": [1, 2]}, "application/x-npy"),
+    ("image/*", {"seed": 1}, "image/png"),
+    ("*; q=.2", {"seed": 1}, "application/json"),  # Java's HttpURLConnection
+])
+def test_accept_negotiation(served, accept, body, expected):
+    server, _, _ = served
+    answer = post(server, body, accept=accept)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == expected
+
+
 def test_a_request_alone_and_inside_a_batch_gives_the_same_bytes(served):
     server, _, _ = served
     request = {"seeds": [11, 12]}
@@ -136,7 +158,9 @@ def test_style_mix_and_projected_w(served):
     ({"mix": {"row_seeds": list(range(5)), "col_seeds": list(range(5))}}, None, 400,
      "mix"),
     ({"seeds": [1, 2]}, "image/png", 406, None),
+    ({"seeds": [1, 2]}, "image/*", 406, None),  # nothing acceptable holds two images
     ({"seed": 1}, "text/html", 406, None),
+    ({"seed": 1}, "image/png;q=0, application/*;q=0", 406, None),
 ])
 def test_bad_requests_get_a_json_4xx_and_the_server_keeps_serving(served, body, accept, status,
                                                                    field):
@@ -148,6 +172,47 @@ def test_bad_requests_get_a_json_4xx_and_the_server_keeps_serving(served, body, 
     if field:
         assert field in error["error"]
     assert post(server, {"seed": 1}).status_code == 200
+
+
+def test_null_means_the_field_is_absent(served):
+    """Clients serialise unset options as null: every optional field then takes its default."""
+    server, _, _ = served
+    plain = post(server, {"seed": 1}, accept="application/x-npy")
+    nulls = post(server, {"seed": 1, "seeds": None, "truncation_psi": None, "noise_mode": None,
+                          "class": None, "w": None, "mix": None}, accept="application/x-npy")
+    assert nulls.status_code == 200, nulls.text
+    assert nulls.content == plain.content
+    mix = {"row_seeds": [1], "col_seeds": [2]}
+    assert post(server, {"mix": dict(mix, styles=None), "truncation_psi": None},
+                accept="application/x-npy").content == \
+        post(server, {"mix": mix}, accept="application/x-npy").content
+    unknown = post(server, {"seed": 1, "sede": None})  # a misspelling is refused, null or not
+    assert unknown.status_code == 400 and unknown.json()["field"] == "sede"
+
+
+@pytest.mark.parametrize("content_type,body,status", [
+    # A JSON body is taken whatever the header says (curl -d sends a form type).
+    ("application/x-www-form-urlencoded", {"seed": 1}, 200),
+    ("text/plain", {"seed": 1}, 200),
+    ("application/octet-stream", {"seed": 1}, 200),
+    # A body that is not JSON: 415 when the header says why, 400 when it claims JSON or is absent.
+    ("application/x-www-form-urlencoded", b"seed=1", 415),
+    ("image/png", b"\x89PNG\r\n", 415),
+    ("application/json; charset=utf-8", b"seed=1", 400),
+    ("application/vnd.api+json", b"seed=1", 400),
+    (None, b"seed=1", 400),
+])
+def test_content_type_is_not_required_but_explains_a_body_that_is_not_json(
+        served, content_type, body, status):
+    server, _, _ = served
+    headers = {"Content-Type": content_type} if content_type else {}
+    answer = post(server, body, headers=headers)
+    assert answer.status_code == status, answer.text
+    if status == 415:
+        error = answer.json()["error"]
+        assert content_type in error and "application/json" in error, error
+    elif status == 400:
+        assert "not JSON" in answer.json()["error"]
 
 
 def _read_response(sock) -> str:
