@@ -1,5 +1,7 @@
 """StyleGAN2 custom ops: upfirdn2d, bias_act, conv2d_resample, fma, and conv (a convolution
-whose derivatives of every order run through the backend's own gradient routines).
+whose derivatives of every order run through the backend's own gradient routines), and
+grid_sample (F.grid_sample's bilinear lookup, differentiable twice also where F.grid_sample
+is not).
 
 Each op has one dispatch point (stylegan2_ops._backend) that picks the compiled CUDA kernels
 when they are available and usable, else the pure-PyTorch reference path. `SG2_OPS` or an
@@ -16,6 +18,7 @@ from stylegan2_ops.conv2d_resample import conv2d_resample
 from stylegan2_ops.convolution import ConvSpec, conv
 from stylegan2_ops.fma import fma
 from stylegan2_ops.graph import kernel_may_take, records_graph
+from stylegan2_ops.grid_sample import grid_sample
 from stylegan2_ops.upfirdn2d import (
     UpFirDn2d,
     downsample2d,
@@ -39,6 +42,7 @@ __all__ = [
     "downsample2d",
     "filter2d",
     "fma",
+    "grid_sample",
     "kernel_may_take",
     "records_graph",
     "request_problem",

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from sg2_container.errors import UserError
 from sg2_container.options.choices import AUGPIPE_PRESETS, COLOR, GEOMETRIC
-from stylegan2_ops import ConvSpec, conv, downsample2d, setup_filter, upsample2d
+from stylegan2_ops import ConvSpec, conv, downsample2d, grid_sample, setup_filter, upsample2d
 
 log = logging.getLogger(__name__)
 
@@ -292,8 +292,9 @@ class AugmentPipe(torch.nn.Module):
         G_inv = (_scale2d(2 / images.shape[3], 2 / images.shape[2], one) @ G_inv
                  @ _scale2d(out_shape[3] / 2, out_shape[2] / 2, one))
         grid = F.affine_grid(G_inv[:, :2, :].to(images.dtype), out_shape, align_corners=False)
-        images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
-                               align_corners=False)
+        # Bilinear with zero padding; R1 differentiates through it twice, which F.grid_sample
+        # allows only in recent PyTorch releases.
+        images = grid_sample(images, grid)
         return downsample2d(images, self.Hz_geom, down=2, padding=-2 * pad, flip_filter=True)
 
     def _color_matrix(self, draws: _Draws, p: torch.Tensor, channels: int) -> torch.Tensor:
