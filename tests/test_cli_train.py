@@ -110,7 +110,9 @@ def test_a_4px_dataset_is_refused_before_training(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["train", "--data", "d.zip"], "Missing option '--outdir'"),
     (["train", "--data", "d.zip", "--outdir", "o", "--gpus", "two"],
-     "gpus='two' is not an integer (a power of two >= 1)"),
+     "Invalid value for '--gpus': 'two' is not an integer (a power of two >= 1)"),
+    (["generate", "--network", "README.md", "--seeds", "1", "--class", "abc"],
+     "Invalid value for '--class': 'abc' is not an integer (an integer >= 0)"),
     (["train", "--data", "d.zip", "--outdir", "o", "--cfg", "paper257"],
      "'paper257' is not one of"),
     (["train", "--data", "d.zip", "--outdir", "o", "--learning-rate", "1"],

@@ -312,7 +312,13 @@ class _SchemaType(click.ParamType):
         try:
             return coerce(self.field, value)
         except UserError as error:
-            self.fail(str(error), param, ctx)
+            # click names the option already ("Invalid value for '--class': "): the field's
+            # own name (class_idx='abc') would only confuse.
+            text = str(error)
+            match = _LEADING_NAME.match(text)
+            if match is not None and match.group(1) == self.field.name:
+                text = text[match.end():].lstrip()  # 'abc' is not ..., or: a value is ...
+            self.fail(text, param, ctx)
 
 
 def _metavar(field: Field) -> str | None:

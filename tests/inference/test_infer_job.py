@@ -114,7 +114,7 @@ def test_bad_job_arguments_and_a_missing_model_are_user_errors(tmp_path, tiny_mo
     base = _job_tree(tmp_path, model_path, [{"generate": {"seeds": [0]}}])
     result = _run(base, "--num-steps", "zero")
     assert result.returncode == 1
-    assert "num_steps" in (base / "output" / "message").read_text()
+    assert "--num-steps" in (base / "output" / "message").read_text()
     result = _run(base, "--model", str(tmp_path / "nowhere"))
     assert result.returncode == 1
     assert "no such file or folder" in (base / "output" / "message").read_text()

@@ -115,7 +115,7 @@ def test_the_command_line_uses_the_same_parser_as_hyperparameters():
     command = schema.command(ToyOptions, "toy", "help")
     with command.make_context("toy", ["--name", "n", "--loud", "yes", "--tags", "b,a", "--count", "4.0"]) as ctx:
         assert ToyOptions(**ctx.params) == ToyOptions(name="n", loud=True, tags=("b", "a"), count=4)
-    with pytest.raises(UserError, match="count='x' is not an integer"):
+    with pytest.raises(UserError, match="'--count': 'x' is not an integer"):
         schema.parse_args(ToyOptions, ["--name", "n", "--count", "x"], "toy", "help")
     assert schema.parse_args(ToyOptions, ["--help"], "toy", "help") is None
 
