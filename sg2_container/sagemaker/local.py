@@ -98,6 +98,8 @@ def lay_out(job: LocalJob) -> Path:
     for name, source in job.channels.items():
         if not source.exists():
             raise UserError(f"channel {name}: {source} does not exist")
+    _remove_stale_channels(base / "input" / "data", job.channels)
+    for name, source in job.channels.items():
         channel_dir = base / "input" / "data" / name
         if channel_dir.exists() and not channel_dir.is_symlink():
             shutil.rmtree(channel_dir)
@@ -114,6 +116,22 @@ def lay_out(job: LocalJob) -> Path:
     failure = base / "output" / "failure"
     failure.unlink(missing_ok=True)
     return base
+
+
+def _remove_stale_channels(data_dir: Path, channels) -> None:
+    """An earlier run's channels that this run does not give: the job finds its data by the
+    folders there, so a left-over `train` would win over this run's `training`. They hold
+    only the links or copies an earlier lay_out made."""
+    if not data_dir.is_dir():
+        return
+    for entry in data_dir.iterdir():
+        if entry.name in channels:
+            continue
+        log.info("removing channel %s of an earlier run from %s", entry.name, data_dir)
+        if entry.is_symlink() or not entry.is_dir():
+            entry.unlink()
+        else:
+            shutil.rmtree(entry)
 
 
 def run_local(job: LocalJob, mode: str = "train", extra_env: dict | None = None,

@@ -88,6 +88,20 @@ def test_processing_arguments_with_equals_are_moved_under_the_base_dir(tmp_path)
     assert (tmp_path / "out" / "animeface.zip").exists()
 
 
+def test_an_earlier_runs_channels_are_gone_and_its_sources_kept(tmp_path, animeface_zip):
+    """The job finds its data by the channel folders: a left-over `train` won over this run's
+    `training`, and a left-over `detector` channel failed every later run."""
+    base = tmp_path / "sm"
+    detector = tmp_path / "det"
+    detector.mkdir()
+    (detector / "weights.pth").write_bytes(b"w")
+    lay_out(LocalJob(base_dir=base, hyperparameters={},
+                     channels={"train": animeface_zip, "detector": detector}))
+    lay_out(LocalJob(base_dir=base, hyperparameters={}, channels={"training": animeface_zip}))
+    assert sorted(p.name for p in (base / "input" / "data").iterdir()) == ["training"]
+    assert animeface_zip.is_file() and (detector / "weights.pth").read_bytes() == b"w"
+
+
 def test_every_local_job_starts_with_an_empty_model_folder(tmp_path, animeface_zip):
     base = tmp_path / "sm"
     job = LocalJob(base_dir=base, hyperparameters={}, channels={"train": animeface_zip})
