@@ -57,6 +57,10 @@ def read_host_config(path: Path | None = None) -> HostConfig:
     current = data.get("current_host", hosts[0])
     if current not in hosts:
         raise UserError(f"resourceconfig.json: current_host {current!r} is not among hosts {list(hosts)}")
+    repeated = sorted({h for h in hosts if hosts.count(h) > 1})
+    if repeated:  # two nodes would both take the rank of its first place and wait for a third
+        raise UserError(f"resourceconfig.json: hosts {list(hosts)} names {', '.join(repeated)} "
+                        "more than once; each host of the job must appear once")
     return HostConfig(current, hosts, data.get("network_interface_name"))
 
 

@@ -109,16 +109,30 @@ def run_training(options: TrainingOptions, stop_event: threading.Event | None = 
     return outcome
 
 
-def _supervise(workers, stop_event, worker_stop, grace_s: float = 30.0) -> list[tuple[int, int]]:
+STOP_GRACE_S = 90.0  # SageMaker sends SIGKILL 120 s after SIGTERM
+
+
+def _supervise(workers, stop_event, worker_stop, grace_s: float = 30.0,
+               stop_grace_s: float = STOP_GRACE_S) -> list[tuple[int, int]]:
     """Waits for the workers, mirroring a stop request into them. When one dies, the others
-    would wait in a collective until its timeout (30 minutes on GPUs): stop them instead."""
-    deadline = None
+    would wait in a collective until its timeout (30 minutes on GPUs): stop them instead. A
+    worker still running `stop_grace_s` after a stop request is blocked where it cannot see
+    the request (waiting for a host that never joins the process group): it is killed."""
+    deadline = stop_deadline = None
     while True:
         codes = [p.exitcode for p in workers]  # poll() from this thread only
         if all(code is not None for code in codes):
             return [(i, c) for i, c in enumerate(codes) if c != 0]
         if stop_event is not None and stop_event.is_set() and not worker_stop.is_set():
             worker_stop.set()
+            stop_deadline = time.monotonic() + stop_grace_s
+        if stop_deadline is not None and time.monotonic() > stop_deadline:
+            log.error("training worker(s) still running %.0f s after the stop request (blocked, "
+                      "e.g. waiting for another host to join): killed", stop_grace_s)
+            for p in workers:
+                if p.exitcode is None:
+                    p.kill()
+            stop_deadline = None
         if any(code not in (None, 0) for code in codes):
             if deadline is None:
                 log.error("a training worker exited with %s; stopping the others",

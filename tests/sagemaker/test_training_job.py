@@ -247,3 +247,20 @@ def test_local_train_reports_a_stopped_job_as_interrupted(tmp_path, animeface_zi
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 130, out
     assert "run the same command again to continue" in out
+
+
+@pytest.mark.parametrize("config,words", [
+    ({"current_host": "algo-1", "hosts": ["algo-1", "algo-1"]}, "names algo-1 more than once"),
+    ({"current_host": "algo-3", "hosts": ["algo-1", "algo-2"]}, "not among hosts"),
+])
+def test_a_host_list_no_job_could_form_is_refused(tmp_path, config, words):
+    """Two nodes listed under one name both took its rank and waited for a third forever."""
+    import json
+
+    from sg2_container.errors import UserError
+    from sg2_container.sagemaker.resources import read_host_config
+
+    path = tmp_path / "resourceconfig.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(UserError, match=words):
+        read_host_config(path)

@@ -75,3 +75,32 @@ def test_a_stop_reaches_both_processes_and_they_save_together(tiny_options, tmp_
     state = ckpt.load_checkpoint(result.last_checkpoint)
     assert state["loop"]["world_size"] == 2 and len(state["ranks"]) == 2
     assert state["loop"]["cur_nimg"] == 4
+
+
+def _blocked_forever():
+    import signal
+    import time
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # like a rank stuck in a C call
+    while True:
+        time.sleep(1)
+
+
+def test_a_worker_blocked_past_the_stop_grace_is_killed():
+    """A rank waiting for a host that never joins cannot see the stop: without a bound the job
+    outlived SIGTERM until SageMaker's SIGKILL (the audit's run: over 10 minutes)."""
+    import multiprocessing
+    import threading
+    import time
+
+    from sg2_container.training.launch import _supervise
+
+    ctx = multiprocessing.get_context("spawn")
+    worker = ctx.Process(target=_blocked_forever)
+    worker.start()
+    stop = threading.Event()
+    stop.set()
+    start = time.monotonic()
+    failed = _supervise([worker], stop, ctx.Event(), stop_grace_s=1.0)
+    assert time.monotonic() - start < 20
+    assert failed == [(0, -9)]
