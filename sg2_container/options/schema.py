@@ -176,8 +176,11 @@ def coerce(field: Field, value: Any) -> Any:
     One set of rules for the command line, processing arguments and hyperparameters.
     """
     name = field.name
-    if value is None or (field.optional and field.kind is not str and isinstance(value, str)
-                         and value.strip().lower() in NONE_WORDS):
+    # An optional text takes "None" (what str(None) gives: the SageMaker SDK v2's Estimator
+    # passes hyperparameters through str()) as absent; other words may be its value.
+    if value is None or (field.optional and isinstance(value, str) and (
+            value.strip() == "None"
+            or (field.kind is not str and value.strip().lower() in NONE_WORDS))):
         if field.optional or field.kind is tuple:
             return () if field.kind is tuple else None
         raise UserError(f"{name}: a value is required ({field.allowed()})")

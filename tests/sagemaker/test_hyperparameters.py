@@ -69,3 +69,15 @@ def test_no_resume_spellings_mean_no_resume(value):
     decoded = decode_hyperparameters({"resume": value, "metrics": "null"})
     options = TrainingOptions(data="d.zip", outdir="out", **decoded)
     assert options.resume is None and options.metrics == ()
+
+
+def test_none_through_str_leaves_an_optional_file_unset():
+    """The SDK v2's Estimator passes str(None): a detector named 'None' was looked for (and a
+    `detector` channel or the image's copy passed over)."""
+    from sg2_container.options import TrainingOptions
+
+    decoded = decode_hyperparameters({"detector": "None", "vgg16": "None"})
+    options = TrainingOptions(data="d.zip", outdir="out", **decoded)
+    assert options.detector is None and options.vgg16 is None
+    named = decode_hyperparameters({"detector": "\"none.pth\""})
+    assert named["detector"] == "none.pth"
