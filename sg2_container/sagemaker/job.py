@@ -173,15 +173,35 @@ def _train(stop: threading.Event) -> None:
         wait_for_hosts(hosts.hosts)
         topology = Topology(num_nodes=hosts.num_nodes, node_rank=hosts.node_rank,
                             master_addr=hosts.master, master_port=master_port())
+    if topology.node_rank == 0:  # found before training, not after it at the export
+        _check_model_dir(paths.model_dir())
     log.info("training job on %s (node %d of %d): %s", hosts.current_host, topology.node_rank + 1,
              topology.num_nodes, dataclasses.asdict(options))
     result = run_training(options, stop_event=stop, topology=topology)
-    if topology.node_rank != 0 or result is None:
+    if result is None:  # a node other than the first: its workers report nothing here
+        if stop.is_set():
+            raise Stopped("with the other nodes; the first node keeps the checkpoint")
+        return
+    if topology.node_rank != 0:
         return
     if result.stopped:
         raise Stopped(f"at kimg {result.cur_nimg / 1000:.3f}, with a checkpoint in "
                       f"{result.run_dir}; restarting the job continues it")
     export_model(result, paths.model_dir())
+
+
+def _check_model_dir(model_dir: Path) -> None:
+    """The model folder is a writable folder (made if missing)."""
+    if model_dir.exists() and not model_dir.is_dir():
+        raise UserError(f"{model_dir} is not a folder: the trained model is written there "
+                        "(SageMaker uploads it as model.tar.gz)")
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"{model_dir}: cannot be created ({error.strerror}): the trained model "
+                        "is written there") from None
+    if not os.access(model_dir, os.W_OK):
+        raise UserError(f"{model_dir} is not writable: the trained model is written there")
 
 
 class JobFailed(Exception):

@@ -264,3 +264,13 @@ def test_a_host_list_no_job_could_form_is_refused(tmp_path, config, words):
     path.write_text(json.dumps(config))
     with pytest.raises(UserError, match=words):
         read_host_config(path)
+
+
+def test_a_model_folder_that_is_a_file_fails_the_job_before_training(opt_ml):
+    """It was found only at the export, after the whole run, as an internal error."""
+    opt_ml.hyperparameters({**ARTICLE, **SMALL})
+    (opt_ml.base / "model").rmdir()
+    (opt_ml.base / "model").write_text("not a folder")
+    code, out = opt_ml.run("train")
+    assert code == 1, out
+    assert "model is not a folder" in opt_ml.failure and not opt_ml.checkpoints()
