@@ -107,8 +107,13 @@ def resolve_options(values: dict[str, object]):
                     "/opt/ml/input/data/train; data can then be left out")
         data = paths.translate(str(values["data"]))
         if not data.exists():
-            raise UserError(f"data={values['data']!r} does not exist in the container; channels "
-                            f"present: {sorted(channel_dirs()) or 'none'}")
+            piped = [n for n in pipe_mode_channels() if n not in channel_dirs()]
+            raise UserError(
+                f"data={values['data']!r} does not exist in the container; channels present: "
+                f"{sorted(channel_dirs()) or 'none'}"
+                + (f"; channel(s) {', '.join(map(repr, piped))} use Pipe input mode, which "
+                   "this image does not read: give them File (or FastFile) mode, e.g. "
+                   "TrainingInput(s3_data, input_mode='File')" if piped else ""))
     else:
         data = find_dataset(channel_dirs(), pipe_mode_channels())
     values["data"] = str(data)

@@ -131,18 +131,21 @@ def test_missing_channel_names_what_is_needed(opt_ml):
     assert "add an input channel named 'train'" in opt_ml.failure
 
 
-def test_a_pipe_mode_channel_is_named_as_such(opt_ml):
+@pytest.mark.parametrize("with_data", [False, True])
+def test_a_pipe_mode_channel_is_named_as_such(opt_ml, with_data):
     """A Pipe-mode channel arrives as a FIFO (train_0), not a folder: the job said no channel
-    was there at all."""
+    was there at all (also with `data` naming the zip, as the article's job does)."""
     (opt_ml.base / "input" / "data" / "train" / "animeface.zip").unlink()
     (opt_ml.base / "input" / "data" / "train").rmdir()
     os.mkfifo(opt_ml.base / "input" / "data" / "train_0")
     (opt_ml.base / "input" / "config" / "inputdataconfig.json").write_text(
         json.dumps({"train": {"TrainingInputMode": "Pipe"}}))
-    opt_ml.hyperparameters({k: v for k, v in {**ARTICLE, **SMALL}.items() if k != "data"})
+    opt_ml.hyperparameters({k: v for k, v in {**ARTICLE, **SMALL}.items()
+                            if k != "data" or with_data})
     code, _ = opt_ml.run("train")
     assert code == 1
-    assert "channel 'train' uses Pipe input mode, which this image does not read" in opt_ml.failure
+    assert "'train' use" in opt_ml.failure and "Pipe input mode, which this image does not read" \
+        in opt_ml.failure
 
 
 @pytest.mark.parametrize("name", ["resourceconfig.json", "inputdataconfig.json"])
