@@ -43,7 +43,9 @@ def find_dataset(channels: dict[str, Path], pipe_channels: Collection[str] = ())
         if name not in channels:
             continue
         folder = channels[name]
-        zips = sorted(p for p in folder.iterdir() if p.suffix.lower() in DATA_SUFFIXES)
+        # Hidden files are not datasets: macOS leaves ._animeface.zip beside animeface.zip.
+        zips = sorted(p for p in folder.iterdir()
+                      if p.suffix.lower() in DATA_SUFFIXES and not p.name.startswith("."))
         if len(zips) == 1:
             return zips[0]
         if len(zips) > 1:

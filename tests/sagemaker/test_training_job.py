@@ -277,3 +277,18 @@ def test_a_model_folder_that_is_a_file_fails_the_job_before_training(opt_ml):
     code, out = opt_ml.run("train")
     assert code == 1, out
     assert "model is not a folder" in opt_ml.failure and not opt_ml.checkpoints()
+
+
+def test_the_train_channels_one_zip_is_found_beside_hidden_files(tmp_path):
+    """macOS copies leave ._animeface.zip beside animeface.zip: that made 'holds 2 zips'."""
+    from sg2_container.errors import UserError
+    from sg2_container.sagemaker.job import find_dataset
+
+    channel = tmp_path / "train"
+    channel.mkdir()
+    (channel / "animeface.zip").write_bytes(b"PK")
+    (channel / "._animeface.zip").write_bytes(b"\x00\x05\x16\x07")
+    assert find_dataset({"train": channel}) == channel / "animeface.zip"
+    (channel / "second.zip").write_bytes(b"PK")
+    with pytest.raises(UserError, match="holds 2 zips"):
+        find_dataset({"train": channel})
