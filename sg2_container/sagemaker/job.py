@@ -141,9 +141,18 @@ def resolve_options(values: dict[str, object]):
     for key in ("resume", "detector", "vgg16"):
         if isinstance(values.get(key), str) and values[key].startswith(paths.DEFAULT_BASE_DIR):
             values[key] = str(paths.translate(values[key]))
+    names = values.get("metrics") or ()
+    names = names.split(",") if isinstance(names, str) else names
+    metrics_asked = any(str(name).strip().lower() not in ("", "none") for name in names)
     for key, find in (("detector", find_detector), ("vgg16", find_vgg16)):
         if not values.get(key):
-            found = find(channel_dirs())
+            try:
+                found = find(channel_dirs())
+            except UserError as error:  # an ambiguous channel matters only to the metrics
+                if metrics_asked:
+                    raise
+                log.warning("%s; unused: this job computes no metrics", error)
+                found = None
             if found is not None:
                 values[key] = str(found)
     values.setdefault("gpus", detect_gpus())

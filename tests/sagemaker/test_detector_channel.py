@@ -45,3 +45,23 @@ def test_weight_channels_fill_the_detector_and_vgg16_options(tmp_path, monkeypat
     (data / "vgg16" / "second.pt").write_bytes(b"x")
     with pytest.raises(UserError, match="exactly one VGG16 weights file .* found 2"):
         find_vgg16({"vgg16": data / "vgg16"})
+
+
+def test_an_ambiguous_weights_channel_fails_only_a_job_with_metrics(tmp_path, monkeypatch,
+                                                                      caplog):
+    """A 'detector' channel with two files failed the job even with metrics=none."""
+    import logging
+
+    from sg2_container.sagemaker.job import resolve_options
+
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    data = tmp_path / "input" / "data"
+    for channel, names in (("train", ["images.zip"]), ("detector", ["a.pth", "b.pth"])):
+        (data / channel).mkdir(parents=True)
+        for name in names:
+            (data / channel / name).write_bytes(b"x")
+    with caplog.at_level(logging.WARNING):
+        options = resolve_options({"gpus": 1, "metrics": ("none",)})
+    assert options.detector is None and "unused: this job computes no metrics" in caplog.text
+    with pytest.raises(UserError, match="exactly one detector file"):
+        resolve_options({"gpus": 1, "metrics": ("fid50k_full",)})
