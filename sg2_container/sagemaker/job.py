@@ -141,9 +141,8 @@ def resolve_options(values: dict[str, object]):
     for key in ("resume", "detector", "vgg16"):
         if isinstance(values.get(key), str) and values[key].startswith(paths.DEFAULT_BASE_DIR):
             values[key] = str(paths.translate(values[key]))
-    names = values.get("metrics") or ()
-    names = names.split(",") if isinstance(names, str) else names
-    metrics_asked = any(str(name).strip().lower() not in ("", "none") for name in names)
+    # Decoded names (a tuple); training drops 'none' later, in TrainingOptions.
+    metrics_asked = any(name.lower() != "none" for name in values.get("metrics") or ())
     for key, find in (("detector", find_detector), ("vgg16", find_vgg16)):
         if not values.get(key):
             try:
