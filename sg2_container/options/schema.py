@@ -237,6 +237,7 @@ def decode_hyperparameters(cls: type, raw: Mapping[str, Any]) -> dict[str, Any]:
     """
     accepted = {n: f for n, f in fields(cls).items() if f.spec.hyperparameter}
     decoded: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
     for key, value in raw.items():
         if key.startswith(PLATFORM_PREFIXES):
             continue
@@ -244,6 +245,10 @@ def decode_hyperparameters(cls: type, raw: Mapping[str, Any]) -> dict[str, Any]:
         if name not in accepted:
             raise UserError(f"unknown hyperparameter {key!r}{closest(key, accepted)}; "
                             f"allowed: {', '.join(sorted(accepted))}")
+        if name in spelled:  # kimg-per-tick and kimg_per_tick: which one was meant is unknown
+            raise UserError(f"hyperparameters {spelled[name]!r} and {key!r} are the same option "
+                            f"({name}); give it once")
+        spelled[name] = key
         decoded[name] = coerce(accepted[name], decode_value(value))
     return decoded
 

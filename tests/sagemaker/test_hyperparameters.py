@@ -38,6 +38,11 @@ def test_reference_spellings_are_accepted():
     assert decode_hyperparameters({"allow-tf32": "1", "batch-gpu": "4"}) == {"allow_tf32": True, "batch_gpu": 4}
 
 
+def test_one_option_in_both_spellings_is_refused():
+    with pytest.raises(UserError, match=r"'kimg-per-tick' and 'kimg_per_tick' are the same option"):
+        decode_hyperparameters({"kimg-per-tick": "1", "kimg_per_tick": "4"})
+
+
 def test_hyperparameters_and_the_cli_build_the_same_training_options(tmp_path, monkeypatch):
     """The job and `sg2 train` must agree on every option for the same user intent."""
     from click.testing import CliRunner
