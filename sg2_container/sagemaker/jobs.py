@@ -59,6 +59,15 @@ def run_job(mode: str, body: Callable[[threading.Event], None], failure_file: Pa
     `body` returns normally when finished, raises errors.Stopped when it honoured the stop
     event, UserError for bad input; anything else is an internal error.
     """
+    # A failure text left by an earlier run in this folder would speak for this one (SageMaker
+    # starts each job clean; a rerun of the container on the same folder does not).
+    if failure_file.is_file():
+        log.info("removing %s, an earlier run's failure text", failure_file)
+        try:
+            failure_file.unlink()
+        except OSError as error:
+            log.warning("cannot remove %s (%s): it may describe an earlier run", failure_file,
+                        error.strerror)
     try:
         with stop_on_signals(doing=doing_on_stop) as stop:
             body(stop)

@@ -68,6 +68,14 @@ def test_one_exit_code_table_and_failure_format(tmp_path, error, code, prefix):
         assert text.startswith(prefix) and "\n" not in text and len(text.encode()) <= 1023
 
 
+def test_an_earlier_runs_failure_text_does_not_outlive_a_finished_rerun(tmp_path):
+    failure = tmp_path / "output" / "failure"
+    assert run_job("demo", lambda stop: (_ for _ in ()).throw(UserError("bad")), failure) == 1
+    assert failure.read_text().startswith("UserError: demo: bad")
+    assert run_job("demo", lambda stop: None, failure) == EXIT_OK
+    assert not failure.exists()
+
+
 def test_a_long_failure_is_cut_at_a_character_boundary(tmp_path):
     failure = tmp_path / "failure"
 
