@@ -127,7 +127,8 @@ def resolve_options(values: dict[str, object]):
         log.warning("data=%s is outside the job's input channels (%s): it must already be in the "
                     "image; channels present: %s", values["data"], input_dir,
                     sorted(channel_dirs()) or "none")
-    outdir = paths.translate(str(values.get("outdir") or paths.checkpoints_dir()))
+    # Normalised first: /opt/ml/checkpoints/../model is the model folder, not a checkpoint one.
+    outdir = paths.translate(os.path.normpath(values.get("outdir") or paths.checkpoints_dir()))
     if outdir.resolve() == paths.base_dir().resolve() or (
             paths.base_dir() / "input").resolve() in (outdir.resolve(), *outdir.resolve().parents):
         raise UserError(f"outdir={values.get('outdir')!r} is not allowed: use /opt/ml/checkpoints "

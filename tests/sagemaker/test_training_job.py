@@ -1,5 +1,6 @@
 """The training job as SageMaker runs it: the real entrypoint in a subprocess, a fake /opt/ml."""
 import json
+import logging
 import os
 import signal
 import time
@@ -165,6 +166,20 @@ def test_outdir_in_the_model_dir_as_one_version_of_the_article_has_it(opt_ml):
     model = {p.name for p in (opt_ml.base / "model").iterdir()}
     assert {"model.pt", "samples.png", "training_options.json", "network-final.pt"} <= model
     assert "will not be synced to S3" in out  # told that spot resume needs /opt/ml/checkpoints
+
+
+def test_outdir_is_judged_after_dot_dot_is_resolved(opt_ml, monkeypatch, caplog):
+    from sg2_container.sagemaker.job import resolve_options
+
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(opt_ml.base))
+    caplog.set_level(logging.WARNING)
+    options = resolve_options({"gpus": 1, "outdir": "/opt/ml/checkpoints/../model"})
+    assert options.outdir == str(opt_ml.base / "model")
+    assert "will not be synced to S3" in caplog.text
+    caplog.clear()
+    options = resolve_options({"gpus": 1, "outdir": "/opt/ml/model/../checkpoints/run"})
+    assert options.outdir == str(opt_ml.base / "checkpoints" / "run")
+    assert "will not be synced" not in caplog.text
 
 
 def test_data_may_be_omitted_when_the_channel_holds_one_dataset(opt_ml):
