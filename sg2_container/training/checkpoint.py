@@ -457,8 +457,8 @@ def _check_optimizer_fits(checkpoint: Checkpoint, part: str, optimizer: torch.op
     raise ChangedOptions(
         f"{checkpoint.path.name}: the {part} optimizer's state is for {sum(stored)} parameters, "
         f"this run trains {sum(live)}{why}; no checkpoint can continue with that change: keep "
-        f"the checkpoint's value, or use a new outdir (--resume a model file of this run to "
-        f"start from its weights)")
+        f"the checkpoint's value, or use a new outdir (with resume set to a model file of this "
+        f"run to start from its weights)")
 
 
 def restore(checkpoint: Checkpoint, parts: TrainingParts, G_kwargs: dict, D_kwargs: dict) -> None:

@@ -1,4 +1,6 @@
-"""--resume: start from another run's or a published model's weights (not its progress)."""
+"""resume (`--resume`, the `resume` hyperparameter): start from another run's or a published
+model's weights (not its progress). Messages name the option as `resume=`, which reads the same
+on the command line and in a job's hyperparameters."""
 from __future__ import annotations
 
 import logging
@@ -20,13 +22,15 @@ def resolve_resume_path(value: str) -> Path:
         return path
     if value in PUBLISHED_RESUME:
         raise UserError(
-            f"--resume={value} names the published model {PUBLISHED_RESUME[value]}; this "
+            f"resume={value!r} names the published model {PUBLISHED_RESUME[value]}; this "
             f"container does not download. Fetch that file (the reference's "
-            f"transfer-learning-source-nets) and pass its path: --resume /path/{PUBLISHED_RESUME[value]}")
+            f"transfer-learning-source-nets) and give its path as resume "
+            f"(on SageMaker, through an input channel: "
+            f"/opt/ml/input/data/CHANNEL/{PUBLISHED_RESUME[value]})")
     if value.startswith(("http://", "https://", "s3://")):
-        raise UserError(f"--resume={value} is a URL; this container does not download. Supply the "
-                        f"file (on SageMaker, as an input channel) and pass its path")
-    raise UserError(f"--resume={value}: no such file; pass a model file (.pt), a network pickle "
+        raise UserError(f"resume={value!r} is a URL; this container does not download. Supply the "
+                        f"file (on SageMaker, as an input channel) and give its path")
+    raise UserError(f"resume={value!r}: no such file; give a model file (.pt), a network pickle "
                     f"(.pkl), a training job's model.tar.gz, or one of "
                     f"{', '.join(PUBLISHED_RESUME)} (with the file supplied)")
 
@@ -44,7 +48,7 @@ def copy_weights(source: torch.nn.Module, target: torch.nn.Module, label: str) -
                 continue
             value = source_state[name]
             if value.shape != tensor.shape:
-                raise UserError(f"--resume: {label} tensor {name!r} has shape {list(value.shape)} "
+                raise UserError(f"resume: {label} tensor {name!r} has shape {list(value.shape)} "
                                 f"in the file but {list(tensor.shape)} in this run's network")
             tensor.copy_(value)
             copied += 1
@@ -52,7 +56,7 @@ def copy_weights(source: torch.nn.Module, target: torch.nn.Module, label: str) -
     unused = [name for name in source_state if name not in target_state]
     if fresh or unused:
         sizes = (getattr(source, "img_resolution", "?"), getattr(target, "img_resolution", "?"))
-        log.warning("--resume: the file's %s (%s px) is another network than this run's (%s px): "
+        log.warning("resume: the file's %s (%s px) is another network than this run's (%s px): "
                     "%d of its tensors are left out (%s); %d of this run's start from scratch "
                     "(%s)", label, *sizes, len(unused), _some(unused), len(fresh), _some(fresh))
     return copied
@@ -70,7 +74,7 @@ def load_resume_weights(value: str, G, D, G_ema) -> None:
     from sg2_container.models.files import load_model
     from sg2_container.models.source import located_model
 
-    with located_model(resolve_resume_path(value), what="--resume") as (file, path):
+    with located_model(resolve_resume_path(value), what="resume") as (file, path):
         bundle = load_model(file)
     counts = {
         "G": copy_weights(bundle.G if bundle.G is not None else bundle.G_ema, G, "G"),
@@ -79,6 +83,6 @@ def load_resume_weights(value: str, G, D, G_ema) -> None:
     if bundle.D is not None:
         counts["D"] = copy_weights(bundle.D, D, "D")
     else:
-        log.warning("--resume %s holds no D: the discriminator starts from scratch", path.name)
+        log.warning("resume %s holds no D: the discriminator starts from scratch", path.name)
     log.info("resumed weights from %s (%s tensors copied)", path,
              ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -147,8 +147,12 @@ def test_status_line_is_machine_readable(tiny_options, caplog):
 
 
 def test_resume_from_published_name_without_file_says_what_to_do(tiny_options):
-    with pytest.raises(UserError, match="does not download.*ffhq-res256-mirror-paper256-noaug.pkl"):
+    with pytest.raises(UserError, match="does not download.*ffhq-res256-mirror-paper256-noaug.pkl"
+                       ) as raised:
         train(tiny_options(resume="ffhq256"))
+    # Named as the option, which a job's hyperparameters and the command line both recognise.
+    assert str(raised.value).startswith("resume='ffhq256' names") and "--resume" not in str(
+        raised.value)
 
 
 @pytest.mark.parametrize("form", ["file", "model.tar.gz", "folder"])
@@ -194,7 +198,7 @@ def test_resume_from_another_network_says_what_it_left_out(tiny_options, tmp_pat
                            resume=str(tmp_path / "a" / "network-final.pt")),
               stop_event=StopAfter(1))
     warnings = [r.message for r in caplog.records if r.levelno == logging.WARNING]
-    assert ("--resume: the file's G (16 px) is another network than this run's (16 px): 2 of its "
+    assert ("resume: the file's G (16 px) is another network than this run's (16 px): 2 of its "
             "tensors are left out (mapping.fc2.weight, mapping.fc2.bias); 0 of this run's start "
             "from scratch (none)") in warnings
     assert not any("file's D" in message for message in warnings)  # D has no mapping here
