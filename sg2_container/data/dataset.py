@@ -184,12 +184,18 @@ class ImageFolderDataset:
     # --- files -------------------------------------------------------------------------------
 
     def _hint(self) -> str:
-        """What to do about a dataset without images: a folder holding zips names the zip."""
+        """What to do about a dataset without images: a folder holding archives names them (an
+        S3 prefix often puts the zip one folder down, or holds a tar of the designer's images)."""
         if self._kind == "folder":
-            zips = sorted(n for n in os.listdir(self.path) if n.lower().endswith(".zip"))
+            zips, tars = _archives_in(self.path)
             if zips:
-                return (f"the folder holds {', '.join(zips[:3])}: point data at the zip, e.g. "
-                        f"{os.path.join(self.path, zips[0])!r}")
+                shown = ", ".join(os.path.relpath(p, self.path) for p in zips[:3])
+                return (f"the folder holds {shown}: point data at the zip, e.g. {zips[0]!r}")
+            if tars:
+                shown = ", ".join(os.path.relpath(p, self.path) for p in tars[:3])
+                return (f"the folder holds {shown}, which training does not read: make a "
+                        f"training zip of it with `sg2 prepare --source {tars[0]}` (or the "
+                        "prepare processing job)")
         return "run `sg2 prepare` to make a training zip from other formats"
 
     def _open_zip(self) -> zipfile.ZipFile:
@@ -339,6 +345,26 @@ class ImageFolderDataset:
         if self.label_kind != "class" or self._raw_labels is None:
             return None
         return self._raw_labels.sum(axis=0).astype(np.int64).tolist()
+
+
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+
+def _archives_in(root: str, most: int = 3) -> tuple[list[str], list[str]]:
+    """Up to `most` zips and tars under `root` (hidden files skipped: macOS's ._x.zip), sorted."""
+    zips: list[str] = []
+    tars: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for filename in sorted(filenames):
+            lower = filename.lower()
+            if filename.startswith("."):
+                continue
+            if lower.endswith(".zip") and len(zips) < most:
+                zips.append(os.path.join(dirpath, filename))
+            elif lower.endswith(TAR_SUFFIXES) and len(tars) < most:
+                tars.append(os.path.join(dirpath, filename))
+    return zips, tars
 
 
 def _folder_image_names(root: str) -> list[str]:

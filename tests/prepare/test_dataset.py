@@ -223,6 +223,21 @@ def test_a_folder_holding_the_zip_says_to_point_at_it(tmp_path):
         ImageFolderDataset(channel)
 
 
+def test_a_folder_holding_archives_further_down_names_them(tmp_path):
+    channel = tmp_path / "train"
+    (channel / "animeface").mkdir(parents=True)
+    (channel / "._animeface.zip").write_bytes(b"macOS metadata")
+    _zip_folder(make_images(tmp_path / "s", FOUR), channel / "animeface" / "animeface.zip")
+    with pytest.raises(UserError, match=r"holds animeface/animeface.zip: point data at the zip, "
+                                        r"e.g. '.*train/animeface/animeface.zip'"):
+        ImageFolderDataset(channel)
+    (channel / "animeface" / "animeface.zip").rename(channel / "designs.tar.gz")
+    with pytest.raises(UserError, match=r"holds designs.tar.gz, which training does not read: "
+                                        r"make a training zip of it with `sg2 prepare --source "
+                                        r".*train/designs.tar.gz`"):
+        ImageFolderDataset(channel)
+
+
 def test_empty_dataset_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no images")
