@@ -209,6 +209,30 @@ def test_two_hosts_on_loopback_train_one_job(tmp_path, animeface_zip):
     assert state["loop"]["world_size"] == 2 and state["loop"]["cur_nimg"] == 16
 
 
+def test_a_stopped_two_host_job_says_stopped_on_both_hosts(tmp_path, animeface_zip):
+    """SageMaker sends SIGTERM to every host: each says Stopped (exit 130), the first keeps the
+    checkpoint, and neither exports a model."""
+    from tests.sagemaker.conftest import FakeOptMl
+    from sg2_container.training.distributed import free_port
+
+    hosts = ["127.0.0.1", "localhost"]
+    nodes = [FakeOptMl(tmp_path / f"host{i}", animeface_zip) for i in range(2)]
+    port = str(free_port())
+    jobs = []
+    for node, host in zip(nodes, hosts):
+        node.resources(hosts, host)
+        node.hyperparameters({**ARTICLE, **SMALL, "kimg": 1, "snap": 100})
+        jobs.append(node.start("train", SG2_MASTER_PORT=port))
+    assert nodes[0].wait_for(lambda: nodes[0].checkpoints())  # tick 0 has been saved
+    for job in jobs:
+        job.send_signal(signal.SIGTERM)
+    outputs = [job.communicate(timeout=120)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [130, 130], outputs
+    assert nodes[0].failure.startswith("Stopped: train stopped by a signal: at kimg ")
+    assert nodes[1].failure.startswith("Stopped: train stopped by a signal: with the other nodes")
+    assert not (nodes[0].base / "model" / "model.pt").exists() and not nodes[1].checkpoints()
+
+
 def test_local_processing_stand_in_runs_the_articles_prepare_arguments(tmp_path):
     from click.testing import CliRunner
 
