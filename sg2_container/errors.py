@@ -11,6 +11,14 @@ def kind_of(value: object) -> str:
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
+def shortened(text: str, limit: int = 60) -> str:
+    """User input as a message echoes it, cut at `limit` characters with its full length: a
+    seed text, a number or a request line may hold megabytes."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
 class UserError(Exception):
     """Bad input from the user: the message says what was wrong and what is allowed."""
 

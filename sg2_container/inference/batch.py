@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sg2_container.errors import Stopped, UserError
+from sg2_container.errors import Stopped, UserError, shortened
 from sg2_container.options.schema import closest, decode_hyperparameters, fields
 
 log = logging.getLogger(__name__)
@@ -86,15 +86,10 @@ def check_name(name: Any, field: str) -> str:
             or ".." in Path(name).parts or any(ord(ch) < 32 or ord(ch) == 127 for ch in name) \
             or any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES
                    for part in Path(name).parts):
-        raise UserError(f"{field}={_shortened(repr(name), 200)} is not allowed: a file name "
+        raise UserError(f"{field}={shortened(repr(name), 200)} is not allowed: a file name "
                         "relative to the data folder (or to the job's output folder), without "
                         f"'..' or control characters, each part at most {MAX_NAME_BYTES} bytes")
     return name
-
-
-def _shortened(text: str | None, limit: int = 300) -> str:
-    """Text as an error quotes it, shortened: a request line may hold megabytes."""
-    return "" if text is None else text if len(text) <= limit else text[:limit] + "..."
 
 
 def resolve_input(name: str, field: str, data: Path | None, outdir: Path,
@@ -358,7 +353,7 @@ def run_requests(*, model: Path, data: Path | None, outdir: Path, device: str = 
         _raise_if_crashed(requests, "no request could be read")
         found = "no requests.jsonl and no images" if not requests else (
             f"{len(requests)} request(s), none valid (the first, {requests[0].source}: "
-            f"{_shortened(requests[0].message)}; every reason is in the log and in "
+            f"{shortened(requests[0].message or '', 300)}; every reason is in the log and in "
             f"{manifest.path})")
         raise UserError(f"nothing to do: {found} in the data folder {data}; put images to "
                         f"project and/or a {REQUESTS_FILE} there (see docs/inference.md)")

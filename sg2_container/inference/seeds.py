@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from sg2_container.errors import UserError
+from sg2_container.errors import UserError, shortened
 from sg2_container.options.sizes import MAX_SEED
 
 # Images one request may ask for: '0-99999999' would otherwise build a 100 M list and run for
@@ -18,12 +18,9 @@ class TooManySeeds(UserError):
     """More seeds than the caller's cap; callers with their own name for the cap catch it."""
 
 
-def quoted(text: str, limit: int = 60) -> str:
-    """repr(text), cut short: a message about a 5 MB seed text should not hold it twice."""
-    text = str(text)
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit - 20]!r}... ({len(text)} characters)"
+def quoted(text: str) -> str:
+    """repr(text) as messages echo it: a message about a 5 MB seed text holds it twice."""
+    return shortened(repr(str(text)))
 
 
 def parse_seeds(text: str, max_seeds: int = DEFAULT_MAX_SEEDS) -> list[int]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from sg2_container.errors import UserError
+from sg2_container.errors import UserError, shortened
 
 SCHEMA_KEY = "sg2_option"
 TRUE_WORDS = frozenset({"1", "1.0", "true", "yes", "on"})
@@ -143,7 +143,7 @@ def closest(value: Any, allowed: Iterable) -> str:
 
 def fail(name: str, value: Any, allowed: str) -> UserError:
     """The one error format: the option's name, the bad value, what is allowed."""
-    return UserError(f"{name}={_shown(value, 200)} is not allowed: {allowed}")
+    return UserError(f"{name}={shortened(repr(value), 200)} is not allowed: {allowed}")
 
 
 _LEADING_NAME = re.compile(r"([a-z_][a-z0-9_]*)[=:]")
@@ -160,12 +160,6 @@ def renamed(error: UserError, cls: type, shown: Callable[[str], str] | None = No
     name = match.group(1)
     typed = shown(name) if shown else fields(cls)[name].flag
     return UserError(typed + str(error)[match.end(1):])
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    """repr of a user's value, cut short: a 400-digit number should not fill the message."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 # ---- values from text (command line, hyperparameters) -------------------------------------
@@ -205,17 +199,17 @@ def coerce(field: Field, value: Any) -> Any:
             number = float(value)
         except (TypeError, ValueError):
             raise UserError(
-                f"{name}={_shown(value)} is not an integer ({field.allowed()})") from None
+                f"{name}={shortened(repr(value))} is not an integer ({field.allowed()})") from None
         if not number.is_integer():
-            raise UserError(f"{name}={_shown(value)} is not an integer ({field.allowed()})")
+            raise UserError(f"{name}={shortened(repr(value))} is not an integer ({field.allowed()})")
         return int(number)
     if field.kind is float:
         try:
             return float(value)
         except OverflowError:  # an integer beyond float's range, e.g. 400 digits
-            raise UserError(f"{name}={_shown(value)} is out of range ({field.allowed()})") from None
+            raise UserError(f"{name}={shortened(repr(value))} is out of range ({field.allowed()})") from None
         except (TypeError, ValueError):
-            raise UserError(f"{name}={_shown(value)} is not a number ({field.allowed()})") from None
+            raise UserError(f"{name}={shortened(repr(value))} is not a number ({field.allowed()})") from None
     return str(value)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from sg2_container.errors import UserError
+from sg2_container.errors import UserError, shortened
 from sg2_container.inference.options import (TRUNCATION_PSI_ALLOWED, default_style_layers,
                                               truncation_psi_allowed)
 from sg2_container.inference.seeds import MAX_SEED, TooManySeeds, parse_seeds
@@ -174,8 +174,8 @@ def _check_seed(seed: Any, field: str) -> int:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, np.ndarray) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """A request's value as JSON (as the client sent it), shortened for the message."""
+    return shortened(json.dumps(value) if not isinstance(value, np.ndarray) else repr(value))
 
 
 def parse_request(body: bytes, network: NetworkInfo, max_images: int,

@@ -52,7 +52,8 @@ ROWS = [
         "truncation_psi=inf is not allowed: a number (finite)",
         lambda tmp: user_error(GenerateOptions, seeds=(0,), truncation_psi=float("inf"))),
     Row("seeds-5000-characters", "`--seeds` of 5000 characters (`1x1x...`)",
-        "bad seed '1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x'... (5000 characters)",
+        "bad seed '1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1x1... (5002 "
+        "characters)",
         lambda tmp: _cli(tmp, "--seeds", "1x" * 2500)),
     Row("grid-1025", "`sg2 generate --seeds 0-1024 --grid`",
         "generate --grid: 1025 seeds, but grid.png holds at most 1024 images",
