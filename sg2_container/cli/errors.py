@@ -4,7 +4,7 @@ import traceback
 
 import click
 
-from sg2_container.errors import UserError
+from sg2_container.errors import UserError, missing_package
 from sg2_container.options.schema import renamed
 from sg2_container.sagemaker.jobs import EXIT_INTERNAL_ERROR, EXIT_STOPPED, EXIT_USER_ERROR
 
@@ -67,8 +67,22 @@ def table_exit_codes():
         click.echo("stopped (Ctrl-C)", err=True)
         raise SystemExit(EXIT_STOPPED) from None
     except Exception as error:
+        missing = missing_package(error, f"`{_command_path(error)}`")
+        if missing is not None:  # an extra (or a dependency) not installed: the user's to fix
+            raise click.ClickException(str(missing)) from error
         click.echo(traceback.format_exc().rstrip(), err=True)
         raise InternalError(
             f"internal error (a bug; please report it with the traceback above): "
             f"{type(error).__name__}: {error}"
         ) from error
+
+
+def _command_path(error: BaseException) -> str:
+    """The command an error came from (`sg2 pipeline status`): the innermost click context on
+    its traceback, since the contexts are closed by the time the error reaches the group."""
+    path = "sg2"
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        ctx = frame.f_locals.get("ctx")
+        if isinstance(ctx, click.Context):
+            path = ctx.command_path
+    return path

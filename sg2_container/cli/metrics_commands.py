@@ -3,8 +3,7 @@ import json
 
 import click
 
-from sg2_container.cli.errors import user_errors_as_click
-from sg2_container.io.signals import sigterm_as_ctrl_c
+from sg2_container.cli.errors import stops_cleanly, user_errors_as_click
 from sg2_container.metrics.options import MetricsOptions
 from sg2_container.options.schema import click_options
 
@@ -24,11 +23,16 @@ def metrics(as_json: bool, **values) -> None:
     The detector weights are read from --detector or $SG2_DETECTOR, the VGG16 weights of the
     ppl* metrics from --vgg16 or $SG2_VGG16_WEIGHTS; nothing is downloaded.
     Dataset features are cached, so a second run on the same data only generates images.
+    Each metric's line is printed as it finishes: Ctrl-C or SIGTERM stops the one being
+    computed within a batch (exit 130) and keeps those printed.
     """
-    with user_errors_as_click(), sigterm_as_ctrl_c():
+    with user_errors_as_click():
         from sg2_container.metrics.ondemand import run_metrics
         from sg2_container.options.metric_specs import result_line
 
-        records = run_metrics(MetricsOptions(**values))
-        for record in records.values():
+        def report(record: dict) -> None:
             click.echo(json.dumps(record) if as_json else result_line(record["results"]))
+
+        with stops_cleanly(doing="abandoning the metric being computed at the next batch; "
+                                 "finished metrics are printed") as stop:
+            run_metrics(MetricsOptions(**values), stop=stop, report=report)

@@ -64,6 +64,7 @@ class _Mp4:
 
     def __init__(self, path: Path, fps: float):
         import imageio.v2 as imageio
+        import imageio_ffmpeg  # noqa: F401  (imageio's loader drops this ImportError's name)
 
         # macro_block_size=1 keeps odd sizes as they are; yuv420p plays everywhere.
         self.writer = imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps,

@@ -45,25 +45,6 @@ def stop_on_signals(signals: Iterable[int] = STOP_SIGNALS, *,
             signal.signal(sig, handler)
 
 
-@contextlib.contextmanager
-def sigterm_as_ctrl_c() -> Iterator[None]:
-    """For work with no safe points to check a stop event at (metrics): SIGTERM ends it as
-    Ctrl-C does (KeyboardInterrupt, the command's exit 130; files written atomically stay
-    whole) rather than by the default action (exit 143, no word). Main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def ignore_stop_signals(signals: Iterable[int] = STOP_SIGNALS) -> None:
     """For helper processes (data workers, training workers' SIGINT): the parent decides when to
     stop, so a signal sent to the whole process group must not kill them mid-work."""

@@ -16,6 +16,7 @@ from sg2_container.errors import UserError
 from sg2_container.metrics import formulas, ppl
 from sg2_container.metrics.detector import Detector
 from sg2_container.metrics.features import (
+    EvaluationStopped,
     Workers,
     cache_name,
     extract_dataset,
@@ -248,53 +249,72 @@ class MetricEvaluator:
         return lambda rnd, n: np.stack([labelled.get_label(int(i))
                                         for i in rnd.randint(len(labelled), size=n)])
 
-    def evaluate(self, G) -> dict[str, dict] | None:
+    def evaluate(self, G, on_record: Callable[[str, dict], None] | None = None,
+                 ) -> dict[str, dict] | None:
         """{metric name: {"results": {...}, "total_time": s, ...}} on rank 0, None elsewhere.
         A metric's total_time counts the generated and dataset features it uses even when an
         earlier metric of this call extracted them: each time is what the metric costs alone.
-        UserError, and no values, if the network's images are not finite."""
+        UserError, and no values, if the network's images are not finite.
+        `on_record(name, record)` (rank 0) as each metric finishes, so that its value is out
+        before a later metric is stopped; a stop raises EvaluationStopped saying which metrics
+        finished, which one it abandoned and which never started."""
         self.check_resolution(G.img_resolution)
         self.check_generator(G)
         reals: dict[_RealSet, tuple[np.ndarray | None, float]] = {}
         generated: dict[int, tuple[dict[str, np.ndarray], float]] = {}
-        want_logits = any(s.kind == "is" for s in self.specs)
         labels = self._labels(G)
-        records = {}
-        for spec in self.specs:
-            count = self.num_gen(spec)
-            if spec.kind == "ppl":
-                lengths, seconds = _timed(
-                    ppl.path_lengths, FiniteImages(G, spec.name), self.distance, spec.path,
-                    count=count, batch=self.settings.batch, seed=self.settings.latent_seed,
-                    labels=labels, workers=self.workers, progress=self.settings.progress)
-                if self.workers.rank == 0:
-                    records[spec.name] = {
-                        "results": {spec.name: formulas.path_length(lengths)},
-                        "metric": spec.name, "total_time": seconds,
-                        "num_gen": count, "num_real": 0, "vgg16": self.distance_source}
-                continue
-            if count not in generated:
-                users = ", ".join(s.name for s in self.specs
-                                  if s.kind != "ppl" and self.num_gen(s) == count)
-                generated[count] = _timed(
-                    extract_generated, FiniteImages(G, users), self.detector, count=count,
-                    batch=self.settings.batch, seed=self.settings.latent_seed, labels=labels,
-                    logits=want_logits, workers=self.workers, progress=self.settings.progress)
-            real_set = self.real_sets.get(spec.name)
-            if real_set is not None and real_set not in reals:
-                reals[real_set] = _timed(self._real_features, real_set)
-            if self.workers.rank != 0:
-                continue
-            gen, gen_seconds = generated[count]
-            real, real_seconds = reals.get(real_set, (None, 0.0))
-            results, seconds = _timed(self._formula, spec, gen, real)
-            records[spec.name] = {
-                "results": results, "metric": spec.name,
-                "total_time": seconds + gen_seconds + real_seconds,
-                "num_gen": count, "num_real": real_set.count if real_set else 0,
-                "detector_sha256": self.detector.identity,
-            }
+        records: dict[str, dict] = {}
+        for position, spec in enumerate(self.specs):
+            try:
+                record = self._evaluate_one(spec, G, labels, generated, reals)
+            except EvaluationStopped:
+                raise EvaluationStopped(
+                    finished=records, abandoned=spec.name,
+                    not_started=tuple(s.name for s in self.specs[position + 1:])) from None
+            if record is not None:  # rank 0
+                records[spec.name] = record
+                if on_record is not None:
+                    on_record(spec.name, record)
         return records if self.workers.rank == 0 else None
+
+    def _evaluate_one(self, spec: MetricSpec, G, labels, generated: dict, reals: dict,
+                      ) -> dict | None:
+        """One metric's record (None on ranks other than 0). `generated` (by image count) and
+        `reals` (by real set) hold the features earlier metrics of this evaluation extracted;
+        what this one extracts is added for the later ones."""
+        count = self.num_gen(spec)
+        if spec.kind == "ppl":
+            lengths, seconds = _timed(
+                ppl.path_lengths, FiniteImages(G, spec.name), self.distance, spec.path,
+                count=count, batch=self.settings.batch, seed=self.settings.latent_seed,
+                labels=labels, workers=self.workers, progress=self.settings.progress)
+            if self.workers.rank != 0:
+                return None
+            return {"results": {spec.name: formulas.path_length(lengths)},
+                    "metric": spec.name, "total_time": seconds,
+                    "num_gen": count, "num_real": 0, "vgg16": self.distance_source}
+        if count not in generated:
+            users = ", ".join(s.name for s in self.specs
+                              if s.kind != "ppl" and self.num_gen(s) == count)
+            generated[count] = _timed(
+                extract_generated, FiniteImages(G, users), self.detector, count=count,
+                batch=self.settings.batch, seed=self.settings.latent_seed, labels=labels,
+                logits=any(s.kind == "is" for s in self.specs), workers=self.workers,
+                progress=self.settings.progress)
+        real_set = self.real_sets.get(spec.name)
+        if real_set is not None and real_set not in reals:
+            reals[real_set] = _timed(self._real_features, real_set)
+        if self.workers.rank != 0:
+            return None
+        gen, gen_seconds = generated[count]
+        real, real_seconds = reals.get(real_set, (None, 0.0))
+        results, seconds = _timed(self._formula, spec, gen, real)
+        return {
+            "results": results, "metric": spec.name,
+            "total_time": seconds + gen_seconds + real_seconds,
+            "num_gen": count, "num_real": real_set.count if real_set else 0,
+            "detector_sha256": self.detector.identity,
+        }
 
     def _formula(self, spec: MetricSpec, gen: dict[str, np.ndarray], real) -> dict[str, float]:
         name = spec.name

@@ -32,7 +32,17 @@ def _never() -> bool:
 
 
 class EvaluationStopped(Exception):
-    """A stop was requested during an evaluation; every process raises it at the same batch."""
+    """A stop was requested during an evaluation; every process raises it at the same batch.
+
+    The evaluator fills in where it stood, so that an on-demand run can report the metrics it
+    finished (training drops them all: its resumed run measures the next snapshot)."""
+
+    def __init__(self, *, finished: dict[str, dict] | None = None, abandoned: str = "",
+                 not_started: tuple[str, ...] = ()):
+        super().__init__(abandoned)
+        self.finished = finished or {}  # {metric: record} on rank 0; empty elsewhere
+        self.abandoned = abandoned  # the metric being computed when the stop came
+        self.not_started = not_started
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -2,25 +2,34 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sg2_container.errors import UserError
+from sg2_container.errors import Stopped, UserError
 from sg2_container.metrics.options import MetricsOptions
+
+if TYPE_CHECKING:
+    from sg2_container.metrics.features import EvaluationStopped
 
 log = logging.getLogger(__name__)
 
 
-def run_metrics(options: MetricsOptions) -> dict[str, dict]:
+def run_metrics(options: MetricsOptions, *, stop: threading.Event | None = None,
+                report: Callable[[dict], None] | None = None) -> dict[str, dict]:
     """Loads the detector and the PPL distance first (the cheapest things to get wrong), each
     only if a requested metric needs it, then the network; returns {metric: record} as
-    training writes them to metric-<name>.jsonl."""
+    training writes them to metric-<name>.jsonl. `report(record)` as each metric finishes;
+    `stop`, once set, ends the evaluation at the next batch with Stopped, whose message names
+    the metrics reported before it (their values stand: each metric is computed whole)."""
     from sg2_container.metrics.evaluate import (
         EvaluationSettings,
         MetricEvaluator,
         check_names,
         load_measuring_networks,
     )
-    from sg2_container.metrics.features import CACHE_FOLDER
+    from sg2_container.metrics.features import CACHE_FOLDER, EvaluationStopped, Workers
     from sg2_container.models.files import load_model
     from sg2_container.models.source import located_model
     from sg2_container.runtime import resolve_device
@@ -40,10 +49,12 @@ def run_metrics(options: MetricsOptions) -> dict[str, dict]:
     cache_dir = Path(options.cache_dir) if options.cache_dir else beside / CACHE_FOLDER
     batch = options.batch or (64 if device.type == "cuda" else 8)
     settings = EvaluationSettings(
-        data=options.data, mirror=options.mirror, latent_seed=options.seed, num_images=options.num_images,
+        data=options.data, mirror=options.mirror, latent_seed=options.seed,
+        num_images=options.num_images,
         allow_small=options.allow_small, batch=batch, cache_dir=cache_dir, progress=True)
-    evaluator = MetricEvaluator(options.metrics, detector, settings, distance=distance,
-                                distance_source=source)
+    workers = Workers(stop_requested=stop.is_set) if stop is not None else Workers()
+    evaluator = MetricEvaluator(options.metrics, detector, settings, workers,
+                                distance=distance, distance_source=source)
     with located_model(network, what="network") as (path, shown):
         G = load_model(path, device=device).G_ema
     if shown == network:
@@ -52,7 +63,25 @@ def run_metrics(options: MetricsOptions) -> dict[str, dict]:
         name = str(Path(network.name) / shown.relative_to(network))  # found in it: run/model.pt
     else:
         name = str(shown)  # inside an archive: model.tar.gz/model.pt
-    records = evaluator.evaluate(G)
-    for record in records.values():
+
+    def finished(metric: str, record: dict) -> None:
         record["network"] = name
-    return records
+        if report is not None:
+            report(record)
+
+    try:
+        return evaluator.evaluate(G, on_record=finished)
+    except EvaluationStopped as stopped:
+        raise Stopped(stopped_message(stopped)) from None
+
+
+def stopped_message(stopped: EvaluationStopped) -> str:
+    """What a stop left: the metric abandoned, those never started, those finished."""
+    parts = [f"{stopped.abandoned} abandoned between batches, no value"]
+    if stopped.not_started:
+        parts.append(f"not started: {', '.join(stopped.not_started)}")
+    if stopped.finished:
+        parts.append(f"finished (values above): {', '.join(stopped.finished)}")
+    else:
+        parts.append("no metric had finished")
+    return "; ".join(parts)

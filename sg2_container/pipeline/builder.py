@@ -80,11 +80,11 @@ def _sdk(region: str):
             import sagemaker.mlops.workflow.steps as steps
             import sagemaker.train.model_trainer as model_trainer
     except ImportError as error:
-        from sg2_container.errors import UserError
+        from sg2_container.errors import UserError, install_hint
 
         raise UserError("the SageMaker Python SDK V3 (sagemaker 3.x, the [pipeline] extra pins "
-                        "3.27.0) is not installed, or an older V2 is: pip install "
-                        f"'sg2-container[pipeline]' ({error})") from error
+                        f"3.27.0) is not installed, or an older V2 is: {install_hint('sagemaker')}"
+                        f" ({error})") from error
     return dict(lambda_helper=lambda_helper, processing=processing, shapes=shapes,
                 ev=execution_variables, functions=functions, parameters=parameters,
                 pipeline_context=pipeline_context, lambda_step=lambda_step, pipeline=pipeline,

@@ -81,6 +81,10 @@ def run_job(mode: str, body: Callable[[threading.Event], None], failure_file: Pa
         log.warning("%s stopped by a signal: %s", mode, detail)
         write_failure(failure_file, f"Stopped: {mode} stopped by a signal: {detail}")
         return EXIT_STOPPED
+    # A missing package lands here too, unlike in `sg2` (cli/errors.py): the image installs every
+    # package a mode imports, so there it is a broken image, ours to fix, not the job's input.
+    # (serve's require_packages stays a UserError, for `sg2-sagemaker serve` outside the image;
+    # in it the Dockerfile runs that check at build time.)
     except Exception as error:  # the traceback goes to the log, the reason to the failure file
         log.error("%s crashed:\n%s", mode, traceback.format_exc())
         write_failure(failure_file, f"InternalError: {mode}: {type(error).__name__}: {error} "

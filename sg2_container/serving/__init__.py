@@ -3,9 +3,7 @@ uvicorn. HTTP knows nothing of /opt/ml: `sagemaker/serve.py` maps the container 
 ServeOptions, `sg2 serve` does the same for a local file."""
 from __future__ import annotations
 
-from sg2_container.errors import UserError
-
-SERVE_EXTRA = "pip install 'sg2-container[serve]'"
+from sg2_container.errors import UserError, install_hint
 
 
 def require_packages() -> None:
@@ -17,5 +15,6 @@ def require_packages() -> None:
         except ImportError:
             missing.append(name)
     if missing:
-        raise UserError(f"serving needs {' and '.join(missing)}, which are not installed: "
-                        f"{SERVE_EXTRA}")
+        raise UserError(f"serving needs {' and '.join(missing)}, which "
+                        f"{'is' if len(missing) == 1 else 'are'} not installed: "
+                        f"{install_hint(missing[0])}")

@@ -258,3 +258,30 @@ def test_each_metric_is_charged_the_shared_extraction_it_uses(detector, metric_d
         data=str(metric_data), num_images=2, batch=4)).evaluate(G)
     assert calls == ["extract_generated", "_real_features"]  # still extracted once each
     assert [records[name]["total_time"] >= 0.8 for name in records] == [True, True], records
+
+
+def test_a_stop_names_the_finished_abandoned_and_unstarted_metrics(detector, metric_data,
+                                                                   network_file):
+    """A stop used to end the evaluation with a bare EvaluationStopped: an on-demand run
+    could not tell which values it had. Finished metrics are reported as they finish."""
+    from sg2_container.metrics.features import EvaluationStopped, Workers
+
+    asked = []
+
+    def stop_at_third_check() -> bool:
+        asked.append(True)
+        return len(asked) >= 3  # ppl2_wend's two batches pass; fid50k_full's first stops
+
+    reported = []
+    evaluator = MetricEvaluator(
+        ["ppl2_wend", "fid50k_full", "kid50k_full"], detector,
+        EvaluationSettings(data=str(metric_data), num_images=2, batch=2),
+        Workers(stop_requested=stop_at_third_check), distance=_PixelDistance())
+    with pytest.raises(EvaluationStopped) as caught:
+        evaluator.evaluate(load_model(network_file).G_ema,
+                           on_record=lambda name, record: reported.append(name))
+    assert len(asked) == 3 and reported == ["ppl2_wend"]
+    assert list(caught.value.finished) == ["ppl2_wend"]
+    assert caught.value.finished["ppl2_wend"]["results"]["ppl2_wend"] > 0
+    assert caught.value.abandoned == "fid50k_full"
+    assert caught.value.not_started == ("kid50k_full",)
