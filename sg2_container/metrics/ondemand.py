@@ -48,21 +48,22 @@ def run_metrics(options: MetricsOptions, *, stop: threading.Event | None = None,
     beside = network if network.is_dir() else network.parent
     cache_dir = Path(options.cache_dir) if options.cache_dir else beside / CACHE_FOLDER
     batch = options.batch or (64 if device.type == "cuda" else 8)
-    settings = EvaluationSettings(
-        data=options.data, mirror=options.mirror, latent_seed=options.seed,
-        num_images=options.num_images,
-        allow_small=options.allow_small, batch=batch, cache_dir=cache_dir, progress=True)
-    workers = Workers(stop_requested=stop.is_set) if stop is not None else Workers()
-    evaluator = MetricEvaluator(options.metrics, detector, settings, workers,
-                                distance=distance, distance_source=source)
     with located_model(network, what="network") as (path, shown):
-        G = load_model(path, device=device).G_ema
+        bundle = load_model(path, device=device)
+    G = bundle.G_ema
     if shown == network:
         name = network.name  # model.pt
     elif shown.is_absolute():
         name = str(Path(network.name) / shown.relative_to(network))  # found in it: run/model.pt
     else:
         name = str(shown)  # inside an archive: model.tar.gz/model.pt
+    reals = recorded_reals(options, bundle.metadata.get("training_set_kwargs"), name)
+    settings = EvaluationSettings(
+        **reals, latent_seed=options.seed, num_images=options.num_images,
+        allow_small=options.allow_small, batch=batch, cache_dir=cache_dir, progress=True)
+    workers = Workers(stop_requested=stop.is_set) if stop is not None else Workers()
+    evaluator = MetricEvaluator(options.metrics, detector, settings, workers,
+                                distance=distance, distance_source=source)
 
     def finished(metric: str, record: dict) -> None:
         record["network"] = name
@@ -73,6 +74,31 @@ def run_metrics(options: MetricsOptions, *, stop: threading.Event | None = None,
         return evaluator.evaluate(G, on_record=finished)
     except EvaluationStopped as stopped:
         raise Stopped(stopped_message(stopped)) from None
+
+
+def recorded_reals(options: MetricsOptions, recorded: object, network: str) -> dict:
+    """The reals to compare with: --data, else the training set the network file records
+    (`training_set_kwargs`, as the reference's calc_metrics.py looks it up), with its x-flips
+    and subset unless --mirror/--no-mirror says otherwise."""
+    if options.data is not None:
+        return {"data": options.data, "mirror": bool(options.mirror)}
+    kwargs = recorded if isinstance(recorded, dict) else {}
+    path = kwargs.get("path")
+    if not isinstance(path, str) or not path:
+        raise UserError(f"{network} records no training set (a published pickle, or a "
+                        "model file from an older version): give the dataset with --data")
+    if not Path(path).exists():
+        raise UserError(f"{network} was trained on {path}, which is not on this machine "
+                        "(a SageMaker job's channel, or another computer's path): give the "
+                        "dataset with --data")
+    mirror = bool(kwargs.get("xflip")) if options.mirror is None else options.mirror
+    subset, seed = kwargs.get("max_size"), kwargs.get("random_seed")
+    chosen = isinstance(subset, int) and isinstance(seed, int)  # random_seed: a subset was drawn
+    log.info("reals: %s, the training set %s records (x-flips %s%s)", path, network,
+             "on" if mirror else "off", f", a subset of {subset} with seed {seed}" if chosen
+             else "")
+    return {"data": path, "mirror": mirror, "subset": subset if chosen else None,
+            "seed": seed if chosen else 0}
 
 
 def stopped_message(stopped: EvaluationStopped) -> str:

@@ -17,8 +17,9 @@ class MetricsOptions:
     network: str = option(metavar="FILE", help="Model file: ours (.pt), a reference network "
                           "pickle (.pkl, read safely), a training job's model.tar.gz, or a "
                           "folder holding one. G_ema is evaluated.")
-    data: str = option(metavar="PATH", help="The dataset the network was trained on: the zip or "
-                       "folder from `sg2 prepare`.")
+    data: str | None = option(None, metavar="PATH", default_text="the training set the network "
+                              "file records", help="The dataset the network was trained on: the "
+                              "zip or folder from `sg2 prepare`.")
     metrics: tuple[str, ...] = option(("fid50k_full",), choices=METRIC_NAMES,
                                       help="Metrics to compute, comma-separated.")
     detector: str | None = option(None, metavar="FILE", default_text="$SG2_DETECTOR",
@@ -38,8 +39,10 @@ class MetricsOptions:
                                     "50k-real metrics): fewer is faster, values not comparable.")
     allow_small: bool = option(False, is_flag=True, help="Compute legacy 50k-real metrics on a "
                                "smaller dataset (with a warning) instead of refusing.")
-    mirror: bool = option(False, is_flag=True, help="Legacy metrics: x-flipped reals too (as "
-                          "training with --mirror 1 saw them).")
+    mirror: bool | None = option(None, is_flag=True, default_text="as the network file records "
+                                 "its training set without --data, else off", help="Legacy "
+                                 "metrics: x-flipped reals too (as training with --mirror 1 saw "
+                                 "them).")
     device: str = option("auto", help="auto, cpu, cuda or cuda:N.")
     batch: int | None = option(None, min=1, default_text="64 on a GPU, 8 on a CPU",
                                help="Images per forward pass.")

@@ -342,7 +342,12 @@ def click_params(cls: type, *, exclude: Sequence[str] = ()) -> list[click.Option
         if spec.choices is None and (spec.min is not None or spec.max is not None or spec.power_of_two):
             help_text += f" ({field.allowed()})"
         kwargs: dict[str, Any] = dict(help=help_text, required=field.required)
-        if spec.is_flag:
+        names = [field.flag, name]
+        if spec.is_flag and field.optional and field.default is None:
+            # --flag/--no-flag, unset meaning "look it up" (metrics' --mirror: as trained)
+            names[0] = f"{field.flag}/--no-{field.flag[2:]}"
+            kwargs.update(default=None, show_default=spec.default_text or False)
+        elif spec.is_flag:
             kwargs.update(is_flag=True, default=bool(field.default), show_default=False)
         else:
             if spec.choices is not None and field.kind is str:
@@ -365,7 +370,7 @@ def click_params(cls: type, *, exclude: Sequence[str] = ()) -> list[click.Option
                     kwargs["show_default"] = spec.default_text or False
                 else:
                     kwargs["show_default"] = True
-        params.append(click.Option([field.flag, name], **kwargs))
+        params.append(click.Option(names, **kwargs))
     return params
 
 

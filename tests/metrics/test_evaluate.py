@@ -285,3 +285,48 @@ def test_a_stop_names_the_finished_abandoned_and_unstarted_metrics(detector, met
     assert caught.value.finished["ppl2_wend"]["results"]["ppl2_wend"] > 0
     assert caught.value.abandoned == "fid50k_full"
     assert caught.value.not_started == ("kid50k_full",)
+
+
+def test_sg2_metrics_without_data_measures_against_the_training_set_the_file_records(
+        detector_file, metric_data, network_file, tmp_path):
+    """As the reference's calc_metrics.py without --data: the file's training_set_kwargs give
+    the reals and their x-flips; a file without them, or naming a path not here, is told to
+    give --data."""
+    from sg2_container.models.files import load_model, save_model
+
+    G = load_model(network_file).G_ema
+
+    def network(name, metadata):
+        return save_model(tmp_path / name, G_ema=G, metadata=metadata)
+
+    recorded = network("recorded.pt", {"training_set_kwargs": {
+        "class_name": "training.dataset.ImageFolderDataset", "path": str(metric_data),
+        "use_labels": False, "max_size": 6, "xflip": True, "resolution": 16}})
+
+    def measure(model, *extra):
+        cache = tmp_path / f"cache-{model.stem}-{len(extra)}"
+        result = CliRunner().invoke(cli, [
+            "metrics", "--network", str(model), "--device", "cpu", "--cache-dir", str(cache),
+            "--metrics", "fid50k", "--allow-small", "--num-images", "2",
+            "--detector", str(detector_file), *extra])
+        return result, sorted(p.name for p in cache.glob("reals-*")) if cache.exists() else []
+
+    result, caches = measure(recorded)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("metric fid50k=")
+    assert len(caches) == 1 and caches[0].endswith("-xflip.npy")  # the reals and their mirrors
+    result, caches = measure(recorded, "--no-mirror")
+    assert result.exit_code == 0 and "xflip" not in caches[0], result.output
+    subset = network("subset.pt", {"training_set_kwargs": {
+        "path": str(metric_data), "max_size": 3, "random_seed": 7, "xflip": False}})
+    result, caches = measure(subset)
+    assert result.exit_code == 0 and caches[0].endswith("-subset3-seed7.npy"), result.output
+
+    result, _ = measure(network("bare.pt", {}))
+    assert result.exit_code == 1 and "bare.pt records no training set" in result.output
+    assert "--data" in result.output
+    elsewhere = network("elsewhere.pt", {"training_set_kwargs": {
+        "path": "/opt/ml/input/data/train/animeface.zip", "xflip": False}})
+    result, _ = measure(elsewhere)
+    assert result.exit_code == 1 and "was trained on /opt/ml/input/data/train/animeface.zip, " \
+        "which is not on this machine" in result.output and "--data" in result.output
