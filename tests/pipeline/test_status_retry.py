@@ -286,3 +286,15 @@ def test_a_retry_whose_answer_was_lost_is_not_refused_when_boto3_sends_it_again(
     assert result.stdout == f"{arn}\n"
     first, second = (body for body, _ in calls(sagemaker, "RetryPipelineExecution"))
     assert first == second
+
+
+def test_status_of_a_step_listed_without_a_status_is_a_row_not_a_crash(sagemaker):
+    """Every member of PipelineExecutionStep is optional in SageMaker's model."""
+    arn = started(sagemaker, "Executing")
+    sagemaker.steps[arn] = [step(STEPS[0], "Succeeded", 0), {"StepName": STEPS[1]}]
+    result = run("status", arn)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[2].split() == [STEPS[1]]
+    report = json.loads(run("status", arn, "--json").stdout)
+    assert report["steps"][1] == {"name": STEPS[1], "status": "", "start": "", "end": "",
+                                  "reason": ""}
