@@ -288,6 +288,24 @@ def test_a_retry_whose_answer_was_lost_is_not_refused_when_boto3_sends_it_again(
     assert first == second
 
 
+def test_status_keeps_a_reason_over_several_lines_in_its_column(sagemaker):
+    """A training step's reason is the job's, over lines (ExitCode, ErrorMessage): each goes
+    under the first, none at the start of a line where a step's name would be."""
+    arn = started(sagemaker, "Failed")
+    reason = ('AlgorithmError: ExecuteUserScriptError:\nExitCode 1\nErrorMessage "RuntimeError: '
+              'CUDA error: no kernel image is available for execution on the device"')
+    sagemaker.steps[arn] = [step(STEPS[0], "Succeeded", 0),
+                            step(STEPS[1], "Failed", 5, reason=reason)]
+    result = run("status", arn)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5
+    column = lines[2].index("AlgorithmError")
+    assert [line[column:] for line in lines[2:]] == reason.splitlines()
+    assert all(line[:column].strip() == "" for line in lines[3:])
+    assert lines[1] == f"  {STEPS[0]:<24} Succeeded"  # no trailing blanks without a reason
+
+
 def test_status_of_a_step_listed_without_a_status_is_a_row_not_a_crash(sagemaker):
     """Every member of PipelineExecutionStep is optional in SageMaker's model."""
     arn = started(sagemaker, "Executing")
