@@ -37,6 +37,8 @@ T0 = datetime.datetime(2025, 3, 1, 9, 0, tzinfo=datetime.timezone.utc)
 
 
 class ServiceError(Exception):
+    """A refusal as SageMaker sends it: HTTP status, {"__type": code, "message": ...}."""
+
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status, self.code = status, code
