@@ -290,8 +290,11 @@ def status_command(execution_arn, as_json):
     click.echo(f"execution {execution_arn}: {report['status']}"
                + (f" ({report['failure_reason']})" if report["failure_reason"] else ""))
     for step in report["steps"]:
-        reason = f"  {step['reason']}" if step["reason"] else ""
-        click.echo(f"  {step['name']:<24} {step['status']:<12}{reason}")
+        first, *more = step["reason"].splitlines() or [""]
+        row = f"  {step['name']:<24} {step['status']:<12}"
+        click.echo(f"{row}  {first}" if first else row.rstrip())
+        for line in more:  # a training job's reason runs over lines: keep them in its column
+            click.echo(" " * (len(row) + 2) + line)
 
 
 @pipeline.command("retry")

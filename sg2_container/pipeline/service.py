@@ -75,8 +75,10 @@ def status(client, execution_arn: str) -> dict:
     while True:
         page = client.list_pipeline_execution_steps(**paginator_kwargs)
         for step in page.get("PipelineExecutionSteps", []):
-            steps.append({"name": step.get("StepName"), "status": step.get("StepStatus"),
-                          "start": str(step.get("StartTime", "")), "end": str(step.get("EndTime", "")),
+            # Every member is optional in the API's model: absent is "", as for the times.
+            steps.append({"name": step.get("StepName", ""), "status": step.get("StepStatus", ""),
+                          "start": str(step.get("StartTime", "")),
+                          "end": str(step.get("EndTime", "")),
                           "reason": step.get("FailureReason", "")})
         if not page.get("NextToken"):
             break

@@ -182,43 +182,6 @@ def test_upsert_refuses_two_different_images():
 EXECUTION = "arn:aws:sagemaker:eu-west-1:123456789012:pipeline/sg2-stylegan2/execution/k2j4x9a7m1qz"
 
 
-def test_retry_asks_sagemaker_to_retry_the_same_execution(monkeypatch):
-    """moto does not serve RetryPipelineExecution: botocore's Stubber checks the request
-    against the real service model."""
-    from botocore.stub import ANY, Stubber
-
-    from sg2_container.cli import pipeline_commands
-
-    client = boto3.client("sagemaker", region_name="eu-west-1")
-    stubber = Stubber(client)
-    stubber.add_response("retry_pipeline_execution", {"PipelineExecutionArn": EXECUTION},
-                         {"PipelineExecutionArn": EXECUTION, "ClientRequestToken": ANY})
-    regions = []
-    monkeypatch.setattr(pipeline_commands, "_client",
-                        lambda service, region: regions.append((service, region)) or client)
-    with stubber:
-        result = run("retry", EXECUTION)
-        stubber.assert_no_pending_responses()
-    assert result.exit_code == 0, result.output
-    assert result.output.strip() == EXECUTION  # the same execution, so the same checkpoints
-    assert regions == [("sagemaker", "eu-west-1")]
-
-
-def test_retry_sends_a_token_sagemaker_accepts():
-    from botocore.stub import Stubber
-
-    from sg2_container.pipeline import service
-
-    client = boto3.client("sagemaker", region_name="eu-west-1")
-    sent = {}
-    client.meta.events.register("provide-client-params.sagemaker.RetryPipelineExecution",
-                                lambda params, **_: sent.update(params))
-    with Stubber(client) as stubber:
-        stubber.add_response("retry_pipeline_execution", {"PipelineExecutionArn": EXECUTION})
-        assert service.retry(client, EXECUTION) == EXECUTION
-    assert 32 <= len(sent["ClientRequestToken"]) <= 128
-
-
 @pytest.mark.parametrize("arn", ["not-an-arn",
                                  "arn:aws:sagemaker:us-east-1:123456789012:pipeline/x",
                                  EXECUTION.replace("sagemaker", "sns"),
