@@ -3,6 +3,7 @@ parameter overrides, retry one, report an execution's steps. No SDK needed once 
 """
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import uuid
@@ -66,6 +67,14 @@ def retry(client, execution_arn: str, token: str | None = None) -> str:
         ClientRequestToken=token or uuid.uuid4().hex)["PipelineExecutionArn"]
 
 
+def _iso_utc(moment) -> str:
+    """A service time as ISO 8601 in UTC (what --json readers parse), "" when absent; botocore
+    hands over aware datetimes in the machine's zone."""
+    if moment is None or moment == "":
+        return ""
+    return moment.astimezone(datetime.timezone.utc).isoformat()
+
+
 def status(client, execution_arn: str) -> dict:
     """{"status", "failure_reason", "steps": [{"name", "status", "start", "end", "reason"}]}."""
     execution_region("EXECUTION_ARN", execution_arn)
@@ -77,8 +86,8 @@ def status(client, execution_arn: str) -> dict:
         for step in page.get("PipelineExecutionSteps", []):
             # Every member is optional in the API's model: absent is "", as for the times.
             steps.append({"name": step.get("StepName", ""), "status": step.get("StepStatus", ""),
-                          "start": str(step.get("StartTime", "")),
-                          "end": str(step.get("EndTime", "")),
+                          "start": _iso_utc(step.get("StartTime")),
+                          "end": _iso_utc(step.get("EndTime")),
                           "reason": step.get("FailureReason", "")})
         if not page.get("NextToken"):
             break

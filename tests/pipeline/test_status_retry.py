@@ -226,6 +226,7 @@ def test_status_json_of_a_running_execution_has_no_end_or_reason_yet(sagemaker):
     assert [(s["name"], s["status"], s["reason"]) for s in report["steps"]] == [
         (STEPS[0], "Succeeded", ""), (STEPS[1], "Executing", "")]
     assert report["steps"][1]["end"] == ""
+    assert all(s["start"].endswith("+00:00") and "T" in s["start"] for s in report["steps"])
     starts = [datetime.datetime.fromisoformat(s["start"]) for s in report["steps"]]
     assert starts == [T0, T0 + datetime.timedelta(minutes=5)]
     assert datetime.datetime.fromisoformat(report["steps"][0]["end"]) == (
