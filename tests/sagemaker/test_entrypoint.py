@@ -70,7 +70,11 @@ def test_one_exit_code_table_and_failure_format(tmp_path, error, code, prefix):
 
 def test_an_earlier_runs_failure_text_does_not_outlive_a_finished_rerun(tmp_path):
     failure = tmp_path / "output" / "failure"
-    assert run_job("demo", lambda stop: (_ for _ in ()).throw(UserError("bad")), failure) == 1
+
+    def fails(stop):
+        raise UserError("bad")
+
+    assert run_job("demo", fails, failure) == EXIT_USER_ERROR
     assert failure.read_text().startswith("UserError: demo: bad")
     assert run_job("demo", lambda stop: None, failure) == EXIT_OK
     assert not failure.exists()
