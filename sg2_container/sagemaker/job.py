@@ -134,10 +134,13 @@ def resolve_options(values: dict[str, object]):
         raise UserError(f"outdir={values.get('outdir')!r} is not allowed: use /opt/ml/checkpoints "
                         "(synced to checkpoint_s3_uri) or /opt/ml/model, not the job's own "
                         "config or input folders")
-    checkpoints = paths.checkpoints_dir()
+    checkpoints, model = paths.checkpoints_dir(), paths.model_dir()
     if not (outdir == checkpoints or checkpoints in outdir.parents):
+        packed = outdir == model or model in outdir.parents
         log.warning("outdir %s is not under %s: checkpoints will not be synced to S3, so a spot "
-                    "restart cannot resume", outdir, checkpoints)
+                    "restart cannot resume%s", outdir, checkpoints,
+                    "; every checkpoint kept (keep) is packed into model.tar.gz with the model"
+                    if packed else "")
     values["outdir"] = str(outdir)
     for key in ("resume", "detector", "vgg16"):
         if isinstance(values.get(key), str) and values[key].startswith(paths.DEFAULT_BASE_DIR):

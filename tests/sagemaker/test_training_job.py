@@ -175,7 +175,7 @@ def test_outdir_is_judged_after_dot_dot_is_resolved(opt_ml, monkeypatch, caplog)
     caplog.set_level(logging.WARNING)
     options = resolve_options({"gpus": 1, "outdir": "/opt/ml/checkpoints/../model"})
     assert options.outdir == str(opt_ml.base / "model")
-    assert "will not be synced to S3" in caplog.text
+    assert "will not be synced to S3" in caplog.text and "packed into model.tar.gz" in caplog.text
     caplog.clear()
     options = resolve_options({"gpus": 1, "outdir": "/opt/ml/model/../checkpoints/run"})
     assert options.outdir == str(opt_ml.base / "checkpoints" / "run")
