@@ -94,8 +94,8 @@ def recorded_reals(options: MetricsOptions, recorded: object, network: str) -> d
     mirror = bool(kwargs.get("xflip")) if options.mirror is None else options.mirror
     subset, seed = kwargs.get("max_size"), kwargs.get("random_seed")
     chosen = isinstance(subset, int) and isinstance(seed, int)  # random_seed: a subset was drawn
-    log.info("reals: %s, the training set %s records (x-flips %s%s)", path, network,
-             "on" if mirror else "off", f", a subset of {subset} with seed {seed}" if chosen
+    log.info("reals: %s, the training set %s records (legacy metrics' x-flips %s%s)", path,
+             network, "on" if mirror else "off", f", a subset of {subset} with seed {seed}" if chosen
              else "")
     return {"data": path, "mirror": mirror, "subset": subset if chosen else None,
             "seed": seed if chosen else 0}
