@@ -299,3 +299,31 @@ def test_dataset_synthetic_refuses_sizes_it_cannot_make_or_train(tmp_path, args,
     result = CliRunner().invoke(cli, ["dataset", "synthetic", str(dest), "--count", "1", *args])
     assert result.exit_code == 1 and message in result.output, result.output
     assert not dest.exists()
+
+
+URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl"
+
+
+@pytest.mark.parametrize("command", [
+    ["generate", "--seeds", "0"], ["style-mix", "--rows", "0", "--cols", "1"],
+    ["interpolate", "--seeds", "0,1"], ["project", "--target", "t.png"]])
+def test_a_network_url_is_named_as_one_and_a_missing_file_as_missing(tmp_path, command):
+    """The reference's tools take URLs for --network; nothing is downloaded here."""
+    for network, words in ((URL, "a URL, and nothing is downloaded at run time"),
+                           (str(tmp_path / "nowhere.pkl"), "no such file or folder")):
+        result = CliRunner().invoke(cli, [*command, "--network", network,
+                                          "--outdir", str(tmp_path / "out")])
+        assert result.exit_code == 1 and "Invalid value for '--network'" in result.output
+        assert words in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_metrics_and_resume_name_a_url_too(tmp_path):
+    from sg2_container.errors import UserError
+    from sg2_container.training.resume import resolve_resume_path
+
+    result = CliRunner().invoke(cli, ["metrics", "--network", URL, "--data", str(tmp_path)])
+    assert result.exit_code == 1 and "network https://" in result.output
+    assert "a URL, and nothing is downloaded" in " ".join(result.output.split())
+    with pytest.raises(UserError, match="resume s3://bucket/run/model.tar.gz: a URL"):
+        resolve_resume_path("s3://bucket/run/model.tar.gz")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from sg2_container.cli.errors import stops_cleanly, user_errors_as_click
+from sg2_container.cli.network_option import network_option
 from sg2_container.inference.options import GenerateOptions, InterpolateOptions, StyleMixOptions
 from sg2_container.inference.progress import EVERY_S
 from sg2_container.options.schema import click_options
@@ -26,11 +27,7 @@ def _common(command):
                            help="Folder for the output files (created if missing).")(command)
     command = click.option("--device", default="auto", show_default=True,
                            help="auto (the first GPU if there is one), cpu, cuda or cuda:N.")(command)
-    command = click.option("--network", "network_path", required=True, type=click.Path(exists=True),
-                           help="The model: our model file (.pt), a reference network pickle "
-                                "(.pkl, read safely), a training job's model.tar.gz, or a "
-                                "folder holding one of them.")(command)
-    return command
+    return network_option(command)
 
 
 def _progress_every(command):

@@ -9,16 +9,14 @@ from pathlib import Path
 import click
 
 from sg2_container.cli.errors import stops_cleanly, user_errors_as_click
+from sg2_container.cli.network_option import network_option
 from sg2_container.errors import UserError
 from sg2_container.inference.project_options import ProjectOptions
 from sg2_container.options.schema import click_options
 
 
 @click.command("project")
-@click.option("--network", "network_path", required=True,
-              type=click.Path(exists=True),
-              help="The model: our model file (.pt), a reference network pickle (.pkl, read "
-                   "safely), a training job's model.tar.gz, or a folder holding one of them.")
+@network_option
 @click.option("--target", "targets", multiple=True, metavar="IMG",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Image to project (any format Pillow reads; converted as `sg2 prepare` "

@@ -31,9 +31,10 @@ def run_metrics(options: MetricsOptions, *, stop: threading.Event | None = None,
     )
     from sg2_container.metrics.features import CACHE_FOLDER, EvaluationStopped, Workers
     from sg2_container.models.files import load_model
-    from sg2_container.models.source import located_model
+    from sg2_container.models.source import located_model, refuse_url
     from sg2_container.runtime import resolve_device
 
+    refuse_url(options.network, "network")
     network = Path(options.network)
     if not network.exists():
         raise UserError(f"network={options.network!r}: no such file or folder (a model file "

@@ -22,6 +22,9 @@ from sg2_container.errors import UserError
 MAX_ARCHIVE_BYTES = 16 * 2**30
 MAX_ARCHIVE_MEMBERS = 10_000
 MAX_FOLDER_DEPTH = 4
+# What the reference's tools take for --network and --resume and we never fetch (no network at
+# run time): each is named as a URL, not as a file that does not exist.
+URL_PREFIXES = ("http://", "https://", "s3://", "gs://")
 
 
 def model_kind(path: Path) -> str | None:
@@ -149,10 +152,25 @@ def find_model_file(folder: Path, several_hint: str = "name the one to use") -> 
     return found[0] if found else None
 
 
+URL_PROBLEM = ("a URL, and nothing is downloaded at run time: fetch the file once and give its "
+               "path (on SageMaker, through an input channel)")
+
+
+def is_url(source: str | os.PathLike) -> bool:
+    return os.fspath(source).lower().startswith(URL_PREFIXES)
+
+
+def refuse_url(source: str | os.PathLike, what: str) -> None:
+    """A URL where a model file is expected: nothing is downloaded, so say how to supply it."""
+    if is_url(source):
+        raise UserError(f"{what} {os.fspath(source)}: {URL_PROBLEM}")
+
+
 @contextlib.contextmanager
 def located_model(source: str | os.PathLike, what: str = "model") -> Iterator[tuple[Path, Path]]:
     """(the model file, how to name it) for a model file, a reference pickle, a model.tar.gz or
     a folder of these; an archive is extracted to a temporary folder that lasts the block."""
+    refuse_url(source, what)
     source = Path(source)
     if not source.exists():
         raise UserError(f"{what} {source}: no such file or folder")

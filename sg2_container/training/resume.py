@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from sg2_container.errors import UserError
+from sg2_container.models.source import refuse_url
 from sg2_container.options import PUBLISHED_RESUME
 
 log = logging.getLogger(__name__)
@@ -27,9 +28,7 @@ def resolve_resume_path(value: str) -> Path:
             f"transfer-learning-source-nets) and give its path as resume "
             f"(on SageMaker, through an input channel: "
             f"/opt/ml/input/data/CHANNEL/{PUBLISHED_RESUME[value]})")
-    if value.startswith(("http://", "https://", "s3://")):
-        raise UserError(f"resume={value!r} is a URL; this container does not download. Supply the "
-                        f"file (on SageMaker, as an input channel) and give its path")
+    refuse_url(value, "resume")
     raise UserError(f"resume={value!r}: no such file; give a model file (.pt), a network pickle "
                     f"(.pkl), a training job's model.tar.gz, or one of "
                     f"{', '.join(PUBLISHED_RESUME)} (with the file supplied)")
