@@ -101,9 +101,10 @@ def _check_config_schema_once():
     from sagemaker.core.config import config_manager
 
     manager = getattr(config_manager, "SageMakerConfig", None)
-    if manager is None or getattr(manager.validate_sagemaker_config, "_sg2_checked", False):
-        return
-    schema = config_manager.SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA
+    schema = getattr(config_manager, "SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA", None)
+    if manager is None or schema is None or getattr(manager.validate_sagemaker_config,
+                                                    "_sg2_checked", False):
+        return  # another SDK layout: left as it is
     kind = jsonschema.validators.validator_for(schema)
     kind.check_schema(schema)
     validator = kind(schema)
