@@ -159,11 +159,16 @@ def kernel_status() -> KernelStatus:
     return status
 
 
-@torch.compiler.assume_constant_result
 def kernels_usable() -> bool:
     """kernel_status().available as a constant to torch.compile, which would otherwise trace
     the loader (imports, logging, the self-check) and fail with fullgraph=True."""
     return kernel_status().available
+
+
+# What torch.compiler.assume_constant_result(kernels_usable) does, without importing
+# torch._dynamo (2-3 s) in every process that loads the ops and never compiles; that the marker
+# still works is tested (tests/ops/test_cuda_kernels.py: test_public_ops_trace_with_fullgraph).
+kernels_usable._dynamo_marked_constant = True
 
 
 def resolve(x: torch.Tensor, impl: str | None = None) -> str:

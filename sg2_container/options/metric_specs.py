@@ -6,6 +6,8 @@ import dataclasses
 
 FULL_DATASET = None  # real_count: every image of the dataset (up to real_max)
 PPL_EPSILON = 1e-4
+# The training job's input channel holding the VGG16 weights file (read before torch loads).
+VGG16_CHANNEL = "vgg16"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -85,10 +85,37 @@ def _sdk(region: str):
         raise UserError("the SageMaker Python SDK V3 (sagemaker 3.x, the [pipeline] extra pins "
                         f"3.27.0) is not installed, or an older V2 is: {install_hint('sagemaker')}"
                         f" ({error})") from error
+    _check_config_schema_once()
     return dict(lambda_helper=lambda_helper, processing=processing, shapes=shapes,
                 ev=execution_variables, functions=functions, parameters=parameters,
                 pipeline_context=pipeline_context, lambda_step=lambda_step, pipeline=pipeline,
                 steps=steps, configs=configs, model_trainer=model_trainer)
+
+
+def _check_config_schema_once():
+    """The SDK validates its config (ours: SDK_CONFIG) with jsonschema.validate at each of the
+    ~44 lookups of a build, and that checks the SDK's large schema against the meta-schema
+    every time: 7 of a build's 8 s. The same validation, with the constant schema checked once
+    (jsonschema.validate's own steps: check_schema, then best_match of iter_errors)."""
+    import jsonschema
+    from sagemaker.core.config import config_manager
+
+    manager = getattr(config_manager, "SageMakerConfig", None)
+    schema = getattr(config_manager, "SAGEMAKER_PYTHON_SDK_CONFIG_SCHEMA", None)
+    if manager is None or schema is None or getattr(manager.validate_sagemaker_config,
+                                                    "_sg2_checked", False):
+        return  # another SDK layout: left as it is
+    kind = jsonschema.validators.validator_for(schema)
+    kind.check_schema(schema)
+    validator = kind(schema)
+
+    def validate_sagemaker_config(sagemaker_config=None):
+        error = jsonschema.exceptions.best_match(validator.iter_errors(sagemaker_config))
+        if error is not None:
+            raise error
+
+    validate_sagemaker_config._sg2_checked = True
+    manager.validate_sagemaker_config = staticmethod(validate_sagemaker_config)
 
 
 def _session(sdk, settings: PipelineSettings, boto_session=None):

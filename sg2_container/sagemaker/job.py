@@ -77,9 +77,9 @@ def find_detector(channels: dict[str, Path]) -> Path | None:
 
 def find_vgg16(channels: dict[str, Path]) -> Path | None:
     """The PPL metrics' VGG16 weights from the 'vgg16' channel, if the job has one."""
-    from sg2_container.metrics.ppl import CHANNEL
+    from sg2_container.options.metric_specs import VGG16_CHANNEL
 
-    return _channel_file(channels, CHANNEL, "VGG16 weights")
+    return _channel_file(channels, VGG16_CHANNEL, "VGG16 weights")
 
 
 def _refuse_uri(key: str, value: str, instead: str) -> None:
@@ -158,7 +158,8 @@ def resolve_options(values: dict[str, object]):
                 found = None
             if found is not None:
                 values[key] = str(found)
-    values.setdefault("gpus", detect_gpus())
+    if "gpus" not in values:  # not setdefault: detect_gpus loads torch even when unused
+        values["gpus"] = detect_gpus()
     return TrainingOptions(**values)
 
 
@@ -179,11 +180,13 @@ def run_training_job(args: list[str] | None = None) -> int:
 def _train(stop: threading.Event) -> None:
     from sg2_container.data.dataset import check_batch_fits
     from sg2_container.sagemaker.model_export import export_model
-    from sg2_container.training.launch import Topology, run_training
 
     options = resolve_options(read_hyperparameters(paths.config_dir() / "hyperparameters.json"))
     check_batch_fits(options.data, options.batch, options.subset, options.mirror)
     hosts = read_host_config()
+    # Imported after the checks above (launch loads torch, 2-3 s): a mistake there fails at once.
+    from sg2_container.training.launch import Topology, run_training
+
     topology = Topology()
     if hosts.num_nodes > 1:
         if hosts.network_interface_name:

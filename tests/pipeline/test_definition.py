@@ -275,3 +275,19 @@ def test_a_trailing_slash_on_an_output_prefix_makes_no_empty_folder_on_s3():
     assert values.output_uri == "s3://bucket-1/sg2/output"
     assert values.checkpoint_uri == "s3://bucket-1/sg2/checkpoints"
     assert PipelineParameters(output_uri="s3://bucket-1/").output_uri == "s3://bucket-1"
+
+
+def test_the_sdk_still_validates_its_config_after_the_schema_is_checked_once(default_definition):
+    """builder checks the SDK's config schema once, not at each lookup: configs are still
+    validated against it."""
+    import jsonschema
+    from sagemaker.core.config.config_manager import SageMakerConfig
+
+    from sg2_container.pipeline.builder import SDK_CONFIG
+
+    assert SageMakerConfig.validate_sagemaker_config._sg2_checked
+    SageMakerConfig.validate_sagemaker_config(SDK_CONFIG)
+    bad = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {
+        "TelemetryOptOut": "yes"}}}}
+    with pytest.raises(jsonschema.ValidationError, match="'yes' is not of type 'boolean'"):
+        SageMakerConfig.validate_sagemaker_config(bad)
