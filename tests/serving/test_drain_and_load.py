@@ -202,7 +202,11 @@ def test_requests_still_running_when_the_drain_runs_out_get_503_json_and_exit_13
     assert code == 130, log
     # drain_timeout_s (1 s) plus the exit; the forward running at the stop is not waited for.
     assert exited - signalled < 1 + 2.5, log
-    assert "exiting without waiting for a forward on cpu" in log, log
+    # Nearly always a forward is running when the drain ends (each request is 32 of them) and
+    # the log says it was not waited for; on a loaded machine the render thread can be between
+    # two forwards then, and a closed render thread starts no other: nothing is left to wait for.
+    waited_for = [line for line in log.splitlines() if "exiting without waiting for" in line]
+    assert all("a forward on cpu" in line for line in waited_for), log
     assert "Traceback" not in log and "CancelledError" not in log, log
     assert "stopped cleanly" not in log
     cut_lines = [line for line in log.splitlines() if "ran out with" in line]
