@@ -65,4 +65,9 @@ ROWS = [
         "'w' must hold finite numbers (within float32's range)",
         lambda tmp: user_error(load_ws_file, _w_file(tmp, values=np.full((1, 6, 16), 1e39)),
                                6, 16)),
+    Row("network-url", "`sg2 generate --network https://.../ffhq.pkl` (the reference fetches it)",
+        "'https://example.com/ffhq.pkl': a URL, and nothing is downloaded at run time",
+        lambda tmp: CliRunner().invoke(cli, ["generate", "--network", "https://example.com/"
+                                             "ffhq.pkl", "--seeds", "0", "--outdir",
+                                             str(tmp / "out")]).output),
 ]

@@ -71,4 +71,10 @@ ROWS = [
         "unknown hyperparameter 'gama' (did you mean 'gamma'?)", lambda tmp: _job(tmp, gama=10)),
     Row("job-resume-missing", "`resume: \"/opt/ml/input/data/train/nothere.pkl\"`",
         "input/data/train/nothere.pkl", lambda tmp: _job(tmp, resume="/opt/ml/input/data/train/nothere.pkl")),
+    Row("job-one-option-twice", "hyperparameters `kimg-per-tick` and `kimg_per_tick` both given "
+        "(the last one won)", "'kimg-per-tick' and 'kimg_per_tick' are the same option",
+        lambda tmp: _job(tmp, kimg_per_tick=0.016)),
+    Row("job-resume-url", "`resume: \"https://.../ffhq.pkl\"` (the reference downloads it)",
+        "resume https://example.com/ffhq.pkl: a URL, and nothing is downloaded at run time",
+        lambda tmp: _job(tmp, resume="https://example.com/ffhq.pkl")),
 ]
