@@ -22,11 +22,10 @@ from sg2_container.metrics.features import Workers, progress_bar
 from sg2_container.options.metric_specs import PPL_NAMES, VGG16_CHANNEL, PathLength
 
 PURPOSE = f"perceptual path length ({', '.join(PPL_NAMES)})"
-CHANNEL = VGG16_CHANNEL  # a training job's input channel holding the VGG16 weights file
 DISTANCE_SIDE = 256  # images are box-downsampled by resolution // 256 before the distance
 MIN_COMPARED_SIDE = 16  # VGG16's four poolings leave 1 px for its last stage
 OTHER_WAYS = (f"the hyperparameter 'vgg16' (training), a training job input channel named "
-              f"'{CHANNEL}'")
+              f"'{VGG16_CHANNEL}'")
 
 
 def load_distance(vgg16: str | None, device, *, allow_random: bool = False,
