@@ -49,6 +49,19 @@ def run_metrics(options: MetricsOptions, *, stop: threading.Event | None = None,
     beside = network if network.is_dir() else network.parent
     cache_dir = Path(options.cache_dir) if options.cache_dir else beside / CACHE_FOLDER
     batch = options.batch or (64 if device.type == "cuda" else 8)
+    workers = Workers(stop_requested=stop.is_set) if stop is not None else Workers()
+
+    def evaluator_for(reals: dict) -> MetricEvaluator:
+        """Opens and checks the dataset: before the network when --data names it."""
+        settings = EvaluationSettings(
+            **reals, latent_seed=options.seed, num_images=options.num_images,
+            allow_small=options.allow_small, batch=batch, cache_dir=cache_dir, progress=True)
+        return MetricEvaluator(options.metrics, detector, settings, workers,
+                               distance=distance, distance_source=source)
+
+    evaluator = None
+    if options.data is not None:
+        evaluator = evaluator_for({"data": options.data, "mirror": bool(options.mirror)})
     with located_model(network, what="network") as (path, shown):
         bundle = load_model(path, device=device)
     G = bundle.G_ema
@@ -58,13 +71,9 @@ def run_metrics(options: MetricsOptions, *, stop: threading.Event | None = None,
         name = str(Path(network.name) / shown.relative_to(network))  # found in it: run/model.pt
     else:
         name = str(shown)  # inside an archive: model.tar.gz/model.pt
-    reals = recorded_reals(options, bundle.metadata.get("training_set_kwargs"), name)
-    settings = EvaluationSettings(
-        **reals, latent_seed=options.seed, num_images=options.num_images,
-        allow_small=options.allow_small, batch=batch, cache_dir=cache_dir, progress=True)
-    workers = Workers(stop_requested=stop.is_set) if stop is not None else Workers()
-    evaluator = MetricEvaluator(options.metrics, detector, settings, workers,
-                                distance=distance, distance_source=source)
+    if evaluator is None:
+        evaluator = evaluator_for(recorded_reals(
+            options, bundle.metadata.get("training_set_kwargs"), name))
 
     def finished(metric: str, record: dict) -> None:
         record["network"] = name
@@ -78,11 +87,9 @@ def run_metrics(options: MetricsOptions, *, stop: threading.Event | None = None,
 
 
 def recorded_reals(options: MetricsOptions, recorded: object, network: str) -> dict:
-    """The reals to compare with: --data, else the training set the network file records
-    (`training_set_kwargs`, as the reference's calc_metrics.py looks it up), with its x-flips
-    and subset unless --mirror/--no-mirror says otherwise."""
-    if options.data is not None:
-        return {"data": options.data, "mirror": bool(options.mirror)}
+    """The reals to compare with when --data is not given: the training set the network file
+    records (`training_set_kwargs`, as the reference's calc_metrics.py looks it up), with its
+    x-flips and subset unless --mirror/--no-mirror says otherwise."""
     kwargs = recorded if isinstance(recorded, dict) else {}
     path = kwargs.get("path")
     if not isinstance(path, str) or not path:
